@@ -1,0 +1,71 @@
+"""The ``galaxy-ray`` command: one sub-command per stage of the flow.
+
+Each stage module owns its own argument parser (``main(argv) -> int``), so
+``galaxy-ray train ...`` and ``python jobs/train.py ...`` are the same
+command.  Modules are imported only when their sub-command runs: ``galaxy-ray
+query`` never pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from galaxy_ray.errors import GalaxyRayError
+
+#: sub-command -> (module, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synth": ("galaxy_ray.synthetic", "main", "render a synthetic survey in any input format"),
+    "pack": ("galaxy_ray.sources", "pack_main", "pack any source into Parquet shards of cutouts"),
+    "train": ("galaxy_ray.train", "main", "fine-tune a ResNet with Ray Train"),
+    "evaluate": ("galaxy_ray.evaluate", "main", "evaluate a checkpoint on a labelled source"),
+    "infer": ("galaxy_ray.infer", "main", "stream a source through a model into a Parquet catalog"),
+    "predict": ("galaxy_ray.infer", "predict_main", "classify a few image files, no cluster"),
+    "query": ("galaxy_ray.catalog", "query_main", "cone/box searches and filters over a catalog"),
+    "stats": ("galaxy_ray.catalog", "stats_main", "row counts, morphology mix and merger fraction"),
+    "report": ("galaxy_ray.report", "main", "figures and an index page for a source, run or catalog"),
+}
+
+
+def run_entry_point(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a stage's ``main``, turning a :class:`GalaxyRayError` into one line and exit 2."""
+    try:
+        return int(fn(argv) or 0)
+    except GalaxyRayError as exc:
+        print(f"galaxy-ray: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("galaxy-ray: interrupted", file=sys.stderr)
+        return 130
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: galaxy-ray COMMAND [options]   (galaxy-ray COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``galaxy-ray`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if args[0] == "--version":
+        from galaxy_ray import __version__
+
+        print(f"galaxy-ray {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"galaxy-ray: error: unknown command {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module, func, _ = COMMANDS[name]
+    fn = getattr(importlib.import_module(module), func)
+    return run_entry_point(fn, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Local paths and ``s3://`` URIs behind one small interface.
+
+Every reader and writer in galaxy_ray goes through here, so that a path and an
+S3 URI behave the same.  S3 endpoints other than AWS (MinIO, Ceph, a moto test
+server) are taken from the standard ``AWS_ENDPOINT_URL`` variable, plus the
+usual ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_DEFAULT_REGION``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from pathlib import Path
+from typing import IO
+
+import fsspec
+import pyarrow.fs as pafs
+
+from galaxy_ray.errors import GalaxyRayError
+
+__all__ = [
+    "is_remote",
+    "strip_scheme",
+    "join",
+    "pyarrow_filesystem",
+    "fsspec_filesystem",
+    "exists",
+    "isdir",
+    "list_files",
+    "open_input",
+    "read_bytes",
+    "write_bytes_atomic",
+    "makedirs",
+]
+
+
+def is_remote(uri: str) -> bool:
+    """True for ``s3://`` URIs."""
+    return str(uri).startswith("s3://")
+
+
+def strip_scheme(uri: str) -> str:
+    """``s3://bucket/key`` -> ``bucket/key``; local paths made absolute."""
+    uri = str(uri)
+    if is_remote(uri):
+        return uri[len("s3://") :].rstrip("/")
+    return str(Path(uri).expanduser().resolve())
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a local path or an ``s3://`` URI."""
+    uri = str(uri)
+    if is_remote(uri):
+        return posixpath.join(uri.rstrip("/"), *parts)
+    return str(Path(uri, *parts))
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def pyarrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path within it (for Ray Data and pyarrow)."""
+    if is_remote(uri):
+        endpoint = _endpoint()
+        kwargs = {}
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
+            kwargs = {"endpoint_override": host or scheme, "scheme": scheme if host else "https"}
+        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        if region:
+            kwargs["region"] = region
+        return pafs.S3FileSystem(**kwargs), strip_scheme(uri)
+    return pafs.LocalFileSystem(), strip_scheme(uri)
+
+
+def fsspec_filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """An fsspec filesystem and the path within it (for h5py, pandas, byte reads)."""
+    if is_remote(uri):
+        endpoint = _endpoint()
+        client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
+        fs = fsspec.filesystem("s3", client_kwargs=client_kwargs, skip_instance_cache=False)
+        return fs, strip_scheme(uri)
+    return fsspec.filesystem("file"), strip_scheme(uri)
+
+
+def exists(uri: str) -> bool:
+    fs, path = fsspec_filesystem(uri)
+    return fs.exists(path)
+
+
+def isdir(uri: str) -> bool:
+    fs, path = fsspec_filesystem(uri)
+    return fs.isdir(path)
+
+
+def list_files(uri: str, suffixes: tuple[str, ...] = (), recursive: bool = False) -> list[str]:
+    """Sorted files under a directory (as URIs of the same kind as ``uri``).
+
+    Parameters
+    ----------
+    uri : str
+        Directory path or ``s3://`` prefix.
+    suffixes : tuple of str
+        Keep names ending with one of these (case-insensitive); all when empty.
+    recursive : bool
+        Descend into sub-directories.
+    """
+    fs, path = fsspec_filesystem(uri)
+    if recursive:
+        names = [p for p in fs.find(path) if not fs.isdir(p)]
+    else:
+        names = [e["name"] for e in fs.ls(path, detail=True) if e["type"] == "file"]
+    if suffixes:
+        low = tuple(s.lower() for s in suffixes)
+        names = [n for n in names if n.lower().endswith(low)]
+    prefix = "s3://" if is_remote(uri) else ""
+    return sorted(prefix + n for n in names)
+
+
+def open_input(uri: str, mode: str = "rb") -> IO:
+    """Open a file for reading; a missing file is a :class:`GalaxyRayError`."""
+    fs, path = fsspec_filesystem(uri)
+    try:
+        return fs.open(path, mode)
+    except FileNotFoundError:
+        raise GalaxyRayError(f"{uri}: no such file; check the path") from None
+
+
+def read_bytes(uri: str) -> bytes:
+    """Whole file as bytes; raises ``FileNotFoundError`` when missing."""
+    fs, path = fsspec_filesystem(uri)
+    return fs.cat_file(path)
+
+
+def makedirs(uri: str) -> None:
+    """Create a local directory (S3 has no directories: nothing to do)."""
+    if not is_remote(uri):
+        Path(uri).mkdir(parents=True, exist_ok=True)
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Publish a file so that readers see all of it or none of it.
+
+    Locally: write a temporary file beside it and rename.  On S3 a single PUT
+    is already atomic.
+    """
+    fs, path = fsspec_filesystem(uri)
+    if is_remote(uri):
+        fs.pipe_file(path, data)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

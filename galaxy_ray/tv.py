@@ -1,0 +1,92 @@
+"""Import torchvision safely next to a CPU-only torch.
+
+PyPI's torchvision wheels are CUDA builds.  Installed next to the CPU wheel of
+torch, their compiled extension (``torchvision/_C.so``) cannot load, and
+``import torchvision`` then fails with ``operator torchvision::nms does not
+exist``: torchvision registers fake (meta) kernels for ``torchvision::nms`` and
+``torchvision::qnms`` at import and needs those operators to exist.
+
+This module does nothing when the extension loads.  Otherwise it defines the two
+operator schemas with :mod:`torch.library` and gives ``nms`` a pure-torch CPU
+kernel, so that torchvision imports and its models (the only part of it this
+project uses) run.  Images are decoded with Pillow and astropy, never with
+``torchvision.io``, whose codecs live in the same missing extension.
+
+Always import torchvision through this module::
+
+    from galaxy_ray.tv import torchvision
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+__all__ = ["torchvision", "EXTENSION_LOADED", "nms_reference"]
+
+# Keep the Library objects alive: dropping them unregisters the operators.
+_LIBRARIES: list[torch.library.Library] = []
+
+
+def _extension_loads() -> bool:
+    """True if torchvision's compiled ops load (or were already loaded)."""
+    if hasattr(torch.ops, "torchvision") and hasattr(torch.ops.torchvision, "nms"):
+        try:
+            torch.ops.torchvision.nms  # noqa: B018 - resolving it is the check
+            return True
+        except (AttributeError, RuntimeError):
+            pass
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return False
+    for lib in Path(spec.origin).parent.glob("_C*.so"):
+        try:
+            torch.ops.load_library(str(lib))
+            return True
+        except (OSError, RuntimeError, ImportError):
+            return False
+    return False
+
+
+def nms_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression in plain torch (boxes as x1, y1, x2, y2).
+
+    Returns the indices of the kept boxes in decreasing score order, as the
+    compiled ``torchvision::nms`` does.
+    """
+    order = torch.argsort(scores, descending=True)
+    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    area = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+    keep: list[int] = []
+    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    for rank, i in enumerate(order.tolist()):
+        if suppressed[rank]:
+            continue
+        keep.append(i)
+        rest = order[rank + 1 :]
+        w = (torch.minimum(x2[i], x2[rest]) - torch.maximum(x1[i], x1[rest])).clamp(min=0)
+        h = (torch.minimum(y2[i], y2[rest]) - torch.maximum(y1[i], y1[rest])).clamp(min=0)
+        inter = w * h
+        iou = inter / (area[i] + area[rest] - inter)
+        suppressed[rank + 1 :] |= iou > iou_threshold
+    return torch.tensor(keep, dtype=torch.int64)
+
+
+def _register_fallbacks() -> None:
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define(
+        "qnms(Tensor dets, Tensor scores, float iou_threshold, int input_zero_point, "
+        "float input_scale) -> Tensor"
+    )
+    lib.impl("nms", nms_reference, "CPU")
+    _LIBRARIES.append(lib)
+
+
+EXTENSION_LOADED: bool = _extension_loads()
+if not EXTENSION_LOADED:
+    _register_fallbacks()
+
+import torchvision  # noqa: E402  (must follow the registrations above)

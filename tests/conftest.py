@@ -1,0 +1,98 @@
+"""Shared fixtures: a real local Ray cluster, a real S3 server (moto) on loopback,
+and the real SDSS/GZ2 sample when CI provides it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# S3 settings go into the environment before anything starts Ray, so that every
+# Ray worker process inherits them and talks to the same moto server.
+S3_PORT = _free_port()
+os.environ.update(
+    AWS_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true",
+)
+# Keep Ray quiet and small on a 2-core machine.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster shared by the whole session (2 CPUs)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on loopback, in its own process group, for the session.
+
+    Yields the endpoint URL; the variables above already point at it.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(S3_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except Exception:
+            if time.time() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise RuntimeError("moto S3 server did not start")
+            time.sleep(0.2)
+    yield endpoint
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+_bucket_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh, empty bucket; yields its ``s3://`` URI."""
+    import boto3
+
+    name = f"test-bucket-{os.getpid()}-{next(_bucket_counter)}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def gz2_sample() -> Path:
+    """The real 450-galaxy SDSS/GZ2 sample (set GALAXY_RAY_GZ2_SAMPLE to its folder)."""
+    path = os.environ.get("GALAXY_RAY_GZ2_SAMPLE")
+    if not path or not Path(path, "catalog.csv").exists():
+        pytest.skip("real SDSS/GZ2 sample not available: set GALAXY_RAY_GZ2_SAMPLE to its folder")
+    return Path(path)
