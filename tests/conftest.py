@@ -39,11 +39,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real local Ray cluster shared by the whole session (2 CPUs)."""
+    """A real local Ray cluster shared by the whole session (4 logical CPUs on 2 cores, so that
+    Ray Train workers and the Ray Data tasks feeding them can run side by side)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
