@@ -97,3 +97,47 @@ def gz2_sample() -> Path:
     if not path or not Path(path, "catalog.csv").exists():
         pytest.skip("real SDSS/GZ2 sample not available: set GALAXY_RAY_GZ2_SAMPLE to its folder")
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """A Ray head node started with ``ray start --head --block`` for ``ray job submit`` tests.
+
+    It runs in its own process group with its own temp dir and ports, and is ended by
+    killing that group (never ``ray stop``, which would kill every Ray on the machine).
+    Yields the dashboard address, ``http://127.0.0.1:PORT``.
+    """
+    import shutil
+    import tempfile
+
+    temp_dir = tempfile.mkdtemp(prefix="grh-", dir="/tmp")  # short: Ray's socket paths are limited
+    gcs_port, dash_port, client_port = _free_port(), _free_port(), _free_port()
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    log = open(tmp_path_factory.mktemp("ray_head") / "head.log", "w")
+    # Job entrypoints say `python`: make it this interpreter, as an activated venv would.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--port={gcs_port}", f"--dashboard-port={dash_port}",
+         f"--ray-client-server-port={client_port}", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
+         "--num-cpus=4", "--include-dashboard=true", "--disable-usage-stats"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+    )
+    address = f"http://127.0.0.1:{dash_port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            break
+        except Exception:
+            if time.time() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise RuntimeError(f"ray head did not start; see {log.name}")
+            time.sleep(1)
+    yield address
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+    shutil.rmtree(temp_dir, ignore_errors=True)
