@@ -1,0 +1,325 @@
+"""Pieces shared by the source readers: the cutout-table schema and the reader base class.
+
+Every format is a :class:`Source`.  A source knows, on the driver, the ordered
+list of its cutouts as a small *metadata* table (ids, coordinates, labels,
+file locations: never pixels), and turns any slice of that table into rows of
+the cutout table inside a worker (:meth:`Source.read_rows`).  ``read_source``
+streams the slices through Ray Data; ``pack`` cuts the same ordered metadata
+into shards of a fixed size, which is what makes shard boundaries
+deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from galaxy_ray import storage
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
+
+#: Columns every source produces, in this order; extra columns follow.
+CUTOUT_COLUMNS: tuple[str, ...] = (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE, C.VOTES, C.LABEL)
+
+#: Arrow types of :data:`CUTOUT_COLUMNS` (docs/contracts.md, "The cutout table").
+CUTOUT_SCHEMA = pa.schema(
+    [
+        pa.field(C.OBJECT_ID, pa.string()),
+        pa.field(C.RA, pa.float64()),
+        pa.field(C.DEC, pa.float64()),
+        pa.field(C.IMAGE, pa.binary()),
+        pa.field(C.SOURCE, pa.string()),
+        pa.field(C.VOTES, pa.list_(pa.float32())),
+        pa.field(C.LABEL, pa.string()),
+    ]
+)
+
+#: Metadata column holding the URI of a cutout's file (file-per-object formats).
+PATH = "_path"
+#: Rows of metadata per Ray Data block when reading (images are 10-200 KB each).
+ROWS_PER_BLOCK = 64
+
+
+def cutout_table(
+    object_id: Sequence[str],
+    image: Sequence[bytes | None],
+    source: Sequence[str],
+    ra: Sequence[float] | np.ndarray | None = None,
+    dec: Sequence[float] | np.ndarray | None = None,
+    votes: np.ndarray | None = None,
+    label: Sequence[str | None] | None = None,
+    extras: pa.Table | None = None,
+    extras_schema: pa.Schema | None = None,
+) -> pa.Table:
+    """Assemble one block of the cutout table with the contract's types.
+
+    Parameters
+    ----------
+    votes : numpy.ndarray, shape (N, 37), optional
+        Cumulative GZ2 fractions; a row of NaN becomes a null list.
+    extras : pyarrow.Table, optional
+        Columns carried through; cast to ``extras_schema`` so that every block
+        of one source has the same schema.
+    """
+    n = len(object_id)
+    ra_arr = pa.array(_floats(ra, n), type=pa.float64(), from_pandas=True)
+    dec_arr = pa.array(_floats(dec, n), type=pa.float64(), from_pandas=True)
+    columns = [
+        pa.array([str(x) for x in object_id], type=pa.string()),
+        ra_arr,
+        dec_arr,
+        pa.array(list(image), type=pa.binary()),
+        pa.array([str(s) for s in source], type=pa.string()),
+        _votes_array(votes, n),
+        pa.array(_labels(label, n), type=pa.string()),
+    ]
+    table = pa.Table.from_arrays(columns, schema=CUTOUT_SCHEMA)
+    if extras is not None and extras.num_columns:
+        if extras_schema is not None:
+            extras = extras.select(extras_schema.names).cast(extras_schema)
+        for name, col in zip(extras.column_names, extras.columns):
+            table = table.append_column(name, col)
+    return table
+
+
+def _floats(values: Any, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, np.nan)
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _labels(values: Any, n: int) -> list[str | None]:
+    if values is None:
+        return [None] * n
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
+            for v in values]
+
+
+def _votes_array(votes: np.ndarray | None, n: int) -> pa.Array:
+    typ = pa.list_(pa.float32())
+    if votes is None:
+        return pa.nulls(n, type=typ)
+    votes = np.asarray(votes, dtype=np.float32).reshape(n, len(GZ2_KAGGLE_COLUMNS))
+    missing = np.isnan(votes).all(axis=1)
+    offsets = pa.array(np.arange(0, (n + 1) * votes.shape[1], votes.shape[1], dtype=np.int32))
+    values = pa.array(np.nan_to_num(votes, nan=0.0).ravel(), type=pa.float32())
+    return pa.ListArray.from_arrays(offsets, values, type=typ, mask=pa.array(missing))
+
+
+def read_many(uris: Sequence[str | None]) -> list[bytes | None]:
+    """Bytes of many files, ``None`` for those missing or unreadable.
+
+    One ``fsspec`` ``cat`` call per filesystem, so S3 reads overlap.
+    """
+    out: list[bytes | None] = [None] * len(uris)
+    groups: dict[bool, list[tuple[int, str]]] = {}
+    for i, uri in enumerate(uris):
+        if isinstance(uri, str) and uri:
+            groups.setdefault(storage.is_remote(uri), []).append((i, uri))
+    for items in groups.values():
+        fs, _ = storage.fsspec_filesystem(items[0][1])
+        paths = [storage.strip_scheme(u) for _, u in items]
+        got = fs.cat(sorted(set(paths)), on_error="return")
+        for (i, _), p in zip(items, paths):
+            value = got.get(p)
+            out[i] = value if isinstance(value, (bytes, bytearray)) else None
+    return out
+
+
+def refresh(uri: str) -> None:
+    """Forget s3fs's cached listings under ``uri``: other processes (Ray workers) may have written there."""
+    if storage.is_remote(uri):
+        fs, path = storage.fsspec_filesystem(uri)
+        fs.invalidate_cache(path)
+
+
+def parent(uri: str) -> str:
+    """Directory holding ``uri`` (a local path or an ``s3://`` URI)."""
+    if storage.is_remote(uri):
+        return posixpath.dirname(uri.rstrip("/"))
+    return storage.strip_scheme(uri).rsplit("/", 1)[0] or "/"
+
+
+def basename(uri: str) -> str:
+    return str(uri).rstrip("/").rsplit("/", 1)[-1]
+
+
+def resolve(path: str, base: str) -> str:
+    """A cutout path from a table: absolute, ``s3://``, or relative to ``base``."""
+    path = str(path)
+    if storage.is_remote(path) or "://" in path:
+        return path
+    if storage.is_remote(base) and not path.startswith("/"):
+        return "s3://" + posixpath.normpath(posixpath.join(storage.strip_scheme(base), path))
+    if path.startswith("/"):
+        return path
+    return storage.join(base, path)
+
+
+def votes_from(meta: pd.DataFrame) -> np.ndarray | None:
+    """The (N, 37) votes held in the metadata's Kaggle columns, or None."""
+    if GZ2_KAGGLE_COLUMNS[0] not in meta.columns:
+        return None
+    return meta[list(GZ2_KAGGLE_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def require_kaggle_columns(columns: Sequence[str], where: str) -> bool:
+    """True when all 37 ``ClassQ.k`` columns are there, False when none is; else an error."""
+    present = [c for c in GZ2_KAGGLE_COLUMNS if c in columns]
+    if not present:
+        return False
+    missing = [c for c in GZ2_KAGGLE_COLUMNS if c not in columns]
+    if missing:
+        raise GalaxyRayError(
+            f"{where}: has {len(present)} of the 37 GZ2 vote columns but not {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}; give all of Class1.1 ... Class11.6 or none"
+        )
+    return True
+
+
+class Source:
+    """One input source: validated on construction, read in slices by workers.
+
+    Subclasses set :attr:`format` and implement :meth:`metadata` and
+    :meth:`read_rows`.  Instances are pickled into Ray tasks, so they hold
+    only small configuration (never the metadata table).
+    """
+
+    format: str = ""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = str(uri)
+        #: carried-through columns, and their Arrow types once known for the whole source
+        self.extras_names: list[str] = []
+        self.extras_schema: pa.Schema | None = None
+
+    def metadata(self) -> pd.DataFrame:
+        """One row per cutout, in the source's fixed order (driver side, no pixels)."""
+        raise NotImplementedError
+
+    def read_rows(self, meta: pd.DataFrame) -> pa.Table:
+        """Rows of the cutout table for a slice of :meth:`metadata` (worker side)."""
+        raise NotImplementedError
+
+    def dataset(self, rows_per_block: int = ROWS_PER_BLOCK):
+        """The cutout table as a streaming Ray Dataset."""
+        import ray.data
+
+        meta = self.metadata()
+        if meta.empty:
+            raise GalaxyRayError(f"{self.uri}: no cutouts found in this {self.format} source")
+        chunks = [meta.iloc[i : i + rows_per_block] for i in range(0, len(meta), rows_per_block)]
+        return ray.data.from_pandas(chunks).map_batches(
+            self.read_rows, batch_format="pandas", batch_size=None
+        )
+
+    def set_extras(self, meta: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
+        """Fix the Arrow schema of the carried-through columns from the whole metadata."""
+        names = [c for c in meta.columns if c not in set(exclude) and not str(c).startswith("_")]
+        self.extras_names = names
+        if names:
+            schema = pa.Schema.from_pandas(meta[names], preserve_index=False).remove_metadata()
+            # An all-null column infers as `null`: carry it as string.
+            fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema]
+            self.extras_schema = pa.schema(fields)
+        else:
+            self.extras_schema = None
+        return names
+
+    def extras_of(self, meta: pd.DataFrame) -> pa.Table | None:
+        if not self.extras_names:
+            return None
+        return pa.Table.from_pandas(meta[self.extras_names], preserve_index=False)
+
+
+class FileRowsSource(Source):
+    """A source whose metadata names one image file per row (column ``_path``).
+
+    The metadata holds ``object_id``, optional ``ra``/``dec``/``label``, the
+    37 Kaggle columns for votes when present, and carried-through extras.
+    """
+
+    def read_rows(self, meta: pd.DataFrame) -> pa.Table:
+        uris = [None if pd.isna(u) else str(u) for u in meta[PATH]]
+        images = read_many(uris)
+        return cutout_table(
+            object_id=meta[C.OBJECT_ID].tolist(),
+            image=images,
+            source=[u if u is not None else self.uri for u in uris],
+            ra=meta[C.RA] if C.RA in meta else None,
+            dec=meta[C.DEC] if C.DEC in meta else None,
+            votes=votes_from(meta),
+            label=meta[C.LABEL].tolist() if C.LABEL in meta else None,
+            extras=self.extras_of(meta),
+            extras_schema=self.extras_schema,
+        )
+
+
+def read_table(uri: str, columns_as_string: Sequence[str] = ()) -> pd.DataFrame:
+    """A CSV or Parquet table as pandas; named columns read as strings (ids keep all digits)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        with storage.open_input(uri) as f:
+            if is_parquet(uri):
+                table = pq.read_table(f)
+            else:
+                header = _csv_header(uri)
+                types = {c: pa.string() for c in columns_as_string if c in header}
+                table = pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(column_types=types))
+    except GalaxyRayError:
+        raise
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise GalaxyRayError(f"{uri}: not a readable CSV/Parquet table ({_first_line(exc)})") from None
+    for c in columns_as_string:
+        if c in table.column_names:
+            table = table.set_column(table.column_names.index(c), c, table[c].cast(pa.string()))
+    return table.to_pandas()
+
+
+def table_columns(uri: str) -> list[str]:
+    """Column names of a CSV or Parquet table without reading it all."""
+    import pyarrow.parquet as pq
+
+    if is_parquet(uri):
+        try:
+            with storage.open_input(uri) as f:
+                return list(pq.ParquetFile(f).schema_arrow.names)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise GalaxyRayError(f"{uri}: not a readable Parquet file ({_first_line(exc)})") from None
+    return _csv_header(uri)
+
+
+def _csv_header(uri: str) -> list[str]:
+    import csv
+    import gzip
+    import io
+
+    with storage.open_input(uri) as f:
+        raw = f.read(1 << 16)
+    if uri.lower().endswith(".gz"):
+        try:
+            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(1 << 16)
+        except (OSError, EOFError):
+            pass
+    text = raw.decode("utf-8", errors="replace")
+    first = text.splitlines()[0] if text else ""
+    return [c.strip() for c in next(csv.reader([first]))] if first else []
+
+
+def is_parquet(uri: str) -> bool:
+    return str(uri).lower().endswith((".parquet", ".pq"))
+
+
+def is_table(uri: str) -> bool:
+    return str(uri).lower().endswith((".csv", ".csv.gz", ".parquet", ".pq"))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

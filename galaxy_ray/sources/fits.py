@@ -1,0 +1,163 @@
+"""FITS cutouts: one file per object, one image HDU with 1 or 3 bands and a celestial WCS.
+
+``ra``/``dec`` are the ICRS coordinates of the image centre from the WCS
+(astropy ``pixel_to_skycoord``, so FK5 or Galactic headers convert too);
+``object_id`` is the header's ``OBJECT`` or the file stem, ``label`` the
+header's ``LABEL``.  The image column holds the FITS file's bytes
+(decompressed when the file is ``.fits.gz``); decoding turns them into colour.
+
+Strictness: a single-file source, or a directory whose first readable file,
+has no usable celestial WCS is a :class:`GalaxyRayError` naming that file.
+Inside an otherwise good directory a file that cannot be parsed still
+becomes a row, with its bytes and null coordinates; decoding flags it later.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from galaxy_ray import storage
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.sources._common import PATH, Source, basename, cutout_table, read_many
+
+SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+#: Files tried for the up-front WCS check of a directory.
+_PROBE = 5
+
+
+def stem(uri: str) -> str:
+    name = basename(uri)
+    for s in sorted(SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(s):
+            return name[: -len(s)]
+    return name
+
+
+def plain_bytes(data: bytes) -> bytes:
+    """FITS bytes, gunzipped when gzip-compressed."""
+    if data[:2] == b"\x1f\x8b":
+        return gzip.decompress(data)
+    return data
+
+
+def parse(data: bytes, where: str):
+    """Header and ``(height, width)`` of a FITS cutout's image HDU; ``GalaxyRayError`` when unreadable.
+
+    Parameters
+    ----------
+    data : bytes
+        The (uncompressed) FITS file.
+    where : str
+        The file's name, for the error message.
+    """
+    from astropy.io import fits
+
+    try:
+        with fits.open(io.BytesIO(data), memmap=False) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and h.data.ndim in (2, 3)), None)
+            if hdu is None:
+                raise GalaxyRayError(f"{where}: no image HDU with 1 or 3 bands; expected (bands, height, width)")
+            return hdu.header.copy(), tuple(hdu.data.shape[-2:])
+    except GalaxyRayError:
+        raise
+    except Exception as exc:  # astropy raises many types for a damaged file
+        raise GalaxyRayError(f"{where}: not a readable FITS file ({_one_line(exc)})") from None
+
+
+def centre(header, shape: tuple[int, int], where: str) -> tuple[float, float]:
+    """ICRS ``(ra, dec)`` in degrees of the image centre; ``GalaxyRayError`` without a usable WCS."""
+    from astropy.wcs import WCS, FITSFixedWarning
+    from astropy.wcs.utils import pixel_to_skycoord
+
+    ny, nx = shape
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header).celestial
+        if not wcs.has_celestial or wcs.naxis != 2:
+            raise ValueError("no celestial axes such as CTYPE1/CTYPE2 = RA---TAN/DEC--TAN")
+        # Pixel centre of the cutout, 0-based: (n - 1) / 2.
+        sky = pixel_to_skycoord((nx - 1) / 2.0, (ny - 1) / 2.0, wcs, origin=0).icrs
+        ra, dec = float(sky.ra.deg), float(sky.dec.deg)
+        if not (np.isfinite(ra) and np.isfinite(dec)):
+            raise ValueError("the WCS gives no finite position at the image centre")
+    except Exception as exc:
+        raise GalaxyRayError(
+            f"{where}: no usable celestial WCS ({_one_line(exc)}); fix the header or list the file in a "
+            "manifest with ra/dec"
+        ) from None
+    return ra, dec
+
+
+def _card(header, key: str) -> str | None:
+    value = header.get(key)
+    return (str(value).strip() or None) if value is not None else None
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class FitsCutouts(Source):
+    """A ``.fits``/``.fits.gz`` file, or a directory of them."""
+
+    format = "fits"
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        if not storage.exists(uri):
+            raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
+        if storage.isdir(uri):
+            self.files = storage.list_files(uri, SUFFIXES)
+            if not self.files:
+                raise GalaxyRayError(f"{uri}: no FITS files ({', '.join(SUFFIXES)}) in this directory")
+            self._check_first_readable()
+        else:
+            self.files = [uri]
+            header, shape = parse(plain_bytes(storage.read_bytes(uri)), uri)
+            centre(header, shape, uri)
+
+    def _check_first_readable(self) -> None:
+        """Fail early when the directory's files lack a WCS; a damaged file alone is not fatal."""
+        for uri in self.files[:_PROBE]:
+            data = read_many([uri])[0]
+            if data is None:
+                continue
+            try:
+                header, shape = parse(plain_bytes(data), uri)
+            except (GalaxyRayError, OSError, EOFError):
+                continue
+            centre(header, shape, uri)
+            return
+        # Nothing in the first files could be parsed: let the rows say so.
+
+    def metadata(self) -> pd.DataFrame:
+        return pd.DataFrame({C.OBJECT_ID: [stem(f) for f in self.files], PATH: self.files})
+
+    def read_rows(self, meta: pd.DataFrame) -> pa.Table:
+        uris = meta[PATH].tolist()
+        ids, ras, decs, labels, images = [], [], [], [], []
+        for uri, fallback_id, data in zip(uris, meta[C.OBJECT_ID], read_many(uris)):
+            obj, ra, dec, label = None, np.nan, np.nan, None
+            if data is not None:
+                # A damaged file is kept with its bytes: decoding reports it on this row.
+                try:
+                    data = plain_bytes(data)
+                    header, shape = parse(data, uri)
+                    obj, label = _card(header, "OBJECT"), _card(header, "LABEL")
+                    ra, dec = centre(header, shape, uri)
+                except (GalaxyRayError, OSError, EOFError):
+                    pass
+            ids.append(obj or fallback_id)
+            ras.append(ra)
+            decs.append(dec)
+            labels.append(label)
+            images.append(data)
+        return cutout_table(object_id=ids, image=images, source=uris, ra=ras, dec=decs, label=labels)

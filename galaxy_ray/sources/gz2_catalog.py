@@ -1,0 +1,119 @@
+"""A Galaxy Zoo 2 vote catalog (Hart et al. 2016 columns, CSV or Parquet) joined to an image folder.
+
+The catalog stores *conditional* fractions (``tNN_<question>_aNN_<answer>_fraction``
+or ``..._debiased``); they become the 37 *cumulative* targets of the cutout
+table with :func:`galaxy_ray.schema.conditional_to_cumulative`.  Debiased
+values need not sum to 1 per question, so each question is renormalised first
+(where anyone answered it).  Each row's image is the catalog's ``image``
+column (a path relative to the catalog, absolute, or ``s3://``) when present,
+else ``<images dir>/<id>.jpg``.  RA/Dec come from ``ra``/``dec``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from galaxy_ray import storage
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.schema import GZ2_HART_COLUMNS, GZ2_KAGGLE_COLUMNS, GZ2_QUESTIONS, CatalogColumns as C
+from galaxy_ray.schema import conditional_to_cumulative
+from galaxy_ray.sources._common import PATH, FileRowsSource, parent, read_table, resolve, table_columns
+
+#: The column whose presence marks a GZ2 vote catalog.
+MARKER = "t01_smooth_or_features_a01_smooth_fraction"
+ID_CANDIDATES = ("dr7objid", "objid", "object_id", "id")
+VOTE_KINDS = ("fraction", "debiased")
+IMAGE_COLUMN = "image"
+_HART_VOTE = re.compile(r"^t\d\d_.*_a\d\d_.*_(count|weight|fraction|weighted_fraction|debiased|flag)$")
+
+
+def find_id_column(columns: list[str], uri: str, id_column: str | None = None) -> str:
+    """The id column: ``id_column`` when given, else the first of :data:`ID_CANDIDATES`."""
+    if id_column is not None:
+        if id_column not in columns:
+            raise GalaxyRayError(f"{uri}: no id column '{id_column}'; columns start {', '.join(columns[:8])}")
+        return id_column
+    lower = {c.lower(): c for c in columns}
+    for name in ID_CANDIDATES:
+        if name in lower:
+            return lower[name]
+    raise GalaxyRayError(
+        f"{uri}: no id column (looked for {', '.join(ID_CANDIDATES)}); name it with --id-column"
+    )
+
+
+class GZ2Catalog(FileRowsSource):
+    """GZ2 catalog rows with their cutouts; ``votes`` = ``fraction`` or ``debiased`` values."""
+
+    format = "gz2-catalog"
+
+    def __init__(self, uri: str, votes: str = "fraction", id_column: str | None = None) -> None:
+        super().__init__(uri)
+        if votes not in VOTE_KINDS:
+            raise GalaxyRayError(f"votes={votes!r}: unknown; one of {', '.join(VOTE_KINDS)}")
+        self.table_uri = find_catalog(uri)
+        self.votes = votes
+        columns = table_columns(self.table_uri)
+        self.id_column = find_id_column(columns, self.table_uri, id_column)
+        self.vote_columns = [f"{h}_{votes}" for h in GZ2_HART_COLUMNS]
+        missing = [c for c in self.vote_columns if c not in columns]
+        if missing:
+            raise GalaxyRayError(
+                f"{self.table_uri}: missing {len(missing)} GZ2 '{votes}' columns (first: {missing[0]}); "
+                f"check the catalog or choose --votes {'fraction' if votes == 'debiased' else 'debiased'}"
+            )
+        self.base = parent(self.table_uri)
+        images = storage.join(self.base, "images")
+        self.image_dir = images if storage.isdir(images) else self.base
+
+    def metadata(self) -> pd.DataFrame:
+        table = read_table(self.table_uri, columns_as_string=[self.id_column])
+        ids = table[self.id_column].astype(str).str.strip()
+        if table[self.id_column].isna().any():
+            raise GalaxyRayError(f"{self.table_uri}: empty values in id column '{self.id_column}'")
+        meta = pd.DataFrame({C.OBJECT_ID: ids})
+        lower = {c.lower(): c for c in table.columns}
+        for name in (C.RA, C.DEC):
+            meta[name] = pd.to_numeric(table[lower[name]], errors="coerce") if name in lower else np.nan
+        if IMAGE_COLUMN in table.columns:
+            meta[PATH] = [None if pd.isna(p) else resolve(p, self.base) for p in table[IMAGE_COLUMN]]
+        else:
+            meta[PATH] = [storage.join(self.image_dir, f"{i}.jpg") for i in ids]
+        cumulative = conditional_to_cumulative(_normalised(table[self.vote_columns].to_numpy(np.float64)))
+        votes = pd.DataFrame(cumulative, columns=list(GZ2_KAGGLE_COLUMNS), index=table.index)
+        used = {self.id_column, IMAGE_COLUMN, lower.get(C.RA), lower.get(C.DEC)}
+        carried = [c for c in table.columns if c not in used and not _HART_VOTE.match(c)
+                   and c not in meta.columns and c not in GZ2_KAGGLE_COLUMNS]
+        meta = pd.concat([meta, votes, table[carried]], axis=1)
+        self.set_extras(meta, exclude=[C.OBJECT_ID, C.RA, C.DEC, *GZ2_KAGGLE_COLUMNS])
+        return meta
+
+
+def _normalised(conditional: np.ndarray) -> np.ndarray:
+    """Each question's answers scaled to sum to 1 where any votes exist; NaN as 0 (not reached)."""
+    cond = np.nan_to_num(conditional, nan=0.0).clip(min=0.0)
+    for q in GZ2_QUESTIONS:
+        total = cond[:, q.indices].sum(axis=1, keepdims=True)
+        cond[:, q.indices] = np.divide(cond[:, q.indices], total, out=np.zeros_like(cond[:, q.indices]),
+                                       where=total > 0)
+    return cond
+
+
+def find_catalog(uri: str) -> str:
+    """The catalog table: ``uri`` itself, or the one CSV/Parquet in a directory with the GZ2 columns."""
+    from galaxy_ray.sources._common import is_table
+
+    if not storage.exists(uri):
+        raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
+    if not storage.isdir(uri):
+        return uri
+    candidates = [f for f in storage.list_files(uri) if is_table(f)]
+    found = [f for f in candidates if MARKER in table_columns(f)]
+    if not found:
+        raise GalaxyRayError(f"{uri}: no CSV/Parquet file with GZ2 vote columns ({MARKER}) in this directory")
+    if len(found) > 1:
+        raise GalaxyRayError(f"{uri}: several GZ2 catalog tables ({', '.join(found[:3])}); pass the file itself")
+    return found[0]

@@ -1,0 +1,65 @@
+"""The Kaggle "Galaxy Zoo - The Galaxy Challenge" layout.
+
+Labelled: a directory with ``training_solutions_rev1.csv`` (``GalaxyID``,
+``Class1.1`` ... ``Class11.6``, already cumulative fractions, so taken as they
+are) and the images ``<GalaxyID>.jpg`` in ``images_training_rev1/`` or beside
+the CSV.  Unlabelled: a directory holding only ``.jpg`` files (the challenge's
+``images_test_rev1/``); ``object_id`` is the file stem and ``votes`` is null.
+Kaggle cutouts carry no coordinates: ``ra`` and ``dec`` are null.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from galaxy_ray import storage
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
+from galaxy_ray.sources._common import PATH, FileRowsSource, basename, parent, read_table
+
+SOLUTIONS = "training_solutions_rev1.csv"
+IMAGE_DIRS = ("images_training_rev1", "images_training", "images")
+ID = "GalaxyID"
+IMAGE_SUFFIXES = (".jpg", ".jpeg")
+
+
+class KaggleGZ2(FileRowsSource):
+    """The Kaggle challenge's training folder (votes) or test folder (images only)."""
+
+    format = "kaggle-gz2"
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        if not storage.exists(uri):
+            raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
+        if storage.isdir(uri):
+            self.root = uri.rstrip("/")
+            csv = storage.join(self.root, SOLUTIONS)
+            self.solutions = csv if storage.exists(csv) else None
+        else:
+            self.root, self.solutions = parent(uri), uri
+        if self.solutions is not None:
+            self.image_dir = next(
+                (storage.join(self.root, d) for d in IMAGE_DIRS if storage.isdir(storage.join(self.root, d))),
+                self.root,
+            )
+
+    def metadata(self) -> pd.DataFrame:
+        if self.solutions is None:
+            files = storage.list_files(self.root, IMAGE_SUFFIXES)
+            if not files:
+                raise GalaxyRayError(f"{self.root}: no {SOLUTIONS} and no .jpg cutouts; not a Kaggle GZ2 folder")
+            return pd.DataFrame({C.OBJECT_ID: [basename(f).rsplit(".", 1)[0] for f in files], PATH: files})
+        table = read_table(self.solutions, columns_as_string=[ID])
+        if ID not in table.columns:
+            raise GalaxyRayError(f"{self.solutions}: no '{ID}' column; expected GalaxyID, Class1.1 ... Class11.6")
+        missing = [c for c in GZ2_KAGGLE_COLUMNS if c not in table.columns]
+        if missing:
+            raise GalaxyRayError(
+                f"{self.solutions}: missing vote columns {', '.join(missing[:5])}; expected Class1.1 ... Class11.6"
+            )
+        ids = table[ID].astype(str).str.strip()
+        meta = pd.DataFrame({C.OBJECT_ID: ids, PATH: [storage.join(self.image_dir, f"{i}.jpg") for i in ids]})
+        for c in GZ2_KAGGLE_COLUMNS:
+            meta[c] = table[c].astype("float64").to_numpy()
+        return meta

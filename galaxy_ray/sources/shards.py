@@ -1,0 +1,92 @@
+"""Packed Parquet shards of the cutout table (what ``galaxy-ray pack`` writes).
+
+Reading streams them with ``ray.data.read_parquet`` on the pyarrow filesystem
+of :mod:`galaxy_ray.storage`.  Repacking (``pack`` of a shards source) needs
+the rows in a fixed order: the driver reads only the Parquet footers to count
+each file's rows, and workers read their slice back by file and row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from galaxy_ray import storage
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source
+
+_FILE, _ROW = "_file", "_row"
+
+
+def shard_files(uri: str) -> list[str]:
+    """The ``.parquet`` files of a shards directory (or the one file ``uri``)."""
+    if not storage.exists(uri):
+        raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
+    if not storage.isdir(uri):
+        return [uri]
+    files = storage.list_files(uri, (".parquet",))
+    if not files:
+        raise GalaxyRayError(f"{uri}: no .parquet shards in this directory")
+    return files
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Cutout-table columns first with the contract's types (missing ones null), extras after."""
+    n = table.num_rows
+    columns, fields = [], []
+    for field in CUTOUT_SCHEMA:
+        col = table[field.name].cast(field.type) if field.name in table.column_names else pa.nulls(n, field.type)
+        columns.append(col)
+        fields.append(field)
+    for name in table.column_names:
+        if name not in CUTOUT_COLUMNS:
+            columns.append(table[name])
+            fields.append(table.schema.field(name))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+class Shards(Source):
+    """A directory of Parquet shards with an ``image`` column."""
+
+    format = "shards"
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.files = shard_files(uri)
+        fs, path = storage.pyarrow_filesystem(self.files[0])
+        try:
+            schema = pq.read_schema(path, filesystem=fs)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise GalaxyRayError(f"{self.files[0]}: not a readable Parquet file ({exc})") from None
+        for needed in (C.OBJECT_ID, C.IMAGE):
+            if needed not in schema.names:
+                raise GalaxyRayError(f"{self.files[0]}: no '{needed}' column; not a shard of the cutout table")
+
+    def dataset(self, rows_per_block: int = 64):
+        import ray.data
+
+        fs, _ = storage.pyarrow_filesystem(self.files[0])
+        paths = [storage.strip_scheme(f) for f in self.files]
+        return ray.data.read_parquet(paths, filesystem=fs, file_extensions=None).map_batches(
+            conform, batch_format="pyarrow", batch_size=None
+        )
+
+    def metadata(self) -> pd.DataFrame:
+        counts = []
+        for f in self.files:
+            fs, path = storage.pyarrow_filesystem(f)
+            counts.append(pq.ParquetFile(fs.open_input_file(path)).metadata.num_rows)
+        return pd.DataFrame({
+            _FILE: np.repeat(np.arange(len(self.files)), counts),
+            _ROW: np.concatenate([np.arange(c) for c in counts]) if counts else np.zeros(0, int),
+        })
+
+    def read_rows(self, meta: pd.DataFrame) -> pa.Table:
+        parts = []
+        for k, rows in meta.groupby(_FILE, sort=False)[_ROW]:
+            fs, path = storage.pyarrow_filesystem(self.files[int(k)])
+            parts.append(conform(pq.read_table(path, filesystem=fs)).take(pa.array(rows.to_numpy())))
+        return pa.concat_tables(parts, promote_options="permissive")

@@ -1,0 +1,393 @@
+"""Catalog-scale inference on a real local Ray cluster, real models, real Parquet and S3 (moto)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from galaxy_ray import catalog, infer, schema, storage
+from galaxy_ray import model as model_mod
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.preprocess import preprocess_batch
+from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.synthetic import synthetic_table
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 32  # model input side, pixels: tiny and fast
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _bad_cutouts() -> dict[str, bytes | None]:
+    """Cutouts that cannot be classified, by the reason they should report."""
+    from astropy.io import fits
+
+    good_png = synthetic_table(1, size=SIZE, seed=9)[C.IMAGE][0].as_py()
+    nan_fits = io.BytesIO()
+    fits.PrimaryHDU(np.full((3, SIZE, SIZE), np.nan, dtype=np.float32)).writeto(nan_fits)
+    wrong_shape = io.BytesIO()
+    np.save(wrong_shape, np.zeros((4, 4, 4), dtype=np.uint8))
+    return {
+        "truncated": good_png[: len(good_png) // 3],
+        "garbage": b"this is not an image",
+        "missing": None,
+        "nan_fits": nan_fits.getvalue(),
+        "wrong_shape": wrong_shape.getvalue(),
+    }
+
+
+def _survey(n: int, seed: int, bad: bool) -> pa.Table:
+    """A synthetic cutout table; with ``bad``, some rows replaced by broken cutouts and one without RA/Dec."""
+    table = synthetic_table(n, size=SIZE, seed=seed)
+    if not bad:
+        return table
+    images = table[C.IMAGE].to_pylist()
+    ids = table[C.OBJECT_ID].to_pylist()
+    for k, (reason, data) in enumerate(_bad_cutouts().items()):
+        row = 2 + k * ((n - 2) // 5)
+        images[row] = data
+        ids[row] = f"bad-{reason}"
+    ra = table[C.RA].to_pylist()
+    ra[1] = None  # a good cutout without a position: kept, with a null _healpix_29
+    table = table.set_column(table.column_names.index(C.IMAGE), C.IMAGE, pa.array(images, pa.binary()))
+    table = table.set_column(table.column_names.index(C.OBJECT_ID), C.OBJECT_ID, pa.array(ids, pa.string()))
+    return table.set_column(table.column_names.index(C.RA), C.RA, pa.array(ra, pa.float64()))
+
+
+def _write_shards(table: pa.Table, out: str, rows_per_shard: int) -> list[str]:
+    uris = []
+    for k, start in enumerate(range(0, table.num_rows, rows_per_shard)):
+        buf = io.BytesIO()
+        pq.write_table(table.slice(start, rows_per_shard), buf)
+        uri = storage.join(out, f"part-{k:05d}.parquet")
+        storage.write_bytes_atomic(uri, buf.getvalue())
+        uris.append(uri)
+    return uris
+
+
+def _checkpoint(out: str, task: str = "gz2") -> str:
+    import torch
+
+    torch.manual_seed(0)
+    pre = {"image_size": SIZE, "crop_fraction": 1.0}
+    if task == "gz2":
+        spec = model_mod.ModelSpec.for_gz2("resnet18", pre)
+    else:
+        spec = model_mod.ModelSpec("resnet18", "classes", list(schema.GALAXY10_CLASSES), pre,
+                                   schema.GALAXY10_MERGER_CLASS)
+    return model_mod.save_checkpoint(out, model_mod.build_model(spec), spec)
+
+
+def _read_catalog(out: str) -> tuple[list[str], pa.Table]:
+    files = [f for f in storage.list_files(out, (".parquet",))]
+    tables = []
+    for f in files:
+        fs, path = storage.pyarrow_filesystem(f)
+        tables.append(pq.read_table(path, filesystem=fs))
+    return files, pa.concat_tables(tables)
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def gz2_checkpoint(tmp_path_factory) -> str:
+    return _checkpoint(str(tmp_path_factory.mktemp("ckpt") / "model.pt"))
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory) -> tuple[str, pa.Table]:
+    """40 cutouts (5 broken) in 4 shards of 10."""
+    table = _survey(40, seed=3, bad=True)
+    out = str(tmp_path_factory.mktemp("survey"))
+    _write_shards(table, out, rows_per_shard=10)
+    return out, table
+
+
+@pytest.fixture(scope="module")
+def shard_run(ray_cluster, gz2_checkpoint, survey, tmp_path_factory) -> tuple[str, dict]:
+    source, _ = survey
+    out = str(tmp_path_factory.mktemp("catalog"))
+    summary = infer.run_inference(gz2_checkpoint, source, out, batch_size=8, rows_per_file=15,
+                                  num_actors=1, log=_quiet)
+    return out, summary
+
+
+# --------------------------------------------------------------------------- units (no Ray)
+
+
+def test_shard_units_group_consecutive_shards_by_footer_counts():
+    plan = infer.plan_shard_units([f"s3://b/part-{k:05d}.parquet" for k in range(6)], [10, 10, 0, 25, 3, 4], 20)
+    assert [u.name for u in plan.units] == ["part-00000-00001.parquet", "part-00002-00003.parquet",
+                                           "part-00004-00005.parquet"]
+    assert [u.rows for u in plan.units] == [20, 25, 7]
+    assert plan.shard_unit["part-00003.parquet"] == 1 and plan.rows == 52
+    rows = infer.plan_row_units(25, 10)
+    assert [u.row_range for u in rows.units] == [(0, 9), (10, 19), (20, 24)]
+    with pytest.raises(GalaxyRayError, match="rows-per-file"):
+        infer.plan_row_units(5, 0)
+
+
+def test_tta_averages_over_the_dihedral_group():
+    import torch
+
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5),
+                               torch.nn.Softmax(dim=1))
+    x = torch.rand(2, 3, 8, 8)
+    plain = conv(x)
+    averaged = infer.dihedral_predict(conv, x)
+    # the average over the group is the same for every member of the group's orbit
+    for moved in (x.rot90(1, dims=(-2, -1)), x.flip(-1), x.flip(-2).rot90(3, dims=(-2, -1))):
+        torch.testing.assert_close(infer.dihedral_predict(conv, moved), averaged)
+    assert not torch.allclose(plain, averaged)
+    torch.testing.assert_close(averaged.sum(dim=1), torch.ones(2))
+
+
+# --------------------------------------------------------------------------- the catalog
+
+
+def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint):
+    out, summary = shard_run
+    _, table = survey
+    files, cat = _read_catalog(out)
+    _, spec = model_mod.load_checkpoint(gz2_checkpoint)
+    expected = catalog.catalog_schema(model_mod.output_columns(spec))
+    assert cat.schema.remove_metadata().equals(expected)
+    assert cat.column_names[:4] == [C.OBJECT_ID, C.RA, C.DEC, C.HEALPIX]
+    assert cat.column_names[-4:] == [C.MORPHOLOGY, C.P_MERGER, C.IS_MERGER, C.ERROR]
+
+    # every input row exactly once, broken cutouts included
+    assert sorted(cat[C.OBJECT_ID].to_pylist()) == sorted(table[C.OBJECT_ID].to_pylist())
+    rows = {r[C.OBJECT_ID]: r for r in cat.to_pylist()}
+    bad = [i for i in rows if i.startswith("bad-")]
+    assert len(bad) == 5
+    for oid in bad:
+        r = rows[oid]
+        assert r[C.ERROR], oid
+        assert r[C.MORPHOLOGY] is None and r[C.P_MERGER] is None and r[C.IS_MERGER] is None
+        assert all(r[c] is None for c in schema.GZ2_ANSWER_COLUMNS)
+    assert "truncated" in rows["bad-truncated"][C.ERROR] or "corrupt" in rows["bad-truncated"][C.ERROR]
+    assert "NaN" in rows["bad-nan_fits"][C.ERROR]
+    good = cat.filter(pa.compute.is_null(cat[C.ERROR]))
+    assert good.num_rows == table.num_rows - 5
+    assert good[C.P_MERGER].null_count == 0 and good[C.MORPHOLOGY].null_count == 0
+    votes = np.column_stack([good[c].to_numpy() for c in schema.GZ2_ANSWER_COLUMNS])
+    schema.check_tree(votes, atol=1e-4)
+    p = good[C.P_MERGER].to_numpy()
+    np.testing.assert_array_equal(good[C.IS_MERGER].to_numpy(), p >= 0.5)
+    np.testing.assert_allclose(p, good["odd_feature_merger"].to_numpy())
+
+    # positions carried through; HEALPix index null exactly where RA/Dec are null
+    no_pos = cat.filter(pa.compute.is_null(cat[C.RA]))
+    assert no_pos.num_rows == 1 and no_pos[C.HEALPIX].null_count == 1
+    with_pos = cat.filter(pa.compute.is_valid(cat[C.RA]))
+    np.testing.assert_array_equal(
+        with_pos[C.HEALPIX].to_numpy(),
+        catalog.healpix29(with_pos[C.RA], with_pos[C.DEC]).to_numpy(),
+    )
+    assert summary["rows"] == table.num_rows and summary["error_rows"] == 5
+
+
+def test_files_are_units_of_shards_sorted_by_healpix(shard_run):
+    out, summary = shard_run
+    files, _ = _read_catalog(out)
+    # 4 shards of 10 rows, 15 rows per file -> shards (0, 1) and (2, 3)
+    assert [os.path.basename(f) for f in files] == ["part-00000-00001.parquet", "part-00002-00003.parquet"]
+    assert summary["files"] == 2 and summary["files_this_run"] == 2
+    for f in files:
+        hp = pq.read_table(f, columns=[C.HEALPIX])[C.HEALPIX]
+        valid = hp.drop_null().to_numpy()
+        assert np.all(np.diff(valid) >= 0), f
+        assert hp.null_count == 0 or hp[-1].as_py() is None  # rows without a position last
+    assert not [p for p in Path(out).iterdir() if ".tmp-" in p.name]
+
+
+def test_predictions_equal_an_in_process_run(shard_run, survey, gz2_checkpoint):
+    out, _ = shard_run
+    _, table = survey
+    _, cat = _read_catalog(out)
+    model, spec = model_mod.load_checkpoint(gz2_checkpoint)
+    batch = {k: np.array(table[k].to_pylist(), dtype=object) for k in (C.OBJECT_ID, C.IMAGE, C.SOURCE)}
+    prepared = preprocess_batch(batch, spec.preprocess)
+    ok = np.array([e is None for e in prepared[C.ERROR]])
+    expected = model_mod.predict_numpy(model, prepared["pixels"][ok])
+    by_id = {oid: i for i, oid in enumerate(cat[C.OBJECT_ID].to_pylist())}
+    order = [by_id[oid] for oid in np.asarray(batch[C.OBJECT_ID])[ok]]
+    columns = model_mod.output_columns(spec)
+    got = np.column_stack([cat[c].to_numpy(zero_copy_only=False) for c in columns])[order]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    morph = np.asarray(cat[C.MORPHOLOGY].to_pylist(), dtype=object)[order]
+    np.testing.assert_array_equal(morph, model_mod.morphology(spec, expected))
+
+
+def test_provenance_in_file_metadata_and_catalog_json(shard_run, survey, gz2_checkpoint):
+    out, _ = shard_run
+    source, table = survey
+    digest = hashlib.sha256(Path(gz2_checkpoint).read_bytes()).hexdigest()
+    summary = json.loads(Path(out, "_catalog.json").read_text())
+    assert summary["checkpoint_sha256"] == digest
+    assert summary["task"] == "gz2" and summary["merger"] == "Class8.6"
+    assert summary["merger_threshold"] == 0.5
+    assert summary["output_columns"] == list(schema.GZ2_ANSWER_COLUMNS)
+    assert summary["kaggle_columns"] == list(schema.GZ2_KAGGLE_COLUMNS)
+    assert summary["rows"] == table.num_rows and summary["error_rows"] == 5
+    assert summary["source"] == source and summary["source_format"] == "shards"
+    assert summary["seconds"] > 0 and summary["created"]
+    for pkg in ("torch", "torchvision", "ray", "pyarrow"):
+        assert summary["versions"][pkg]
+    total = 0
+    for f in sorted(Path(out).glob("part-*.parquet")):
+        meta = json.loads(pq.read_schema(f).metadata[catalog.METADATA_KEY.encode()])
+        n = pq.ParquetFile(f).metadata.num_rows
+        assert meta["rows"] == n and meta["checkpoint_sha256"] == digest and meta["file"] == f.name
+        total += meta["error_rows"]
+    assert total == 5
+    assert catalog.read_provenance(out)["rows"] == table.num_rows
+
+
+def test_rerun_skips_finished_files_and_rejects_another_split(shard_run, survey, gz2_checkpoint):
+    out, _ = shard_run
+    source, table = survey
+    before = {p.name: p.stat().st_mtime_ns for p in Path(out).glob("part-*.parquet")}
+    again = infer.run_inference(gz2_checkpoint, source, out, rows_per_file=15, log=_quiet)
+    assert again["files_this_run"] == 0 and again["files_skipped"] == 2 and again["rows"] == table.num_rows
+    assert {p.name: p.stat().st_mtime_ns for p in Path(out).glob("part-*.parquet")} == before
+    with pytest.raises(GalaxyRayError, match="different split"):
+        infer.run_inference(gz2_checkpoint, source, out, rows_per_file=25, log=_quiet)
+
+
+# --------------------------------------------------------------------------- crash and resume
+
+
+def test_killed_run_resumes_with_every_object_once(ray_cluster, gz2_checkpoint, tmp_path):
+    table = _survey(48, seed=5, bad=False)
+    source, out = str(tmp_path / "survey"), str(tmp_path / "catalog")
+    _write_shards(table, source, rows_per_shard=6)
+    # the job joins the test's cluster, as under `ray job submit`
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, str(ROOT / "jobs" / "infer.py"), "--checkpoint", gz2_checkpoint, "--source", source,
+           "--out", out, "--rows-per-file", "6", "--batch-size", "2", "--num-actors", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True, env=env, cwd=str(tmp_path))
+    try:
+        deadline = time.time() + 180
+        for line in proc.stdout:
+            if line.startswith("published ") or time.time() > deadline:
+                break
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash, right after the first file
+    finally:
+        proc.wait(timeout=30)
+    written = sorted(Path(out).glob("part-*.parquet"))
+    assert 1 <= len(written) < 8, "the run should have been killed part-way"
+    # a kill during a publish leaves a temporary file; the rerun must ignore and remove it
+    Path(out, written[0].name + ".tmp-deadbeef").write_bytes(b"partial")
+    lines: list[str] = []
+    summary = infer.run_inference(gz2_checkpoint, source, out, rows_per_file=6, batch_size=8, log=lines.append)
+    assert summary["files_skipped"] == len(written)
+    assert summary["files_this_run"] == 8 - len(written)
+    assert any("temp file" in s for s in lines)
+    files, cat = _read_catalog(out)
+    ids = cat[C.OBJECT_ID].to_pylist()
+    assert len(files) == 8
+    assert sorted(ids) == sorted(table[C.OBJECT_ID].to_pylist()) and len(set(ids)) == len(ids)
+    assert summary["rows"] == 48 and not list(Path(out).glob("*.tmp-*"))
+
+
+# --------------------------------------------------------------------------- S3, other formats
+
+
+def test_s3_in_and_out(ray_cluster, s3_bucket, tmp_path):
+    table = _survey(20, seed=7, bad=True)
+    source, out = f"{s3_bucket}/survey", f"{s3_bucket}/catalog"
+    _write_shards(table, source, rows_per_shard=10)
+    checkpoint = f"{s3_bucket}/runs/g10/model.pt"
+    local = _checkpoint(str(tmp_path / "model.pt"), task="classes")
+    storage.write_bytes_atomic(checkpoint, Path(local).read_bytes())
+
+    summary = infer.run_inference(checkpoint, source, out, batch_size=8, rows_per_file=100, tta=True,
+                                  merger_threshold=0.05, log=_quiet)
+    files, cat = _read_catalog(out)
+    assert [f.rsplit("/", 1)[-1] for f in files] == ["part-00000-00001.parquet"]
+    assert sorted(cat[C.OBJECT_ID].to_pylist()) == sorted(table[C.OBJECT_ID].to_pylist())
+    assert cat.column_names[4:14] == [schema.class_column(c) for c in schema.GALAXY10_CLASSES]
+    good = cat.filter(pa.compute.is_null(cat[C.ERROR]))
+    assert good.num_rows == 15 and cat.num_rows - good.num_rows == 5
+    np.testing.assert_allclose(good[C.P_MERGER].to_numpy(), good["prob_merging"].to_numpy())
+    np.testing.assert_array_equal(good[C.IS_MERGER].to_numpy(), good[C.P_MERGER].to_numpy() >= 0.05)
+    assert set(good[C.MORPHOLOGY].to_pylist()) <= set(schema.GALAXY10_CLASSES)
+
+    prov = json.loads(storage.read_bytes(f"{out}/_catalog.json"))
+    assert prov["task"] == "classes" and prov["tta"] is True and prov["merger_threshold"] == 0.05
+    assert prov["checkpoint"] == checkpoint
+    assert prov["checkpoint_sha256"] == hashlib.sha256(Path(local).read_bytes()).hexdigest()
+    assert prov["rows"] == summary["rows"] == 20 and prov["error_rows"] == 5
+
+    # TTA predictions equal the in-process average over the 8 rotations and flips
+    predictor = infer.Predictor(local, tta=True)
+    batch = {k: np.array(table[k].to_pylist(), dtype=object) for k in (C.OBJECT_ID, C.IMAGE, C.SOURCE)}
+    prepared = preprocess_batch(batch, predictor.spec.preprocess)
+    ok = np.array([e is None for e in prepared[C.ERROR]])
+    expected = predictor.probabilities(prepared["pixels"][ok])
+    by_id = {oid: i for i, oid in enumerate(cat[C.OBJECT_ID].to_pylist())}
+    order = [by_id[oid] for oid in np.asarray(batch[C.OBJECT_ID])[ok]]
+    got = np.column_stack([cat[schema.class_column(c)].to_numpy(zero_copy_only=False)
+                           for c in schema.GALAXY10_CLASSES])[order]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_real_gz2_sample_gets_positions_and_healpix(ray_cluster, gz2_sample, gz2_checkpoint, tmp_path):
+    out = str(tmp_path / "catalog")
+    summary = infer.run_inference(gz2_checkpoint, str(gz2_sample), out, format="gz2-catalog",
+                                  batch_size=32, rows_per_file=200, log=_quiet)
+    files, cat = _read_catalog(out)
+    assert [os.path.basename(f) for f in files] == [
+        "part-r000000000-000000199.parquet", "part-r000000200-000000399.parquet",
+        "part-r000000400-000000449.parquet"]
+    assert cat.num_rows == 450 == summary["rows"] and len(set(cat[C.OBJECT_ID].to_pylist())) == 450
+    assert cat[C.ERROR].null_count == 450
+    for col in (C.RA, C.DEC, C.HEALPIX, C.P_MERGER):
+        assert cat[col].null_count == 0, col
+    ra, dec = cat[C.RA].to_numpy(), cat[C.DEC].to_numpy()
+    assert ((ra >= 0) & (ra < 360)).all() and ((dec >= -90) & (dec <= 90)).all()
+    np.testing.assert_array_equal(cat[C.HEALPIX].to_numpy(), catalog.healpix29(ra, dec).to_numpy())
+    assert summary["source_format"] == "gz2-catalog"
+
+
+# --------------------------------------------------------------------------- predict (no Ray)
+
+
+def test_predict_prints_morphology_and_merger_probability(gz2_checkpoint, tmp_path, capsys):
+    table = synthetic_table(2, size=SIZE, seed=11)
+    paths = []
+    for k, data in enumerate(table[C.IMAGE].to_pylist()):
+        paths.append(tmp_path / f"galaxy{k}.png")
+        paths[-1].write_bytes(data)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    code = infer.predict_main([gz2_checkpoint, *map(str, paths), str(broken), "--top", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 1 and len(lines) == 3
+    for line, path in zip(lines[:2], paths):
+        assert line.startswith(f"{path}: ") and "p_merger" in line and "top:" in line
+        morph = line.split(": ", 1)[1].split()[0]
+        assert morph in {"elliptical", "spiral", "disk", "edge_on", "artifact", "merger"}
+    assert lines[2].startswith(f"{broken}: error:")
+    results = infer.predict_files(gz2_checkpoint, [str(paths[0])], top=37)
+    assert len(results[0]["top"]) == 37
+    np.testing.assert_allclose(sum(v for c, v in results[0]["top"] if c.startswith("smooth_or_features")), 1.0,
+                               rtol=1e-5)
