@@ -222,6 +222,8 @@ def _catalog_files(uri: str) -> list[str]:
 def read_provenance(catalog_dir: str) -> dict:
     """Provenance of a catalog: ``_catalog.json``, else the first file's Parquet metadata.
 
+    ``catalog_dir`` may also be one catalog file: its own metadata is returned.
+
     Raises
     ------
     GalaxyRayError

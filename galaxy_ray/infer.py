@@ -42,6 +42,12 @@ The file names encode the plan; files from a different plan (another
 ``--rows-per-file``) in the same output stop the run instead of duplicating
 rows.
 
+Why not ``Dataset.write_parquet``: it writes one file per block under names
+that change from run to run, so a rerun cannot tell which inputs are done,
+and it cannot sort a file or hold a file back until its unit is complete.
+The driver-side writer costs little: catalog rows are ~200 bytes, and only
+units with rows in flight (a few, as the shards are read in order) are held.
+
 A cutout that cannot be decoded becomes a row with its ``object_id``, the
 reason in ``error`` and null predictions; the count of such rows is printed
 and recorded in the provenance (Parquet key-value metadata and
@@ -480,7 +486,7 @@ class UnitWriter:
     Only units with rows in flight are held in memory.
     """
 
-    def __init__(self, out: str, plan: Plan, pending: Sequence[Unit], provenance: dict, log=print) -> None:
+    def __init__(self, out: str, pending: Sequence[Unit], provenance: dict, log=print) -> None:
         self.out = out
         self.units = {u.index: u for u in pending}
         self.parts: dict[int, list[pa.Table]] = {}
@@ -514,8 +520,8 @@ class UnitWriter:
         from galaxy_ray import catalog
 
         unit = self.units[index]
+        # write_catalog_file sorts the rows by _healpix_29
         table = pa.concat_tables(self.parts.pop(index)).drop_columns([_UNIT])
-        table = table.sort_by([(C.HEALPIX, "ascending")])
         errors = table.num_rows - table.column(C.ERROR).null_count
         provenance = dict(self.provenance, rows=table.num_rows, error_rows=errors, file=unit.name)
         if unit.shards:
@@ -547,6 +553,15 @@ def _ensure_ray():
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True)
     return ray
+
+
+def checkpoint_file(uri: str) -> str:
+    """The checkpoint file itself: ``uri``, or the ``model.pt`` in a run directory."""
+    if storage.isdir(uri):
+        uri = storage.join(uri, "model.pt")
+    if not storage.exists(uri):
+        raise GalaxyRayError(f"{uri}: no such checkpoint; give the model.pt that `galaxy-ray train` wrote")
+    return uri
 
 
 def file_sha256(uri: str) -> str:
@@ -694,8 +709,7 @@ def run_inference(
 
     if batch_size < 1:
         raise GalaxyRayError(f"--batch-size {batch_size}: must be at least 1")
-    if not storage.exists(checkpoint):
-        raise GalaxyRayError(f"{checkpoint}: no such checkpoint; give the model.pt a training run wrote")
+    checkpoint = checkpoint_file(checkpoint)
     fmt = format or sources.detect_format(source)
     _, spec = model_mod.load_checkpoint(checkpoint)  # fail early on a bad checkpoint
     provenance = base_provenance(checkpoint, spec, source, fmt, merger_threshold, tta)
@@ -715,7 +729,7 @@ def run_inference(
     log(f"{source} ({fmt}): {plan.rows} rows in {len(plan.units)} output file(s); "
         f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
 
-    writer = UnitWriter(out, plan, pending, provenance, log=log)
+    writer = UnitWriter(out, pending, provenance, log=log)
     if pending:
         transfer = ("uint8" if use_gpu else "float32") if transfer == "auto" else transfer
         ds = _build_pipeline(
@@ -890,9 +904,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--merger-threshold", type=float, default=0.5)
     p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
     args = p.parse_args(argv)
-    if not storage.exists(args.checkpoint):
-        raise GalaxyRayError(f"{args.checkpoint}: no such checkpoint")
-    results = predict_files(args.checkpoint, args.images, tta=args.tta,
+    results = predict_files(checkpoint_file(args.checkpoint), args.images, tta=args.tta,
                             merger_threshold=args.merger_threshold, top=args.top)
     failed = 0
     for r in results:

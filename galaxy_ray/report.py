@@ -179,26 +179,26 @@ def read_labelled(uri: str, max_rows: int = 2000, seed: int = 0, want_images: bo
 
 def _plot_image_grid(rep: Report, rows: list[tuple[str, list[tuple[str, str]]]], images: dict, name: str,
                      title: str, caption: str) -> None:
-    """A grid: one row per answer/class, each cell an image with a small caption."""
+    """Image strips, one per answer/class, laid out several strips side by side."""
     plt = _pyplot()
-    ncols = max((len(cells) for _, cells in rows), default=1) or 1
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.6 * ncols + 1.8, 1.7 * len(rows)), squeeze=False)
-    for r, (row_title, cells) in enumerate(rows):
-        for c in range(ncols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(cells):
-                oid, text = cells[c]
-                data, where = images.get(oid, (None, oid))
-                rgb = _image_rgb(data, where)
-                if rgb is not None:
-                    ax.imshow(np.clip(rgb, 0, 1))
-                ax.set_title(text, fontsize=7)
-            else:
-                ax.axis("off")
-        axes[r][0].set_ylabel(_short(row_title, 22), fontsize=7, rotation=0, ha="right", va="center")
+    per = max((len(cells) for _, cells in rows), default=1) or 1
+    blocks = max(1, 12 // per)  # strips side by side
+    nrows = math.ceil(len(rows) / blocks)
+    fig, axes = plt.subplots(nrows, blocks * per, figsize=(1.5 * blocks * per, 1.75 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, (row_title, cells) in enumerate(rows):
+        r, b = divmod(k, blocks)
+        for c, (oid, text) in enumerate(cells):
+            ax = axes[r][b * per + c]
+            data, where = images.get(oid, (None, oid))
+            rgb = _image_rgb(data, where)
+            if rgb is not None:
+                ax.imshow(np.clip(rgb, 0, 1))
+            label = f"{_short(row_title, 30)}\n{text}" if c == 0 else f"\n{text}"
+            ax.set_title(label, fontsize=6, loc="left")
     fig.suptitle(title)
+    fig.tight_layout()
     rep.save(fig, name, title, caption)
 
 

@@ -83,7 +83,7 @@ MIN_SIZE, MAX_SIZE = 16, 1024
 #: Sky noise per band, nanomaggies per square arcsec (DECaLS-like depths: z is shallowest).
 SKY_SIGMA = np.array([0.030, 0.050, 0.110])
 #: Lupton colour stretch: Q, stretch (nanomaggies per square arcsec) and per-band weights (g, r, z)
-#: that make a galaxy of typical colour (g - r = 0.65, r - z = 0.45) look neutral.
+#: that give a typical galaxy (g - r = 0.65) the warm tone of survey cutouts, star-forming parts blue.
 LUPTON_Q = 8.0
 LUPTON_STRETCH = 1.0
 LUPTON_WEIGHTS = np.array([1.4, 1.0, 0.7])

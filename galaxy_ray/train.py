@@ -260,7 +260,10 @@ def split_mask(object_ids: Iterable[Any], val_fraction: float, split: str) -> np
 
 
 def _present(values: np.ndarray) -> np.ndarray:
-    return np.array([v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values], dtype=bool)
+    """True where a label is set (not None, NaN or pandas' NA)."""
+    import pandas as pd
+
+    return np.array([v is not None and not (np.ndim(v) == 0 and pd.isna(v)) for v in values], dtype=bool)
 
 
 def _targets(values: np.ndarray, task: str, class_index: Mapping[str, int] | None) -> np.ndarray:
@@ -328,6 +331,19 @@ def _column_names(ds) -> list[str]:
 
 def summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
     """Class list, training mean, baselines and split sizes from ``object_id`` + label only."""
+    import logging
+
+    # Ray Data logs every execution plan at INFO; for this quick look they only bury the answer.
+    data_logger = logging.getLogger("ray.data")
+    level = data_logger.level
+    data_logger.setLevel(logging.WARNING)
+    try:
+        return _summarize_labels(ds, cfg)
+    finally:
+        data_logger.setLevel(level)
+
+
+def _summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
     columns = _column_names(ds)
     if cfg.label not in columns:
         hint = "pass --label-column" if cfg.task == "classes" else "is it a labelled GZ2 source? pass --label-column"
@@ -538,6 +554,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             loss_sum += float(loss.detach()) * len(x)
             count += len(x)
 
+        train_seconds = time.perf_counter() - t0
         model.eval()
         v_loss = v_n = v_sq = v_correct = 0.0
         with torch.no_grad():
@@ -581,7 +598,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         else:
             sched.step()
 
-        metrics = dict(row, samples=count, stopped=state["stopped"])
+        metrics = dict(row, samples=count, train_seconds=train_seconds, stopped=state["stopped"])
         if rank == 0:
             _progress(
                 f"epoch {epoch}/{epochs} [{phase}] train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
@@ -648,18 +665,26 @@ def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, 
     return train, val
 
 
-def run_training(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, write the run directory, evaluate; returns a summary dict."""
-    import ray
-    import ray.train
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+@dataclass
+class RunPlan:
+    """Everything the driver decides before training starts."""
 
-    from galaxy_ray import evaluate
-    from galaxy_ray.model import ModelSpec, output_columns
+    cfg: TrainConfig
+    run_dir: str
+    ds: Any
+    summary: DataSummary
+    spec: Any
+    class_index: dict[str, int] | None
+    class_weights: list[float] | None
+    use_gpu: bool
+    loop_config: dict[str, Any]
+
+
+def plan_run(cfg: TrainConfig) -> RunPlan:
+    """Read the source's labels, build the model spec and the worker configuration (driver side)."""
+    from galaxy_ray.model import ModelSpec, build_model
     from galaxy_ray.preprocess import PreprocessConfig
 
-    t_start = time.perf_counter()
     ensure_ray(cfg.workers)
     run_dir = storage.join(cfg.storage, cfg.name)
     preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction)).to_dict()
@@ -673,15 +698,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         class_index = {n: i for i, n in enumerate(summary.class_names)}
     class_weights = _class_weights(cfg, summary) if cfg.task == "classes" else None
     if cfg.weights not in ("none", "", None):
-        from galaxy_ray.model import build_model
-
         build_model(spec, cfg.weights)  # fail fast, on the driver, with one line (offline, wrong file, ...)
-    use_gpu = _use_gpu(cfg)
     metric, mode = cfg.monitor
-    print(f"galaxy-ray train: {cfg.name}: {cfg.task} {cfg.arch} on {summary.n_train} training / {summary.n_val} "
-          f"validation galaxies from {cfg.source}; {cfg.workers} workers ({'GPU' if use_gpu else 'CPU'}); "
-          f"run directory {run_dir}", flush=True)
-
     extra = {"task": cfg.task, "train_mean": summary.train_mean, "class_counts": summary.class_counts,
              "merger_threshold": float(cfg.merger_threshold), "source": cfg.source, "run": cfg.name}
     loop_config = {
@@ -693,12 +711,22 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         "name": cfg.name, "extra": {k: v for k, v in extra.items() if v is not None},
         "fault_at_epoch": cfg.fault_at_epoch, "fault_marker": cfg.fault_marker,
     }
-    train_ds, val_ds = build_datasets(ds, cfg, class_index, preprocess)
+    return RunPlan(cfg, run_dir, ds, summary, spec, class_index, class_weights, _use_gpu(cfg), loop_config)
+
+
+def make_trainer(plan: RunPlan):
+    """The :class:`ray.train.torch.TorchTrainer` of a planned run."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = plan.cfg
+    metric, mode = cfg.monitor
+    train_ds, val_ds = build_datasets(plan.ds, cfg, plan.class_index, plan.spec.preprocess)
     fs, storage_path = _storage_args(cfg.storage)
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu),
+        train_loop_config=plan.loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=plan.use_gpu),
         run_config=RunConfig(
             name=cfg.name,
             storage_path=storage_path,
@@ -709,6 +737,22 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         ),
         datasets={"train": train_ds, "val": val_ds},
     )
+
+
+def run_training(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, write the run directory, evaluate; returns a summary dict."""
+    from galaxy_ray import evaluate
+    from galaxy_ray.model import output_columns
+
+    t_start = time.perf_counter()
+    plan = plan_run(cfg)
+    run_dir, summary, spec, use_gpu = plan.run_dir, plan.summary, plan.spec, plan.use_gpu
+    class_weights = plan.class_weights
+    metric, mode = cfg.monitor
+    print(f"galaxy-ray train: {cfg.name}: {cfg.task} {cfg.arch} on {summary.n_train} training / {summary.n_val} "
+          f"validation galaxies from {cfg.source}; {cfg.workers} workers ({'GPU' if use_gpu else 'CPU'}); "
+          f"run directory {run_dir}", flush=True)
+    trainer = make_trainer(plan)
     try:
         result = trainer.fit()
     except Exception as exc:  # TrainingFailedError and friends: report in one line, the run can resume
@@ -726,7 +770,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         "best": {metric: _best_value(history, metric, mode)}, "versions": _versions(),
     }
     storage.write_bytes_atomic(storage.join(run_dir, "config.json"), json.dumps(config_json, indent=2).encode())
-    report = evaluate.evaluate_run(run_dir, ds, cfg, summary)
+    report = evaluate.evaluate_run(run_dir, plan.ds, cfg, summary)
     seconds = time.perf_counter() - t_start
     headline = evaluate.headline(report)
     print(f"galaxy-ray train: done in {seconds:.0f} s; best {metric} {_best_value(history, metric, mode):.4f}; "

@@ -60,7 +60,9 @@ def synthetic_rows(n: int, rng: np.random.Generator, first_id: int) -> pa.Table:
 
 def write_catalog(out: Path, rows: int, rows_per_file: int, row_group_size: int, seed: int) -> int:
     rng = np.random.default_rng(seed)
-    provenance = {"task": "gz2", "output_columns": list(GZ2_ANSWER_COLUMNS), "merger": "Class8.6",
+    provenance = {"bench": {"rows": rows, "rows_per_file": rows_per_file, "row_group_size": row_group_size,
+                            "seed": seed},
+                  "task": "gz2", "output_columns": list(GZ2_ANSWER_COLUMNS), "merger": "Class8.6",
                   "merger_threshold": 0.25, "source": "synthetic (jobs/bench_query.py)", "rows": rows,
                   "error_rows": 0}
     files = 0
@@ -87,20 +89,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--rows-per-file", type=int, default=1_000_000)
-    p.add_argument("--row-group-size", type=int, default=20_000)
+    p.add_argument("--row-group-size", type=int, default=10_000)
     p.add_argument("--cone", nargs=3, type=float, default=[150.1, 2.2, 1.0], metavar=("RA", "DEC", "RADIUS"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dir", help="catalog directory to (re)use; a temporary one by default")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reuse", action="store_true",
+                   help="with --dir: keep a catalog written earlier by this script with the same settings")
     args = p.parse_args(argv)
 
     tmp = None if args.dir else tempfile.TemporaryDirectory(prefix="bench_query_")
     out = Path(args.dir or tmp.name)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    files = write_catalog(out, args.rows, args.rows_per_file, args.row_group_size, args.seed)
+    settings = {"rows": args.rows, "rows_per_file": args.rows_per_file, "row_group_size": args.row_group_size,
+                "seed": args.seed}
+    summary = out / catalog.SUMMARY_NAME
+    if args.reuse and summary.exists() and json.loads(summary.read_text()).get("bench") == settings:
+        files = len(list(out.glob("part-*.parquet")))
+        verb = "reusing"
+    else:
+        for old in out.glob("part-*.parquet"):
+            old.unlink()
+        files = write_catalog(out, args.rows, args.rows_per_file, args.row_group_size, args.seed)
+        verb = "wrote"
     size = sum(f.stat().st_size for f in out.glob("*.parquet"))
-    print(f"wrote {args.rows:,} rows in {files} files ({size / 2**20:,.0f} MiB, row groups of "
+    print(f"{verb} {args.rows:,} rows in {files} files ({size / 2**20:,.0f} MiB, row groups of "
           f"{args.row_group_size:,}) in {time.perf_counter() - t0:.1f} s", flush=True)
 
     cat = catalog.open_catalog(str(out))

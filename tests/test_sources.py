@@ -28,10 +28,8 @@ N, SIZE, SEED = 11, 32, 7
 
 try:  # the project's synthetic survey writes the contract's layouts
     from galaxy_ray.synthetic import synthesize as _synthesize
+    from galaxy_ray.synthetic import synthetic_table
 except ImportError:  # pragma: no cover - only while synthetic.py is being written
-    _synthesize = None
-import os as _os
-if _os.environ.get("TMP_HAND"):
     _synthesize = None
 
 
@@ -237,6 +235,13 @@ def test_roundtrip_local(fmt, tmp_path, ray_cluster):
     table = read_source(str(src)).to_pandas()
     assert list(table.columns[:7]) == ["object_id", "ra", "dec", "image", "source", "votes", "label"]
     assert_matches(table, expected, fmt)
+    if _synthesize is not None:  # and what the files hold is what the generator drew
+        drawn = synthetic_table(N, SIZE, SEED).to_pandas()
+        if expected.ra.notna().any():
+            np.testing.assert_allclose(np.sort(table.ra), np.sort(drawn.ra), atol=1e-4)
+            np.testing.assert_allclose(np.sort(table.dec), np.sort(drawn.dec), atol=1e-4)
+        if expected.label.notna().any():
+            assert sorted(table.label) == sorted(drawn.label)
 
     summary = pack(str(src), str(tmp_path / "packed"), rows_per_shard=4, verbose=False)
     assert summary["rows"] == len(expected) and summary["written"] == summary["shards"] == -(-len(expected) // 4)
@@ -244,7 +249,7 @@ def test_roundtrip_local(fmt, tmp_path, ray_cluster):
     assert files == [f"part-{k:05d}.parquet" for k in range(summary["shards"])]
     assert [pq.read_metadata(tmp_path / "packed" / f).num_rows for f in files][:-1] == [4] * (len(files) - 1)
     assert detect_format(str(tmp_path / "packed")) == "shards"
-    back = read_source(str(tmp_path / "packed")).to_pandas()
+    back = pq.read_table(tmp_path / "packed").to_pandas()  # read_source of shards: test_roundtrip_s3
     assert_matches(back, expected, fmt)
     # the packed bytes are the source's bytes
     assert dict(zip(back.object_id, back.image)) == dict(zip(table.object_id, table.image))
@@ -259,15 +264,14 @@ def test_roundtrip_s3(fmt, tmp_path, s3_bucket, ray_cluster):
     fs.invalidate_cache()
     uri = f"{s3_bucket}/src"
     assert detect_format(uri) == fmt
-    table = read_source(uri).to_pandas()
-    assert_matches(table, expected, fmt)
-    if fmt != "shards":  # shards keep the source they were packed from
-        assert all(s.startswith("s3://") for s in table.source)
-
+    # from s3:// (read by pack's workers) to s3://, then read back from s3://
     summary = pack(uri, f"{s3_bucket}/packed", rows_per_shard=4, verbose=False)
     assert (summary["rows"], summary["shards"]) == (6, 2)
+    assert detect_format(f"{s3_bucket}/packed") == "shards"
     back = read_source(f"{s3_bucket}/packed").to_pandas()
     assert_matches(back, expected, fmt)
+    if fmt != "shards":  # shards keep the source they were packed from
+        assert all(s.startswith(uri + "/") for s in back.source)
 
 
 # --------------------------------------------------------------------------- real data
@@ -296,6 +300,24 @@ def test_gz2_catalog_on_real_sample(gz2_sample, ray_cluster):
         conditional_to_cumulative(fractions), atol=2e-3)
 
 
+def test_parquet_tables(tmp_path, ray_cluster):
+    """A GZ2 catalog and a manifest given as Parquet instead of CSV."""
+    cat = make_source(tmp_path / "c", "gz2-catalog", n=5)
+    expected = truth(cat, "gz2-catalog")
+    table = pd.read_csv(cat / "gz2_catalog.csv", dtype={"dr7objid": str})
+    (cat / "gz2_catalog.csv").unlink()
+    table.to_parquet(cat / "gz2_catalog.parquet")
+    assert detect_format(str(cat)) == "gz2-catalog"
+    assert_matches(read_source(str(cat / "gz2_catalog.parquet")).to_pandas(), expected, "gz2-catalog")
+
+    man = make_source(tmp_path / "m", "manifest", n=5)
+    expected = truth(man, "manifest")
+    pd.read_csv(man / "manifest.csv", dtype={"object_id": str}).to_parquet(man / "manifest.parquet")
+    (man / "manifest.csv").unlink()
+    assert detect_format(str(man)) == "manifest"
+    assert_matches(read_source(str(man)).to_pandas(), expected, "manifest")
+
+
 # --------------------------------------------------------------------------- damaged cutouts
 
 
@@ -309,11 +331,21 @@ def test_corrupt_and_missing_cutouts_become_rows(tmp_path, ray_cluster):
     table = read_source(str(src)).to_pandas().set_index("object_id")
     assert len(table) == 5
     assert table.image[bad_id] == b"\xff\xd8 not really a jpeg"
-    assert table.image[gone_id] is None and table.source[gone_id].endswith(manifest.path[3])
+    assert pd.isna(table.image[gone_id]) and table.source[gone_id].endswith(manifest.path[3])
     assert table.image.notna().sum() == 4
     summary = pack(str(src), str(tmp_path / "mp"), rows_per_shard=2, verbose=False)
     assert summary["rows"] == 5
     assert read_source(str(tmp_path / "mp")).count() == 5
+
+    # an unlabelled Kaggle test folder (only .jpg files) with one corrupt JPEG
+    kaggle = make_source(tmp_path / "k", "kaggle-gz2", n=4) / "images_training_rev1"
+    corrupt = sorted(kaggle.glob("*.jpg"))[0]
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    assert detect_format(str(kaggle)) == "kaggle-gz2"
+    table = read_source(str(kaggle)).to_pandas().set_index("object_id")
+    assert sorted(table.index) == sorted(p.stem for p in kaggle.glob("*.jpg"))
+    assert table.image[corrupt.stem] == b"\xff\xd8\xff\xe0 truncated"
+    assert table.votes.isna().all() and table.ra.isna().all()
 
     # a FITS folder with one damaged file: the row stays, with its bytes and no coordinates
     fits_dir = make_source(tmp_path / "f", "fits", n=4)
@@ -322,7 +354,7 @@ def test_corrupt_and_missing_cutouts_become_rows(tmp_path, ray_cluster):
     table = read_source(str(fits_dir)).to_pandas().set_index("object_id")
     assert len(table) == 4
     row = table.loc[damaged.name[: -len(".fits")]]
-    assert np.isnan(row.ra) and np.isnan(row.dec) and row.image.startswith(b"SIMPLE")
+    assert pd.isna(row.ra) and pd.isna(row.dec) and row.image.startswith(b"SIMPLE")
     assert table.ra.notna().sum() == 3
 
 

@@ -215,7 +215,7 @@ def test_parallel_workers_write_the_same_survey(tmp_path):
     assert pq.read_table(serial).equals(pq.read_table(parallel))
 
 
-def test_shards_and_fits_to_s3(s3_bucket):
+def test_shards_and_h5_to_s3(s3_bucket):
     uri = f"{s3_bucket}/survey"
     synthetic.synthesize(uri, 5, size=SIZE, fmt="shards", seed=2, rows_per_shard=2, workers=1,
                          preview=f"{s3_bucket}/preview.png")

@@ -8,6 +8,7 @@ contiguous index range (a single HDF5 hyperslab read).  Images leave as
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import numpy as np
@@ -29,12 +30,16 @@ _ROW = "_row"
 def _open(uri: str):
     import h5py
 
-    f = storage.open_input(uri)
+    # Local files go to HDF5's own driver (faster than a Python file object); S3 through fsspec.
+    f = storage.open_input(uri) if storage.is_remote(uri) else contextlib.nullcontext()
     try:
-        return f, h5py.File(f, "r")
-    except OSError as exc:
-        f.close()
-        raise GalaxyRayError(f"{uri}: not a readable HDF5 file ({exc}); check the file") from None
+        return f, h5py.File(f if storage.is_remote(uri) else storage.strip_scheme(uri), "r")
+    except (OSError, ValueError) as exc:
+        if storage.is_remote(uri):
+            f.close()
+        if not storage.exists(uri):
+            raise GalaxyRayError(f"{uri}: no such file; check the path") from None
+        raise GalaxyRayError(f"{uri}: not a readable HDF5 file ({str(exc).splitlines()[0]}); check the file") from None
 
 
 class Galaxy10H5(Source):
@@ -75,9 +80,10 @@ class Galaxy10H5(Source):
         start, stop = int(rows.min()), int(rows.max()) + 1
         raw, h5 = _open(self.uri)
         with raw, h5:
-            take = rows - start
-            images = h5[IMAGES][start:stop][take]
-            cols = {k: h5[k][start:stop][take] for k in self.columns}
+            # One hyperslab read per dataset; reorder only if the slice is not already contiguous.
+            take = None if stop - start == len(rows) and (rows == np.arange(start, stop)).all() else rows - start
+            images = h5[IMAGES][start:stop] if take is None else h5[IMAGES][start:stop][take]
+            cols = {k: h5[k][start:stop] if take is None else h5[k][start:stop][take] for k in self.columns}
         ans = cols.get(LABELS)
         labels = None
         if ans is not None:
