@@ -641,10 +641,11 @@ def _resources(ray, use_gpu) -> tuple[bool, float]:
 
 
 def _actor_pool(num_actors, use_gpu: bool, gpus: float, cpus: float):
-    """(min, max) actors: one per GPU, or on CPU one per 4 CPUs (at least one)."""
+    """(min, max) actors: one per GPU, or on CPU from one up to one per 4 CPUs."""
     if num_actors is None:
-        hi = max(1, int(gpus)) if use_gpu else max(1, int(cpus) // 4)
-        return 1, hi
+        if use_gpu:
+            return max(1, int(gpus)), max(1, int(gpus))
+        return 1, max(1, int(cpus) // 4)
     if isinstance(num_actors, (tuple, list)):
         return int(num_actors[0]), int(num_actors[1])
     return int(num_actors), int(num_actors)
@@ -709,6 +710,8 @@ def run_inference(
 
     if batch_size < 1:
         raise GalaxyRayError(f"--batch-size {batch_size}: must be at least 1")
+    if not 0.0 <= merger_threshold <= 1.0:
+        raise GalaxyRayError(f"--merger-threshold {merger_threshold}: must be a probability in [0, 1]")
     checkpoint = checkpoint_file(checkpoint)
     fmt = format or sources.detect_format(source)
     _, spec = model_mod.load_checkpoint(checkpoint)  # fail early on a bad checkpoint
@@ -797,7 +800,7 @@ def _build_pipeline(checkpoint, plan, pending, spec, *, batch_size, tta, merger_
         threads = max(1, int(cpus) // max(1, hi))
         resources = dict(num_cpus=1)
         ctor = dict(device="cpu", threads=threads)
-    return ds.map_batches(
+    ds = ds.map_batches(
         Predictor,
         batch_size=batch_size,
         batch_format="numpy",
@@ -806,6 +809,15 @@ def _build_pipeline(checkpoint, plan, pending, spec, *, batch_size, tta, merger_
         compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
         **resources,
     )
+    # Decoding outruns the model; without a cap, decoded pixels pile up in the object store up to
+    # Ray Data's default budget (half the store), so memory would grow with the input up to GBs.
+    # A few batches per actor keep the model fed.
+    side = int(pre["image_size"])
+    batch_bytes = batch_size * 3 * side * side * (1 if transfer == "uint8" else 4)
+    budget = max(256 << 20, 8 * hi * batch_bytes)
+    options = ds.context.execution_options
+    options.resource_limits = options.resource_limits.copy(object_store_memory=budget)
+    return ds
 
 
 def _read_tagged(meta, source) -> pa.Table:
@@ -911,7 +923,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps(r))
         elif "error" in r:
-            print(f"{r['image']}: error: {r['error']}")
+            reason = r["error"].removeprefix(f"{r['image']}: ")  # decode errors already name the file
+            print(f"{r['image']}: error: {reason}")
         else:
             top = ", ".join(f"{c} {v:.3f}" for c, v in r["top"])
             print(f"{r['image']}: {r['morphology']}  p_merger {r['p_merger']:.3f}"

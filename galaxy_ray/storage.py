@@ -85,13 +85,25 @@ def fsspec_filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fsspec.filesystem("file"), strip_scheme(uri)
 
 
-def exists(uri: str) -> bool:
+def _fresh(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Filesystem with its listing cache dropped for ``uri``.
+
+    s3fs caches directory listings per process; files that Ray workers wrote
+    since would be invisible to the driver without this.
+    """
     fs, path = fsspec_filesystem(uri)
+    if is_remote(uri):
+        fs.invalidate_cache(path)
+    return fs, path
+
+
+def exists(uri: str) -> bool:
+    fs, path = _fresh(uri)
     return fs.exists(path)
 
 
 def isdir(uri: str) -> bool:
-    fs, path = fsspec_filesystem(uri)
+    fs, path = _fresh(uri)
     return fs.isdir(path)
 
 
@@ -107,7 +119,7 @@ def list_files(uri: str, suffixes: tuple[str, ...] = (), recursive: bool = False
     recursive : bool
         Descend into sub-directories.
     """
-    fs, path = fsspec_filesystem(uri)
+    fs, path = _fresh(uri)
     if recursive:
         names = [p for p in fs.find(path) if not fs.isdir(p)]
     else:

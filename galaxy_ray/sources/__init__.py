@@ -54,10 +54,7 @@ def open_source(
     GalaxyRayError
         Missing path, unknown or undetectable format, or content the format cannot read.
     """
-    from galaxy_ray.sources._common import refresh
-
     uri = str(uri)
-    refresh(uri)
     fmt = detect_format(uri) if format is None else check_format(format)
     if fmt == "galaxy10-h5":
         if not _exists_file(uri):

@@ -131,13 +131,6 @@ def read_many(uris: Sequence[str | None]) -> list[bytes | None]:
     return out
 
 
-def refresh(uri: str) -> None:
-    """Forget s3fs's cached listings under ``uri``: other processes (Ray workers) may have written there."""
-    if storage.is_remote(uri):
-        fs, path = storage.fsspec_filesystem(uri)
-        fs.invalidate_cache(path)
-
-
 def parent(uri: str) -> str:
     """Directory holding ``uri`` (a local path or an ``s3://`` URI)."""
     if storage.is_remote(uri):

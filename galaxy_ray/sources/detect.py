@@ -37,10 +37,7 @@ def detect_format(uri: str) -> str:
     GalaxyRayError
         When the path is missing or its content matches no format.
     """
-    from galaxy_ray.sources._common import refresh
-
     uri = str(uri)
-    refresh(uri)
     if not storage.exists(uri):
         raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
     if storage.isdir(uri):

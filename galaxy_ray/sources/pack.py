@@ -83,9 +83,6 @@ class _ShardWriter:
 
 def _existing(out: str) -> tuple[set[int], list[str]]:
     """Indices of complete shards in OUT, and temporaries left by an interrupted run."""
-    from galaxy_ray.sources._common import refresh
-
-    refresh(out)
     if not storage.exists(out) or not storage.isdir(out):
         return set(), []
     shards, temps = set(), []
