@@ -879,9 +879,11 @@ def predict_files(checkpoint: str, images: Sequence[str], *, tta: bool = False,
         except (FileNotFoundError, OSError):
             data.append(None)  # decoding reports the missing file per image
     predictor = Predictor(checkpoint, merger_threshold=merger_threshold, tta=tta, device="cpu")
+    encoded = np.empty(len(data), dtype=object)
+    encoded[:] = data
     batch = {
         C.OBJECT_ID: np.array([os.path.basename(u) for u in images], dtype=object),
-        C.IMAGE: np.array(data + [None], dtype=object)[:-1],
+        C.IMAGE: encoded,
         C.SOURCE: np.array(list(images), dtype=object),
         C.RA: np.full(len(images), np.nan),
         C.DEC: np.full(len(images), np.nan),
