@@ -811,12 +811,14 @@ def _build_pipeline(checkpoint, plan, pending, spec, *, batch_size, tta, merger_
     )
     # Decoding outruns the model; without a cap, decoded pixels pile up in the object store up to
     # Ray Data's default budget (half the store), so memory would grow with the input up to GBs.
-    # A few batches per actor keep the model fed.
+    # A few batches per actor keep the model fed.  Blocks of about one batch (not Ray's default
+    # 128 MiB) keep each decode worker from buffering many batches before it hands them on.
     side = int(pre["image_size"])
     batch_bytes = batch_size * 3 * side * side * (1 if transfer == "uint8" else 4)
-    budget = max(256 << 20, 8 * hi * batch_bytes)
-    options = ds.context.execution_options
-    options.resource_limits = options.resource_limits.copy(object_store_memory=budget)
+    ctx = ds.context
+    ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
+        object_store_memory=max(128 << 20, 8 * hi * batch_bytes))
+    ctx.target_max_block_size = max(8 << 20, 2 * batch_bytes)
     return ds
 
 

@@ -465,15 +465,21 @@ def _progress(line: str) -> None:
     sys.stdout.flush()
 
 
-def _maybe_inject_fault(cfg: Mapping[str, Any], epoch: int, rank: int, world: int) -> None:
-    """Testing aid: the last worker dies once, at the start of ``fault_at_epoch``."""
+def _maybe_inject_fault(cfg: Mapping[str, Any], epoch: int, rank: int, world: int, last_report: float) -> None:
+    """Testing aid: the last worker dies once, in the middle of epoch ``fault_at_epoch``.
+
+    It first lets the controller register the previous epoch's report (Ray Train
+    polls workers every 2 s; a report made less than that before a crash is lost
+    with the worker, and the run then resumes one epoch earlier).
+    """
     if cfg.get("fault_at_epoch") != epoch or rank != world - 1 or not cfg.get("fault_marker"):
         return
     marker = Path(cfg["fault_marker"])
     if marker.exists():
         return
-    marker.write_text(f"worker {rank} died at epoch {epoch}\n")
-    _progress(f"galaxy-ray: fault injection: worker {rank} exits at epoch {epoch}")
+    time.sleep(max(0.0, 6.0 - (time.monotonic() - last_report)))
+    marker.write_text(f"worker {rank} died in epoch {epoch}\n")
+    _progress(f"galaxy-ray: fault injection: worker {rank} exits in epoch {epoch}")
     os._exit(1)
 
 
@@ -495,7 +501,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     metric, mode = config["monitor"], config["monitor_mode"]
     epochs, freeze = config["epochs"], config["freeze_epochs"]
 
-    state: dict[str, Any] = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "stopped": False}
+    state: dict[str, Any] = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "stopped": False,
+                             "resumes": []}
     checkpoint = ray.train.get_checkpoint()
     net = build_model(spec, "none" if checkpoint else config["weights"])
     opt_state = sched_state = None
@@ -505,6 +512,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             net.load_state_dict(saved["model_state"])
             state = torch.load(Path(d, TRAIN_STATE_NAME), map_location="cpu", weights_only=True)
         opt_state, sched_state = state.pop("optimizer"), state.pop("scheduler")
+        state["resumes"] = list(state.get("resumes", [])) + [state["epoch"]]
         if rank == 0:
             _progress(f"galaxy-ray: resuming {config['name']} after epoch {state['epoch']}")
     if cuda:
@@ -519,10 +527,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     model = opt = sched = None
     phase = None
+    last_report = time.monotonic()
     for epoch in range(state["epoch"] + 1, epochs + 1):
         if state["stopped"]:
             break
-        _maybe_inject_fault(config, epoch, rank, world)
         if _phase(epoch, freeze) != phase:
             phase = _phase(epoch, freeze)
             set_backbone_trainable(net, phase == "full")
@@ -553,6 +561,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             opt.step()
             loss_sum += float(loss.detach()) * len(x)
             count += len(x)
+            _maybe_inject_fault(config, epoch, rank, world, last_report)
 
         train_seconds = time.perf_counter() - t0
         model.eval()
@@ -615,6 +624,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                  checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}")
         else:
             ray.train.report(metrics, checkpoint=None)
+        last_report = time.monotonic()
 
 
 # --------------------------------------------------------------------------- driver
@@ -763,11 +773,13 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     if best is None:
         raise GalaxyRayError(f"training run {cfg.name} reported no checkpoint; see the log above")
     model_uri = storage.join(run_dir, MODEL_NAME)
-    history = _publish(best, result.checkpoint, model_uri, run_dir, metric)
+    state = _publish(best, result.checkpoint, model_uri, run_dir, metric)
+    history = state["history"]
     config_json = {
         "config": asdict(cfg), "spec": spec.to_dict(), "output_columns": output_columns(spec),
         "data": asdict(summary), "class_weights": class_weights, "use_gpu": use_gpu,
-        "best": {metric: _best_value(history, metric, mode)}, "versions": _versions(),
+        "best": {metric: _best_value(history, metric, mode)}, "epochs_done": state["epoch"],
+        "early_stopped": bool(state["stopped"]), "resumes": list(state.get("resumes", [])), "versions": _versions(),
     }
     storage.write_bytes_atomic(storage.join(run_dir, "config.json"), json.dumps(config_json, indent=2).encode())
     report = evaluate.evaluate_run(run_dir, plan.ds, cfg, summary)
@@ -791,7 +803,7 @@ def _best_value(history: list[dict[str, Any]], metric: str, mode: str) -> float:
     return (min if mode == "min" else max)(values) if values else float("nan")
 
 
-def _publish(best, latest, model_uri: str, run_dir: str, metric: str) -> list[dict[str, Any]]:
+def _publish(best, latest, model_uri: str, run_dir: str, metric: str) -> dict[str, Any]:
     """Copy the best model to ``model.pt``; final ``metrics.csv`` and ``curves.png`` from the latest state."""
     import torch
 
@@ -804,7 +816,7 @@ def _publish(best, latest, model_uri: str, run_dir: str, metric: str) -> list[di
     history = state["history"]
     _write_metrics_csv(storage.join(run_dir, "metrics.csv"), history, metric)
     evaluate.plot_curves(history, storage.join(run_dir, "curves.png"), metric)
-    return history
+    return state
 
 
 def _versions() -> dict[str, str]:

@@ -122,7 +122,9 @@ FAST = ["--image-size", "32", "--batch-size", "8", "--lr", "1e-3"]
 @pytest.fixture(scope="module")
 def gz2_run(ray_cluster, survey, tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
+    # a frozen-backbone first epoch too: DDP is rebuilt when the backbone thaws
     assert _train(["--source", survey, "--task", "gz2", "--workers", "2", "--epochs", "4", *FAST,
+                   "--freeze-epochs", "1", "--finetune-lr-scale", "1",
                    "--name", "gz2", "--storage", str(runs)]) == 0
     return runs / "gz2"
 
@@ -133,6 +135,7 @@ def test_two_worker_gz2_run_learns_and_fills_its_run_directory(gz2_run):
         assert (gz2_run / name).stat().st_size > 0, name
     rows = _metrics(gz2_run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert [r["phase"] for r in rows] == ["frozen", "full", "full", "full"]
     assert list(rows[0]) == ["epoch", "phase", "train_loss", "val_loss", "val_rmse", "lr", "seconds"]
     report = json.loads((gz2_run / "evaluation.json").read_text())["gz2"]
     config = json.loads((gz2_run / "config.json").read_text())
@@ -192,9 +195,10 @@ def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey,
                    "--class-weights", "balanced", "--label-smoothing", "0.05", "--merger", "pair",
                    "--name", "cls", "--storage", str(tmp_path / "runs"),
                    "--fault-at-epoch", "2", "--fault-marker", str(marker), "--max-failures", "1"]) == 0
-    assert marker.exists()  # a worker really died at epoch 2 ...
+    assert marker.exists()  # a worker really died in epoch 2 ...
     run = tmp_path / "runs" / "cls"
-    assert [int(r["epoch"]) for r in _metrics(run)] == [1, 2, 3]  # ... and the run went on from epoch 1's checkpoint
+    assert [int(r["epoch"]) for r in _metrics(run)] == [1, 2, 3]
+    assert json.loads((run / "config.json").read_text())["resumes"] == [1]  # ... and the run went on from epoch 1
     report = json.loads((run / "evaluation.json").read_text())
     assert report["classes"]["class_names"] == sorted(SHAPES)
     # chance is 0.25; model.pt is the best epoch, so its accuracy is the best in metrics.csv
@@ -205,10 +209,10 @@ def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey,
 
 
 def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path):
-    common = ["--source", tiny, "--task", "gz2", "--workers", "1", *FAST, "--name", "resume",
-              "--storage", str(tmp_path / "runs")]
+    common = ["--source", tiny, "--task", "gz2", "--workers", "1", *FAST, "--freeze-epochs", "1",
+              "--name", "resume", "--storage", str(tmp_path / "runs")]
     marker = tmp_path / "died"
-    # the run dies at the start of epoch 2 with no retries left: the command fails, one line
+    # the worker dies in epoch 2 with no retries left: the command fails, one line
     assert _train([*common, "--epochs", "3", "--max-failures", "0",
                    "--fault-at-epoch", "2", "--fault-marker", str(marker)]) == 2
     first = _metrics(tmp_path / "runs" / "resume")
@@ -217,6 +221,8 @@ def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path
     again = _metrics(tmp_path / "runs" / "resume")
     assert [int(r["epoch"]) for r in again] == [1, 2, 3]
     assert again[0] == first[0]  # epoch 1 was not trained again: its row, timing included, is the same
+    assert [r["phase"] for r in again] == ["frozen", "full", "full"]
+    assert json.loads((tmp_path / "runs" / "resume" / "config.json").read_text())["resumes"] == [1]
 
 
 def test_storage_on_s3(ray_cluster, tiny, s3_bucket):
