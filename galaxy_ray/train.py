@@ -547,10 +547,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         lr = opt.param_groups[0]["lr"]
 
         model.train()
-        loss_sum = count = 0.0
+        loss_sum = count = data_wait = 0.0
+        shuffle = int(config.get("shuffle_buffer_batches", 4)) * bs or None
+        t_data = time.perf_counter()
         for batch in train_shard.iter_torch_batches(batch_size=bs, dtypes=dtypes,
-                                                    local_shuffle_buffer_size=4 * bs,
+                                                    local_shuffle_buffer_size=shuffle,
                                                     local_shuffle_seed=config["seed"] + 1000 * epoch + rank):
+            data_wait += time.perf_counter() - t_data
             x, y = batch["pixels"], batch["target"]
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -562,6 +565,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             loss_sum += float(loss.detach()) * len(x)
             count += len(x)
             _maybe_inject_fault(config, epoch, rank, world, last_report)
+            t_data = time.perf_counter()
 
         train_seconds = time.perf_counter() - t0
         model.eval()
@@ -607,7 +611,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         else:
             sched.step()
 
-        metrics = dict(row, samples=count, train_seconds=train_seconds, stopped=state["stopped"])
+        metrics = dict(row, samples=count, train_seconds=train_seconds, data_wait_seconds=data_wait,
+                       stopped=state["stopped"])
         if rank == 0:
             _progress(
                 f"epoch {epoch}/{epochs} [{phase}] train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "

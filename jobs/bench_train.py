@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads of the training process on both sides (Ray gives its 1-CPU worker 1)")
     p.add_argument("--use-gpu", default="auto", help="auto, true or false (both sides)")
     p.add_argument("--workdir", help="where shards and the run go (default: a temporary directory)")
+    p.add_argument("--shuffle-buffer-batches", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--skip-bare", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -140,9 +142,9 @@ def ray_train(plan) -> list[tuple[int, float]]:
     result = make_trainer(plan).fit()
     df = result.metrics_dataframe.sort_values("epoch")
     out = [(int(s), float(t)) for s, t in zip(df["samples"], df["train_seconds"])]
-    for k, (count, secs) in enumerate(out):
-        print(f"Ray Train epoch {k + 1}/{len(out)}: {count} samples in {secs:.1f} s ({count / secs:.1f} samples/s)",
-              flush=True)
+    for k, ((count, secs), wait) in enumerate(zip(out, df["data_wait_seconds"])):
+        print(f"Ray Train epoch {k + 1}/{len(out)}: {count} samples in {secs:.1f} s ({count / secs:.1f} samples/s; "
+              f"{wait:.1f} s waiting for data)", flush=True)
     return out
 
 
@@ -167,9 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 name=f"bench-{int(time.time())}", storage=str(work / "runs"), patience=10**6,
                                 keep_checkpoints=1))
     plan = plan_run(cfg)
+    if args.shuffle_buffer_batches is not None:
+        plan.loop_config["shuffle_buffer_batches"] = args.shuffle_buffer_batches
     print(f"{plan.summary.n_train} training galaxies, {args.arch}, batch {args.batch_size}, "
           f"{'GPU' if plan.use_gpu else f'CPU, {args.threads} torch thread(s) for training'}", flush=True)
-    bare = bare_loop(plan, source, args.epochs, args.threads, plan.use_gpu)
+    bare = [(1, 1.0)] if args.skip_bare else bare_loop(plan, source, args.epochs, args.threads, plan.use_gpu)
     ray_epochs = ray_train(plan)
     bare_rate, ray_rate = _rate(bare), _rate(ray_epochs)
     ratio = ray_rate / bare_rate

@@ -4,7 +4,7 @@ Each step is the ``galaxy-ray`` command a person would type; the script prints i
 before running it, so the demo doubles as a walk-through:
 
 1. synthesize a labelled training set (packed Parquet shards) and a larger survey
-   (FITS cutouts with WCS, so RA/Dec come from the headers);
+   (PNG cutouts listed in a manifest with their RA/Dec);
 2. pack the survey into shards, the fast path for catalog-scale runs;
 3. fine-tune a ResNet-18 with 2 Ray Train workers on the GZ2 vote fractions;
 4. stream the survey through the model into a Parquet morphology catalog;
@@ -50,11 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _run("1. a labelled training set (Parquet shards) with a preview grid",
          ["synth", str(out / "train"), "--n", str(args.train_size), "--size", size,
           "--format", "shards", "--seed", "1", "--preview", str(out / "train_preview.png")])
-    _run("1. a survey to classify: FITS cutouts, RA/Dec in their WCS",
-         ["synth", str(out / "survey_fits"), "--n", str(args.survey_size), "--size", size,
-          "--format", "fits", "--seed", "2"])
+    _run("1. a survey to classify: PNG cutouts and a manifest of their RA/Dec",
+         ["synth", str(out / "survey_files"), "--n", str(args.survey_size), "--size", size,
+          "--format", "manifest", "--seed", "2"])
     _run("2. pack the survey into Parquet shards",
-         ["pack", str(out / "survey_fits"), str(out / "survey"), "--rows-per-shard", "500"])
+         ["pack", str(out / "survey_files"), str(out / "survey"), "--rows-per-shard", "500"])
     _run("3. fine-tune a ResNet-18 on GZ2 vote fractions with 2 Ray Train workers",
          ["train", "--source", str(out / "train"), "--task", "gz2", "--arch", "resnet18",
           "--weights", "none", "--image-size", size, "--epochs", str(args.epochs),
