@@ -299,10 +299,11 @@ def check_tree(cumulative: np.ndarray, atol: float = 1e-3) -> None:
 def gz2_morphology(cumulative: np.ndarray) -> np.ndarray:
     """The top-level label a person would quote for each row of GZ2 fractions.
 
-    ``merger`` when the merger answer (Class8.6) is the most voted odd feature
-    and the galaxy is more odd than not; otherwise ``artifact``,
-    ``elliptical`` (smooth), ``edge_on``, ``spiral`` or ``disk`` (featured, no
-    clear arms), following the tree's first branches.
+    Follows the tree's first branches: ``artifact`` or ``elliptical`` (smooth)
+    when that wins Q1; for featured galaxies ``edge_on``, else ``spiral`` or
+    ``disk`` (featured, no clear arms).  Merger status is deliberately not a
+    morphology: it is ``p_merger`` (Class8.6) and the ``is_merger`` flag at the
+    run's threshold, so the two can never disagree.
 
     Returns
     -------
@@ -310,14 +311,10 @@ def gz2_morphology(cumulative: np.ndarray) -> np.ndarray:
     """
     cum = np.atleast_2d(np.asarray(cumulative, dtype=np.float64))
     a = {ans.column: cum[:, ans.index] for ans in GZ2_ANSWERS}
-    q8 = next(q for q in GZ2_QUESTIONS if q.key == "odd_feature")
-    odd_top = np.asarray(q8.indices)[np.argmax(cum[:, q8.indices], axis=1)]
     label = np.where(
         a["edgeon_yes"] >= a["edgeon_no"],
         "edge_on",
         np.where(a["spiral_spiral"] >= a["spiral_no_spiral"], "spiral", "disk"),
     )
-    q1 = np.argmax(cum[:, [a_.index for a_ in GZ2_QUESTIONS[0].answers]], axis=1)
-    label = np.where(q1 == 0, "elliptical", np.where(q1 == 2, "artifact", label))
-    is_merger = (odd_top == GZ2_MERGER_INDEX) & (a["odd_yes"] > a["odd_no"])
-    return np.where(is_merger, "merger", label).astype(object)
+    q1 = np.argmax(cum[:, [ans.index for ans in GZ2_QUESTIONS[0].answers]], axis=1)
+    return np.where(q1 == 0, "elliptical", np.where(q1 == 2, "artifact", label)).astype(object)

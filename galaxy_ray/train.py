@@ -550,7 +550,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         loss_sum = count = data_wait = 0.0
         shuffle = int(config.get("shuffle_buffer_batches", 4)) * bs or None
         t_data = time.perf_counter()
-        for batch in train_shard.iter_torch_batches(batch_size=bs, dtypes=dtypes,
+        for batch in train_shard.iter_torch_batches(batch_size=bs, dtypes=dtypes, prefetch_batches=2,
                                                     local_shuffle_buffer_size=shuffle,
                                                     local_shuffle_seed=config["seed"] + 1000 * epoch + rank):
             data_wait += time.perf_counter() - t_data
@@ -700,9 +700,13 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
     from galaxy_ray.model import ModelSpec, build_model
     from galaxy_ray.preprocess import PreprocessConfig
 
+    preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction)).to_dict()
+    if cfg.weights not in ("none", "", None):
+        # fail fast, before any data is read, with one line (offline, wrong file, wrong arch);
+        # the backbone is all that loads from them, so any head will do for the check
+        build_model(ModelSpec.for_gz2(cfg.arch, preprocess), cfg.weights)
     ensure_ray(cfg.workers)
     run_dir = storage.join(cfg.storage, cfg.name)
-    preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction)).to_dict()
     ds = _read_source(cfg)
     summary = summarize_labels(ds, cfg)
     if cfg.task == "gz2":
@@ -712,8 +716,6 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         spec = ModelSpec(cfg.arch, "classes", summary.class_names, preprocess, _default_merger(cfg, summary.class_names))
         class_index = {n: i for i, n in enumerate(summary.class_names)}
     class_weights = _class_weights(cfg, summary) if cfg.task == "classes" else None
-    if cfg.weights not in ("none", "", None):
-        build_model(spec, cfg.weights)  # fail fast, on the driver, with one line (offline, wrong file, ...)
     metric, mode = cfg.monitor
     extra = {"task": cfg.task, "train_mean": summary.train_mean, "class_counts": summary.class_counts,
              "merger_threshold": float(cfg.merger_threshold), "source": cfg.source, "run": cfg.name}

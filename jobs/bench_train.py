@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = _validate(TrainConfig(source=source, task=args.task, arch=args.arch, image_size=args.size,
                                 epochs=args.epochs, batch_size=args.batch_size, workers=1, use_gpu=args.use_gpu,
                                 name=f"bench-{int(time.time())}", storage=str(work / "runs"), patience=10**6,
-                                keep_checkpoints=1))
+                                keep_checkpoints=args.epochs))  # Result.metrics_dataframe holds kept checkpoints only
     plan = plan_run(cfg)
     if args.shuffle_buffer_batches is not None:
         plan.loop_config["shuffle_buffer_batches"] = args.shuffle_buffer_batches

@@ -385,7 +385,7 @@ def test_predict_prints_morphology_and_merger_probability(gz2_checkpoint, tmp_pa
     for line, path in zip(lines[:2], paths):
         assert line.startswith(f"{path}: ") and "p_merger" in line and "top:" in line
         morph = line.split(": ", 1)[1].split()[0]
-        assert morph in {"elliptical", "spiral", "disk", "edge_on", "artifact", "merger"}
+        assert morph in {"elliptical", "spiral", "disk", "edge_on", "artifact"}
     assert lines[2].startswith(f"{broken}: error:")
     results = infer.predict_files(gz2_checkpoint, [str(paths[0])], top=37)
     assert len(results[0]["top"]) == 37

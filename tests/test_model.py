@@ -45,7 +45,7 @@ def test_gz2_model_predicts_tree_fractions_and_reads_them():
     assert probs.shape == (3, 37) and schema.tree_violation(probs).max() < 1e-5
     assert output_columns(spec) == list(schema.GZ2_ANSWER_COLUMNS)
     np.testing.assert_array_equal(merger_probability(spec, probs), probs[:, schema.GZ2_MERGER_INDEX])
-    assert set(morphology(spec, probs)) <= {"elliptical", "edge_on", "spiral", "disk", "artifact", "merger"}
+    assert set(morphology(spec, probs)) <= {"elliptical", "edge_on", "spiral", "disk", "artifact"}
 
 
 def test_classes_model_softmax_and_readouts():

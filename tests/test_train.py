@@ -225,19 +225,6 @@ def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path
     assert json.loads((tmp_path / "runs" / "resume" / "config.json").read_text())["resumes"] == [1]
 
 
-def test_storage_on_s3(ray_cluster, tiny, s3_bucket):
-    from galaxy_ray.model import load_checkpoint
-
-    runs = f"{s3_bucket}/runs"
-    assert _train(["--source", tiny, "--task", "classes", "--workers", "1", "--epochs", "1", *FAST,
-                   "--name", "s3run", "--storage", runs]) == 0
-    names = {p.rsplit("/", 1)[-1] for p in storage.list_files(f"{runs}/s3run")}
-    assert {"model.pt", "metrics.csv", "curves.png", "evaluation.json", "config.json",
-            "validation_predictions.parquet", "confusion_matrix.png"} <= names
-    _, spec = load_checkpoint(f"{runs}/s3run/model.pt")
-    assert spec.task == "classes" and spec.output_names == sorted(SHAPES)
-
-
 # --------------------------------------------------------------------------- bad input
 
 
@@ -358,14 +345,46 @@ def head_node(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_ray_job_submit_runs_jobs_train_end_to_end(head_node, tiny, tmp_path):
+def test_ray_job_submit_runs_jobs_train_end_to_end_with_storage_on_s3(head_node, tiny, s3_bucket):
+    """``ray job submit -- python jobs/train.py`` against a head node, run directory on S3 (moto)."""
+    from galaxy_ray.model import load_checkpoint
+
     address, env = head_node
-    runs = tmp_path / "runs"
+    runs = f"{s3_bucket}/runs"
     cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", address, "--",
            "python", str(ROOT / "jobs" / "train.py"), "--source", tiny, "--task", "classes", "--workers", "1",
-           "--epochs", "1", *FAST, "--name", "job", "--storage", str(runs)]
+           "--epochs", "1", *FAST, "--name", "job", "--storage", runs]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-3000:]
     assert "epoch 1/1" in log and "validation accuracy" in log  # progress streamed back through the job
-    assert (runs / "job" / "model.pt").exists() and len(_metrics(runs / "job")) == 1
+    names = {p.rsplit("/", 1)[-1] for p in storage.list_files(f"{runs}/job")}
+    assert {"model.pt", "metrics.csv", "curves.png", "evaluation.json", "config.json",
+            "validation_predictions.parquet", "confusion_matrix.png"} <= names
+    assert any(p.startswith("checkpoint_epoch_0001") for p in
+               (q.rsplit("/", 2)[-2] for q in storage.list_files(f"{runs}/job", recursive=True)))
+    _, spec = load_checkpoint(f"{runs}/job/model.pt")
+    assert spec.task == "classes" and spec.output_names == sorted(SHAPES)
+    assert len(_metrics(f"{runs}/job")) == 1
+
+
+# --------------------------------------------------------------------------- metrics (no cluster)
+
+
+def test_evaluation_metrics_against_hand_computed_values(tmp_path):
+    from galaxy_ray.evaluate import classes_metrics, gz2_metrics, merger_metrics, plot_confusion
+
+    truth = np.full((4, 37), 0.5)
+    pred = truth + np.array([0.1, -0.1, 0.1, -0.1])[:, None]
+    g = gz2_metrics(truth, pred, train_mean=np.full(37, 0.7))
+    assert g["rmse"] == pytest.approx(0.1) and g["baseline_rmse"] == pytest.approx(0.2)
+    assert g["per_answer"]["Class8.6"]["rmse"] == pytest.approx(0.1)
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
+    c = classes_metrics(np.array([0, 1, 2, 2]), probs, ["E", "S", "merger"])
+    assert c["accuracy"] == 0.75 and c["balanced_accuracy"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert c["per_class"]["S"] == {"precision": 0.5, "recall": 1.0, "support": 1}
+    assert c["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    m = merger_metrics(np.array([True, True, False, False]), np.array([0.9, 0.2, 0.6, 0.1]), 0.5)
+    assert (m["precision"], m["recall"], m["true_mergers"], m["predicted_mergers"]) == (0.5, 0.5, 2, 2)
+    plot_confusion(c, str(tmp_path / "cm.png"))
+    assert Image.open(tmp_path / "cm.png").size[0] > 100
