@@ -273,11 +273,13 @@ def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: fl
 
 def headline(report: Mapping[str, Any]) -> str:
     """One line of the key figures."""
+    split = {"val": "validation", "validation": "validation", "train": "training", "all": "all-rows"}.get(
+        report.get("split", "validation"), "validation")
     if "gz2" in report:
         g = report["gz2"]
-        return f"validation RMSE {g['rmse']:.4f} vs {g['baseline_rmse']:.4f} for the mean baseline ({g['rows']} galaxies)"
+        return f"{split} RMSE {g['rmse']:.4f} vs {g['baseline_rmse']:.4f} for the mean baseline ({g['rows']} galaxies)"
     c = report["classes"]
-    return (f"validation accuracy {c['accuracy']:.3f} (balanced {c['balanced_accuracy']:.3f}) vs "
+    return (f"{split} accuracy {c['accuracy']:.3f} (balanced {c['balanced_accuracy']:.3f}) vs "
             f"{c['baseline_accuracy']:.3f} for the majority baseline ({c['rows']} galaxies)")
 
 
@@ -452,6 +454,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   seconds=round(time.perf_counter() - t0, 2))
     write_predictions(storage.join(out, "predictions.parquet"), preds)
     written = write_report(report, out)
+    metrics_csv = storage.join(ckpt_dir, "metrics.csv")
+    if storage.exists(metrics_csv):  # evaluating a run's model.pt: its training curves too
+        written.append(storage.join(out, "curves.png"))
+        curves_from_csv(metrics_csv, written[-1])
     print(f"galaxy-ray evaluate: {headline(report)}", flush=True)
     if "merger" in report:
         m = report["merger"]

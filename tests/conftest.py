@@ -43,8 +43,15 @@ def ray_cluster():
     Ray Train workers and the Ray Data tasks feeding them can run side by side)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):
+        if ray.is_initialized():
+            break
+        try:
+            ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+        except Exception as exc:  # Ray gives its raylet a fixed 30 s to register; a loaded machine can miss it
+            ray.shutdown()
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
     yield ray
     ray.shutdown()
 
@@ -99,12 +106,12 @@ def gz2_sample() -> Path:
     return Path(path)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A Ray head node started with ``ray start --head --block`` for ``ray job submit`` tests.
 
-    It runs in its own process group with its own temp dir and ports, and is ended by
-    killing that group (never ``ray stop``, which would kill every Ray on the machine).
+    It runs in its own process group with its own temp dir and ports, and is ended (at the
+    end of the test module that asked for it) by killing that group (never ``ray stop``, which would kill every Ray on the machine).
     Yields the dashboard address, ``http://127.0.0.1:PORT``.
     """
     import shutil
@@ -115,7 +122,11 @@ def ray_head(tmp_path_factory):
     ray_bin = str(Path(sys.executable).with_name("ray"))
     log = open(tmp_path_factory.mktemp("ray_head") / "head.log", "w")
     # Job entrypoints say `python`: make it this interpreter, as an activated venv would.
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # Token authentication off for this loopback-only head: an earlier ray.init in this
+    # process sets RAY_AUTH_MODE=token, and a head inheriting it answers probes with 401.
+    env = dict(os.environ, RAY_AUTH_MODE="disabled",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={gcs_port}", f"--dashboard-port={dash_port}",
          f"--ray-client-server-port={client_port}", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
@@ -141,3 +152,29 @@ def ray_head(tmp_path_factory):
         os.killpg(proc.pid, signal.SIGKILL)
     log.close()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def submit_job(ray_head):
+    """``submit_job(*entrypoint) -> stdout``: ``ray job submit`` to the ``ray_head`` node.
+
+    Retries while the head's job agent is still starting ("No available agent"),
+    which it reports for a while after the dashboard answers.
+    """
+    root = Path(__file__).resolve().parents[1]
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")  # as the head was started
+    env.pop("RAY_ADDRESS", None)
+
+    def submit(*entrypoint: str, timeout: float = 900) -> str:
+        cmd = [ray_bin, "job", "submit", "--address", ray_head, "--working-dir", str(root),
+               "--runtime-env-json", '{"excludes": [".venv/", ".git/", "demo_output/"]}', "--", *entrypoint]
+        for _ in range(20):
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=root, env=env)
+            if out.returncode == 0 or "No available agent" not in out.stdout + out.stderr:
+                break
+            time.sleep(3)
+        assert out.returncode == 0, (out.stdout[-4000:], out.stderr[-2000:])
+        return out.stdout
+
+    return submit

@@ -7,10 +7,6 @@ test starts and ends itself; the catalog is then queried from S3.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from astropy import units as u
@@ -20,36 +16,23 @@ from galaxy_ray import catalog, storage
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, tree_violation
 from galaxy_ray.synthetic import synthesize
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _submit(address: str, *job: str) -> str:
-    ray = str(Path(sys.executable).with_name("ray"))
-    out = subprocess.run(
-        [ray, "job", "submit", "--address", address, "--working-dir", str(ROOT),
-         "--runtime-env-json", '{"excludes": [".venv/", ".git/", "demo_output/"]}', "--", "python", *job],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
-    )
-    assert out.returncode == 0, (out.stdout[-4000:], out.stderr[-2000:])
-    return out.stdout
-
-
-def test_train_infer_query_over_s3_with_ray_job_submit(ray_head, s3_bucket):
+def test_train_infer_query_over_s3_with_ray_job_submit(submit_job, s3_bucket):
     train, survey = f"{s3_bucket}/shards/train", f"{s3_bucket}/shards/survey"
     synthesize(train, n=96, size=32, fmt="shards", seed=11, rows_per_shard=48)
     synthesize(survey, n=120, size=32, fmt="shards", seed=12, rows_per_shard=40)
     runs, out = f"{s3_bucket}/runs", f"{s3_bucket}/catalogs/survey"
 
-    log = _submit(ray_head, "jobs/train.py", "--source", train, "--task", "gz2", "--arch", "resnet18",
-                  "--image-size", "32", "--epochs", "2", "--workers", "2", "--batch-size", "16",
-                  "--name", "e2e", "--storage", runs)
+    log = submit_job("python", "jobs/train.py", "--source", train, "--task", "gz2", "--arch", "resnet18",
+                     "--image-size", "32", "--epochs", "2", "--workers", "2", "--batch-size", "16",
+                     "--name", "e2e", "--storage", runs)
     assert "epoch" in log.lower()
     checkpoint = storage.join(runs, "e2e", "model.pt")
     assert storage.exists(checkpoint)
     assert storage.exists(storage.join(runs, "e2e", "metrics.csv"))
 
-    _submit(ray_head, "jobs/infer.py", "--checkpoint", checkpoint, "--source", survey, "--out", out,
-            "--batch-size", "32", "--rows-per-file", "60")
+    submit_job("python", "jobs/infer.py", "--checkpoint", checkpoint, "--source", survey, "--out", out,
+               "--batch-size", "32", "--rows-per-file", "60")
 
     prov = catalog.read_provenance(out)
     assert prov["rows"] == 120 and prov["error_rows"] == 0

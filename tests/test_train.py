@@ -187,6 +187,7 @@ def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys
     assert report["gz2"]["rmse"] == pytest.approx(at_end["gz2"]["rmse"], abs=1e-6)
     assert report["merger"]["output"] == "Class8.6" and "precision" in report["merger"]
     assert "validation RMSE" in capsys.readouterr().out
+    assert (tmp_path / "ev" / "curves.png").stat().st_size > 0 and (tmp_path / "ev" / "predictions.parquet").exists()
 
 
 def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey, tmp_path):
