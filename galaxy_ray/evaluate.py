@@ -169,7 +169,9 @@ class _Predictor:
         if ok.any():
             y_pred[ok] = predict_numpy(self.model, out["pixels"][ok])
         if self.spec.task == "gz2":
-            y_true = np.stack([np.asarray(v, dtype=np.float32) for v in out[self.label]]).reshape(n, k)
+            y_true = np.zeros((n, k), dtype=np.float32)
+            if n:
+                y_true[:] = np.stack([np.asarray(v, dtype=np.float32) for v in out[self.label]]).reshape(n, k)
         else:
             y_true = np.zeros((n, k), dtype=np.float32)
             y_true[np.arange(n), [self.class_index[str(v)] for v in out[self.label]]] = 1.0

@@ -268,6 +268,8 @@ def _present(values: np.ndarray) -> np.ndarray:
 
 def _targets(values: np.ndarray, task: str, class_index: Mapping[str, int] | None) -> np.ndarray:
     if task == "gz2":
+        if not len(values):  # a batch with no row of this split
+            return np.zeros((0, len(schema.GZ2_KAGGLE_COLUMNS)), dtype=np.float32)
         return np.stack([np.asarray(v, dtype=np.float32) for v in values]).reshape(len(values), -1)
     return np.array([class_index[str(v)] for v in values], dtype=np.int64)
 
