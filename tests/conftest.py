@@ -130,7 +130,11 @@ def ray_head(tmp_path_factory):
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={gcs_port}", f"--dashboard-port={dash_port}",
          f"--ray-client-server-port={client_port}", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
-         "--num-cpus=4", "--include-dashboard=true", "--disable-usage-stats"],
+         "--num-cpus=4", "--include-dashboard=true", "--disable-usage-stats",
+         # Own agent ports: the defaults (e.g. 52365) clash with any other Ray on the
+         # machine, and a head whose agent cannot bind answers "No available agent".
+         f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+         f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )
     address = f"http://127.0.0.1:{dash_port}"
@@ -156,7 +160,7 @@ def ray_head(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def submit_job(ray_head):
-    """``submit_job(*entrypoint) -> stdout``: ``ray job submit`` to the ``ray_head`` node.
+    """``submit_job(*entrypoint) -> output``: ``ray job submit`` to the ``ray_head`` node.
 
     Retries while the head's job agent is still starting ("No available agent"),
     which it reports for a while after the dashboard answers.
@@ -175,6 +179,6 @@ def submit_job(ray_head):
                 break
             time.sleep(3)
         assert out.returncode == 0, (out.stdout[-4000:], out.stderr[-2000:])
-        return out.stdout
+        return out.stdout + out.stderr
 
     return submit

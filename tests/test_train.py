@@ -290,74 +290,13 @@ def test_config_file_with_flag_overrides(tmp_path):
 # --------------------------------------------------------------------------- ray job submit
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def head_node(tmp_path):
-    """A head started with ``ray start --head --block`` in its own process group, ended by killing that group.
-
-    Token authentication is off for this loopback-only test cluster: the session's
-    ``ray.init`` sets RAY_AUTH_MODE=token in this process, and a head that inherits
-    it answers the readiness probe with 401 (conftest's ``ray_head`` trips on that).
-    """
-    import shutil
-    import signal
-    import tempfile
-    import time
-    import urllib.error
-    import urllib.request
-
-    temp_dir = tempfile.mkdtemp(prefix="g3h-", dir="/tmp")  # short: Ray's socket paths are limited
-    dash = _free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="disabled",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.pop("RAY_ADDRESS", None)
-    log = open(tmp_path / "head.log", "w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={_free_port()}",
-         f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--ray-client-server-port={_free_port()}",
-         f"--temp-dir={temp_dir}", "--num-cpus=4", "--include-dashboard=true", "--disable-usage-stats"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    address = f"http://127.0.0.1:{dash}"
-    try:
-        deadline = time.time() + 150
-        while True:
-            try:
-                urllib.request.urlopen(f"{address}/api/version", timeout=2)
-                break
-            except (OSError, urllib.error.URLError):
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"ray head did not start; see {log.name}")
-                time.sleep(1)
-        yield address, env
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def test_ray_job_submit_runs_jobs_train_end_to_end_with_storage_on_s3(head_node, tiny, s3_bucket):
+def test_ray_job_submit_runs_jobs_train_end_to_end_with_storage_on_s3(submit_job, tiny, s3_bucket):
     """``ray job submit -- python jobs/train.py`` against a head node, run directory on S3 (moto)."""
     from galaxy_ray.model import load_checkpoint
 
-    address, env = head_node
     runs = f"{s3_bucket}/runs"
-    cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", address, "--",
-           "python", str(ROOT / "jobs" / "train.py"), "--source", tiny, "--task", "classes", "--workers", "1",
-           "--epochs", "1", *FAST, "--name", "job", "--storage", runs]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env)
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-3000:]
+    log = submit_job("python", "jobs/train.py", "--source", tiny, "--task", "classes", "--workers", "1",
+                     "--epochs", "1", *FAST, "--name", "job", "--storage", runs)
     assert "epoch 1/1" in log and "validation accuracy" in log  # progress streamed back through the job
     names = {p.rsplit("/", 1)[-1] for p in storage.list_files(f"{runs}/job")}
     assert {"model.pt", "metrics.csv", "curves.png", "evaluation.json", "config.json",
