@@ -5,9 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,6 @@ from PIL import Image
 from galaxy_ray import schema, storage
 from galaxy_ray.cli import run_entry_point
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ["round", "cigar", "ring", "pair"]
 
 
