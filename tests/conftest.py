@@ -111,7 +111,7 @@ def ray_head(tmp_path_factory):
     """A Ray head node started with ``ray start --head --block`` for ``ray job submit`` tests.
 
     It runs in its own process group with its own temp dir and ports, and is ended (at the
-    end of the test module that asked for it) by killing that group (never ``ray stop``, which would kill every Ray on the machine).
+    end of the test module that asked for it) by killing that group, so no other Ray on the machine is touched.
     Yields the dashboard address, ``http://127.0.0.1:PORT``.
     """
     import shutil
