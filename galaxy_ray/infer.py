@@ -846,7 +846,8 @@ def _read_rows(plan: Plan, pending: Sequence[Unit], rows_per_block: int = 64):
 def _read_shards(shards: Sequence[str]):
     """Read packed shards with only the columns inference needs, tagged with their path."""
     import pyarrow.parquet as pq
-    import ray.data
+
+    from galaxy_ray.sources import read_parquet
 
     fs, first = storage.pyarrow_filesystem(shards[0])
     names = set(pq.read_schema(first, filesystem=fs).names)
@@ -854,8 +855,8 @@ def _read_shards(shards: Sequence[str]):
         raise GalaxyRayError(f"{shards[0]}: not a cutout shard (needs object_id and image columns); "
                              "pack the source with `galaxy-ray pack`")
     columns = [c for c in (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE) if c in names]
-    return ray.data.read_parquet(
-        [storage.strip_scheme(s) for s in shards], filesystem=fs, include_paths=True,
+    return read_parquet(
+        [storage.strip_scheme(s) for s in shards], fs, include_paths=True,
     ).select_columns(columns + ["path"])  # pushed down into the Parquet reads
 
 

@@ -642,6 +642,9 @@ def ensure_ray(workers: int = 1) -> None:
 
     A local Ray gets at least ``workers + 2`` logical CPUs, so that the Ray Data
     tasks decoding cutouts can run beside the training workers on a small machine.
+    It runs the dashboard on loopback: progress can be watched there, and Ray
+    Train's placement-group cleaner asks its state API whether the run is alive
+    (without it, the cleaner logs a warning every second of the run).
     """
     import ray
 
@@ -651,8 +654,10 @@ def ensure_ray(workers: int = 1) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers + 2), include_dashboard=False,
-             log_to_driver=True)
+    context = ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers + 2), include_dashboard=True,
+                       dashboard_host="127.0.0.1", log_to_driver=True)
+    if context.dashboard_url:
+        _progress(f"galaxy-ray: local Ray dashboard at http://{context.dashboard_url}")
 
 
 def _use_gpu(cfg: TrainConfig) -> bool:

@@ -118,9 +118,11 @@ FAST = ["--image-size", "32", "--batch-size", "8", "--lr", "1e-3"]
 @pytest.fixture(scope="module")
 def gz2_run(ray_cluster, survey, tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
-    # a frozen-backbone first epoch too: DDP is rebuilt when the backbone thaws
-    assert _train(["--source", survey, "--task", "gz2", "--workers", "2", "--epochs", "4", *FAST,
-                   "--freeze-epochs", "1", "--finetune-lr-scale", "1",
+    # a frozen-backbone first epoch too: DDP is rebuilt when the backbone thaws.  From scratch on
+    # 150 cutouts, validation is noisy for the first full epochs (BatchNorm statistics still
+    # settling) and then falls well below the baseline; early stopping must not cut that short.
+    assert _train(["--source", survey, "--task", "gz2", "--workers", "2", "--epochs", "8", *FAST,
+                   "--freeze-epochs", "1", "--finetune-lr-scale", "1", "--patience", "8",
                    "--name", "gz2", "--storage", str(runs)]) == 0
     return runs / "gz2"
 
@@ -130,8 +132,8 @@ def test_two_worker_gz2_run_learns_and_fills_its_run_directory(gz2_run):
                  "config.json", "validation_predictions.parquet"]:
         assert (gz2_run / name).stat().st_size > 0, name
     rows = _metrics(gz2_run)
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
-    assert [r["phase"] for r in rows] == ["frozen", "full", "full", "full"]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    assert [r["phase"] for r in rows] == ["frozen"] + ["full"] * 7
     assert list(rows[0]) == ["epoch", "phase", "train_loss", "val_loss", "val_rmse", "lr", "seconds"]
     report = json.loads((gz2_run / "evaluation.json").read_text())["gz2"]
     config = json.loads((gz2_run / "config.json").read_text())
@@ -188,13 +190,13 @@ def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys
 
 def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey, tmp_path):
     marker = tmp_path / "worker-died"
-    assert _train(["--source", survey, "--task", "classes", "--workers", "2", "--epochs", "3", *FAST,
+    assert _train(["--source", survey, "--task", "classes", "--workers", "2", "--epochs", "5", *FAST,
                    "--class-weights", "balanced", "--label-smoothing", "0.05", "--merger", "pair",
                    "--name", "cls", "--storage", str(tmp_path / "runs"),
                    "--fault-at-epoch", "2", "--fault-marker", str(marker), "--max-failures", "1"]) == 0
     assert marker.exists()  # a worker really died in epoch 2 ...
     run = tmp_path / "runs" / "cls"
-    assert [int(r["epoch"]) for r in _metrics(run)] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in _metrics(run)] == [1, 2, 3, 4, 5]
     assert json.loads((run / "config.json").read_text())["resumes"] == [1]  # ... and the run went on from epoch 1
     report = json.loads((run / "evaluation.json").read_text())
     assert report["classes"]["class_names"] == sorted(SHAPES)

@@ -21,7 +21,7 @@ Examples
 from __future__ import annotations
 
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source
+from galaxy_ray.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
 from galaxy_ray.sources.detect import FORMATS, check_format, detect_format
 from galaxy_ray.sources.fits import FitsCutouts
 from galaxy_ray.sources.galaxy10_h5 import Galaxy10H5
@@ -39,6 +39,7 @@ __all__ = [
     "detect_format",
     "open_source",
     "read_source",
+    "read_parquet",
     "pack",
     "pack_main",
 ]

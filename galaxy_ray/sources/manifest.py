@@ -23,6 +23,7 @@ from galaxy_ray.sources._common import (
     FileRowsSource,
     is_parquet,
     parent,
+    read_parquet,
     read_table,
     require_kaggle_columns,
     resolve,
@@ -102,7 +103,7 @@ class Manifest(FileRowsSource):
 
         fs, path = storage.pyarrow_filesystem(self.table_uri)
         if is_parquet(self.table_uri):
-            rows = ray.data.read_parquet(path, filesystem=fs, file_extensions=None)
+            rows = read_parquet(path, fs, file_extensions=None)
         else:
             types = {c: pa.string() for c in self.strings}
             rows = ray.data.read_csv(path, filesystem=fs, file_extensions=None,

@@ -1,6 +1,6 @@
 """Packed Parquet shards of the cutout table (what ``galaxy-ray pack`` writes).
 
-Reading streams them with ``ray.data.read_parquet`` on the pyarrow filesystem
+Reading streams them with ``ray.data.read_parquet`` (:func:`~galaxy_ray.sources._common.read_parquet`) on the pyarrow filesystem
 of :mod:`galaxy_ray.storage`.  Repacking (``pack`` of a shards source) needs
 the rows in a fixed order: the driver reads only the Parquet footers to count
 each file's rows, and workers read their slice back by file and row.
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from galaxy_ray import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
-from galaxy_ray.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source
+from galaxy_ray.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
 
 _FILE, _ROW = "_file", "_row"
 
@@ -66,11 +66,9 @@ class Shards(Source):
                 raise GalaxyRayError(f"{self.files[0]}: no '{needed}' column; not a shard of the cutout table")
 
     def dataset(self, rows_per_block: int = 64):
-        import ray.data
-
         fs, _ = storage.pyarrow_filesystem(self.files[0])
         paths = [storage.strip_scheme(f) for f in self.files]
-        return ray.data.read_parquet(paths, filesystem=fs, file_extensions=None).map_batches(
+        return read_parquet(paths, fs, file_extensions=None).map_batches(
             conform, batch_format="pyarrow", batch_size=None
         )
 
