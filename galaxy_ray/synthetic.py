@@ -64,6 +64,7 @@ __all__ = [
     "pixel_scale",
     "render_galaxy",
     "render_range",
+    "expected_votes",
     "synthetic_table",
     "synthesize",
     "save_preview",
@@ -841,6 +842,30 @@ def lupton_rgb(bands: np.ndarray, size: int | None = None) -> np.ndarray:
         return make_lupton_rgb(z, r, g, minimum=0.0, stretch=LUPTON_STRETCH * area, Q=LUPTON_Q)
 
 
+def _draw_galaxy(seed: int, index: int, footprint: Sequence[float]):
+    """The random draws that fix a galaxy before its votes: (rng, class, (ra, dec), look, recipe)."""
+    rng = np.random.default_rng([seed, index])
+    galaxy10 = int(rng.integers(len(CLASSES)))  # first draw: see galaxy_class()
+    position = _sky_position(rng, footprint)
+    look = _draw_look(rng)
+    return rng, galaxy10, position, look, _RENDERERS[galaxy10](rng, look)
+
+
+def expected_votes(seed: int, index: int, footprint: Sequence[float] = DEFAULT_FOOTPRINT) -> np.ndarray:
+    """The answer probabilities galaxy ``index`` was voted from, as 37 cumulative fractions.
+
+    Its ``votes`` scatter around these (galaxy-to-galaxy and volunteer noise that
+    the pixels do not show), so the RMSE of these against ``votes`` is the floor
+    any model can reach on a synthetic survey.
+    """
+    _, galaxy10, _, _, recipe = _draw_galaxy(seed, index, footprint)
+    probs = _answer_probabilities(galaxy10, recipe.info)
+    conditional = np.zeros(len(schema.GZ2_ANSWERS))
+    for question in schema.GZ2_QUESTIONS:
+        conditional[question.indices] = probs[question.key]
+    return schema.conditional_to_cumulative(conditional)
+
+
 def render_galaxy(seed: int, index: int, size: int,
                   footprint: Sequence[float] = DEFAULT_FOOTPRINT) -> SyntheticGalaxy:
     """Render galaxy ``index`` of the synthetic survey ``seed``.
@@ -861,11 +886,7 @@ def render_galaxy(seed: int, index: int, size: int,
     SyntheticGalaxy
     """
     size = _check_size(size)
-    rng = np.random.default_rng([seed, index])
-    galaxy10 = int(rng.integers(len(CLASSES)))  # first draw: see galaxy_class()
-    ra, dec = _sky_position(rng, footprint)
-    look = _draw_look(rng)
-    recipe = _RENDERERS[galaxy10](rng, look)
+    rng, galaxy10, (ra, dec), look, recipe = _draw_galaxy(seed, index, footprint)
     conditional = _simulate_votes(rng, galaxy10, recipe.info)
     field_ = _field(rng)
     # pixel noise has its own stream: its number of draws depends on the size

@@ -84,6 +84,18 @@ def test_votes_obey_the_tree_and_follow_the_class(survey):
     assert votes[smooth, 0].mean() > 0.6 > votes[spiral, 0].mean()
 
 
+
+def test_expected_votes_are_what_the_votes_scatter_around(survey):
+    votes = np.stack([g.votes for g in survey]).astype(np.float64)
+    expected = np.stack([synthetic.expected_votes(11, g.index) for g in survey])
+    schema.check_tree(expected, atol=1e-9)
+    floor = np.sqrt(((votes - expected) ** 2).mean())
+    baseline = np.sqrt(((votes - votes.mean(axis=0)) ** 2).mean())
+    # knowing each galaxy's answer probabilities beats the mean by far, but leaves the volunteer noise
+    assert 0.02 < floor < 0.6 * baseline
+    # and the votes are unbiased around them
+    assert np.abs((votes - expected).mean(axis=0)).max() < 0.05
+
 def _loo_nearest_mean_accuracy(feature: np.ndarray, classes: np.ndarray) -> float:
     """Leave-one-out accuracy of the nearest class mean on a single feature."""
     hits = 0
