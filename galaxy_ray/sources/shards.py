@@ -1,6 +1,7 @@
 """Packed Parquet shards of the cutout table (what ``galaxy-ray pack`` writes).
 
-Reading streams them with ``ray.data.read_parquet`` (:func:`~galaxy_ray.sources._common.read_parquet`) on the pyarrow filesystem
+Reading streams them with Ray Data's Parquet reader
+(:func:`galaxy_ray.sources._common.read_parquet`) on the pyarrow filesystem
 of :mod:`galaxy_ray.storage`.  Repacking (``pack`` of a shards source) needs
 the rows in a fixed order: the driver reads only the Parquet footers to count
 each file's rows, and workers read their slice back by file and row.
