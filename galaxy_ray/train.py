@@ -53,6 +53,7 @@ __all__ = [
     "split_mask",
     "prepare_training_batch",
     "train_loop_per_worker",
+    "recompute_batchnorm",
     "run_training",
     "main",
     "METRICS_COLUMNS",
@@ -99,6 +100,7 @@ class TrainConfig:
     seed: int = 0
     max_failures: int = 3
     keep_checkpoints: int = 3
+    bn_samples: int = 1024
     votes: str = "fraction"
     fault_at_epoch: int | None = None  # testing: one worker dies at the start of this epoch, once
     fault_marker: str | None = None
@@ -144,6 +146,7 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     cfg.lr = _positive(cfg.lr, "--lr", float, 1e-12)
     if cfg.freeze_epochs is not None:
         cfg.freeze_epochs = _positive(cfg.freeze_epochs, "--freeze-epochs", int, 0)
+    cfg.bn_samples = _positive(cfg.bn_samples, "--bn-samples", int, 0)
     if not 0.0 < float(cfg.val_fraction) < 1.0:
         raise GalaxyRayError(f"--val-fraction {cfg.val_fraction}: must be between 0 and 1")
     if not 0.0 <= float(cfg.merger_threshold) <= 1.0:
@@ -203,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed for the model and the shuffles (default 0)")
     p.add_argument("--max-failures", type=int, help="worker failures the run recovers from (default 3)")
     p.add_argument("--keep-checkpoints", type=int, help="best checkpoints kept (default 3)")
+    p.add_argument("--bn-samples", type=int,
+                   help="un-augmented training cutouts that re-estimate the BatchNorm statistics before each "
+                        "validation (default 1024; 0 keeps the running averages of augmented batches)")
     p.add_argument("--votes", help="gz2-catalog sources: fraction (default) or debiased")
     p.add_argument("--fault-at-epoch", type=int, help=argparse.SUPPRESS)
     p.add_argument("--fault-marker", help=argparse.SUPPRESS)
@@ -458,6 +464,62 @@ def _all_reduce(values: list[float], device) -> list[float]:
     return t.tolist()
 
 
+def recompute_batchnorm(net, shard, batch_size: int, dtypes: Mapping[str, Any], device) -> int:
+    """Re-estimate BatchNorm running statistics on un-augmented training cutouts ("precise BN").
+
+    Running averages gathered in training describe *augmented* batches (rotated,
+    zero-filled corners, zoomed, brightness-jittered) taken while the weights
+    moved; validation and inference see deterministic cutouts.  That mismatch
+    swung validation accuracy by up to 10 points between late epochs.  Each
+    worker averages over its share of ``shard`` with
+    :func:`torch.optim.swa_utils.update_bn`, then the workers average their
+    statistics weighted by images, so every replica (and the checkpoint) holds
+    the same ones.
+
+    Returns
+    -------
+    int
+        Cutouts used over all workers (0 leaves the statistics as they were).
+    """
+    import torch
+    import torch.distributed as dist
+    from torch.optim.swa_utils import update_bn
+
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    before = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    cuda = device.type == "cuda"
+    seen = 0
+
+    def batches():
+        nonlocal seen
+        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=dtypes, device=device):
+            seen += len(batch["pixels"])
+            yield batch["pixels"].contiguous(memory_format=torch.channels_last) if cuda else batch["pixels"]
+
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        update_bn(batches(), net)
+    stats = torch.cat([torch.cat([m.running_mean, m.running_var]) for m in norms]).double() * seen
+    total = torch.tensor([float(seen)], dtype=torch.float64, device=stats.device)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(stats)
+        dist.all_reduce(total)
+    if total.item() == 0:
+        for m, (mean, var) in zip(norms, before):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+        return 0
+    stats /= total
+    offset = 0
+    for m in norms:
+        n = m.running_mean.numel()
+        m.running_mean.copy_(stats[offset:offset + n])
+        m.running_var.copy_(stats[offset + n:offset + 2 * n])
+        offset += 2 * n
+    return int(total.item())
+
+
 def _progress(line: str) -> None:
     """One progress line on the worker's stdout, which Ray streams to the driver and the job log.
 
@@ -523,6 +585,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     loss_fn = loss_function(spec, config.get("class_weights"), config.get("label_smoothing", 0.0))
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
+    bn_shard = ray.train.get_dataset_shard("bn") if config.get("bn_samples") else None
     target_dtype = torch.float32 if spec.task == "gz2" else torch.int64
     dtypes = {"pixels": torch.float32, "target": target_dtype}
     bs = config["batch_size"]
@@ -530,6 +593,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = opt = sched = None
     phase = None
     last_report = time.monotonic()
+    bn_announced = False
     for epoch in range(state["epoch"] + 1, epochs + 1):
         if state["stopped"]:
             break
@@ -570,6 +634,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             t_data = time.perf_counter()
 
         train_seconds = time.perf_counter() - t0
+        bn_images = recompute_batchnorm(net, bn_shard, bs, dtypes, device) if bn_shard is not None else 0
+        if rank == 0 and bn_images and not bn_announced:
+            bn_announced = True
+            _progress(f"galaxy-ray: BatchNorm statistics re-estimated on {bn_images} un-augmented training "
+                      "cutouts before each validation (--bn-samples)")
         model.eval()
         v_loss = v_n = v_sq = v_correct = 0.0
         with torch.no_grad():
@@ -674,17 +743,32 @@ def _storage_args(uri: str) -> tuple[Any, str]:
     return (fs if storage.is_remote(uri) else None), (path if storage.is_remote(uri) else uri)
 
 
-def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, preprocess: Mapping[str, Any]):
-    """The training and validation Ray Datasets of tensors (``pixels``, ``target``)."""
+def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, preprocess: Mapping[str, Any],
+                   n_train: int | None = None) -> dict[str, Any]:
+    """The Ray Datasets of tensors (``pixels``, ``target``) the workers consume.
+
+    ``train`` is augmented, ``val`` is not; ``bn`` (when ``cfg.bn_samples`` > 0)
+    is a fixed random sample of about ``bn_samples`` training cutouts, prepared
+    like validation, that re-estimates the BatchNorm statistics every epoch.
+    """
     common = dict(val_fraction=cfg.val_fraction, label=cfg.label, task=cfg.task,
                   class_index=class_index, preprocess=dict(preprocess))
     columns = [c for c in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, cfg.label) if c in _column_names(ds)]
     base = ds.select_columns(columns)
-    train = base.map_batches(prepare_training_batch, fn_kwargs=dict(common, split="train", augment=True),
-                             batch_size=64, batch_format="numpy")
-    val = base.map_batches(prepare_training_batch, fn_kwargs=dict(common, split="val", augment=False),
-                           batch_size=64, batch_format="numpy")
-    return train, val
+    datasets = {
+        "train": base.map_batches(prepare_training_batch, fn_kwargs=dict(common, split="train", augment=True),
+                                  batch_size=64, batch_format="numpy"),
+        "val": base.map_batches(prepare_training_batch, fn_kwargs=dict(common, split="val", augment=False),
+                                batch_size=64, batch_format="numpy"),
+    }
+    if cfg.bn_samples > 0:
+        # Sampling by row (not the first rows) keeps sources sorted by label from biasing the statistics.
+        fraction = min(1.0, cfg.bn_samples / max(n_train or cfg.bn_samples, 1))
+        sample = base if fraction >= 1.0 else base.random_sample(fraction, seed=cfg.seed)
+        datasets["bn"] = sample.map_batches(prepare_training_batch,
+                                            fn_kwargs=dict(common, split="train", augment=False),
+                                            batch_size=64, batch_format="numpy")
+    return datasets
 
 
 @dataclass
@@ -733,7 +817,7 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         "patience": cfg.patience, "seed": cfg.seed, "monitor": metric, "monitor_mode": mode,
         "class_weights": class_weights, "label_smoothing": cfg.label_smoothing, "run_dir": run_dir,
         "name": cfg.name, "extra": {k: v for k, v in extra.items() if v is not None},
-        "fault_at_epoch": cfg.fault_at_epoch, "fault_marker": cfg.fault_marker,
+        "fault_at_epoch": cfg.fault_at_epoch, "fault_marker": cfg.fault_marker, "bn_samples": cfg.bn_samples,
     }
     return RunPlan(cfg, run_dir, ds, summary, spec, class_index, class_weights, _use_gpu(cfg), loop_config)
 
@@ -745,7 +829,7 @@ def make_trainer(plan: RunPlan):
 
     cfg = plan.cfg
     metric, mode = cfg.monitor
-    train_ds, val_ds = build_datasets(plan.ds, cfg, plan.class_index, plan.spec.preprocess)
+    datasets = build_datasets(plan.ds, cfg, plan.class_index, plan.spec.preprocess, plan.summary.n_train)
     fs, storage_path = _storage_args(cfg.storage)
     return TorchTrainer(
         train_loop_per_worker,
@@ -759,7 +843,7 @@ def make_trainer(plan: RunPlan):
                                                checkpoint_score_attribute=metric, checkpoint_score_order=mode),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
         ),
-        datasets={"train": train_ds, "val": val_ds},
+        datasets=datasets,
     )
 
 

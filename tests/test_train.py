@@ -224,6 +224,38 @@ def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path
     assert json.loads((tmp_path / "runs" / "resume" / "config.json").read_text())["resumes"] == [1]
 
 
+def test_batchnorm_statistics_are_re_estimated_on_the_given_cutouts(ray_cluster):
+    import ray.data
+    import torch
+    from torch.optim.swa_utils import update_bn
+
+    from galaxy_ray.model import ModelSpec, build_model
+    from galaxy_ray.train import recompute_batchnorm
+
+    torch.manual_seed(0)
+    net = build_model(ModelSpec.for_gz2("resnet18", {"image_size": 32, "crop_fraction": 1.0}))
+    pixels = np.random.default_rng(1).normal(0.3, 2.0, (40, 3, 32, 32)).astype(np.float32)
+    ds = ray.data.from_items([{"pixels": p, "target": np.zeros(37, np.float32)} for p in pixels])
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:  # statistics that fit nothing: as if gathered on other (augmented) images
+        m.running_mean.fill_(5.0)
+        m.running_var.fill_(9.0)
+    dtypes = {"pixels": torch.float32, "target": torch.float32}
+    used = recompute_batchnorm(net, ds, 8, dtypes, torch.device("cpu"))
+    assert used == 40 and net.training  # the caller's mode is kept
+    reference = build_model(ModelSpec.for_gz2("resnet18", {"image_size": 32, "crop_fraction": 1.0}))
+    reference.load_state_dict(net.state_dict())
+    update_bn([torch.from_numpy(pixels[i:i + 8]) for i in range(0, 40, 8)], reference)
+    for mine, ref in zip(norms, [m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)]):
+        torch.testing.assert_close(mine.running_mean, ref.running_mean)
+        torch.testing.assert_close(mine.running_var, ref.running_var)
+    assert float(norms[0].running_mean.abs().max()) < 5.0
+    # a worker given no cutouts keeps the statistics it had
+    before = [m.running_mean.clone() for m in norms]
+    assert recompute_batchnorm(net, ds.limit(0), 8, dtypes, torch.device("cpu")) == 0
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))
+
+
 # --------------------------------------------------------------------------- bad input
 
 
