@@ -140,14 +140,14 @@ def merger_metrics(true_merger: np.ndarray, p_merger: np.ndarray, threshold: flo
 class _Predictor:
     """Ray Data actor: decode (deterministic) and predict with one loaded checkpoint."""
 
-    def __init__(self, checkpoint: str, label: str, split: str | None, val_fraction: float) -> None:
+    def __init__(self, checkpoint: str, label: str, split: str | None, val_fraction: float, tta: bool = False) -> None:
         import torch
 
         from galaxy_ray.model import load_checkpoint
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model, self.spec = load_checkpoint(checkpoint, map_location=device)
-        self.label, self.split, self.val_fraction = label, split, val_fraction
+        self.label, self.split, self.val_fraction, self.tta = label, split, val_fraction, tta
         self.class_index = {n: i for i, n in enumerate(self.spec.output_names)}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -167,7 +167,7 @@ class _Predictor:
         ok = np.array([e is None for e in out[C.ERROR]], dtype=bool)
         y_pred = np.full((n, k), np.nan, dtype=np.float32)
         if ok.any():
-            y_pred[ok] = predict_numpy(self.model, out["pixels"][ok])
+            y_pred[ok] = predict_numpy(self.model, out["pixels"][ok], tta=self.tta)
         if self.spec.task == "gz2":
             y_true = np.zeros((n, k), dtype=np.float32)
             if n:
@@ -182,7 +182,7 @@ class _Predictor:
 
 
 def predict_labelled(ds, checkpoint: str, label: str, *, split: str | None = None, val_fraction: float = 0.2,
-                     batch_size: int = 64) -> dict[str, np.ndarray]:
+                     batch_size: int = 64, tta: bool = False) -> dict[str, np.ndarray]:
     """Predictions and targets for the labelled rows of a cutout Dataset.
 
     Parameters
@@ -195,6 +195,8 @@ def predict_labelled(ds, checkpoint: str, label: str, *, split: str | None = Non
         Target column (``votes`` or ``label``).
     split : str, optional
         Keep only ``train`` or ``val`` rows of :func:`galaxy_ray.train.split_of`.
+    tta : bool
+        Average each prediction over the 8 rotations and flips, as ``galaxy-ray infer --tta``.
 
     Returns
     -------
@@ -212,7 +214,8 @@ def predict_labelled(ds, checkpoint: str, label: str, *, split: str | None = Non
     columns = [c for c in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, label) if c in _column_names(ds)]
     pool = ActorPoolStrategy(min_size=1, max_size=max(1, gpus)) if gpus else ActorPoolStrategy(min_size=1, max_size=2)
     preds = ds.select_columns(columns).map_batches(
-        _Predictor, fn_constructor_kwargs=dict(checkpoint=checkpoint, label=label, split=split, val_fraction=val_fraction),
+        _Predictor, fn_constructor_kwargs=dict(checkpoint=checkpoint, label=label, split=split, val_fraction=val_fraction,
+                                               tta=tta),
         batch_size=batch_size, batch_format="numpy", compute=pool, num_gpus=1 if gpus else 0,
     )
     parts = list(preds.iter_batches(batch_size=None, batch_format="numpy"))
@@ -422,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=None, help="of the split (default: the checkpoint's run)")
     p.add_argument("--merger-threshold", type=float, help="default: the checkpoint's run")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", action="store_true",
+                   help="average over the 8 rotations and flips of each cutout, as `galaxy-ray infer --tta`")
     return p
 
 
@@ -447,12 +452,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise GalaxyRayError(f"{args.source}: no column {label!r} (columns: {', '.join(names)}); pass --label-column")
     val_fraction = args.val_fraction if args.val_fraction is not None else 0.2
     preds = predict_labelled(ds, model_uri, label, split=None if args.split == "all" else args.split,
-                             val_fraction=val_fraction, batch_size=args.batch_size)
+                             val_fraction=val_fraction, batch_size=args.batch_size, tta=args.tta)
     if not len(preds[C.OBJECT_ID]):
         raise GalaxyRayError(f"{args.source}: no rows with labels the model knows in column {label!r}")
     report = evaluate_predictions(spec, preds, threshold=threshold, train_mean=extra.get("train_mean"),
                                   class_counts=extra.get("class_counts"))
-    report.update(split=args.split, checkpoint=str(args.checkpoint), source=args.source,
+    report.update(split=args.split, checkpoint=str(args.checkpoint), source=args.source, tta=bool(args.tta),
                   seconds=round(time.perf_counter() - t0, 2))
     write_predictions(storage.join(out, "predictions.parquet"), preds)
     written = write_report(report, out)

@@ -79,7 +79,6 @@ __all__ = [
     "Plan",
     "plan_shard_units",
     "plan_row_units",
-    "dihedral_predict",
     "run_inference",
     "predict_files",
     "main",
@@ -340,23 +339,6 @@ def prepare_batch(
 # ---------------------------------------------------------------------------
 
 
-def dihedral_predict(predict, x):
-    """Average ``predict`` over the 8 rotations and flips (the dihedral group D4).
-
-    Parameters
-    ----------
-    predict : callable
-        Tensor (N, C, H, W) -> probabilities (N, K).
-    x : torch.Tensor, shape (N, C, H, W), square images
-    """
-    total = None
-    for flipped in (x, x.flip(-1)):
-        for k in range(4):
-            p = predict(flipped.rot90(k, dims=(-2, -1))).float()
-            total = p if total is None else total + p
-    return total / 8.0
-
-
 class Predictor:
     """Model actor: loads the checkpoint once and turns pixels into catalog rows.
 
@@ -421,6 +403,8 @@ class Predictor:
             if x.dtype == torch.uint8:
                 x = (x.float() / 255.0 - self.mean) / self.std
             if self.tta:
+                from galaxy_ray.model import dihedral_predict
+
                 probs = dihedral_predict(self._forward, x)
             else:
                 probs = self._forward(x)
@@ -496,11 +480,18 @@ class UnitWriter:
         self.done = 0
         self.rows = 0
         self.error_rows = 0
+        self.received = 0
+        #: When the first rows arrived (``time.perf_counter``) and how many: the end of start-up.
+        self.first_rows_at: float | None = None
+        self.first_rows = 0
 
     def add(self, table: pa.Table) -> None:
         """Take a batch of catalog rows tagged with ``_unit``."""
         if table.num_rows == 0:
             return
+        if self.first_rows_at is None:
+            self.first_rows_at, self.first_rows = time.perf_counter(), table.num_rows
+        self.received += table.num_rows
         units = table.column(_UNIT).to_numpy()
         for index in np.unique(units):
             index = int(index)
@@ -743,6 +734,7 @@ def run_inference(
         )
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             writer.add(table)
+        streamed_until = time.perf_counter()
         missing = writer.unfinished()
         if missing:
             raise GalaxyRayError(
@@ -752,6 +744,7 @@ def run_inference(
 
     names = sorted(u.name for u in plan.units)
     rows, error_rows = _totals(out, names)
+    timing = _throughput(t0, writer, streamed_until if pending else None)
     summary = dict(
         provenance,
         rows=rows,
@@ -762,12 +755,31 @@ def run_inference(
         files_this_run=writer.done,
         files_skipped=len(plan.units) - len(pending),
         seconds=round(time.perf_counter() - t0, 3),
+        **timing,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     catalog.write_catalog_summary(out, summary)
+    pace = (f"; first rows after {timing['startup_seconds']:.1f} s, then {timing['rows_per_second_after_startup']:.1f} "
+            "rows/s" if timing.get("rows_per_second_after_startup") else "")
     log(f"catalog {out}: {rows} rows in {len(names)} file(s), {error_rows} row(s) with errors "
-        f"({writer.rows} rows written this run in {summary['seconds']:.1f} s)")
+        f"({writer.rows} rows written this run in {summary['seconds']:.1f} s{pace})")
     return summary
+
+
+def _throughput(t0: float, writer: UnitWriter, streamed_until: float | None) -> dict[str, float]:
+    """Start-up time (until the first catalog rows reach the driver) and the rate after it.
+
+    Start-up (planning, starting the actors, importing torch and loading the
+    model in each) is paid once per job; the rate after it is what a survey of
+    millions of cutouts runs at.
+    """
+    if streamed_until is None or writer.first_rows_at is None:
+        return {}
+    timing = {"startup_seconds": round(writer.first_rows_at - t0, 3)}
+    after = streamed_until - writer.first_rows_at
+    if writer.received > writer.first_rows and after > 0:
+        timing["rows_per_second_after_startup"] = round((writer.received - writer.first_rows) / after, 2)
+    return timing
 
 
 def _build_pipeline(checkpoint, plan, pending, spec, *, batch_size, tta, merger_threshold,

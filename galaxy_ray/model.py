@@ -52,6 +52,7 @@ __all__ = [
     "merger_probability",
     "morphology",
     "predict_numpy",
+    "dihedral_predict",
 ]
 
 #: Supported torchvision architectures -> name of their ImageNet weights enum.
@@ -406,10 +407,28 @@ def morphology(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
     return names[np.argmax(probs, axis=1)]
 
 
-def predict_numpy(model: nn.Module, pixels: np.ndarray) -> np.ndarray:
+def dihedral_predict(predict, x):
+    """Average ``predict`` over the 8 rotations and flips (the dihedral group D4).
+
+    Parameters
+    ----------
+    predict : callable
+        Tensor (N, C, H, W) -> probabilities (N, K).
+    x : torch.Tensor, shape (N, C, H, W), square images
+    """
+    total = None
+    for flipped in (x, x.flip(-1)):
+        for k in range(4):
+            p = predict(flipped.rot90(k, dims=(-2, -1))).float()
+            total = p if total is None else total + p
+    return total / 8.0
+
+
+def predict_numpy(model: nn.Module, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
     """Probabilities for a batch of preprocessed pixels (N, 3, S, S), in eval mode.
 
-    Runs on the model's device, in bf16 autocast and channels_last on a GPU.
+    Runs on the model's device, in bf16 autocast and channels_last on a GPU;
+    ``tta`` averages over the 8 rotations and flips (:func:`dihedral_predict`).
     Returns float32 (N, outputs).
     """
     net = _unwrap(model)
@@ -420,7 +439,7 @@ def predict_numpy(model: nn.Module, pixels: np.ndarray) -> np.ndarray:
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = net.predict(x)
+                out = dihedral_predict(net.predict, x) if tta else net.predict(x)
         else:
-            out = net.predict(x)
+            out = dihedral_predict(net.predict, x) if tta else net.predict(x)
     return out.float().cpu().numpy()

@@ -186,6 +186,14 @@ def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys
     assert report["merger"]["output"] == "Class8.6" and "precision" in report["merger"]
     assert "validation RMSE" in capsys.readouterr().out
     assert (tmp_path / "ev" / "curves.png").stat().st_size > 0 and (tmp_path / "ev" / "predictions.parquet").exists()
+    # --tta: the average over rotations and flips, still obeying the tree (a mean of consistent outputs)
+    assert run_entry_point(main, [str(gz2_run / "model.pt"), survey, "--out", str(tmp_path / "tta"), "--split", "val",
+                                  "--tta"]) == 0
+    assert json.loads((tmp_path / "tta" / "evaluation.json").read_text())["tta"] is True
+    plain = np.array(pq.read_table(tmp_path / "ev" / "predictions.parquet").column("y_pred").to_pylist())
+    tta = np.array(pq.read_table(tmp_path / "tta" / "predictions.parquet").column("y_pred").to_pylist())
+    assert plain.shape == tta.shape and not np.allclose(plain, tta, atol=1e-4)
+    assert schema.tree_violation(tta).max() < 1e-5
 
 
 def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey, tmp_path):
