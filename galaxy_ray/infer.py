@@ -480,7 +480,6 @@ class UnitWriter:
         self.done = 0
         self.rows = 0
         self.error_rows = 0
-        self.received = 0
         #: When the first rows arrived (``time.perf_counter``) and how many: the end of start-up.
         self.first_rows_at: float | None = None
         self.first_rows = 0
@@ -491,7 +490,6 @@ class UnitWriter:
             return
         if self.first_rows_at is None:
             self.first_rows_at, self.first_rows = time.perf_counter(), table.num_rows
-        self.received += table.num_rows
         units = table.column(_UNIT).to_numpy()
         for index in np.unique(units):
             index = int(index)
@@ -777,8 +775,9 @@ def _throughput(t0: float, writer: UnitWriter, streamed_until: float | None) -> 
         return {}
     timing = {"startup_seconds": round(writer.first_rows_at - t0, 3)}
     after = streamed_until - writer.first_rows_at
-    if writer.received > writer.first_rows and after > 0:
-        timing["rows_per_second_after_startup"] = round((writer.received - writer.first_rows) / after, 2)
+    later_rows = sum(writer.seen.values()) - writer.first_rows
+    if later_rows > 0 and after > 0:
+        timing["rows_per_second_after_startup"] = round(later_rows / after, 2)
     return timing
 
 

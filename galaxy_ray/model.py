@@ -435,11 +435,9 @@ def predict_numpy(model: nn.Module, pixels: np.ndarray, tta: bool = False) -> np
     net.eval()
     device = next(net.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(device, non_blocking=True)
-    with torch.inference_mode():
-        if device.type == "cuda":
+    cuda = device.type == "cuda"
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = dihedral_predict(net.predict, x) if tta else net.predict(x)
-        else:
-            out = dihedral_predict(net.predict, x) if tta else net.predict(x)
+        out = dihedral_predict(net.predict, x) if tta else net.predict(x)
     return out.float().cpu().numpy()

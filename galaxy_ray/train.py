@@ -500,12 +500,13 @@ def recompute_batchnorm(net, shard, batch_size: int, dtypes: Mapping[str, Any], 
 
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
         update_bn(batches(), net)
-    stats = torch.cat([torch.cat([m.running_mean, m.running_var]) for m in norms]).double() * seen
-    total = torch.tensor([float(seen)], dtype=torch.float64, device=stats.device)
+    # one all-reduce of (mean, var of every layer, 1) x images: the last element sums to the images used
+    one = torch.ones(1, device=norms[0].running_mean.device)
+    stats = torch.cat([*(torch.cat([m.running_mean, m.running_var]) for m in norms), one]).double() * seen
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(stats)
-        dist.all_reduce(total)
-    if total.item() == 0:
+    total = stats[-1].item()
+    if total == 0:
         for m, (mean, var) in zip(norms, before):
             m.running_mean.copy_(mean)
             m.running_var.copy_(var)
@@ -517,7 +518,7 @@ def recompute_batchnorm(net, shard, batch_size: int, dtypes: Mapping[str, Any], 
         m.running_mean.copy_(stats[offset:offset + n])
         m.running_var.copy_(stats[offset + n:offset + 2 * n])
         offset += 2 * n
-    return int(total.item())
+    return int(total)
 
 
 def _progress(line: str) -> None:
@@ -755,19 +756,17 @@ def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, 
                   class_index=class_index, preprocess=dict(preprocess))
     columns = [c for c in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, cfg.label) if c in _column_names(ds)]
     base = ds.select_columns(columns)
-    datasets = {
-        "train": base.map_batches(prepare_training_batch, fn_kwargs=dict(common, split="train", augment=True),
-                                  batch_size=64, batch_format="numpy"),
-        "val": base.map_batches(prepare_training_batch, fn_kwargs=dict(common, split="val", augment=False),
-                                batch_size=64, batch_format="numpy"),
-    }
+
+    def prepared(rows, split: str, augment: bool):
+        return rows.map_batches(prepare_training_batch, fn_kwargs=dict(common, split=split, augment=augment),
+                                batch_size=64, batch_format="numpy")
+
+    datasets = {"train": prepared(base, "train", True), "val": prepared(base, "val", False)}
     if cfg.bn_samples > 0:
         # Sampling by row (not the first rows) keeps sources sorted by label from biasing the statistics.
         fraction = min(1.0, cfg.bn_samples / max(n_train or cfg.bn_samples, 1))
-        sample = base if fraction >= 1.0 else base.random_sample(fraction, seed=cfg.seed)
-        datasets["bn"] = sample.map_batches(prepare_training_batch,
-                                            fn_kwargs=dict(common, split="train", augment=False),
-                                            batch_size=64, batch_format="numpy")
+        datasets["bn"] = prepared(base if fraction >= 1.0 else base.random_sample(fraction, seed=cfg.seed),
+                                  "train", False)
     return datasets
 
 

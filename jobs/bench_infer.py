@@ -13,7 +13,7 @@ In one run, on the same packed shards and the same model:
 It prints images/s of each and the ratio b/a twice: end to end, and after the
 pipeline's start-up (the time until its first catalog rows reach the driver:
 planning, starting the actor process, importing torch and loading the model,
-about 8 s on 2 cores).  A job pays the start-up once, so at survey scale the
+about 10 s on 2 cores).  A job pays the start-up once, so at survey scale the
 end-to-end rate tends to the rate after start-up.  Then it runs the pipeline on N and
 10N inputs (the N shards copied ten times with new object ids) and prints the
 peak memory of each and their ratio.
@@ -197,7 +197,7 @@ def pipeline(checkpoint: str, shards: str, out: str, batch_size: int, use_gpu: b
     split the run into the start-up a job pays once (actors start, import torch
     and load the model) and the rate it then streams at.
 
-    Timed runs do not sample: walking /proc and every process's smaps_rollup five times a
+    Timed runs do not sample: walking /proc and every process's smaps_rollup twice a
     second costs the driver (at normal priority, above Ray's niced workers) a good part of
     a core on a 2-core machine, which the pipeline would be charged for.
     """
