@@ -820,16 +820,46 @@ def _build_pipeline(checkpoint, plan, pending, spec, *, batch_size, tta, merger_
         compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
         **resources,
     )
-    # Decoding outruns the model; without a cap, decoded pixels pile up in the object store up to
-    # Ray Data's default budget (half the store), so memory would grow with the input up to GBs.
-    # A few batches per actor keep the model fed.  Blocks of about one batch (not Ray's default
-    # 128 MiB) keep each decode worker from buffering many batches before it hands them on.
+    # Blocks of about one batch (not Ray's default 128 MiB) keep each decode worker from buffering
+    # many batches before it hands them on.
     side = int(pre["image_size"])
     batch_bytes = batch_size * 3 * side * side * (1 if transfer == "uint8" else 4)
     ctx = ds.context
     ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
-        object_store_memory=max(128 << 20, 8 * hi * batch_bytes))
+        object_store_memory=object_store_budget(batch_bytes, hi, ray.cluster_resources().get("object_store_memory")))
     ctx.target_max_block_size = max(8 << 20, 2 * batch_bytes)
+    return ds
+
+
+def object_store_budget(batch_bytes: int, actors: int, store_bytes: float | None = None) -> int:
+    """Object-store bytes the pipeline may hold: flat in the input size, and never so small that it stalls.
+
+    Decoding outruns the model, so without a cap decoded pixels pile up to
+    Ray Data's default budget (half the store, GBs), and memory grows with the
+    input.  Too small a cap stalls instead: Ray Data's allocator reserves for
+    each of the three operators' outputs a twelfth of the budget (half of it
+    is reserved, split three ways, and half of each share is for outputs), and
+    when a decode task's next output does not fit in what is left of its
+    share, the executor stops reading it while the reader holds the shared
+    pool.  With 128 MiB and 12 MiB float32 batches (ResNet-18 at 128 px on 2
+    cores) runs stalled for tens of seconds, at 13-44 images/s; with 384 MiB
+    they ran at 50-53 (issue 4).  So the budget is room for 24 decoded
+    batches (two per output share) plus 4 queued per model actor, at least
+    256 MiB, and at most half the object store.
+
+    Parameters
+    ----------
+    batch_bytes : int
+        Bytes of one decoded batch as it travels to the model actors.
+    actors : int
+        Most model actors the pool grows to.
+    store_bytes : float, optional
+        The cluster's object store size; the budget stays within half of it.
+    """
+    budget = max(256 << 20, (24 + 4 * max(1, actors)) * batch_bytes)
+    if store_bytes:
+        budget = min(budget, int(store_bytes) // 2)
+    return int(budget)
     return ds
 
 

@@ -142,6 +142,19 @@ def test_shard_units_group_consecutive_shards_by_footer_counts():
         infer.plan_row_units(5, 0)
 
 
+def test_object_store_budget_leaves_each_operator_room_for_two_decoded_batches():
+    batch = 64 * 3 * 128 * 128 * 4  # float32 ResNet-18 batch, 12 MiB
+    for actors in (1, 4):
+        budget = infer.object_store_budget(batch, actors)
+        # Ray Data reserves a twelfth of the budget for each of the three operators' outputs
+        assert budget / 12 >= 2 * batch
+        assert budget >= 4 * actors * batch  # and a queue of batches for every model actor
+    assert infer.object_store_budget(1 << 20, 1) == 256 << 20  # small batches: the floor
+    # never beyond half the cluster's store, Ray Data's own default
+    assert infer.object_store_budget(batch, 64, store_bytes=2 << 30) == 1 << 30
+    assert infer.object_store_budget(batch, 1) == infer.object_store_budget(batch, 1, store_bytes=None)
+
+
 def test_tta_averages_over_the_dihedral_group():
     import torch
 
