@@ -64,7 +64,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -332,6 +332,19 @@ def prepare_batch(
         # "" for no error: a column of only None would not keep its string type between stages
         C.ERROR: np.array(["" if e is None else str(e) for e in prepared[C.ERROR]], dtype=object),
     }
+
+
+def prepare_blocks(batch: dict[str, np.ndarray], *, batch_size: int, **kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`prepare_batch` over a whole block (a shard, or a slice of rows), ``batch_size`` rows at a time.
+
+    The decode stage takes whole blocks so that Ray Data fuses it into the
+    read task: encoded cutouts then go from the reader to the decoder without
+    a trip through the object store, where they would compete with decoded
+    pixels for the pipeline's budget (see :func:`object_store_budget`).
+    """
+    n = len(batch[C.OBJECT_ID])
+    for start in range(0, n, batch_size):
+        yield prepare_batch({k: v[start : start + batch_size] for k, v in batch.items()}, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -785,22 +798,24 @@ def _build_pipeline(checkpoint, plan, pending, spec, *, batch_size, tta, merger_
                     actors, use_gpu, cpus, decode_tasks, transfer):
     import ray.data
 
+    # Half a CPU per decode task on CPU clusters: decoding is light next to the model, and
+    # resources that differ from the actors' keep Ray Data from fusing decoding into the model
+    # actor (which would decode and predict in turn instead of at once).
+    decode_cpus = 1 if use_gpu else 0.5
+    compute = ray.data.TaskPoolStrategy(size=decode_tasks) if decode_tasks else None
     if plan.kind == "shards":
-        ds = _read_shards([s for u in pending for s in u.shards])
+        ds = _read_shards([s for u in pending for s in u.shards], num_cpus=decode_cpus)
     else:
-        ds = _read_rows(plan, pending)
+        ds = _read_rows(plan, pending, num_cpus=decode_cpus)
     pre = spec.preprocess if isinstance(spec.preprocess, dict) else spec.preprocess.to_dict()
     ds = ds.map_batches(
-        prepare_batch,
-        batch_size=batch_size,
+        prepare_blocks,
+        batch_size=None,  # whole blocks, so that Ray Data fuses this stage into the read
         batch_format="numpy",
         zero_copy_batch=True,
-        fn_kwargs=dict(preprocess_config=pre, shard_unit=plan.shard_unit, transfer=transfer),
-        compute=ray.data.TaskPoolStrategy(size=decode_tasks) if decode_tasks else None,
-        # Half a CPU per decode task on CPU clusters: decoding is light next to the model, and
-        # resources that differ from the actors' keep Ray Data from fusing the two stages
-        # into one actor (which would decode and predict in turn instead of at once).
-        num_cpus=1 if use_gpu else 0.5,
+        fn_kwargs=dict(batch_size=batch_size, preprocess_config=pre, shard_unit=plan.shard_unit, transfer=transfer),
+        compute=compute,
+        num_cpus=decode_cpus,
     )
     lo, hi = actors
     if use_gpu:
@@ -869,7 +884,7 @@ def _read_tagged(meta, source) -> pa.Table:
     return table.append_column(_UNIT, pa.array(meta[_UNIT].to_numpy(np.int32), type=pa.int32()))
 
 
-def _read_rows(plan: Plan, pending: Sequence[Unit], rows_per_block: int = 64):
+def _read_rows(plan: Plan, pending: Sequence[Unit], rows_per_block: int = 64, num_cpus: float = 1):
     """The cutout rows of the pending units of a row plan, in small blocks."""
     import ray.data
 
@@ -880,12 +895,17 @@ def _read_rows(plan: Plan, pending: Sequence[Unit], rows_per_block: int = 64):
         meta[_UNIT] = unit.index
         chunks += [meta.iloc[i : i + rows_per_block] for i in range(0, len(meta), rows_per_block)]
     return ray.data.from_pandas(chunks).map_batches(
-        _read_tagged, batch_format="pandas", batch_size=None, fn_kwargs=dict(source=plan.source)
+        _read_tagged, batch_format="pandas", batch_size=None, fn_kwargs=dict(source=plan.source), num_cpus=num_cpus
     )
 
 
-def _read_shards(shards: Sequence[str]):
-    """Read packed shards with only the columns inference needs, tagged with their path."""
+def _read_shards(shards: Sequence[str], num_cpus: float = 1):
+    """Read packed shards with only the columns inference needs, tagged with their path.
+
+    One block per shard, read with ``num_cpus`` per task: with the decode
+    stage's resources and whole-block batches, Ray Data fuses the two into one
+    task per shard (it does not fuse a read that splits its output blocks).
+    """
     import pyarrow.parquet as pq
 
     from galaxy_ray.sources import read_parquet
@@ -897,8 +917,9 @@ def _read_shards(shards: Sequence[str]):
                              "pack the source with `galaxy-ray pack`")
     columns = [c for c in (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE) if c in names]
     return read_parquet(
-        [storage.strip_scheme(s) for s in shards], fs, include_paths=True,
-    ).select_columns(columns + ["path"])  # pushed down into the Parquet reads
+        [storage.strip_scheme(s) for s in shards], fs, include_paths=True, columns=columns,
+        override_num_blocks=len(shards), num_cpus=num_cpus,
+    )
 
 
 # ---------------------------------------------------------------------------
