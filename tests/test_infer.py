@@ -155,6 +155,30 @@ def test_object_store_budget_leaves_each_operator_room_for_two_decoded_batches()
     assert infer.object_store_budget(batch, 1) == infer.object_store_budget(batch, 1, store_bytes=None)
 
 
+def test_decode_stage_splits_a_block_into_model_batches_with_every_row():
+    table = _survey(23, seed=4, bad=True)
+    block = {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
+    block["_unit"] = np.zeros(23, dtype=np.int32)
+    spec = model_mod.ModelSpec.for_gz2("resnet18", {"image_size": SIZE, "crop_fraction": 1.0})
+    kwargs = dict(preprocess_config=dict(spec.preprocess), shard_unit=None, transfer="float32")
+    batches = list(infer.prepare_blocks(block, batch_size=10, **kwargs))
+    assert [len(b[C.OBJECT_ID]) for b in batches] == [10, 10, 3]
+    whole = infer.prepare_batch(block, **kwargs)
+    np.testing.assert_array_equal(np.concatenate([b["pixels"] for b in batches]), whole["pixels"])
+    assert list(np.concatenate([b[C.ERROR] for b in batches])) == list(whole[C.ERROR])
+    assert sum(e != "" for e in whole[C.ERROR]) == 5  # the planted bad cutouts stay as error rows
+
+
+def test_decode_tasks_only_ever_lower_their_own_priority():
+    code = ("import os; from galaxy_ray.infer import _yield_cpu; "
+            "_yield_cpu(7); a = os.getpriority(os.PRIO_PROCESS, 0); "
+            "_yield_cpu(3); print(a, os.getpriority(os.PRIO_PROCESS, 0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, 0) if os.getuid() == 0 else None)
+    start = 0 if os.getuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0)
+    assert out.stdout.split() == [str(max(7, start))] * 2
+
+
 def test_tta_averages_over_the_dihedral_group():
     import torch
 
