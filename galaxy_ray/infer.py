@@ -2,16 +2,19 @@
 
 The pipeline is one streaming Ray Dataset::
 
-    read (packed shards, or any source)
-      -> prepare: decode + preprocess in CPU ``map_batches`` tasks
-         (``preprocess.preprocess_batch``, the code training uses)
+    read + prepare, one CPU task per shard (or slice of rows): decode and
+         preprocess (``preprocess.preprocess_batch``, the code training
+         uses), fused by Ray Data into the read task
       -> predict: a pool of model actors (``ActorPoolStrategy``; one GPU each
          when the cluster has GPUs), the model loaded once per actor
       -> catalog rows (no pixels) -> the driver's writer -> Parquet files
 
-Ray Data's streaming executor runs all stages at once with bounded queues
-between them, so decoding overlaps the model and memory does not grow with the
-input.  Pixels leave the prepare stage as uint8 on GPU clusters (a quarter of
+Ray Data's streaming executor runs both stages at once with a bounded queue
+of decoded batches between them (:func:`object_store_budget`), so decoding
+overlaps the model and memory does not grow with the input.  Reading and
+decoding are one task so that encoded cutouts never wait in the object store:
+as separate stages the reader's output took the budget's shared pool and
+stalled the decoder for tens of seconds at a time.  Pixels leave the prepare stage as uint8 on GPU clusters (a quarter of
 the object-store traffic of float32; normalised again in the actor) and as
 float32 on CPU, where the model, not the traffic, is the bottleneck and the
 catalog then matches an in-process run of the same checkpoint exactly.
@@ -879,15 +882,15 @@ def object_store_budget(batch_bytes: int, actors: int, store_bytes: float | None
 
     Decoding outruns the model, so without a cap decoded pixels pile up to
     Ray Data's default budget (half the store, GBs), and memory grows with the
-    input.  Too small a cap stalls instead: Ray Data's allocator reserves for
-    each of the three operators' outputs a twelfth of the budget (half of it
-    is reserved, split three ways, and half of each share is for outputs), and
-    when a decode task's next output does not fit in what is left of its
-    share, the executor stops reading it while the reader holds the shared
-    pool.  With 128 MiB and 12 MiB float32 batches (ResNet-18 at 128 px on 2
-    cores) runs stalled for tens of seconds, at 13-44 images/s; with 384 MiB
-    they ran at 50-53 (issue 4).  So the budget is room for 24 decoded
-    batches (two per output share) plus 4 queued per model actor, at least
+    input.  Too small a cap stalls instead: Ray Data's allocator reserves
+    half the budget, split between the operators, and half of each share for
+    that operator's outputs; when a decode task's next output does not fit in
+    what is left of its share, the executor stops reading it.  With reading
+    and decoding as separate operators (a twelfth of the budget each), 128 MiB
+    and 12 MiB float32 batches (ResNet-18 at 128 px on 2 cores), runs stalled
+    for tens of seconds, at 13-44 images/s; with 384 MiB they ran at 50-53
+    (issue 4).  So the budget is room for 24 decoded batches (two per output
+    share even with three operators) plus 4 queued per model actor, at least
     256 MiB, and at most half the object store.
 
     Parameters

@@ -146,7 +146,7 @@ def test_object_store_budget_leaves_each_operator_room_for_two_decoded_batches()
     batch = 64 * 3 * 128 * 128 * 4  # float32 ResNet-18 batch, 12 MiB
     for actors in (1, 4):
         budget = infer.object_store_budget(batch, actors)
-        # Ray Data reserves a twelfth of the budget for each of the three operators' outputs
+        # a twelfth of the budget: what Ray Data reserves for each operator's outputs with three operators
         assert budget / 12 >= 2 * batch
         assert budget >= 4 * actors * batch  # and a queue of batches for every model actor
     assert infer.object_store_budget(1 << 20, 1) == 256 << 20  # small batches: the floor
