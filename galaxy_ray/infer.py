@@ -14,10 +14,11 @@ of decoded batches between them (:func:`object_store_budget`), so decoding
 overlaps the model and memory does not grow with the input.  Reading and
 decoding are one task so that encoded cutouts never wait in the object store:
 as separate stages the reader's output took the budget's shared pool and
-stalled the decoder for tens of seconds at a time.  Pixels leave the prepare stage as uint8 on GPU clusters (a quarter of
-the object-store traffic of float32; normalised again in the actor) and as
-float32 on CPU, where the model, not the traffic, is the bottleneck and the
-catalog then matches an in-process run of the same checkpoint exactly.
+stalled the decoder for tens of seconds at a time.  Pixels leave the prepare
+stage as uint8 on GPU clusters (a quarter of the object-store traffic of
+float32; normalised again in the actor) and as float32 on CPU, where the
+model, not the traffic, is the bottleneck and the catalog then matches an
+in-process run of the same checkpoint exactly.
 
 Units of work and resuming
 --------------------------
