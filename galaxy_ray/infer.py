@@ -835,9 +835,9 @@ def _build_pipeline(checkpoint, plan, pending, spec, *, batch_size, tta, merger_
     decode_cpus = 1 if use_gpu else 0.5
     compute = ray.data.TaskPoolStrategy(size=decode_tasks) if decode_tasks else None
     if plan.kind == "shards":
-        ds = _read_shards([s for u in pending for s in u.shards], num_cpus=decode_cpus)
+        ds = _read_shards([s for u in pending for s in u.shards], num_cpus=decode_cpus, tasks=decode_tasks)
     else:
-        ds = _read_rows(plan, pending, num_cpus=decode_cpus)
+        ds = _read_rows(plan, pending, num_cpus=decode_cpus, compute=compute)
     pre = spec.preprocess if isinstance(spec.preprocess, dict) else spec.preprocess.to_dict()
     ds = ds.map_batches(
         prepare_blocks,
@@ -916,7 +916,7 @@ def _read_tagged(meta, source) -> pa.Table:
     return table.append_column(_UNIT, pa.array(meta[_UNIT].to_numpy(np.int32), type=pa.int32()))
 
 
-def _read_rows(plan: Plan, pending: Sequence[Unit], rows_per_block: int = 64, num_cpus: float = 1):
+def _read_rows(plan: Plan, pending: Sequence[Unit], rows_per_block: int = 64, num_cpus: float = 1, compute=None):
     """The cutout rows of the pending units of a row plan, in small blocks."""
     import ray.data
 
@@ -927,16 +927,18 @@ def _read_rows(plan: Plan, pending: Sequence[Unit], rows_per_block: int = 64, nu
         meta[_UNIT] = unit.index
         chunks += [meta.iloc[i : i + rows_per_block] for i in range(0, len(meta), rows_per_block)]
     return ray.data.from_pandas(chunks).map_batches(
-        _read_tagged, batch_format="pandas", batch_size=None, fn_kwargs=dict(source=plan.source), num_cpus=num_cpus
+        _read_tagged, batch_format="pandas", batch_size=None, fn_kwargs=dict(source=plan.source), num_cpus=num_cpus,
+        compute=compute,
     )
 
 
-def _read_shards(shards: Sequence[str], num_cpus: float = 1):
+def _read_shards(shards: Sequence[str], num_cpus: float = 1, tasks: int | None = None):
     """Read packed shards with only the columns inference needs, tagged with their path.
 
     One block per shard, read with ``num_cpus`` per task: with the decode
-    stage's resources and whole-block batches, Ray Data fuses the two into one
-    task per shard (it does not fuse a read that splits its output blocks).
+    stage's resources (and its cap of ``tasks`` at once) and whole-block
+    batches, Ray Data fuses the two into one task per shard (it does not fuse
+    a read that splits its output blocks).
     """
     import pyarrow.parquet as pq
 
@@ -950,7 +952,7 @@ def _read_shards(shards: Sequence[str], num_cpus: float = 1):
     columns = [c for c in (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE) if c in names]
     return read_parquet(
         [storage.strip_scheme(s) for s in shards], fs, include_paths=True, columns=columns,
-        override_num_blocks=len(shards), num_cpus=num_cpus,
+        override_num_blocks=len(shards), num_cpus=num_cpus, **({"concurrency": tasks} if tasks else {}),
     )
 
 

@@ -242,6 +242,21 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
     assert summary["rows"] == table.num_rows and summary["error_rows"] == 5
 
 
+def test_reading_and_decoding_run_as_one_task_per_shard(ray_cluster, gz2_checkpoint, survey):
+    # Separate read and decode operators let encoded blocks fill the object-store budget and
+    # stall the decoder (issue 4); the pipeline must keep them fused, CPU-only and with a task cap.
+    source, _ = survey
+    plan = infer.make_plan(source, "shards", rows_per_file=15)
+    _, spec = model_mod.load_checkpoint(gz2_checkpoint)
+    for decode_tasks in (None, 2):
+        ds = infer._build_pipeline(gz2_checkpoint, plan, plan.units, spec, batch_size=8, tta=False,
+                                   merger_threshold=0.5, actors=(1, 1), use_gpu=False, cpus=2,
+                                   decode_tasks=decode_tasks, transfer="float32")
+        done = ds.materialize()
+        assert done.count() == plan.rows
+        assert "ReadParquet->MapBatches(prepare_blocks)" in done.stats()
+
+
 def test_files_are_units_of_shards_sorted_by_healpix(shard_run):
     out, summary = shard_run
     files, _ = _read_catalog(out)
