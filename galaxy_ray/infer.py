@@ -906,8 +906,7 @@ def object_store_budget(batch_bytes: int, actors: int, store_bytes: float | None
     budget = max(256 << 20, (24 + 4 * max(1, actors)) * batch_bytes)
     if store_bytes:
         budget = min(budget, int(store_bytes) // 2)
-    return int(budget)
-    return ds
+    return budget
 
 
 def _read_tagged(meta, source) -> pa.Table:
