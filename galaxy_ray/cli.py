@@ -17,7 +17,7 @@ from galaxy_ray.errors import GalaxyRayError
 #: sub-command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("galaxy_ray.synthetic", "main", "render a synthetic survey in any input format"),
-    "pack": ("galaxy_ray.sources", "pack_main", "pack any source into Parquet shards of cutouts"),
+    "pack": ("galaxy_ray.data.sources", "pack_main", "pack any source into Parquet shards of cutouts"),
     "train": ("galaxy_ray.train", "main", "fine-tune a ResNet with Ray Train"),
     "evaluate": ("galaxy_ray.evaluate", "main", "evaluate a checkpoint on a labelled source"),
     "infer": ("galaxy_ray.infer", "main", "stream a source through a model into a Parquet catalog"),

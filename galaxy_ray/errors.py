@@ -10,3 +10,12 @@ class GalaxyRayError(Exception):
     entry points print it as one line (``galaxy-ray: error: ...``) and exit
     with status 2 instead of showing a traceback.
     """
+
+
+def one_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name.
+
+    Library errors (Pillow, astropy, pyarrow, HDF5) often span many lines; a
+    message built for :class:`GalaxyRayError` or a row's ``error`` keeps one.
+    """
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -13,7 +13,7 @@ both
     merger precision and recall at the run's ``p_merger`` threshold.
 
 Predictions are made by Ray Data: the same decoding as training
-(:func:`galaxy_ray.preprocess.preprocess_batch`, deterministic), the model in a
+(:func:`galaxy_ray.data.preprocess.preprocess_batch`, deterministic), the model in a
 small actor pool, one GPU per actor where the cluster has GPUs.
 """
 
@@ -29,7 +29,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from galaxy_ray import schema, storage
+from galaxy_ray import schema
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
 
@@ -152,7 +153,7 @@ class _Predictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from galaxy_ray.model import predict_numpy
-        from galaxy_ray.preprocess import preprocess_batch
+        from galaxy_ray.data.preprocess import preprocess_batch
         from galaxy_ray.train import _present, split_mask
 
         labels = batch[self.label]
@@ -433,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray evaluate CHECKPOINT SOURCE [--out DIR]``."""
     from galaxy_ray.model import load_checkpoint
-    from galaxy_ray.sources import read_source
+    from galaxy_ray.data.sources import read_source
     from galaxy_ray.train import _column_names, ensure_ray
 
     args = build_parser().parse_args(argv)

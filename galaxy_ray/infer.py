@@ -73,7 +73,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
 
@@ -133,7 +133,7 @@ class Plan:
     units: list[Unit]
     #: shard plans: unit index of every shard file, by base name
     shard_unit: dict[str, int] = field(default_factory=dict)
-    #: row plans: the source (a galaxy_ray.sources.Source) and its metadata table
+    #: row plans: the source (a galaxy_ray.data.sources.Source) and its metadata table
     source: Any = None
     metadata: Any = None
 
@@ -219,7 +219,7 @@ def _shard_rows(shards: Sequence[str]) -> list[int]:
 
 def make_plan(source: str, fmt: str, rows_per_file: int) -> Plan:
     """The unit plan of a source: from shard footers, or from the source's metadata table."""
-    from galaxy_ray import sources
+    from galaxy_ray.data import sources
 
     src = sources.open_source(source, fmt)
     if fmt == "shards":
@@ -287,7 +287,7 @@ def _pixels_to_uint8(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> n
 
 
 def _norm_stats() -> tuple[np.ndarray, np.ndarray]:
-    from galaxy_ray.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from galaxy_ray.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
     return np.asarray(IMAGENET_MEAN, dtype=np.float32), np.asarray(IMAGENET_STD, dtype=np.float32)
 
@@ -310,7 +310,7 @@ def prepare_batch(
         ``object_id``, ``ra``, ``dec``, ``_unit``, ``pixels`` ((N, 3, S, S)
         float32, or uint8 with ``transfer="uint8"``) and ``error``.
     """
-    from galaxy_ray.preprocess import preprocess_batch
+    from galaxy_ray.data.preprocess import preprocess_batch
 
     ids = batch[C.OBJECT_ID]
     n = len(ids)
@@ -468,7 +468,7 @@ def _no_error(value) -> bool:
 
 
 def _preprocess_config(spec):
-    from galaxy_ray.preprocess import PreprocessConfig
+    from galaxy_ray.data.preprocess import PreprocessConfig
 
     cfg = spec.preprocess
     return cfg if isinstance(cfg, PreprocessConfig) else PreprocessConfig.from_dict(cfg)
@@ -707,7 +707,7 @@ def run_inference(
     checkpoint : str
         Model checkpoint (``model.save_checkpoint`` format), path or ``s3://``.
     source : str
-        Input, any format ``galaxy_ray.sources`` reads; packed shards are the fast path.
+        Input, any format ``galaxy_ray.data.sources`` reads; packed shards are the fast path.
     out : str
         Catalog directory, path or ``s3://`` prefix.
     format : str, optional
@@ -739,7 +739,8 @@ def run_inference(
         files written by this run, units skipped, seconds.
     """
     t0 = time.perf_counter()
-    from galaxy_ray import catalog, model as model_mod, sources
+    from galaxy_ray import catalog, model as model_mod
+    from galaxy_ray.data import sources
 
     if batch_size < 1:
         raise GalaxyRayError(f"--batch-size {batch_size}: must be at least 1")
@@ -941,7 +942,7 @@ def _read_shards(shards: Sequence[str], num_cpus: float = 1, tasks: int | None =
     """
     import pyarrow.parquet as pq
 
-    from galaxy_ray.sources import read_parquet
+    from galaxy_ray.data.sources import read_parquet
 
     fs, first = storage.pyarrow_filesystem(shards[0])
     names = set(pq.read_schema(first, filesystem=fs).names)
@@ -986,7 +987,7 @@ def predict_files(checkpoint: str, images: Sequence[str], *, tta: bool = False,
         C.RA: np.full(len(images), np.nan),
         C.DEC: np.full(len(images), np.nan),
     }
-    from galaxy_ray.preprocess import preprocess_batch
+    from galaxy_ray.data.preprocess import preprocess_batch
 
     prepared = preprocess_batch(dict(batch), _preprocess_config(predictor.spec), augment=False)
     batch.update(pixels=np.asarray(prepared["pixels"], dtype=np.float32),

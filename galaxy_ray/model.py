@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from galaxy_ray import schema, storage
+from galaxy_ray import schema
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 
 __all__ = [
@@ -81,7 +82,7 @@ class ModelSpec:
     output_names : list of str
         The 37 Kaggle column names (``Class1.1`` ...) or the class names.
     preprocess : dict
-        :class:`galaxy_ray.preprocess.PreprocessConfig` as a dict.
+        :class:`galaxy_ray.data.preprocess.PreprocessConfig` as a dict.
     merger : str or None
         What the merger probability is: ``"Class8.6"`` for gz2, a class name
         for classes (None when no class is a merger).

@@ -13,7 +13,7 @@ a training run directory (it holds ``metrics.csv``)
 a catalog (it holds ``_catalog.json``)
     HEALPix sky maps (Mollweide) of galaxy density and merger fraction;
     histograms of the predicted columns and ``p_merger``; the morphology mix.
-anything else: a labelled source (:func:`galaxy_ray.sources.open_source`)
+anything else: a labelled source (:func:`galaxy_ray.data.sources.open_source`)
     label histograms per GZ2 answer or class counts; the 37 x 37 correlation
     matrix of the GZ2 answers; the most prototypical images of each answer
     (highest vote fraction) or examples of each class.
@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
@@ -118,7 +118,7 @@ def _short(name: str, width: int = 28) -> str:
 
 def _image_rgb(data: bytes | None, where: str) -> np.ndarray | None:
     """RGB float image in [0, 1] (the same decoding as training), or None if it cannot be read."""
-    from galaxy_ray.preprocess import decode_image
+    from galaxy_ray.data.preprocess import decode_image
 
     try:
         return decode_image(data, where)
@@ -145,7 +145,7 @@ def read_labelled(uri: str, max_rows: int = 2000, seed: int = 0, want_images: bo
 
     A source larger than ``max_rows`` galaxies is sampled at random (fixed seed).
     """
-    from galaxy_ray.sources import open_source
+    from galaxy_ray.data.sources import open_source
 
     src = open_source(uri)
     meta = src.metadata()
@@ -375,7 +375,7 @@ def _top_ids(ids: np.ndarray, y_pred: np.ndarray, top: int) -> list[str]:
 
 def _images_for(source: str, wanted: set[str]) -> dict[str, tuple[bytes | None, str]]:
     """Cutouts of the ``wanted`` object ids, read directly from the source (no cluster)."""
-    from galaxy_ray.sources import open_source
+    from galaxy_ray.data.sources import open_source
 
     src = open_source(source)
     meta = src.metadata()

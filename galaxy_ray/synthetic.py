@@ -51,7 +51,8 @@ import numpy as np
 from astropy.modeling import Fittable2DModel, Parameter
 from astropy.modeling.models import Gaussian2D, GeneralSersic2D
 
-from galaxy_ray import schema, storage
+from galaxy_ray import schema
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 
 __all__ = [

@@ -2,13 +2,13 @@
 
 The flow, driver side (:func:`run_training`):
 
-1. read the source as a Ray Dataset (:func:`galaxy_ray.sources.read_source`);
+1. read the source as a Ray Dataset (:func:`galaxy_ray.data.sources.read_source`);
    one light pass over ``object_id`` and the label column gives the class list,
    the training mean (the baseline) and the split sizes;
 2. split by a stable hash of ``object_id`` (:func:`split_of`): the same
    galaxies are in validation on every run and every machine, so nothing leaks;
 3. decode + augment (training) or decode (validation) in CPU ``map_batches``
-   stages with :func:`galaxy_ray.preprocess.preprocess_batch`;
+   stages with :func:`galaxy_ray.data.preprocess.preprocess_batch`;
 4. a :class:`ray.train.torch.TorchTrainer` runs :func:`train_loop_per_worker`
    on every worker, each consuming its shard with ``iter_torch_batches``;
 5. the best checkpoint becomes ``<storage>/<name>/model.pt`` next to
@@ -41,7 +41,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from galaxy_ray import schema, storage
+from galaxy_ray import schema
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
 
@@ -161,7 +162,7 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
         raise GalaxyRayError("--class-weights applies to --task classes only")
     if cfg.votes not in ("fraction", "debiased"):
         raise GalaxyRayError(f"--votes {cfg.votes!r}: one of fraction, debiased")
-    from galaxy_ray.preprocess import PreprocessConfig
+    from galaxy_ray.data.preprocess import PreprocessConfig
 
     PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction))  # validates both
     if not cfg.name:
@@ -296,7 +297,7 @@ def prepare_training_batch(
     Rows that cannot be decoded are left out of training (a warning names
     them); inference, not training, is where a bad cutout must become a row.
     """
-    from galaxy_ray.preprocess import preprocess_batch
+    from galaxy_ray.data.preprocess import preprocess_batch
 
     keep = split_mask(batch[C.OBJECT_ID], val_fraction, split) & _present(batch[label])
     if class_index is not None:
@@ -326,7 +327,7 @@ class DataSummary:
 
 
 def _read_source(cfg: TrainConfig):
-    from galaxy_ray.sources import read_source
+    from galaxy_ray.data.sources import read_source
 
     return read_source(cfg.source, cfg.format, votes=cfg.votes)
 
@@ -788,7 +789,7 @@ class RunPlan:
 def plan_run(cfg: TrainConfig) -> RunPlan:
     """Read the source's labels, build the model spec and the worker configuration (driver side)."""
     from galaxy_ray.model import ModelSpec, build_model
-    from galaxy_ray.preprocess import PreprocessConfig
+    from galaxy_ray.data.preprocess import PreprocessConfig
 
     preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction)).to_dict()
     if cfg.weights not in ("none", "", None):

@@ -173,7 +173,7 @@ def bare_loop(checkpoint: str, shards: str, batch_size: int, device: str) -> tup
     import torch
 
     from galaxy_ray import model as model_mod
-    from galaxy_ray.preprocess import preprocess_batch
+    from galaxy_ray.data.preprocess import preprocess_batch
 
     t0 = time.perf_counter()
     model, spec = model_mod.load_checkpoint(checkpoint, map_location=device)

@@ -2,7 +2,7 @@
 
 Both sides train the same ResNet on the same synthetic cutouts (PNG bytes in
 Parquet shards), with the same preprocessing and augmentation
-(:func:`galaxy_ray.preprocess.preprocess_batch`), batch size, optimizer and
+(:func:`galaxy_ray.data.preprocess.preprocess_batch`), batch size, optimizer and
 thread budget:
 
 * bare PyTorch: a ``torch.utils.data.DataLoader`` with one worker process

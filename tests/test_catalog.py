@@ -323,7 +323,7 @@ def test_s3_catalog(s3_bucket, everything, tmp_path):
     assert len(n) == int((df.p_merger > 0.9).sum())
     assert run_entry_point(cat.query_main, [uri, "--box", "350", "10", "-5", "5", "--out",
                                             f"{s3_bucket}/out/hits.parquet"]) == 0
-    from galaxy_ray import storage
+    from galaxy_ray.io import storage
     import io
     back = pq.read_table(io.BytesIO(storage.read_bytes(f"{s3_bucket}/out/hits.parquet")))
     assert set(back["object_id"].to_pylist()) == brute_box(df, 350, 10, -5, 5)

@@ -12,7 +12,8 @@ import pandas as pd
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
-from galaxy_ray import catalog, storage
+from galaxy_ray import catalog
+from galaxy_ray.io import storage
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, tree_violation
 from galaxy_ray.synthetic import synthesize
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.tv import nms_reference, torchvision
 
 

@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from galaxy_ray import catalog, infer, schema, storage
+from galaxy_ray import catalog, infer, schema
+from galaxy_ray.io import storage
 from galaxy_ray import model as model_mod
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.preprocess import preprocess_batch
+from galaxy_ray.data.preprocess import preprocess_batch
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.synthetic import synthetic_table
 

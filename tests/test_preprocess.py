@@ -10,7 +10,7 @@ from astropy.io import fits
 from PIL import Image
 
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.preprocess import (
+from galaxy_ray.data.preprocess import (
     DecodeError,
     PreprocessConfig,
     decode_image,

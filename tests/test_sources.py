@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import (
@@ -22,7 +22,7 @@ from galaxy_ray.schema import (
     conditional_to_cumulative,
     tree_violation,
 )
-from galaxy_ray.sources import FORMATS, detect_format, pack, pack_main, read_source
+from galaxy_ray.data.sources import FORMATS, detect_format, pack, pack_main, read_source
 
 N, SIZE, SEED = 11, 32, 7
 

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from galaxy_ray import schema, storage, synthetic
+from galaxy_ray import schema, synthetic
+from galaxy_ray.io import storage
 from galaxy_ray.cli import run_entry_point
 
 SIZE = 32

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from galaxy_ray import schema, storage
+from galaxy_ray import schema
+from galaxy_ray.io import storage
 from galaxy_ray.cli import run_entry_point
 
 SHAPES = ["round", "cigar", "ring", "pair"]
@@ -147,7 +148,7 @@ def test_two_worker_gz2_run_learns_and_fills_its_run_directory(gz2_run):
 
 def test_checkpoint_reloads_to_identical_predictions_that_obey_the_tree(gz2_run, survey):
     from galaxy_ray.model import load_checkpoint, predict_numpy
-    from galaxy_ray.preprocess import preprocess_batch
+    from galaxy_ray.data.preprocess import preprocess_batch
 
     preds = pq.read_table(gz2_run / "validation_predictions.parquet")
     assert preds.schema.field("y_pred").type == pa.list_(pa.float32())

@@ -35,6 +35,21 @@ __all__ = [
 ]
 
 
+#: What :func:`write_bytes_atomic` puts between a file's name and a random suffix while writing it.
+TEMP_MARKER = ".tmp-"
+
+
+def is_temp_file(uri: str) -> bool:
+    """True for a half-written file :func:`write_bytes_atomic` left behind (a killed process)."""
+    return TEMP_MARKER in uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def remove(uri: str) -> None:
+    """Delete one file (local or ``s3://``)."""
+    fs, path = fsspec_filesystem(uri)
+    fs.rm(path)
+
+
 def is_remote(uri: str) -> bool:
     """True for ``s3://`` URIs."""
     return str(uri).startswith("s3://")
@@ -163,7 +178,7 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         fs.pipe_file(path, data)
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    tmp = f"{path}{TEMP_MARKER}{uuid.uuid4().hex}"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
-from galaxy_ray.sources._common import (
+from galaxy_ray.data.sources._common import (
     PATH,
     FileRowsSource,
     is_parquet,

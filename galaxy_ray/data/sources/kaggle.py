@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
-from galaxy_ray.sources._common import PATH, FileRowsSource, basename, parent, read_table
+from galaxy_ray.data.sources._common import PATH, FileRowsSource, basename, parent, read_table
 
 SOLUTIONS = "training_solutions_rev1.csv"
 IMAGE_DIRS = ("images_training_rev1", "images_training", "images")

@@ -1,8 +1,8 @@
 """Packed Parquet shards of the cutout table (what ``galaxy-ray pack`` writes).
 
 Reading streams them with Ray Data's Parquet reader
-(:func:`galaxy_ray.sources._common.read_parquet`) on the pyarrow filesystem
-of :mod:`galaxy_ray.storage`.  Repacking (``pack`` of a shards source) needs
+(:func:`galaxy_ray.data.sources._common.read_parquet`) on the pyarrow filesystem
+of :mod:`galaxy_ray.io.storage`.  Repacking (``pack`` of a shards source) needs
 the rows in a fixed order: the driver reads only the Parquet footers to count
 each file's rows, and workers read their slice back by file and row.
 """
@@ -14,10 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
-from galaxy_ray.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
+from galaxy_ray.data.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
 
 _FILE, _ROW = "_file", "_row"
 

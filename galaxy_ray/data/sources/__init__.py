@@ -13,7 +13,7 @@ Formats (one module each): ``galaxy10-h5`` (:mod:`.galaxy10_h5`),
 
 Examples
 --------
->>> from galaxy_ray.sources import read_source                # doctest: +SKIP
+>>> from galaxy_ray.data.sources import read_source                # doctest: +SKIP
 >>> ds = read_source("s3://survey/gz2/", votes="debiased")    # doctest: +SKIP
 >>> ds.schema()                                               # doctest: +SKIP
 """
@@ -21,15 +21,15 @@ Examples
 from __future__ import annotations
 
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
-from galaxy_ray.sources.detect import FORMATS, check_format, detect_format
-from galaxy_ray.sources.fits import FitsCutouts
-from galaxy_ray.sources.galaxy10_h5 import Galaxy10H5
-from galaxy_ray.sources.gz2_catalog import GZ2Catalog
-from galaxy_ray.sources.kaggle import KaggleGZ2
-from galaxy_ray.sources.manifest import Manifest
-from galaxy_ray.sources.pack import pack, pack_main
-from galaxy_ray.sources.shards import Shards
+from galaxy_ray.data.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
+from galaxy_ray.data.sources.detect import FORMATS, check_format, detect_format
+from galaxy_ray.data.sources.fits import FitsCutouts
+from galaxy_ray.data.sources.galaxy10_h5 import Galaxy10H5
+from galaxy_ray.data.sources.gz2_catalog import GZ2Catalog
+from galaxy_ray.data.sources.kaggle import KaggleGZ2
+from galaxy_ray.data.sources.manifest import Manifest
+from galaxy_ray.data.sources.pack import pack, pack_main
+from galaxy_ray.data.sources.shards import Shards
 
 __all__ = [
     "FORMATS",
@@ -98,7 +98,7 @@ def read_source(
 
 
 def _exists_file(uri: str) -> bool:
-    from galaxy_ray import storage
+    from galaxy_ray.io import storage
 
     if not storage.exists(uri):
         raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
@@ -106,8 +106,8 @@ def _exists_file(uri: str) -> bool:
 
 
 def _single_h5(uri: str) -> str:
-    from galaxy_ray import storage
-    from galaxy_ray.sources.detect import H5_SUFFIXES
+    from galaxy_ray.io import storage
+    from galaxy_ray.data.sources.detect import H5_SUFFIXES
 
     found = storage.list_files(uri, H5_SUFFIXES)
     if len(found) != 1:

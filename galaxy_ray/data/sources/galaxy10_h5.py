@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GALAXY10_CLASSES, CatalogColumns as C
-from galaxy_ray.sources._common import Source, basename, cutout_table
+from galaxy_ray.data.sources._common import Source, basename, cutout_table
 
 IMAGES = "images"
 LABELS = "ans"

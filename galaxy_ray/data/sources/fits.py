@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
-from galaxy_ray.sources._common import PATH, Source, basename, cutout_table, read_many
+from galaxy_ray.data.sources._common import PATH, Source, basename, cutout_table, read_many
 
 SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 #: Files tried for the up-front WCS check of a directory.

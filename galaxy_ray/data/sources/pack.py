@@ -9,7 +9,7 @@ Resume design
   input always puts the same rows in ``part-<k>.parquet`` (``k`` zero-padded
   to five digits).
 * **Atomic publication.**  A worker reads its shard's cutouts and publishes
-  the Parquet file with :func:`galaxy_ray.storage.write_bytes_atomic`
+  the Parquet file with :func:`galaxy_ray.io.storage.write_bytes_atomic`
   (temporary file and rename locally, one PUT on S3).  A shard file that
   exists is therefore complete.
 * **Plan file.**  Before any shard, ``OUT/_pack.json`` records the source,
@@ -37,9 +37,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.sources._common import Source, basename
+from galaxy_ray.data.sources._common import Source, basename
 
 PLAN = "_pack.json"
 _SHARD = "_shard"
@@ -125,7 +125,7 @@ def pack(
     Parameters
     ----------
     source : str
-        Any source path or ``s3://`` URI (see :data:`galaxy_ray.sources.FORMATS`).
+        Any source path or ``s3://`` URI (see :data:`galaxy_ray.data.sources.FORMATS`).
     out : str
         Output directory or ``s3://`` prefix.
     rows_per_shard : int
@@ -133,7 +133,7 @@ def pack(
     format : str, optional
         Source format; detected from the source when None.
     votes, id_column
-        As for :func:`galaxy_ray.sources.read_source`.
+        As for :func:`galaxy_ray.data.sources.read_source`.
     verbose : bool
         Print progress and the summary.
 
@@ -145,7 +145,7 @@ def pack(
     """
     import ray.data
 
-    from galaxy_ray.sources import open_source
+    from galaxy_ray.data.sources import open_source
 
     if rows_per_shard < 1:
         raise GalaxyRayError(f"--rows-per-shard {rows_per_shard}: must be at least 1")
@@ -198,7 +198,7 @@ def _say(verbose: bool, message: str) -> None:
 
 def pack_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray pack SOURCE OUT [--rows-per-shard 1000] [--format F]``."""
-    from galaxy_ray.sources.detect import FORMATS
+    from galaxy_ray.data.sources.detect import FORMATS
 
     parser = argparse.ArgumentParser(
         prog="galaxy-ray pack",

@@ -16,11 +16,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_HART_COLUMNS, GZ2_KAGGLE_COLUMNS, GZ2_QUESTIONS, CatalogColumns as C
 from galaxy_ray.schema import conditional_to_cumulative
-from galaxy_ray.sources._common import PATH, FileRowsSource, parent, read_table, resolve, table_columns
+from galaxy_ray.data.sources._common import PATH, FileRowsSource, parent, read_table, resolve, table_columns
 
 #: The column whose presence marks a GZ2 vote catalog.
 MARKER = "t01_smooth_or_features_a01_smooth_fraction"
@@ -104,7 +104,7 @@ def _normalised(conditional: np.ndarray) -> np.ndarray:
 
 def find_catalog(uri: str) -> str:
     """The catalog table: ``uri`` itself, or the one CSV/Parquet in a directory with the GZ2 columns."""
-    from galaxy_ray.sources._common import is_table
+    from galaxy_ray.data.sources._common import is_table
 
     if not storage.exists(uri):
         raise GalaxyRayError(f"{uri}: no such file or directory; check the path")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from galaxy_ray import storage
+from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
-from galaxy_ray.sources import fits, gz2_catalog, kaggle, manifest
+from galaxy_ray.data.sources import fits, gz2_catalog, kaggle, manifest
 
 FORMATS: tuple[str, ...] = ("galaxy10-h5", "kaggle-gz2", "gz2-catalog", "fits", "manifest", "shards")
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -53,7 +53,7 @@ def _detect_file(uri: str) -> str:
         return "fits"
     if low.rstrip("/").endswith(kaggle.SOLUTIONS):
         return "kaggle-gz2"
-    from galaxy_ray.sources._common import is_table, table_columns
+    from galaxy_ray.data.sources._common import is_table, table_columns
 
     if is_table(uri):
         columns = table_columns(uri)
@@ -80,7 +80,7 @@ def _table_format(columns: list[str]) -> str | None:
 
 
 def _detect_directory(uri: str) -> str:
-    from galaxy_ray.sources._common import basename, is_parquet, is_table, table_columns
+    from galaxy_ray.data.sources._common import basename, is_parquet, is_table, table_columns
 
     files = [f for f in storage.list_files(uri) if not basename(f).startswith(".")]
     names = {basename(f) for f in files}
