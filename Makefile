@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -19,13 +19,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0" "torchvision==0.28.0"
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) jobs/check_cpu_install.py
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) jobs/demo.py --out demo_output
 
+# Everything (CI).  Markers: slow (learning runs, ray job submit, kill/resume), ray, s3.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tier: all but the slow tests, in under 2 minutes on a 2-core machine.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -37,6 +37,20 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+_RAY_FIXTURES = {"ray_cluster", "ray_head", "submit_job"}
+_S3_FIXTURES = {"s3_server", "s3_bucket"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test by what it starts, from the fixtures it uses: ``ray`` and ``s3``."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & _RAY_FIXTURES:
+            item.add_marker(pytest.mark.ray)
+        if used & _S3_FIXTURES:
+            item.add_marker(pytest.mark.s3)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray cluster shared by the whole session (4 logical CPUs on 2 cores, so that

@@ -8,7 +8,8 @@ test starts and ends itself; the catalog is then queried from S3.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+import pyarrow.parquet as pq
+import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
@@ -18,6 +19,7 @@ from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, tree_violation
 from galaxy_ray.synthetic import synthesize
 
 
+@pytest.mark.slow
 def test_train_infer_query_over_s3_with_ray_job_submit(submit_job, s3_bucket):
     train, survey = f"{s3_bucket}/shards/train", f"{s3_bucket}/shards/survey"
     synthesize(train, n=96, size=32, fmt="shards", seed=11, rows_per_shard=48)
@@ -49,4 +51,10 @@ def test_train_infer_query_over_s3_with_ray_job_submit(submit_job, s3_bucket):
         SkyCoord(ra0 * u.deg, dec0 * u.deg))
     assert set(cone["object_id"]) == set(full.loc[sep.deg <= 20.0, "object_id"])
     assert len(cone) >= 1
-    assert isinstance(full, pd.DataFrame)
+
+    # Every survey galaxy exactly once, with the RA/Dec it came with.
+    fs, path = storage.pyarrow_filesystem(survey)
+    truth = pq.read_table(path, filesystem=fs, columns=["object_id", "ra", "dec"]).to_pandas()
+    merged = truth.merge(full[["object_id", "ra", "dec"]], on="object_id", suffixes=("_in", "_out"))
+    assert len(merged) == len(truth) == 120
+    assert np.array_equal(merged["ra_in"], merged["ra_out"]) and np.array_equal(merged["dec_in"], merged["dec_out"])
