@@ -1,7 +1,9 @@
-"""Resumable output units: a directory of ``part-NNNNN.parquet`` files, each published whole.
+"""Resumable output units: a directory of ``part-*.parquet`` files, each published whole.
 
-``galaxy-ray pack`` and ``galaxy-ray infer`` both split their work into numbered
-units and publish each as one file with :func:`storage.write_bytes_atomic`.  A
+``galaxy-ray pack`` (``part-00000.parquet``, ...) and ``galaxy-ray infer``
+(``part-<first>-<last>.parquet``, named by the input it covers) both split their
+work into units known before anything runs and publish each as one file with
+:func:`storage.write_bytes_atomic`.  A
 rerun after a crash lists the directory once, skips the units already there,
 and removes the half-written temporaries a killed process left (they are never
 published files, so removing them is always safe).
@@ -23,18 +25,25 @@ class OutputState:
 
     Attributes
     ----------
-    published : dict[str, int]
-        File name -> unit index, for every complete ``part-NNNNN.parquet``.
+    published : set[str]
+        File names of every complete ``part-*.parquet``.
     temps : list[str]
         URIs of half-written files of a killed run.
     """
 
-    published: dict[str, int] = field(default_factory=dict)
+    published: set[str] = field(default_factory=set)
     temps: list[str] = field(default_factory=list)
 
     @property
     def indices(self) -> set[int]:
-        return set(self.published.values())
+        """Unit indices of the published files named by :func:`layout.part_name`."""
+        return {i for i in map(part_index, self.published) if i is not None}
+
+
+def part_index(name: str) -> int | None:
+    """``7`` for ``part-00007.parquet``; None for any other name."""
+    match = _PART.match(name)
+    return int(match.group(1)) if match else None
 
 
 def scan_output(out: str) -> OutputState:
@@ -48,9 +57,8 @@ def scan_output(out: str) -> OutputState:
             if name.startswith(layout.PART_PREFIX):
                 state.temps.append(uri)
             continue
-        match = _PART.match(name)
-        if match:
-            state.published[name] = int(match.group(1))
+        if name.startswith(layout.PART_PREFIX) and name.endswith(layout.PART_SUFFIX):
+            state.published.add(name)
     return state
 
 
