@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from galaxy_ray import schema
 from galaxy_ray.cli import run_entry_point
+from galaxy_ray.data.transforms import preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.model import (
+    CHECKPOINT_FORMAT,
     GZ2TreeHead,
     ModelSpec,
+    Predictor,
     build_model,
     load_checkpoint,
     loss_function,
@@ -24,6 +30,19 @@ from galaxy_ray.model import (
 )
 
 PRE = {"image_size": 32, "crop_fraction": 1.0}
+
+
+def _pixels(n: int, seed: int = 0) -> np.ndarray:
+    """Model input as preprocessing makes it: uint8 (N, 3, 32, 32)."""
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+
+
+def _trained_bn(model):
+    """Move the BN running stats away from their defaults so that they matter."""
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(8, 3, 32, 32) * 0.5 + 0.25)
+    return model.eval()
 
 
 def test_tree_head_obeys_the_sums_to_float_precision():
@@ -41,7 +60,7 @@ def test_tree_head_obeys_the_sums_to_float_precision():
 def test_gz2_model_predicts_tree_fractions_and_reads_them():
     spec = ModelSpec.for_gz2("resnet18", PRE)
     model = build_model(spec).eval()
-    probs = predict_numpy(model, np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32))
+    probs = predict_numpy(model, _pixels(3))
     assert probs.shape == (3, 37) and schema.tree_violation(probs).max() < 1e-5
     assert output_columns(spec) == list(schema.GZ2_ANSWER_COLUMNS)
     np.testing.assert_array_equal(merger_probability(spec, probs), probs[:, schema.GZ2_MERGER_INDEX])
@@ -51,8 +70,7 @@ def test_gz2_model_predicts_tree_fractions_and_reads_them():
 def test_classes_model_softmax_and_readouts():
     spec = ModelSpec("resnet18", "classes", list(schema.GALAXY10_CLASSES), PRE, "Merging")
     model = build_model(spec)
-    x = torch.randn(4, 3, 32, 32)
-    probs = predict_numpy(model, x.numpy())
+    probs = predict_numpy(model, np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert output_columns(spec)[1] == "prob_merging"
     np.testing.assert_array_equal(merger_probability(spec, probs), probs[:, 1])
@@ -80,15 +98,11 @@ def test_losses():
 
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
     spec = ModelSpec.for_gz2("resnet18", PRE)
-    model = build_model(spec)
-    # move the BN running stats away from their defaults so they are checked too
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(8, 3, 32, 32) * 3 + 1)
+    model = _trained_bn(build_model(spec))
     uri = save_checkpoint(tmp_path / "run", model, spec, {"epoch": 4})
     again, spec2, extra = load_checkpoint(tmp_path / "run", with_extra=True)
     assert spec2 == spec and extra == {"epoch": 4} and uri.endswith("model.pt")
-    x = np.random.default_rng(1).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    x = _pixels(4, seed=1)
     np.testing.assert_array_equal(predict_numpy(model, x), predict_numpy(again, x))
 
 
@@ -117,9 +131,71 @@ def test_bad_inputs_are_one_line(tmp_path, capsys):
         (lambda: ModelSpec("resnet18", "classes", ["a", "b"], PRE, "merger"), "--merger 'merger'"),
         (lambda: load_checkpoint(tmp_path / "other.pt"), "not a galaxy-ray checkpoint"),
         (lambda: load_checkpoint(tmp_path / "text.pt"), "not a PyTorch checkpoint"),
-        (lambda: load_checkpoint(tmp_path / "missing.pt"), "no such file"),
+        (lambda: load_checkpoint(tmp_path / "missing.pt"), "no such checkpoint"),
     ]
     for fn, needle in cases:
         assert run_entry_point(lambda argv: fn()) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and "\n" not in err, err
+
+
+def _reference(model, pixels: np.ndarray) -> np.ndarray:
+    """The network applied by hand to ImageNet-normalised [0, 1] pixels: normalisation exactly once."""
+    x = torch.from_numpy(pixels.astype(np.float32) / 255.0)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return model.tree(model.head(model.backbone((x - mean) / std))).numpy()
+
+
+def _png(size: int, seed: int) -> bytes:
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    img = np.exp(-((xx - seed) ** 2 / 40.0 + yy**2 / 12.0))
+    rgb = (255 * np.stack([img, 0.8 * img, 0.5 * img], axis=-1)).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_catalog_prediction_is_the_net_on_uint8_pixels_normalised_once():
+    spec = ModelSpec.for_gz2("resnet18", PRE)
+    model = _trained_bn(build_model(spec))
+    batch = {"object_id": np.array(["a", "b", "c"], dtype=object),
+             "image": np.array([_png(40, s) for s in (0, 3, -4)], dtype=object)}
+    pixels = preprocess_batch(batch, PRE)["pixels"]
+    assert pixels.dtype == np.uint8 and pixels.shape == (3, 3, 32, 32)
+    predict = Predictor(model, spec, device="cpu")
+    as_uint8 = predict(pixels)
+    # uint8 (what crosses to a GPU) and [0, 1] floats are the same input: identical probabilities
+    np.testing.assert_array_equal(as_uint8, predict(pixels.astype(np.float32) / 255.0))
+    np.testing.assert_allclose(as_uint8, _reference(model, pixels), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(as_uint8, predict_numpy(model, pixels))
+
+
+def test_tta_is_invariant_to_rotating_and_flipping_the_input():
+    spec = ModelSpec("resnet18", "classes", ["a", "b", "c"], PRE)
+    predict = Predictor(_trained_bn(build_model(spec)), spec, device="cpu", tta=True)
+    x = _pixels(2, seed=5)
+    turned = np.ascontiguousarray(np.rot90(x, 1, axes=(2, 3))[..., ::-1])
+    np.testing.assert_allclose(predict(turned), predict(x), rtol=0, atol=1e-5)
+    assert predict(x[:0]).shape == (0, 3)
+
+
+def test_checkpoint_carries_normalisation_and_old_checkpoints_load(tmp_path):
+    spec = ModelSpec.for_gz2("resnet18", PRE)
+    model = _trained_bn(build_model(spec))
+    with torch.no_grad():
+        model.mean.fill_(0.25)
+    save_checkpoint(tmp_path / "run", model, spec, {"epoch": 2})
+    predict = Predictor.from_checkpoint(str(tmp_path / "run"), device="auto")
+    assert predict.spec == spec and predict.extra == {"epoch": 2} and predict.uri.endswith("model.pt")
+    assert torch.equal(predict.model.mean.cpu(), torch.full((1, 3, 1, 1), 0.25))
+    # a version-1 checkpoint has no mean/std: it was trained on ImageNet-normalised input
+    with torch.no_grad():
+        model.mean.copy_(torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+    state = {k: v for k, v in model.state_dict().items() if k not in ("mean", "std")}
+    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "spec": spec.to_dict(), "model_state": state,
+                "extra": {}}, tmp_path / "v1.pt")
+    old, _ = load_checkpoint(tmp_path / "v1.pt")
+    x = _pixels(2, seed=2)
+    np.testing.assert_array_equal(predict_numpy(old, x), predict_numpy(model, x))

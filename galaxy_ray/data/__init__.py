@@ -1,2 +1,2 @@
 """Cutouts as data: the input formats (``sources``), the train/validation split (``split``),
-and the pixels the model sees (``preprocess``)."""
+decoding bytes to pixels (``decode``) and the transforms that make model input (``transforms``)."""

@@ -1,0 +1,214 @@
+"""Resize, augment and crop decoded cutouts into model input: shared by training and inference.
+
+A model never sees pixels prepared differently in production than in training,
+because both call :func:`preprocess_batch`.  The steps are:
+
+1. :func:`decode_image`: JPEG / PNG through Pillow, FITS band cubes through
+   astropy's Lupton et al. (2004) asinh colour stretch, ``.npy`` raw pixels;
+   the result is float32 (H, W, 3) in [0, 1].
+2. resize to ``round(image_size / crop_fraction)`` pixels, then (training only)
+   a random affine transform (any rotation angle, small shifts and zooms, a
+   flip) and a mild brightness jitter, then a centre crop of ``image_size``.
+   Cropping *after* the rotation fills the rotated corners with real sky
+   wherever ``crop_fraction < 1``.
+3. quantisation to uint8 (``round(clip(x, 0, 1) * 255)``): the model input.
+   The network normalises its own input (``galaxy_ray.model``), so training,
+   evaluation and CPU or GPU inference all feed these same bytes, and a
+   quarter of float32's bytes crosses to the GPU.
+
+Galaxies have no preferred orientation, so rotations and flips are free
+augmentation; shifts and zooms are kept small because the survey centres and
+scales each cutout on its galaxy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from galaxy_ray.data.decode import DecodeError, decode_image
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.schema import CatalogColumns as C
+
+__all__ = [
+    "PreprocessConfig",
+    "prepare_image",
+    "preprocess_batch",
+    "is_error_free",
+    "ok_rows",
+]
+
+#: Augmentation ranges: shifts as a fraction of the image side, zoom as a scale factor.
+MAX_SHIFT = 0.05
+ZOOM_RANGE = (0.9, 1.1)
+BRIGHTNESS_RANGE = (0.9, 1.1)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How cutouts become model input.
+
+    Attributes
+    ----------
+    image_size : int
+        Side of the square model input, in pixels.
+    crop_fraction : float
+        Fraction of the cutout's side kept by the centre crop (1.0 keeps all);
+        the borders of survey cutouts are mostly sky and neighbours.
+    """
+
+    image_size: int
+    crop_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image_size, (int, np.integer)) or not 16 <= int(self.image_size) <= 1024:
+            raise GalaxyRayError(f"--image-size {self.image_size!r}: must be a whole number of pixels in 16..1024")
+        if not (isinstance(self.crop_fraction, (int, float)) and 0.1 <= float(self.crop_fraction) <= 1.0):
+            raise GalaxyRayError(f"--crop-fraction {self.crop_fraction!r}: must be between 0.1 and 1.0")
+
+    @property
+    def resize_to(self) -> int:
+        """Side the decoded cutout is resized to before the centre crop, in pixels."""
+        return max(int(self.image_size), int(round(self.image_size / float(self.crop_fraction))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numbers (stored in a model's spec)."""
+        return {"image_size": int(self.image_size), "crop_fraction": float(self.crop_fraction)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | "PreprocessConfig") -> "PreprocessConfig":
+        """Inverse of :meth:`to_dict`; a config passes through unchanged."""
+        if isinstance(d, PreprocessConfig):
+            return d
+        return cls(image_size=int(d["image_size"]), crop_fraction=float(d.get("crop_fraction", 1.0)))
+
+
+def _augment_params(rng: np.random.Generator, size: int) -> dict[str, Any]:
+    max_shift = MAX_SHIFT * size
+    return {
+        "angle": float(rng.uniform(0.0, 360.0)),
+        "translate": [float(rng.uniform(-max_shift, max_shift)), float(rng.uniform(-max_shift, max_shift))],
+        "scale": float(math.exp(rng.uniform(math.log(ZOOM_RANGE[0]), math.log(ZOOM_RANGE[1])))),
+        "flip": bool(rng.random() < 0.5),  # with any rotation, one flip axis covers both
+        "brightness": float(rng.uniform(*BRIGHTNESS_RANGE)),
+    }
+
+
+def prepare_image(
+    image: np.ndarray, config: PreprocessConfig, rng: np.random.Generator | None = None
+) -> torch.Tensor:
+    """One decoded image (H, W, 3) in [0, 1] -> model input, a uint8 tensor (3, S, S).
+
+    ``rng`` None is the deterministic evaluation transform; a generator turns on
+    the training augmentation.  Pixels are ``round(clip(x, 0, 1) * 255)`` of the
+    resized, augmented and cropped image.
+    """
+    from galaxy_ray.tv import torchvision  # noqa: F401  (safe torchvision import first)
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    side = config.resize_to
+    if x.shape[-2:] != (side, side):
+        x = F.resize(x, [side, side], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    if rng is not None:
+        p = _augment_params(rng, side)
+        if p["flip"]:
+            x = F.horizontal_flip(x)
+        x = F.affine(x, angle=p["angle"], translate=p["translate"], scale=p["scale"], shear=[0.0, 0.0],
+                     interpolation=InterpolationMode.BILINEAR, fill=0.0)
+        x = (x * p["brightness"]).clamp_(0.0, 1.0)
+    if side != config.image_size:
+        x = F.center_crop(x, [config.image_size, config.image_size])
+    return x.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+
+def is_error_free(value: Any) -> bool:
+    """True when a row's ``error`` value means "no error".
+
+    None is the one marker galaxy-ray writes (null in Arrow); ``""``, NaN and
+    ``pd.NA`` are accepted too, as older readers and Arrow round trips of an
+    all-null column produce them.
+    """
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value == ""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # an array or other non-scalar: not a marker
+        return False
+
+
+def ok_rows(errors: Any) -> np.ndarray:
+    """Boolean mask (N,) of the rows whose ``error`` is a no-error marker (see :func:`is_error_free`)."""
+    return np.fromiter((is_error_free(e) for e in errors), dtype=bool, count=len(errors))
+
+
+def _as_list(column: Any, n: int) -> list:
+    if column is None:
+        return [None] * n
+    return list(column)
+
+
+def preprocess_batch(
+    batch: Mapping[str, np.ndarray],
+    config: PreprocessConfig | Mapping[str, Any],
+    augment: bool = False,
+    seed: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Decode and transform a batch of cutout rows (the Ray Data ``map_batches`` function).
+
+    Parameters
+    ----------
+    batch : dict of numpy arrays
+        Columns of the cutout table; ``image`` holds the encoded bytes (or None).
+        ``source`` (else ``object_id``) names each row in error messages; an
+        ``error`` column already set by a reader is kept (its no-error
+        markers, see :func:`is_error_free`, become None).
+    config : PreprocessConfig or its dict
+    augment : bool
+        Random training augmentation; False is deterministic.
+    seed : int, optional
+        Seed of the augmentation (None draws fresh randomness each call).
+
+    Returns
+    -------
+    dict of numpy arrays
+        The input columns without ``image``, plus ``pixels`` uint8
+        (N, 3, S, S) from :func:`prepare_image` and ``error`` (object: None,
+        or a one-line message for a failed row, whose pixels are zero).
+    """
+    config = PreprocessConfig.from_dict(config)
+    images = batch[C.IMAGE]
+    n = len(images)
+    names = _as_list(batch.get(C.SOURCE, batch.get(C.OBJECT_ID)), n)
+    errors = [None if is_error_free(e) else str(e) for e in _as_list(batch.get(C.ERROR), n)]
+    size = config.image_size
+    pixels = np.zeros((n, 3, size, size), dtype=np.uint8)
+    rng = np.random.default_rng(seed) if augment else None
+    # Each decode runs in a Ray Data task already; one torch thread per task avoids oversubscription.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for i in range(n):
+            if errors[i] is not None:
+                continue
+            source = "" if names[i] is None else str(names[i])
+            try:
+                pixels[i] = prepare_image(decode_image(images[i], source), config, rng).numpy()
+            except DecodeError as exc:
+                errors[i] = str(exc)
+    finally:
+        torch.set_num_threads(threads)
+    out = {k: v for k, v in batch.items() if k != C.IMAGE}
+    out["pixels"] = pixels
+    err = np.empty(n, dtype=object)
+    err[:] = errors
+    out[C.ERROR] = err
+    return out

@@ -1,0 +1,208 @@
+"""The network: a torchvision ResNet backbone, a linear head, and the GZ2 decision-tree head.
+
+``model(x)`` gives the training outputs (tree fractions or logits),
+``model.predict(x)`` probabilities (tree fractions or softmax).  Both take the
+pixels :func:`galaxy_ray.data.transforms.preprocess_batch` makes, uint8
+(N, 3, H, W), or the same image as float in [0, 1]; the network applies the
+ImageNet mean/std normalisation the torchvision backbones expect itself, so
+every caller (training, evaluation, CPU and GPU inference) feeds identical
+input and normalisation happens exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import torch
+from torch import nn
+
+from galaxy_ray import schema
+from galaxy_ray.errors import GalaxyRayError, one_line
+from galaxy_ray.io import layout
+from galaxy_ray.model.spec import ARCHS, ModelSpec
+from galaxy_ray.model.torchfile import CHECKPOINT_FORMAT, read_torch
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "GZ2TreeHead",
+    "GalaxyNet",
+    "unwrap",
+    "build_model",
+    "load_weights",
+    "set_backbone_trainable",
+]
+
+#: Per-channel RGB mean and standard deviation of ImageNet, on [0, 1] pixels
+#: (torchvision's pretrained ResNets were trained on inputs normalised by them).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class GZ2TreeHead(nn.Module):
+    """37 logits -> cumulative GZ2 vote fractions consistent with the decision tree.
+
+    Each question's answers go through a softmax (they sum to 1) and are then
+    multiplied by the cumulative value of the parent answer, so every
+    question's answers sum exactly to the value that leads to it (Dieleman et
+    al. 2015, the Kaggle Galaxy Challenge winner).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Each question's answers are contiguous in Kaggle order, and questions
+        # come parent-first in schema.GZ2_QUESTIONS, so one pass fills the tree.
+        self._groups = [(q.indices[0], q.indices[-1] + 1, q.parent) for q in schema.GZ2_QUESTIONS]
+        for q, (start, stop, _) in zip(schema.GZ2_QUESTIONS, self._groups):
+            assert q.indices == list(range(start, stop))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, 37) logits -> (N, 37) float32 cumulative fractions."""
+        logits = logits.float()  # the tree's products run in float32 even under bf16 autocast
+        out = [None] * logits.shape[1]
+        for start, stop, parent in self._groups:
+            probs = torch.softmax(logits[:, start:stop], dim=1)
+            if parent is not None:
+                probs = probs * out[parent]
+            for k in range(start, stop):
+                out[k] = probs[:, k - start : k - start + 1]
+        return torch.cat(out, dim=1)
+
+
+def _imagenet_buffer(values: tuple[float, float, float]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
+
+
+class GalaxyNet(nn.Module):
+    """A torchvision ResNet backbone with a linear head for one of our tasks.
+
+    The buffers ``mean`` and ``std`` (shape (1, 3, 1, 1), ImageNet values) are
+    part of the state dict, so a checkpoint carries its input normalisation.
+    A state dict without them (checkpoint version 1, from before the network
+    normalised its own input) loads with the ImageNet values those models
+    were trained with.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        from galaxy_ray.tv import torchvision
+
+        self.task = spec.task
+        backbone = getattr(torchvision.models, spec.arch)(weights=None)
+        features = backbone.fc.in_features
+        backbone.fc = nn.Identity()
+        self.backbone = backbone
+        self.head = nn.Linear(features, spec.num_outputs)
+        self.tree = GZ2TreeHead() if spec.task == "gz2" else None
+        self.register_buffer("mean", _imagenet_buffer(IMAGENET_MEAN))
+        self.register_buffer("std", _imagenet_buffer(IMAGENET_STD))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name, values in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+            state_dict.setdefault(prefix + name, _imagenet_buffer(values))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels (N, 3, H, W), uint8 in [0, 255] or float in [0, 1] -> float32 ``(x - mean) / std``."""
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.to(self.mean.dtype)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training outputs: tree-consistent fractions (gz2) or class logits (classes), (N, K)."""
+        out = self.head(self.backbone(self.normalise(x)))
+        return self.tree(out) if self.tree is not None else out
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities (N, K) float32: vote fractions (gz2) or softmax class probabilities."""
+        out = self.forward(x)
+        return out.float() if self.tree is not None else torch.softmax(out.float(), dim=1)
+
+
+def unwrap(model: nn.Module) -> GalaxyNet:
+    """The :class:`GalaxyNet` inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze or unfreeze the backbone (the head always trains)."""
+    for p in unwrap(model).backbone.parameters():
+        p.requires_grad_(trainable)
+
+
+def _imagenet_state(arch: str) -> dict[str, torch.Tensor]:
+    from galaxy_ray.tv import torchvision
+
+    weights = getattr(torchvision.models, ARCHS[arch]).IMAGENET1K_V1
+    try:
+        # torch.hub announces the download on stderr; an offline failure should stay one line.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not reachable"
+        raise GalaxyRayError(
+            f"--weights imagenet: cannot download torchvision's {arch} ImageNet weights ({one_line(exc)}); "
+            f"without internet, copy {weights.url} into $TORCH_HOME/hub/checkpoints or pass --weights PATH or none"
+        ) from None
+
+
+def _file_state(net: GalaxyNet, weights: str, spec: ModelSpec) -> dict[str, Any]:
+    """Backbone state from a file; loads the head of a checkpoint with a matching head on the way."""
+    try:
+        uri = layout.checkpoint_file(weights)
+    except GalaxyRayError:
+        raise GalaxyRayError(f"--weights {weights}: no such file; give a model.pt, a run directory "
+                             "or a torchvision state dict") from None
+    obj = read_torch(uri)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        if obj["spec"]["arch"] != spec.arch:
+            raise GalaxyRayError(f"--weights {weights}: a {obj['spec']['arch']} checkpoint, not {spec.arch}; "
+                                 f"pass --arch {obj['spec']['arch']}")
+        state = obj["model_state"]
+        head = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
+        if all(head.get(k) is not None and head[k].shape == v.shape for k, v in net.head.state_dict().items()):
+            net.head.load_state_dict(head)
+        return {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    raise GalaxyRayError(f"--weights {weights}: neither a galaxy-ray checkpoint nor a torchvision state dict")
+
+
+def load_weights(model: nn.Module, weights: str | None, spec: ModelSpec) -> None:
+    """Load starting weights into ``model``.
+
+    Parameters
+    ----------
+    weights : str or None
+        ``none``, ``imagenet``, or a path/URI to a torchvision ResNet state dict
+        or to one of our checkpoints (file or run directory).  Backbone
+        weights always load; a head loads too when its shape matches (same
+        task and outputs).
+
+    Raises
+    ------
+    GalaxyRayError
+        Missing or unreadable file, another architecture, or weights that do
+        not fit the backbone.
+    """
+    net = unwrap(model)
+    if weights in (None, "", "none"):
+        return
+    state = _imagenet_state(spec.arch) if weights == "imagenet" else _file_state(net, weights, spec)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    if state and all(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone."):]: v for k, v in state.items()}
+    own = net.backbone.state_dict()
+    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    if bad or len(missing) > 0.1 * len(own):
+        raise GalaxyRayError(f"--weights {weights}: does not fit a {spec.arch} backbone "
+                             f"({len(bad)} tensors of the wrong shape, {len(missing)} missing); check --arch")
+    net.backbone.load_state_dict(state, strict=False)
+
+
+def build_model(spec: ModelSpec, weights: str | None = "none") -> GalaxyNet:
+    """A :class:`GalaxyNet` for ``spec`` with the given starting weights (see :func:`load_weights`)."""
+    model = GalaxyNet(spec)
+    load_weights(model, weights, spec)
+    return model

@@ -1,0 +1,104 @@
+"""What a model is: architecture, task, outputs and the preprocessing it was trained with.
+
+Two tasks share one network shape, a torchvision ResNet whose ``fc`` layer is
+replaced by a linear head:
+
+``gz2``
+    37 outputs in Kaggle order: cumulative GZ2 vote fractions that obey the
+    decision tree's sums (see :class:`galaxy_ray.model.nets.GZ2TreeHead`).
+``classes``
+    K class logits, read as probabilities by softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from galaxy_ray import schema
+from galaxy_ray.errors import GalaxyRayError
+
+__all__ = ["ARCHS", "TASKS", "ModelSpec"]
+
+#: Supported torchvision architectures -> name of their ImageNet weights enum.
+ARCHS: dict[str, str] = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+}
+TASKS = ("gz2", "classes")
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a model and read its outputs.
+
+    Attributes
+    ----------
+    arch : str
+        ``resnet18``, ``resnet34`` or ``resnet50``.
+    task : str
+        ``gz2`` (37 tree-consistent vote fractions) or ``classes``.
+    output_names : list of str
+        The 37 Kaggle column names (``Class1.1`` ...) or the class names.
+    preprocess : dict
+        :class:`galaxy_ray.data.transforms.PreprocessConfig` as a dict.
+    merger : str or None
+        What the merger probability is: ``"Class8.6"`` for gz2, a class name
+        for classes (None when no class is a merger).
+
+    Raises
+    ------
+    GalaxyRayError
+        Unknown architecture or task, wrong gz2 outputs, fewer than 2 or
+        repeated class names, or a merger that is not an output.
+    """
+
+    arch: str
+    task: str
+    output_names: list[str]
+    preprocess: dict[str, Any] = field(default_factory=lambda: {"image_size": 64, "crop_fraction": 1.0})
+    merger: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise GalaxyRayError(f"--arch {self.arch!r}: unknown architecture; one of {', '.join(ARCHS)}")
+        if self.task not in TASKS:
+            raise GalaxyRayError(f"--task {self.task!r}: unknown task; one of {', '.join(TASKS)}")
+        self.output_names = [str(n) for n in self.output_names]
+        if self.task == "gz2":
+            if tuple(self.output_names) != schema.GZ2_KAGGLE_COLUMNS:
+                raise GalaxyRayError("gz2 models have the 37 Kaggle outputs Class1.1 ... Class11.6, in order")
+            if self.merger is None:
+                self.merger = schema.GZ2_KAGGLE_COLUMNS[schema.GZ2_MERGER_INDEX]
+        elif len(self.output_names) < 2:
+            raise GalaxyRayError(f"classes task needs at least 2 classes, got {self.output_names}")
+        if len(set(self.output_names)) != len(self.output_names):
+            raise GalaxyRayError(f"class names repeat: {self.output_names}")
+        if self.merger is not None and self.merger not in self.output_names:
+            raise GalaxyRayError(f"--merger {self.merger!r}: not one of the outputs {self.output_names}")
+
+    @classmethod
+    def for_gz2(cls, arch: str, preprocess: Mapping[str, Any], merger: str | None = None) -> "ModelSpec":
+        """A gz2 spec: the 37 Kaggle outputs, merger ``Class8.6`` unless given."""
+        return cls(arch, "gz2", list(schema.GZ2_KAGGLE_COLUMNS), dict(preprocess), merger)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain strings, numbers and lists (stored in checkpoints and JSON)."""
+        return {
+            "arch": self.arch,
+            "task": self.task,
+            "output_names": list(self.output_names),
+            "preprocess": dict(self.preprocess),
+            "merger": self.merger,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["arch"], d["task"], list(d["output_names"]), dict(d["preprocess"]), d.get("merger"))
+
+    @property
+    def num_outputs(self) -> int:
+        """Number of model outputs (37 for gz2, the number of classes otherwise)."""
+        return len(self.output_names)
