@@ -20,7 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
+
+from galaxy_ray.synthetic import expected_votes, render_galaxy  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +30,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2000, help="galaxies (default 2000)")
     p.add_argument("--seed", type=int, default=3, help="survey seed (default 3)")
     args = p.parse_args(argv)
-    from galaxy_ray.synthetic import expected_votes, render_galaxy
 
     # votes do not depend on the cutout size: render the smallest allowed
     votes = np.stack([render_galaxy(args.seed, i, 16).votes for i in range(args.n)]).astype(np.float64)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,15 @@ from galaxy_ray.schema import (
     conditional_to_cumulative,
     tree_violation,
 )
-from galaxy_ray.data.sources import FORMATS, detect_format, pack, pack_main, read_source
+from galaxy_ray.data.sources import (
+    FORMATS,
+    detect_format,
+    list_source,
+    open_source,
+    pack,
+    pack_main,
+    read_source,
+)
 
 N, SIZE, SEED = 11, 32, 7
 
@@ -220,8 +230,28 @@ def assert_matches(table: pd.DataFrame, expected: pd.DataFrame, fmt: str) -> Non
     assert t.source.map(bool).all()
 
 
-def test_formats_constant():
-    assert FORMATS == ("galaxy10-h5", "kaggle-gz2", "gz2-catalog", "fits", "manifest", "shards")
+def test_formats_constant(tmp_path, ray_cluster):
+    """The synthetic writer and the readers agree on every format: each layout written is detected
+    as itself and read back with the galaxies the generator drew."""
+    from galaxy_ray.synthetic import FORMATS as SYNTHETIC_FORMATS
+    from galaxy_ray.synthetic import synthesize, synthetic_table
+
+    assert tuple(SYNTHETIC_FORMATS) == FORMATS
+    n, size = 3, 16
+    drawn = synthetic_table(n, size, SEED).to_pandas()
+    for fmt in FORMATS:
+        out = tmp_path / fmt
+        synthesize(str(out), n=n, size=size, fmt=fmt, seed=SEED, rows_per_shard=2, workers=1)
+        assert detect_format(str(out)) == fmt
+        table = read_source(str(out)).to_pandas()
+        assert sorted(table.object_id) == sorted(truth(out, fmt).object_id), fmt
+        if fmt in ("fits", "manifest", "shards"):  # the layouts that keep the generator's ids
+            assert sorted(table.object_id) == sorted(drawn.object_id), fmt
+        if fmt == "kaggle-gz2":  # the challenge's layout has no coordinates
+            assert table.ra.isna().all() and table.dec.isna().all()
+        else:
+            np.testing.assert_allclose(np.sort(table.ra), np.sort(drawn.ra), atol=1e-4, err_msg=fmt)
+            np.testing.assert_allclose(np.sort(table.dec), np.sort(drawn.dec), atol=1e-4, err_msg=fmt)
 
 
 # --------------------------------------------------------------------------- round trips
@@ -365,8 +395,8 @@ def test_pack_resumes_without_duplicates(tmp_path, ray_cluster, capsys):
     src = make_source(tmp_path / "src", "galaxy10-h5", n=10)
     out = tmp_path / "packed"
     assert run_entry_point(pack_main, [str(src), str(out), "--rows-per-shard", "3"]) == 0
-    first = capsys.readouterr().out
-    assert "4 shards" in first and json.loads(first.strip().splitlines()[-1])["written"] == 4
+    first = capsys.readouterr()  # progress on stderr, the summary as JSON on stdout
+    assert "4 shards" in first.err and json.loads(first.out.strip().splitlines()[-1])["written"] == 4
     before = pq.read_table(out / "part-00002.parquet")
 
     # an interrupted run: shard 2 never published, a half-written temporary left behind
@@ -431,3 +461,69 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     odd.write_text("hello")
     err = _one_line_error([str(odd), out], capsys)
     assert "notes.txt" in err and "--format" in err
+
+
+# --------------------------------------------------------------------------- requests to S3
+
+#: storage functions that reach the filesystem and that storage itself never calls.
+_STORAGE_CALLS = ("exists", "isdir", "list_files", "open_input", "read_bytes", "pyarrow_filesystem")
+
+
+@pytest.fixture
+def s3_requests(monkeypatch):
+    """Counts, while a test runs, of the S3 requests s3fs sends (by API name, e.g.
+    ``list_objects_v2``) and of calls to storage's filesystem functions (``storage.<name>``).
+    The wrappers count and pass every call through unchanged."""
+    import s3fs
+
+    counts: collections.Counter = collections.Counter()
+    send = s3fs.S3FileSystem._call_s3
+
+    async def counted_request(self, method, *args, **kwargs):
+        counts[method] += 1
+        return await send(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted_request)
+    for name in _STORAGE_CALLS:
+        def counted_call(*args, _real=getattr(storage, name), _name=name, **kwargs):
+            counts[f"storage.{_name}"] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(storage, name, counted_call)
+    return counts
+
+
+def _upload(local: Path, uri: str) -> None:
+    fs, root = storage.fsspec_filesystem(uri)
+    fs.put(str(local) + "/", root + "/", recursive=True)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_open_source_lists_once(fmt, tmp_path, s3_bucket, s3_requests):
+    """Opening an s3:// folder lists it once and opens at most one file (the header it must sniff)."""
+    uri = f"{s3_bucket}/src"
+    _upload(make_source(tmp_path / "src", fmt, n=3), uri)
+    s3_requests.clear()
+    src = open_source(uri)
+    assert src.format == fmt
+    assert s3_requests["list_objects_v2"] == 1, dict(s3_requests)
+    assert s3_requests["head_object"] == 0 and s3_requests["get_object"] <= 1, dict(s3_requests)
+    assert s3_requests["storage.exists"] == s3_requests["storage.isdir"] == 0, dict(s3_requests)
+    assert pickle.loads(pickle.dumps(src)).listing is None  # the listing stays on the driver
+
+    # detection and the reader can share a listing made beforehand (a job that logs the format first)
+    s3_requests.clear()
+    listing = list_source(uri)
+    assert open_source(listing, detect_format(listing)).format == fmt
+    assert s3_requests["list_objects_v2"] == 1 and s3_requests["get_object"] <= 1, dict(s3_requests)
+
+
+def test_open_file_source_lists_its_folder_once(tmp_path, s3_bucket, s3_requests):
+    """A single file on S3: found by listing its folder, which also tells the reader the
+    sub-directories beside it (the Kaggle image folder)."""
+    uri = f"{s3_bucket}/src"
+    _upload(make_source(tmp_path / "src", "kaggle-gz2", n=3), uri)
+    s3_requests.clear()
+    src = open_source(f"{uri}/training_solutions_rev1.csv")
+    assert src.format == "kaggle-gz2" and src.image_dir == f"{uri}/images_training_rev1"
+    assert s3_requests["list_objects_v2"] <= 2 and sum(s3_requests.values()) <= 2, dict(s3_requests)

@@ -54,7 +54,7 @@ def test_galaxy_depends_only_on_seed_and_index():
 
 
 def test_sky_positions_fill_the_footprint():
-    ra, dec = np.array([synthetic._sky_position(np.random.default_rng([1, i]), synthetic.DEFAULT_FOOTPRINT)
+    ra, dec = np.array([synthetic.sky_position(np.random.default_rng([1, i]), synthetic.DEFAULT_FOOTPRINT)
                         for i in range(2000)]).T
     assert ra.min() >= 120 and ra.max() <= 240 and dec.min() >= -5 and dec.max() <= 65
     # uniform on the sphere: equal areas below and above the dec that halves the band's sin(dec)

@@ -146,6 +146,56 @@ def list_files(uri: str, suffixes: tuple[str, ...] = (), recursive: bool = False
     return sorted(prefix + n for n in names)
 
 
+def list_entries(uri: str) -> tuple[bool, list[str], frozenset[str]]:
+    """One listing of a path: whether it is a directory, its files, and the sub-directories beside them.
+
+    Parameters
+    ----------
+    uri : str
+        A local path or ``s3://`` URI of a file or directory.
+
+    Returns
+    -------
+    is_dir : bool
+    files : list of str
+        A directory's files (not descending), sorted, as URIs of the same kind as
+        ``uri``; for a file, ``[uri]``.
+    subdirs : frozenset of str
+        Names of the sub-directories of the directory, or of the file's directory.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing exists at ``uri``.
+
+    Notes
+    -----
+    On S3 this is one LIST request for a directory.  For a file, s3fs lists its
+    parent to find it and keeps that listing, so the sub-directories beside the
+    file (a catalog's ``images/``) cost no further request.
+    """
+    fs, path = _fresh(uri)
+    try:
+        entries = fs.ls(path, detail=True)
+    except NotADirectoryError:
+        raise FileNotFoundError(uri) from None
+    path = path.rstrip("/")
+    if len(entries) == 1 and entries[0]["type"] == "file" and _entry_name(entries[0]) == path:
+        siblings = fs.ls(path.rsplit("/", 1)[0] or "/", detail=True)
+        return False, [uri], _subdirs(siblings)
+    prefix = "s3://" if is_remote(uri) else ""
+    files = sorted(prefix + _entry_name(e) for e in entries if e["type"] == "file")
+    return True, files, _subdirs(entries)
+
+
+def _entry_name(entry: dict) -> str:
+    return str(entry["name"]).rstrip("/")
+
+
+def _subdirs(entries: list[dict]) -> frozenset[str]:
+    return frozenset(_entry_name(e).rsplit("/", 1)[-1] for e in entries if e["type"] == "directory")
+
+
 def open_input(uri: str, mode: str = "rb") -> IO:
     """Open a file for reading; a missing file is a :class:`GalaxyRayError`."""
     fs, path = fsspec_filesystem(uri)

@@ -22,6 +22,7 @@ import pyarrow as pa
 from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
+from galaxy_ray.data.sources.listing import SourceListing
 
 #: Columns every source produces, in this order; extra columns follow.
 CUTOUT_COLUMNS: tuple[str, ...] = (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE, C.VOTES, C.LABEL)
@@ -153,17 +154,6 @@ def read_many(uris: Sequence[str | None]) -> list[bytes | None]:
     return out
 
 
-def parent(uri: str) -> str:
-    """Directory holding ``uri`` (a local path or an ``s3://`` URI)."""
-    if storage.is_remote(uri):
-        return posixpath.dirname(uri.rstrip("/"))
-    return storage.strip_scheme(uri).rsplit("/", 1)[0] or "/"
-
-
-def basename(uri: str) -> str:
-    return str(uri).rstrip("/").rsplit("/", 1)[-1]
-
-
 def resolve(path: str, base: str) -> str:
     """A cutout path from a table: absolute, ``s3://``, or relative to ``base``."""
     path = str(path)
@@ -201,17 +191,25 @@ class Source:
     """One input source: validated on construction, read in slices by workers.
 
     Subclasses set :attr:`format` and implement :meth:`metadata` and
-    :meth:`read_rows`.  Instances are pickled into Ray tasks, so they hold
-    only small configuration (never the metadata table).
+    :meth:`read_rows`.  A reader is built from the :class:`SourceListing`
+    that detection made, and keeps it on the driver only: instances are
+    pickled into Ray tasks, so what travels is small configuration (never
+    the listing or the metadata table).
     """
 
     format: str = ""
 
-    def __init__(self, uri: str) -> None:
-        self.uri = str(uri)
+    def __init__(self, listing: SourceListing) -> None:
+        self.uri = listing.uri
+        #: the source's listing (driver side; ``None`` in a worker)
+        self.listing: SourceListing | None = listing
         #: carried-through columns, and their Arrow types once known for the whole source
         self.extras_names: list[str] = []
         self.extras_schema: pa.Schema | None = None
+
+    def __getstate__(self) -> dict:
+        # A folder of 60,000 cutouts lists 60,000 URIs: workers need none of them.
+        return {**self.__dict__, "listing": None}
 
     def metadata(self) -> pd.DataFrame:
         """One row per cutout, in the source's fixed order (driver side, no pixels)."""
@@ -273,68 +271,3 @@ class FileRowsSource(Source):
             extras=self.extras_of(meta),
             extras_schema=self.extras_schema,
         )
-
-
-def read_table(uri: str, columns_as_string: Sequence[str] = ()) -> pd.DataFrame:
-    """A CSV or Parquet table as pandas; named columns read as strings (ids keep all digits)."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    try:
-        with storage.open_input(uri) as f:
-            if is_parquet(uri):
-                table = pq.read_table(f)
-            else:
-                header = _csv_header(uri)
-                types = {c: pa.string() for c in columns_as_string if c in header}
-                table = pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(column_types=types))
-    except GalaxyRayError:
-        raise
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise GalaxyRayError(f"{uri}: not a readable CSV/Parquet table ({_first_line(exc)})") from None
-    for c in columns_as_string:
-        if c in table.column_names:
-            table = table.set_column(table.column_names.index(c), c, table[c].cast(pa.string()))
-    return table.to_pandas()
-
-
-def table_columns(uri: str) -> list[str]:
-    """Column names of a CSV or Parquet table without reading it all."""
-    import pyarrow.parquet as pq
-
-    if is_parquet(uri):
-        try:
-            with storage.open_input(uri) as f:
-                return list(pq.ParquetFile(f).schema_arrow.names)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise GalaxyRayError(f"{uri}: not a readable Parquet file ({_first_line(exc)})") from None
-    return _csv_header(uri)
-
-
-def _csv_header(uri: str) -> list[str]:
-    import csv
-    import gzip
-    import io
-
-    with storage.open_input(uri) as f:
-        raw = f.read(1 << 16)
-    if uri.lower().endswith(".gz"):
-        try:
-            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(1 << 16)
-        except (OSError, EOFError):
-            pass
-    text = raw.decode("utf-8", errors="replace")
-    first = text.splitlines()[0] if text else ""
-    return [c.strip() for c in next(csv.reader([first]))] if first else []
-
-
-def is_parquet(uri: str) -> bool:
-    return str(uri).lower().endswith((".parquet", ".pq"))
-
-
-def is_table(uri: str) -> bool:
-    return str(uri).lower().endswith((".csv", ".csv.gz", ".parquet", ".pq"))
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

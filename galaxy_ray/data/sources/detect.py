@@ -1,14 +1,20 @@
-"""Which format a SOURCE is, from what it holds (docs/contracts.md, "detected by")."""
+"""Which format a SOURCE is, from what it holds (docs/contracts.md, "detected by").
+
+Detection reads only the source's :class:`SourceListing` (one listing) and the
+headers of the tables it must tell apart, which the listing caches for the
+reader chosen next.
+"""
 
 from __future__ import annotations
 
-from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.schema import CatalogColumns as C
-from galaxy_ray.data.sources import fits, gz2_catalog, kaggle, manifest
+from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
+from galaxy_ray.data.sources import fits, galaxy10_h5, gz2_catalog, kaggle, manifest
+from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename
+from galaxy_ray.data.sources.tables import is_parquet, is_table
 
 FORMATS: tuple[str, ...] = ("galaxy10-h5", "kaggle-gz2", "gz2-catalog", "fits", "manifest", "shards")
-H5_SUFFIXES = (".h5", ".hdf5")
+H5_SUFFIXES = galaxy10_h5.SUFFIXES
 _HINT = f"pass --format (one of: {', '.join(FORMATS)})"
 
 
@@ -19,13 +25,13 @@ def check_format(format: str) -> str:
     return format
 
 
-def detect_format(uri: str) -> str:
+def detect_format(source: str | SourceListing) -> str:
     """The format of a source path or ``s3://`` URI.
 
     Parameters
     ----------
-    uri : str
-        A file or directory, local or ``s3://``.
+    source : str or SourceListing
+        A file or directory, local or ``s3://``, or its listing (then nothing is listed again).
 
     Returns
     -------
@@ -37,15 +43,14 @@ def detect_format(uri: str) -> str:
     GalaxyRayError
         When the path is missing or its content matches no format.
     """
-    uri = str(uri)
-    if not storage.exists(uri):
-        raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
-    if storage.isdir(uri):
-        return _detect_directory(uri)
-    return _detect_file(uri)
+    listing = as_listing(source)
+    if listing.is_dir:
+        return _detect_directory(listing)
+    return _detect_file(listing)
 
 
-def _detect_file(uri: str) -> str:
+def _detect_file(listing: SourceListing) -> str:
+    uri = listing.uri
     low = uri.lower()
     if low.endswith(H5_SUFFIXES):
         return "galaxy10-h5"
@@ -53,16 +58,13 @@ def _detect_file(uri: str) -> str:
         return "fits"
     if low.rstrip("/").endswith(kaggle.SOLUTIONS):
         return "kaggle-gz2"
-    from galaxy_ray.data.sources._common import is_table, table_columns
-
     if is_table(uri):
-        columns = table_columns(uri)
-        found = _table_format(columns)
+        found = _table_format(listing.table_columns(uri))
         if found:
             return found
         raise GalaxyRayError(
             f"{uri}: a table with none of the columns that mark a source ({gz2_catalog.MARKER} for a GZ2 "
-            f"catalog, 'path' for a manifest, 'image' for shards); {_HINT}"
+            f"catalog, '{manifest.PATH_COLUMN}' for a manifest, '{C.IMAGE}' for shards); {_HINT}"
         )
     raise GalaxyRayError(f"{uri}: cannot tell the format of this file; {_HINT}")
 
@@ -74,15 +76,14 @@ def _table_format(columns: list[str]) -> str | None:
         return "manifest"
     if C.IMAGE in columns and C.OBJECT_ID in columns:
         return "shards"
-    if kaggle.ID in columns and "Class1.1" in columns:
+    if kaggle.ID in columns and GZ2_KAGGLE_COLUMNS[0] in columns:
         return "kaggle-gz2"
     return None
 
 
-def _detect_directory(uri: str) -> str:
-    from galaxy_ray.data.sources._common import basename, is_parquet, is_table, table_columns
-
-    files = [f for f in storage.list_files(uri) if not basename(f).startswith(".")]
+def _detect_directory(listing: SourceListing) -> str:
+    uri = listing.uri
+    files = [f for f in listing.files if not basename(f).startswith(".")]
     names = {basename(f) for f in files}
     if kaggle.SOLUTIONS in names:
         return "kaggle-gz2"
@@ -95,11 +96,11 @@ def _detect_directory(uri: str) -> str:
         return "manifest"
     tables = [f for f in files if is_table(f)]
     for f in tables:
-        if not is_parquet(f) and gz2_catalog.MARKER in table_columns(f):
+        if not is_parquet(f) and gz2_catalog.MARKER in listing.table_columns(f):
             return "gz2-catalog"
     parquet = [f for f in tables if is_parquet(f)]
     if parquet:
-        found = _table_format(table_columns(parquet[0]))
+        found = _table_format(listing.table_columns(parquet[0]))
         if found:
             return found
     if any(f.lower().endswith(fits.SUFFIXES) for f in files):

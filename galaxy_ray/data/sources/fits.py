@@ -23,11 +23,15 @@ import pandas as pd
 import pyarrow as pa
 
 from galaxy_ray.io import storage
-from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import CatalogColumns as C
-from galaxy_ray.data.sources._common import PATH, Source, basename, cutout_table, read_many
+from galaxy_ray.data.sources._common import PATH, Source, cutout_table, read_many
+from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename
 
 SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+#: Header cards read into ``object_id`` and ``label``.
+OBJECT_CARD = "OBJECT"
+LABEL_CARD = "LABEL"
 #: Files tried for the up-front WCS check of a directory.
 _PROBE = 5
 
@@ -68,7 +72,7 @@ def parse(data: bytes, where: str):
     except GalaxyRayError:
         raise
     except Exception as exc:  # astropy raises many types for a damaged file
-        raise GalaxyRayError(f"{where}: not a readable FITS file ({_one_line(exc)})") from None
+        raise GalaxyRayError(f"{where}: not a readable FITS file ({one_line(exc)})") from None
 
 
 def centre(header, shape: tuple[int, int], where: str) -> tuple[float, float]:
@@ -90,7 +94,7 @@ def centre(header, shape: tuple[int, int], where: str) -> tuple[float, float]:
             raise ValueError("the WCS gives no finite position at the image centre")
     except Exception as exc:
         raise GalaxyRayError(
-            f"{where}: no usable celestial WCS ({_one_line(exc)}); fix the header or list the file in a "
+            f"{where}: no usable celestial WCS ({one_line(exc)}); fix the header or list the file in a "
             "manifest with ra/dec"
         ) from None
     return ra, dec
@@ -101,21 +105,17 @@ def _card(header, key: str) -> str | None:
     return (str(value).strip() or None) if value is not None else None
 
 
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 class FitsCutouts(Source):
     """A ``.fits``/``.fits.gz`` file, or a directory of them."""
 
     format = "fits"
 
-    def __init__(self, uri: str) -> None:
-        super().__init__(uri)
-        if not storage.exists(uri):
-            raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
-        if storage.isdir(uri):
-            self.files = storage.list_files(uri, SUFFIXES)
+    def __init__(self, source: SourceListing | str) -> None:
+        listing = as_listing(source)
+        super().__init__(listing)
+        uri = listing.uri
+        if listing.is_dir:
+            self.files = listing.files_with(SUFFIXES)
             if not self.files:
                 raise GalaxyRayError(f"{uri}: no FITS files ({', '.join(SUFFIXES)}) in this directory")
             self._check_first_readable()
@@ -151,7 +151,7 @@ class FitsCutouts(Source):
                 try:
                     data = plain_bytes(data)
                     header, shape = parse(data, uri)
-                    obj, label = _card(header, "OBJECT"), _card(header, "LABEL")
+                    obj, label = _card(header, OBJECT_CARD), _card(header, LABEL_CARD)
                     ra, dec = centre(header, shape, uri)
                 except (GalaxyRayError, OSError, EOFError):
                     pass

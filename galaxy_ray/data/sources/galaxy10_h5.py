@@ -16,14 +16,20 @@ import pandas as pd
 import pyarrow as pa
 
 from galaxy_ray.io import storage
-from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import GALAXY10_CLASSES, CatalogColumns as C
-from galaxy_ray.data.sources._common import Source, basename, cutout_table
+from galaxy_ray.data.sources._common import Source, cutout_table
+from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename
 
+#: The file name of the Galaxy10 DECaLS release (any ``.h5``/``.hdf5`` name is read).
+FILE_NAME = "Galaxy10_DECals.h5"
+SUFFIXES = (".h5", ".hdf5")
+#: Datasets: the (N, H, W, 3) uint8 cutouts, the class codes, and per-row values.
 IMAGES = "images"
 LABELS = "ans"
+RA, DEC, REDSHIFT, PIXEL_SCALE = "ra", "dec", "redshift", "pxscale"
 #: Per-row datasets turned into cutout-table columns rather than carried as extras.
-_SPECIAL = {IMAGES, LABELS, "ra", "dec"}
+_SPECIAL = {IMAGES, LABELS, RA, DEC}
 _ROW = "_row"
 
 
@@ -39,7 +45,7 @@ def _open(uri: str):
             f.close()
         if not storage.exists(uri):
             raise GalaxyRayError(f"{uri}: no such file; check the path") from None
-        raise GalaxyRayError(f"{uri}: not a readable HDF5 file ({str(exc).splitlines()[0]}); check the file") from None
+        raise GalaxyRayError(f"{uri}: not a readable HDF5 file ({one_line(exc)}); check the file") from None
 
 
 class Galaxy10H5(Source):
@@ -47,8 +53,10 @@ class Galaxy10H5(Source):
 
     format = "galaxy10-h5"
 
-    def __init__(self, uri: str) -> None:
-        super().__init__(uri)
+    def __init__(self, source: SourceListing | str) -> None:
+        listing = as_listing(source)
+        super().__init__(listing)
+        self.uri = uri = single_file(listing)
         raw, h5 = _open(uri)
         with raw, h5:
             if IMAGES not in h5:
@@ -95,12 +103,22 @@ class Galaxy10H5(Source):
             object_id=meta[C.OBJECT_ID].tolist(),
             image=[_npy(img) for img in images],
             source=[f"{self.uri}[{int(r)}]" for r in rows],
-            ra=cols.get("ra"),
-            dec=cols.get("dec"),
+            ra=cols.get(RA),
+            dec=cols.get(DEC),
             label=labels,
             extras=extras,
             extras_schema=self.extras_schema,
         )
+
+
+def single_file(listing: SourceListing) -> str:
+    """The HDF5 file: the listed file itself, or the one ``.h5``/``.hdf5`` file in the directory."""
+    if not listing.is_dir:
+        return listing.uri
+    found = listing.files_with(SUFFIXES)
+    if len(found) != 1:
+        raise GalaxyRayError(f"{listing.uri}: holds {len(found)} HDF5 files; pass the one to read")
+    return found[0]
 
 
 def _npy(image: np.ndarray) -> bytes:

@@ -20,13 +20,23 @@ from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_HART_COLUMNS, GZ2_KAGGLE_COLUMNS, GZ2_QUESTIONS, CatalogColumns as C
 from galaxy_ray.schema import conditional_to_cumulative
-from galaxy_ray.data.sources._common import PATH, FileRowsSource, parent, read_table, resolve, table_columns
+from galaxy_ray.data.sources._common import PATH, FileRowsSource, resolve
+from galaxy_ray.data.sources.listing import SourceListing, as_listing, parent
+from galaxy_ray.data.sources.tables import is_table, read_table
 
 #: The column whose presence marks a GZ2 vote catalog.
 MARKER = "t01_smooth_or_features_a01_smooth_fraction"
-ID_CANDIDATES = ("dr7objid", "objid", "object_id", "id")
+#: The catalog's usual file name (any CSV/Parquet table holding :data:`MARKER` is read).
+CATALOG_NAME = "gz2_catalog.csv"
+#: SDSS DR7 object id, the first of :data:`ID_CANDIDATES`.
+ID_COLUMN = "dr7objid"
+ID_CANDIDATES = (ID_COLUMN, "objid", "object_id", "id")
+#: Vote columns are ``<GZ2_HART_COLUMNS stem>_<kind>``.
 VOTE_KINDS = ("fraction", "debiased")
+#: Optional column: each row's cutout, relative to the catalog, absolute or ``s3://``.
 IMAGE_COLUMN = "image"
+#: Folder beside the catalog searched for ``<id>.jpg`` when there is no image column.
+IMAGE_DIR = "images"
 _HART_VOTE = re.compile(r"^t\d\d_.*_a\d\d_.*_(count|weight|fraction|weighted_fraction|debiased|flag)$")
 
 
@@ -50,13 +60,14 @@ class GZ2Catalog(FileRowsSource):
 
     format = "gz2-catalog"
 
-    def __init__(self, uri: str, votes: str = "fraction", id_column: str | None = None) -> None:
-        super().__init__(uri)
+    def __init__(self, source: SourceListing | str, votes: str = "fraction", id_column: str | None = None) -> None:
         if votes not in VOTE_KINDS:
             raise GalaxyRayError(f"votes={votes!r}: unknown; one of {', '.join(VOTE_KINDS)}")
-        self.table_uri = find_catalog(uri)
+        listing = as_listing(source)
+        super().__init__(listing)
+        self.table_uri = find_catalog(listing)
         self.votes = votes
-        columns = table_columns(self.table_uri)
+        columns = listing.table_columns(self.table_uri)
         self.id_column = find_id_column(columns, self.table_uri, id_column)
         self.vote_columns = [f"{h}_{votes}" for h in GZ2_HART_COLUMNS]
         missing = [c for c in self.vote_columns if c not in columns]
@@ -66,8 +77,7 @@ class GZ2Catalog(FileRowsSource):
                 f"check the catalog or choose --votes {'fraction' if votes == 'debiased' else 'debiased'}"
             )
         self.base = parent(self.table_uri)
-        images = storage.join(self.base, "images")
-        self.image_dir = images if storage.isdir(images) else self.base
+        self.image_dir = storage.join(self.base, IMAGE_DIR) if listing.has_subdir(IMAGE_DIR) else self.base
 
     def metadata(self) -> pd.DataFrame:
         table = read_table(self.table_uri, columns_as_string=[self.id_column])
@@ -102,18 +112,17 @@ def _normalised(conditional: np.ndarray) -> np.ndarray:
     return cond
 
 
-def find_catalog(uri: str) -> str:
-    """The catalog table: ``uri`` itself, or the one CSV/Parquet in a directory with the GZ2 columns."""
-    from galaxy_ray.data.sources._common import is_table
-
-    if not storage.exists(uri):
-        raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
-    if not storage.isdir(uri):
-        return uri
-    candidates = [f for f in storage.list_files(uri) if is_table(f)]
-    found = [f for f in candidates if MARKER in table_columns(f)]
+def find_catalog(listing: SourceListing) -> str:
+    """The catalog table: the listed file itself, or the one CSV/Parquet in a directory with the GZ2 columns."""
+    if not listing.is_dir:
+        return listing.uri
+    found = [f for f in listing.files if is_table(f) and MARKER in listing.table_columns(f)]
     if not found:
-        raise GalaxyRayError(f"{uri}: no CSV/Parquet file with GZ2 vote columns ({MARKER}) in this directory")
+        raise GalaxyRayError(
+            f"{listing.uri}: no CSV/Parquet file with GZ2 vote columns ({MARKER}) in this directory"
+        )
     if len(found) > 1:
-        raise GalaxyRayError(f"{uri}: several GZ2 catalog tables ({', '.join(found[:3])}); pass the file itself")
+        raise GalaxyRayError(
+            f"{listing.uri}: several GZ2 catalog tables ({', '.join(found[:3])}); pass the file itself"
+        )
     return found[0]

@@ -15,11 +15,17 @@ import pandas as pd
 from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
-from galaxy_ray.data.sources._common import PATH, FileRowsSource, basename, parent, read_table
+from galaxy_ray.data.sources._common import PATH, FileRowsSource
+from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename, list_source
+from galaxy_ray.data.sources.tables import read_table
 
+#: The challenge's labels: ``GalaxyID`` and the 37 cumulative vote fractions.
 SOLUTIONS = "training_solutions_rev1.csv"
-IMAGE_DIRS = ("images_training_rev1", "images_training", "images")
 ID = "GalaxyID"
+#: The challenge's folder of labelled cutouts, ``<GalaxyID>.jpg``.
+TRAINING_IMAGES = "images_training_rev1"
+#: Folders searched for the labelled cutouts, in order (else beside the CSV).
+IMAGE_DIRS = (TRAINING_IMAGES, "images_training", "images")
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 
 
@@ -28,25 +34,21 @@ class KaggleGZ2(FileRowsSource):
 
     format = "kaggle-gz2"
 
-    def __init__(self, uri: str) -> None:
-        super().__init__(uri)
-        if not storage.exists(uri):
-            raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
-        if storage.isdir(uri):
-            self.root = uri.rstrip("/")
-            csv = storage.join(self.root, SOLUTIONS)
-            self.solutions = csv if storage.exists(csv) else None
+    def __init__(self, source: SourceListing | str) -> None:
+        listing = as_listing(source)
+        super().__init__(listing)
+        self.root = listing.folder
+        if listing.is_dir:
+            self.solutions = storage.join(self.root, SOLUTIONS) if SOLUTIONS in listing.names else None
         else:
-            self.root, self.solutions = parent(uri), uri
+            self.solutions = listing.uri
         if self.solutions is not None:
-            self.image_dir = next(
-                (storage.join(self.root, d) for d in IMAGE_DIRS if storage.isdir(storage.join(self.root, d))),
-                self.root,
-            )
+            self.image_dir = next((storage.join(self.root, d) for d in IMAGE_DIRS if listing.has_subdir(d)),
+                                  self.root)
 
     def metadata(self) -> pd.DataFrame:
         if self.solutions is None:
-            files = storage.list_files(self.root, IMAGE_SUFFIXES)
+            files = (self.listing or list_source(self.root)).files_with(IMAGE_SUFFIXES)
             if not files:
                 raise GalaxyRayError(f"{self.root}: no {SOLUTIONS} and no .jpg cutouts; not a Kaggle GZ2 folder")
             return pd.DataFrame({C.OBJECT_ID: [basename(f).rsplit(".", 1)[0] for f in files], PATH: files})

@@ -18,32 +18,28 @@ import pandas as pd
 from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
-from galaxy_ray.data.sources._common import (
-    PATH,
-    FileRowsSource,
-    is_parquet,
-    parent,
-    read_parquet,
-    read_table,
-    require_kaggle_columns,
-    resolve,
-    table_columns,
-)
+from galaxy_ray.data.sources._common import PATH, FileRowsSource, read_parquet, require_kaggle_columns, resolve
+from galaxy_ray.data.sources.listing import SourceListing, as_listing, parent
+from galaxy_ray.data.sources.tables import is_parquet, read_table
 
-NAMES = ("manifest.csv", "manifest.parquet")
+#: The file names that make a directory a manifest source, in the order looked for.
+MANIFEST_CSV = "manifest.csv"
+MANIFEST_PARQUET = "manifest.parquet"
+NAMES = (MANIFEST_CSV, MANIFEST_PARQUET)
+#: Column of each cutout's file.
 PATH_COLUMN = "path"
+#: The usual folder of the listed cutouts, beside the manifest (any path is read).
+IMAGE_DIR = "images"
 
 
-def find_manifest(uri: str) -> str:
-    """``uri`` itself, or ``manifest.csv`` / ``manifest.parquet`` in the directory ``uri``."""
-    if not storage.exists(uri):
-        raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
-    if not storage.isdir(uri):
-        return uri
+def find_manifest(listing: SourceListing) -> str:
+    """The listed file itself, or ``manifest.csv`` / ``manifest.parquet`` in the listed directory."""
+    if not listing.is_dir:
+        return listing.uri
     for name in NAMES:
-        if storage.exists(storage.join(uri, name)):
-            return storage.join(uri, name)
-    raise GalaxyRayError(f"{uri}: no {' or '.join(NAMES)} in this directory")
+        if name in listing.names:
+            return storage.join(listing.uri, name)
+    raise GalaxyRayError(f"{listing.uri}: no {' or '.join(NAMES)} in this directory")
 
 
 class Manifest(FileRowsSource):
@@ -51,11 +47,12 @@ class Manifest(FileRowsSource):
 
     format = "manifest"
 
-    def __init__(self, uri: str, id_column: str | None = None) -> None:
-        super().__init__(uri)
-        self.table_uri = find_manifest(uri)
+    def __init__(self, source: SourceListing | str, id_column: str | None = None) -> None:
+        listing = as_listing(source)
+        super().__init__(listing)
+        self.table_uri = find_manifest(listing)
         self.base = parent(self.table_uri)
-        columns = table_columns(self.table_uri)
+        columns = listing.table_columns(self.table_uri)
         self.id_column = id_column or C.OBJECT_ID
         if self.id_column not in columns:
             raise GalaxyRayError(

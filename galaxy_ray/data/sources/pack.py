@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from typing import Sequence
@@ -37,21 +36,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from galaxy_ray.io import storage
+from galaxy_ray import runtime
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.data.sources._common import Source, basename
+from galaxy_ray.io import layout, resume, storage
+from galaxy_ray.data.sources._common import Source
+from galaxy_ray.data.sources.detect import FORMATS
+from galaxy_ray.data.sources.read import open_source
 
-PLAN = "_pack.json"
 _SHARD = "_shard"
-_NAME = re.compile(r"^part-(\d{5,})\.parquet$")
-_TEMP = re.compile(r"^part-\d{5,}\.parquet\.tmp-")
 #: Keys of the plan that must match for a rerun to resume.
 _RESUME_KEYS = ("format", "rows", "rows_per_shard", "shards")
-
-
-def shard_name(k: int) -> str:
-    """File name of shard ``k``: ``part-00000.parquet``, ..."""
-    return f"part-{k:05d}.parquet"
 
 
 class _ShardWriter:
@@ -76,28 +70,13 @@ class _ShardWriter:
             table = table.replace_schema_metadata(meta)
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd")
-            storage.write_bytes_atomic(storage.join(self.out, shard_name(k)), sink.getvalue().to_pybytes())
+            storage.write_bytes_atomic(storage.join(self.out, layout.part_name(k)), sink.getvalue().to_pybytes())
             done.append((k, table.num_rows))
         return pd.DataFrame({"shard": [d[0] for d in done], "rows": [d[1] for d in done]})
 
 
-def _existing(out: str) -> tuple[set[int], list[str]]:
-    """Indices of complete shards in OUT, and temporaries left by an interrupted run."""
-    if not storage.exists(out) or not storage.isdir(out):
-        return set(), []
-    shards, temps = set(), []
-    for f in storage.list_files(out):
-        name = basename(f)
-        m = _NAME.match(name)
-        if m:
-            shards.add(int(m.group(1)))
-        elif _TEMP.match(name):
-            temps.append(f)
-    return shards, temps
-
-
 def _check_plan(out: str, plan: dict, existing: set[int]) -> None:
-    path = storage.join(out, PLAN)
+    path = storage.join(out, layout.PACK_PLAN)
     if storage.exists(path):
         old = json.loads(storage.read_bytes(path))
         diff = [k for k in _RESUME_KEYS if old.get(k) != plan[k]]
@@ -135,7 +114,7 @@ def pack(
     votes, id_column
         As for :func:`galaxy_ray.data.sources.read_source`.
     verbose : bool
-        Print progress and the summary.
+        Print progress lines and the summary to stderr (:func:`galaxy_ray.runtime.say`).
 
     Returns
     -------
@@ -143,10 +122,6 @@ def pack(
         ``out``, ``format``, ``rows`` (in the whole pack), ``shards``, ``written`` (by this run),
         ``skipped`` (already complete), ``rows_per_shard``, ``seconds``.
     """
-    import ray.data
-
-    from galaxy_ray.data.sources import open_source
-
     if rows_per_shard < 1:
         raise GalaxyRayError(f"--rows-per-shard {rows_per_shard}: must be at least 1")
     start = time.time()
@@ -158,48 +133,54 @@ def pack(
     n_shards = math.ceil(total / rows_per_shard)
     plan = {"source": str(source), "format": src.format, "rows": total, "rows_per_shard": rows_per_shard,
             "shards": n_shards, "complete": False}
-    existing, temps = _existing(out)
+    state = resume.scan_output(out)
+    existing = state.indices
     _check_plan(out, plan, existing)
-    for t in temps:  # a killed local run's half-written file: never a shard, safe to drop
-        fs, path = storage.fsspec_filesystem(t)
-        fs.rm(path)
+    resume.remove_temps(state)
     storage.makedirs(out)
-    storage.write_bytes_atomic(storage.join(out, PLAN), json.dumps(plan, indent=1).encode())
+    storage.write_bytes_atomic(storage.join(out, layout.PACK_PLAN), json.dumps(plan, indent=1).encode())
 
     todo = [k for k in range(n_shards) if k not in existing]
     skipped = n_shards - len(todo)
     _say(verbose, f"pack: {total} cutouts from {source} ({src.format}) -> {n_shards} shards in {out}"
                   + (f"; {skipped} already complete" if skipped else ""))
-    written = 0
-    if todo:
-        meta[_SHARD] = meta.index // rows_per_shard
-        chunks = [meta.iloc[k * rows_per_shard : (k + 1) * rows_per_shard] for k in todo]
-        writer = _ShardWriter(src, out, rows_per_shard, total)
-        results = ray.data.from_pandas(chunks).map_batches(writer, batch_format="pandas", batch_size=None)
-        every = max(1, len(todo) // 20)
-        for row in results.iter_rows():
-            written += 1
-            if written % every == 0 or written == len(todo):
-                _say(verbose, f"pack: {written}/{len(todo)} shards written (last {shard_name(int(row['shard']))}, "
-                              f"{int(row['rows'])} rows)")
+    written = _write_shards(src, meta, todo, out, rows_per_shard, verbose) if todo else 0
     summary = {"out": str(out), "format": src.format, "rows": total, "shards": n_shards, "written": written,
                "skipped": skipped, "rows_per_shard": rows_per_shard, "seconds": round(time.time() - start, 2)}
-    storage.write_bytes_atomic(storage.join(out, PLAN),
+    storage.write_bytes_atomic(storage.join(out, layout.PACK_PLAN),
                                json.dumps({**plan, **summary, "complete": True}, indent=1).encode())
     _say(verbose, f"pack: done: {n_shards} shards ({written} written, {skipped} skipped), {total} rows, "
                   f"{summary['seconds']} s -> {out}")
     return summary
 
 
+def _write_shards(src: Source, meta: pd.DataFrame, todo: list[int], out: str, rows_per_shard: int,
+                  verbose: bool) -> int:
+    """Write shards ``todo`` of ``meta`` through Ray Data, one task per shard; how many were written."""
+    import ray.data
+
+    meta[_SHARD] = meta.index // rows_per_shard
+    chunks = [meta.iloc[k * rows_per_shard : (k + 1) * rows_per_shard] for k in todo]
+    writer = _ShardWriter(src, out, rows_per_shard, len(meta))
+    runtime.ensure_ray()
+    results = ray.data.from_pandas(chunks).map_batches(writer, batch_format="pandas", batch_size=None)
+    every = max(1, len(todo) // 20)
+    written = 0
+    for row in results.iter_rows():
+        written += 1
+        if written % every == 0 or written == len(todo):
+            _say(verbose, f"pack: {written}/{len(todo)} shards written (last {layout.part_name(row['shard'])}, "
+                          f"{int(row['rows'])} rows)")
+    return written
+
+
 def _say(verbose: bool, message: str) -> None:
     if verbose:
-        print(message, flush=True)
+        runtime.say(message)
 
 
 def pack_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray pack SOURCE OUT [--rows-per-shard 1000] [--format F]``."""
-    from galaxy_ray.data.sources.detect import FORMATS
-
     parser = argparse.ArgumentParser(
         prog="galaxy-ray pack",
         description="Stream any source into Parquet shards of the cutout table (local or s3://). "

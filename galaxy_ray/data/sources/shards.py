@@ -18,19 +18,19 @@ from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.data.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
+from galaxy_ray.data.sources.listing import SourceListing, as_listing
 
+SUFFIX = ".parquet"
 _FILE, _ROW = "_file", "_row"
 
 
-def shard_files(uri: str) -> list[str]:
-    """The ``.parquet`` files of a shards directory (or the one file ``uri``)."""
-    if not storage.exists(uri):
-        raise GalaxyRayError(f"{uri}: no such file or directory; check the path")
-    if not storage.isdir(uri):
-        return [uri]
-    files = storage.list_files(uri, (".parquet",))
+def shard_files(listing: SourceListing) -> list[str]:
+    """The ``.parquet`` files of a listed shards directory (or the listed file itself)."""
+    if not listing.is_dir:
+        return [listing.uri]
+    files = listing.files_with((SUFFIX,))
     if not files:
-        raise GalaxyRayError(f"{uri}: no .parquet shards in this directory")
+        raise GalaxyRayError(f"{listing.uri}: no {SUFFIX} shards in this directory")
     return files
 
 
@@ -54,16 +54,13 @@ class Shards(Source):
 
     format = "shards"
 
-    def __init__(self, uri: str) -> None:
-        super().__init__(uri)
-        self.files = shard_files(uri)
-        fs, path = storage.pyarrow_filesystem(self.files[0])
-        try:
-            schema = pq.read_schema(path, filesystem=fs)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise GalaxyRayError(f"{self.files[0]}: not a readable Parquet file ({exc})") from None
+    def __init__(self, source: SourceListing | str) -> None:
+        listing = as_listing(source)
+        super().__init__(listing)
+        self.files = shard_files(listing)
+        columns = listing.table_columns(self.files[0], parquet=True)
         for needed in (C.OBJECT_ID, C.IMAGE):
-            if needed not in schema.names:
+            if needed not in columns:
                 raise GalaxyRayError(f"{self.files[0]}: no '{needed}' column; not a shard of the cutout table")
 
     def dataset(self, rows_per_block: int = 64):
