@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from galaxy_ray import catalog
 from galaxy_ray.cli import run_entry_point
+from galaxy_ray.io.layout import CATALOG_SUMMARY, PART_PREFIX, PART_SUFFIX, part_name
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_MERGER_INDEX, gz2_morphology
 
 
@@ -74,7 +75,7 @@ def write_catalog(out: Path, rows: int, rows_per_file: int, row_group_size: int,
     files = 0
     for start in range(0, rows, rows_per_file):
         n = min(rows_per_file, rows - start)
-        catalog.write_catalog_file(synthetic_rows(n, rng, start), str(out / f"part-{files:05d}.parquet"),
+        catalog.write_catalog_file(synthetic_rows(n, rng, start), str(out / part_name(files)),
                                    provenance, row_group_size=row_group_size)
         files += 1
     catalog.write_catalog_summary(str(out), provenance)
@@ -122,12 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     settings = {"rows": args.rows, "rows_per_file": args.rows_per_file, "row_group_size": args.row_group_size,
                 "seed": args.seed}
-    summary = out / catalog.SUMMARY_NAME
+    summary = out / CATALOG_SUMMARY
     if args.reuse and summary.exists() and json.loads(summary.read_text()).get("bench") == settings:
-        files = len(list(out.glob("part-*.parquet")))
+        files = len(list(out.glob(f"{PART_PREFIX}*{PART_SUFFIX}")))
         verb = "reusing"
     else:
-        for old in out.glob("part-*.parquet"):
+        for old in out.glob(f"{PART_PREFIX}*{PART_SUFFIX}"):
             old.unlink()
         files = write_catalog(out, args.rows, args.rows_per_file, args.row_group_size, args.seed)
         verb = "wrote"

@@ -11,6 +11,7 @@ import pytest
 
 from galaxy_ray import catalog, evaluate, report
 from galaxy_ray.cli import run_entry_point
+from galaxy_ray.io.layout import CONFIG_JSON, METRICS_CSV, VALIDATION_PREDICTIONS
 from galaxy_ray.schema import GALAXY10_CLASSES, GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, class_column
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -51,13 +52,21 @@ def test_source_report(source, tmp_path, capsys):
 
 def test_prototypes_are_the_highest_votes(source):
     data = labelled(source)
-    i = GZ2_ANSWER_COLUMNS.index("odd_feature_merger")
-    best = data.object_id[np.argmax(data.votes[:, i])]
+    top = 3
+    chosen = report.prototypes(data, top)
+    assert list(chosen) == list(GZ2_ANSWER_COLUMNS)
+    for i, name in enumerate(GZ2_ANSWER_COLUMNS):
+        # the report's choice holds the top vote fractions of the answer, highest first
+        want = -np.sort(-data.votes[:, i])[:top]  # NaN (no votes) sorts last
+        assert list(data.votes[chosen[name], i]) == list(want), name
+    best = data.object_id[np.argmax(data.votes[:, GZ2_ANSWER_COLUMNS.index("odd_feature_merger")])]
+    assert data.object_id[chosen["odd_feature_merger"][0]] == best
     assert best in data.images and data.images[best][0] is not None
-    # the 37 x 37 correlation matrix the report draws is symmetric with a unit diagonal where answers vary
-    corr = np.corrcoef(data.votes, rowvar=False)
+    # the correlation matrix the report draws: symmetric, unit diagonal where answers vary
+    corr = report.answer_correlation(data.votes)
     varies = data.votes.std(axis=0) > 0
-    assert corr.shape == (37, 37) and np.allclose(np.diag(corr)[varies], 1.0)
+    assert corr.shape == (37, 37) and np.allclose(corr, corr.T, equal_nan=True)
+    assert np.allclose(np.diag(corr)[varies], 1.0)
 
 
 def fake_run(tmp_path, source, task):
@@ -66,7 +75,7 @@ def fake_run(tmp_path, source, task):
     run = tmp_path / f"run-{task}"
     run.mkdir()
     metric = "val_rmse" if task == "gz2" else "val_accuracy"
-    with open(run / "metrics.csv", "w", newline="") as f:
+    with open(run / METRICS_CSV, "w", newline="") as f:
         w = csv.DictWriter(f, ["epoch", "phase", "train_loss", "val_loss", metric, "lr", "seconds"])
         w.writeheader()
         for e in range(1, 4):
@@ -82,9 +91,9 @@ def fake_run(tmp_path, source, task):
         y_true = np.eye(len(names))[[names.index(v) for v in data.label]]
         y_pred = 0.6 * y_true + 0.4 * rng.dirichlet(np.ones(len(names)), len(y_true))
         columns = [class_column(n) for n in names]
-    evaluate.write_predictions(str(run / "validation_predictions.parquet"), {
+    evaluate.write_predictions(str(run / VALIDATION_PREDICTIONS), {
         "object_id": data.object_id, "y_true": y_true.astype(np.float32), "y_pred": y_pred.astype(np.float32)})
-    (run / "config.json").write_text(json.dumps({
+    (run / CONFIG_JSON).write_text(json.dumps({
         "config": {"source": str(source), "task": task},
         "spec": {"arch": "resnet18", "task": task, "output_names": names, "merger": None},
         "output_columns": columns}))

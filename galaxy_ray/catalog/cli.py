@@ -1,0 +1,102 @@
+"""``galaxy-ray query`` and ``galaxy-ray stats``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+import pandas as pd
+import pyarrow as pa
+
+from galaxy_ray.catalog.output import write_kaggle_submission, write_table
+from galaxy_ray.catalog.query import query
+from galaxy_ray.catalog.scan import Catalog, open_catalog
+from galaxy_ray.catalog.stats import format_stats, merger_stats
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, CatalogColumns as C
+
+__all__ = ["query_main", "stats_main"]
+
+
+def _add_region_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("catalog", help="catalog directory, s3:// prefix or catalog Parquet file")
+    p.add_argument("--cone", nargs=3, type=float, metavar=("RA", "DEC", "RADIUS"),
+                   help="rows within RADIUS degrees of (RA, DEC) degrees")
+    p.add_argument("--box", nargs=4, type=float, metavar=("RA_MIN", "RA_MAX", "DEC_MIN", "DEC_MAX"),
+                   help="rows in an RA/Dec box, degrees; RA_MIN > RA_MAX crosses RA = 0/360")
+    p.add_argument("--where", help="SQL filter on catalog columns, e.g. \"p_merger > 0.8 AND morphology = 'spiral'\"")
+
+
+def _query_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="galaxy-ray query", description=query_main.__doc__)
+    _add_region_args(p)
+    p.add_argument("--columns", help="comma-separated columns to return (default: all)")
+    p.add_argument("--sort", help="COLUMN, COLUMN DESC or -COLUMN; several separated by commas")
+    p.add_argument("--limit", type=int, help="at most this many rows")
+    p.add_argument("--out", help="write the rows to a .csv, .parquet, .fits or .vot file (local or s3://)")
+    p.add_argument("--kaggle-submission", metavar="FILE",
+                   help="GZ2 catalog: write GalaxyID, Class1.1 ... Class11.6 in the challenge's layout")
+    p.add_argument("--max-print", type=int, default=20, help="rows shown on the terminal (default 20)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print what the scan read")
+    return p
+
+
+def _kaggle_columns(cat: Catalog, args: argparse.Namespace) -> list[str]:
+    """The columns a Kaggle submission needs, after checking that ``cat`` is a GZ2 catalog."""
+    if args.columns:
+        raise GalaxyRayError("--kaggle-submission writes a fixed set of columns; drop --columns")
+    missing = [c for c in GZ2_ANSWER_COLUMNS if c not in cat.columns]
+    if missing:
+        raise GalaxyRayError(f"{args.catalog}: --kaggle-submission needs a GZ2 catalog (no column {missing[0]})")
+    return [C.OBJECT_ID, *GZ2_ANSWER_COLUMNS, C.ERROR]
+
+
+def _print_rows(table: pa.Table, max_print: int) -> None:
+    """The first ``max_print`` rows as text, and the row count."""
+    df = table.slice(0, max(0, max_print)).to_pandas()
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        print(df.to_string(index=False) if len(df) else "(no rows)")
+    more = f"; first {len(df)} shown, use --out to save all" if table.num_rows > len(df) else ""
+    print(f"{table.num_rows} rows{more}")
+
+
+def query_main(argv: Sequence[str] | None = None) -> int:
+    """``galaxy-ray query``: cone/box searches, filters, output to the terminal or a file."""
+    args = _query_parser().parse_args(argv)
+    cat = open_catalog(args.catalog)
+    columns = _kaggle_columns(cat, args) if args.kaggle_submission else args.columns
+    start = time.perf_counter()
+    table = query(cat, cone=args.cone, box=args.box, where=args.where, columns=columns, sort=args.sort,
+                  limit=args.limit, output="arrow")
+    seconds = time.perf_counter() - start
+    if args.verbose:
+        s = cat.last_scan
+        print(f"{table.num_rows} rows in {seconds:.3f} s; read {s.row_groups_read} of {s.row_groups_total} "
+              f"row groups in {s.files} files", file=sys.stderr)
+    if args.kaggle_submission:
+        n = write_kaggle_submission(table, args.kaggle_submission)
+        print(f"wrote {n} rows to {args.kaggle_submission} (Kaggle submission layout)")
+    if args.out:
+        fmt = write_table(table, args.out)
+        print(f"wrote {table.num_rows} rows to {args.out} ({fmt})")
+    if not (args.out or args.kaggle_submission):
+        _print_rows(table, args.max_print)
+    return 0
+
+
+def stats_main(argv: Sequence[str] | None = None) -> int:
+    """``galaxy-ray stats``: rows, error rows, morphology mix, merger fraction with a Wilson interval."""
+    p = argparse.ArgumentParser(prog="galaxy-ray stats", description=stats_main.__doc__)
+    _add_region_args(p)
+    p.add_argument("--by", help="group by this column (floating-point columns in bins)")
+    p.add_argument("--bins", help="with --by: number of equal-width bins or comma-separated edges")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = p.parse_args(argv)
+    if args.bins is not None and not args.by:
+        raise GalaxyRayError("--bins needs --by COLUMN")
+    stats = merger_stats(args.catalog, cone=args.cone, box=args.box, where=args.where, by=args.by, bins=args.bins)
+    print(json.dumps(stats, default=str) if args.json else format_stats(stats))
+    return 0

@@ -1,0 +1,141 @@
+"""Query results as pandas, astropy or Arrow tables, and as files.
+
+CSV and Parquet are written by pyarrow; FITS and VOTable by astropy; the
+Kaggle Galaxy Challenge submission is a CSV in the challenge's column layout.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.io import storage
+from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
+
+__all__ = ["to_astropy", "convert_table", "write_table", "write_kaggle_submission"]
+
+#: --out file suffix -> format
+_OUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits",
+                ".fits.gz": "fits", ".vot": "votable", ".votable": "votable", ".xml": "votable"}
+
+
+def to_astropy(table: pa.Table):
+    """An astropy ``Table`` (masked where null) from an Arrow table."""
+    # astropy.table and its FITS writer are imported only for the outputs that need them:
+    # they would add about half a second to every `galaxy-ray query`.
+    from astropy.table import MaskedColumn, Table
+
+    out = Table()
+    for name in table.column_names:
+        col = table[name]
+        mask = np.asarray(col.is_null())
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            values = np.array([v if v is not None else "" for v in col.to_pylist()], dtype=str)
+        elif pa.types.is_boolean(col.type):
+            values = pc.fill_null(col, False).to_numpy()
+        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            values = pc.fill_null(col, 0).to_numpy()
+        else:
+            values = np.array(col.to_pylist(), dtype=object)
+        out[name] = MaskedColumn(values, mask=mask) if mask.any() else values
+    return out
+
+
+def convert_table(table: pa.Table, output: str):
+    """``table`` as ``"arrow"`` (itself), ``"pandas"`` or ``"astropy"``.
+
+    Raises
+    ------
+    GalaxyRayError
+        ``output`` is none of these.
+    """
+    if output == "arrow":
+        return table
+    if output == "pandas":
+        return table.to_pandas()
+    if output == "astropy":
+        return to_astropy(table)
+    raise GalaxyRayError(f"output {output!r}: one of pandas, astropy, arrow")
+
+
+def _out_format(uri: str) -> str:
+    low = str(uri).lower()
+    for suffix in sorted(_OUT_FORMATS, key=len, reverse=True):
+        if low.endswith(suffix):
+            return _OUT_FORMATS[suffix]
+    raise GalaxyRayError(f"--out {uri}: unknown format; end the name with .csv, .parquet, .fits or .vot")
+
+
+def write_table(table: pa.Table, uri: str) -> str:
+    """Write query results to ``uri`` (local or ``s3://``), format from the suffix.
+
+    CSV and Parquet via pyarrow; FITS and VOTable via astropy (nulls masked;
+    FITS stores masked strings as empty and masked floats as NaN); ``.fits.gz``
+    is gzip-compressed FITS.
+
+    Returns
+    -------
+    str
+        The format written.
+
+    Raises
+    ------
+    GalaxyRayError
+        The suffix names no known format.
+    """
+    fmt = _out_format(uri)
+    buf = io.BytesIO()
+    if fmt == "csv":
+        pacsv.write_csv(table, buf)
+    elif fmt == "parquet":
+        pq.write_table(table, buf)
+    else:
+        from astropy.io.fits.verify import VerifyWarning
+
+        with warnings.catch_warnings():
+            # FITS column names longer than 8 characters are fine in binary tables (TTYPE)
+            warnings.simplefilter("ignore", VerifyWarning)
+            to_astropy(table).write(buf, format=fmt)
+        if str(uri).lower().endswith(".gz"):
+            buf = io.BytesIO(gzip.compress(buf.getvalue()))
+    storage.write_bytes_atomic(str(uri), buf.getvalue())
+    return fmt
+
+
+def write_kaggle_submission(table: pa.Table, uri: str) -> int:
+    """Write a GZ2 catalog's rows in the Kaggle Galaxy Challenge submission layout.
+
+    ``GalaxyID`` (the ``object_id``) and ``Class1.1`` ... ``Class11.6`` in
+    challenge order.  Rows without predictions (``error`` set) are left out.
+
+    Returns
+    -------
+    int
+        Rows written.
+
+    Raises
+    ------
+    GalaxyRayError
+        ``table`` lacks one of the 37 GZ2 answer columns.
+    """
+    missing = [c for c in GZ2_ANSWER_COLUMNS if c not in table.column_names]
+    if missing:
+        raise GalaxyRayError(
+            f"--kaggle-submission: not a GZ2 catalog (no column {missing[0]}); it needs the 37 GZ2 answer columns"
+        )
+    if C.ERROR in table.column_names:
+        table = table.filter(pc.is_null(table[C.ERROR]))
+    cols = [table[C.OBJECT_ID]] + [pc.cast(table[a], pa.float64()) for a in GZ2_ANSWER_COLUMNS]
+    out = pa.Table.from_arrays(cols, names=["GalaxyID", *GZ2_KAGGLE_COLUMNS])
+    buf = io.BytesIO()
+    pacsv.write_csv(out, buf, pacsv.WriteOptions(quoting_style="none"))
+    storage.write_bytes_atomic(str(uri), buf.getvalue())
+    return out.num_rows

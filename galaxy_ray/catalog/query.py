@@ -1,0 +1,276 @@
+"""Catalog queries: a region, an SQL filter, columns, sort order and a limit.
+
+The rows of the region (or of every file) are registered with a DuckDB
+connection that cannot touch files, and one ``SELECT`` applies the filter,
+the columns, the order and the limit.  A ``--where`` filter is checked first
+(:func:`validate_where`): one expression over the catalog's columns, nothing
+else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from galaxy_ray.catalog.output import convert_table
+from galaxy_ray.catalog.regions import Box, Cone, as_region
+from galaxy_ray.catalog.scan import Catalog, ScanStats, as_catalog
+from galaxy_ray.errors import GalaxyRayError
+
+__all__ = [
+    "validate_where",
+    "query",
+    "cone_search",
+    "box_search",
+    "quote_identifier",
+    "where_clause",
+    "check_columns",
+    "split_list",
+    "source_connection",
+    "run_sql",
+]
+
+#: Named SQL functions a --where filter may call (operators such as + or LIKE are always allowed).
+_WHERE_FUNCTIONS = frozenset("""
+abs sign round floor ceil ceiling trunc sqrt cbrt exp ln log log10 log2 pow power pi
+sin cos tan asin acos atan atan2 radians degrees isnan isinf isfinite greatest least
+coalesce ifnull nullif lower upper lcase ucase length strlen trim ltrim rtrim substr substring
+starts_with ends_with prefix suffix contains strpos instr position replace concat
+regexp_matches regexp_full_match like_escape ilike_escape not_like_escape
+""".split())
+#: Expression node classes a --where filter may contain.
+_WHERE_CLASSES = frozenset({"COLUMN_REF", "CONSTANT", "COMPARISON", "CONJUNCTION", "OPERATOR",
+                            "FUNCTION", "BETWEEN", "CASE", "CAST"})
+#: Statement parts that must be empty/absent for a pure filter.
+_EMPTY_PARTS = ("modifiers", "group_expressions", "group_sets")
+_NULL_PARTS = ("having", "sample", "qualify")
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def where_clause(where: str | None) -> str:
+    """`` WHERE (...)`` of a filter, or ``""``.
+
+    The expression sits on its own lines so that a trailing ``--`` comment
+    cannot swallow the closing parenthesis.
+    """
+    return f" WHERE (\n{where.strip()}\n)" if where else ""
+
+
+def _is_pure_filter(node: dict) -> bool:
+    """True when a parsed statement is ``SELECT * FROM catalog WHERE ...`` and nothing more."""
+    source = node.get("from_table", {})
+    return (
+        node.get("type") == "SELECT_NODE"
+        and source.get("type") == "BASE_TABLE"
+        and source.get("table_name") == "catalog"
+        and not node.get("cte_map", {}).get("map")
+        and [e.get("class") for e in node.get("select_list", [])] == ["STAR"]
+        and all(not node.get(k) for k in _EMPTY_PARTS)
+        and all(node.get(k) is None for k in _NULL_PARTS)
+        and node.get("where_clause") is not None
+    )
+
+
+def _check_expression(obj: Any, where: str, lower: dict[str, str], used: set[str]) -> None:
+    """Walk a parsed expression: allowed node classes, known columns (added to ``used``), allowed functions."""
+    if isinstance(obj, list):
+        for item in obj:
+            _check_expression(item, where, lower, used)
+        return
+    if not isinstance(obj, dict):
+        return
+    cls = obj.get("class")
+    if cls is not None and "type" in obj:
+        if cls not in _WHERE_CLASSES:
+            what = "subqueries" if cls == "SUBQUERY" else f"{cls.lower()} expressions"
+            raise GalaxyRayError(f"--where {where!r}: {what} are not allowed; filter on catalog columns only")
+        if cls == "COLUMN_REF":
+            names = obj.get("column_names", [])
+            if len(names) == 2 and names[0] == "catalog":
+                names = names[1:]
+            if len(names) != 1 or names[0].lower() not in lower:
+                raise GalaxyRayError(f"--where {where!r}: unknown column {'.'.join(names)!r}; "
+                                     f"columns are: {', '.join(lower.values())}")
+            used.add(lower[names[0].lower()])
+        if cls == "FUNCTION":
+            name = str(obj.get("function_name", "")).lower()
+            operator = obj.get("is_operator") and not name.replace("_", "").isalnum()
+            if not operator and name not in _WHERE_FUNCTIONS:
+                raise GalaxyRayError(f"--where {where!r}: function {name}() is not allowed in a filter")
+            if obj.get("schema") or obj.get("catalog"):
+                raise GalaxyRayError(f"--where {where!r}: qualified function names are not allowed")
+    for value in obj.values():
+        _check_expression(value, where, lower, used)
+
+
+def validate_where(where: str, columns: Sequence[str]) -> set[str]:
+    """Check that ``where`` is one SQL filter expression over the catalog's columns.
+
+    The text is parsed by DuckDB (``json_serialize_sql``), never run.
+
+    Returns
+    -------
+    set of str
+        The catalog columns it refers to.
+
+    Raises
+    ------
+    GalaxyRayError
+        For anything but a single expression: several statements, subqueries,
+        table functions (``read_parquet``, ...), unknown columns or functions.
+    """
+    text = where.strip()
+    if not text:
+        raise GalaxyRayError("--where is empty; give a filter such as \"p_merger > 0.8\"")
+    sql = "SELECT * FROM catalog" + where_clause(text)
+    tree = json.loads(duckdb.connect().execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    if tree.get("error"):
+        msg = str(tree.get("error_message", "syntax error")).splitlines()[0]
+        raise GalaxyRayError(f"--where {where!r}: not a valid SQL expression ({msg})")
+    stmts = tree.get("statements", [])
+    node = stmts[0].get("node", {}) if len(stmts) == 1 else {}
+    if not _is_pure_filter(node):
+        raise GalaxyRayError(f"--where {where!r}: must be a single filter expression on the catalog's columns")
+    used: set[str] = set()
+    _check_expression(node["where_clause"], where, {c.lower(): c for c in columns}, used)
+    return used
+
+
+def check_columns(names: Iterable[str], columns: Sequence[str], option: str) -> list[str]:
+    """``names`` matched case-insensitively to ``columns``.
+
+    Raises
+    ------
+    GalaxyRayError
+        A name is not a column (``option`` names the command-line option).
+    """
+    lower = {c.lower(): c for c in columns}
+    out = []
+    for name in names:
+        key = name.strip().lower()
+        if key not in lower:
+            raise GalaxyRayError(f"{option} {name.strip()!r}: unknown column; columns are: {', '.join(columns)}")
+        out.append(lower[key])
+    return out
+
+
+def split_list(value: str | Sequence[str] | None) -> list[str]:
+    """Comma-separated items of a string or of each string of a list, stripped, empty ones dropped."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def _parse_sort(sort: str | Sequence[str] | None, columns: Sequence[str]) -> list[tuple[str, bool]]:
+    """``"p_merger desc, ra"`` or ``"-p_merger"`` -> [(column, descending)]."""
+    keys = []
+    for item in split_list(sort):
+        words = item.split()
+        desc = False
+        if words[0].startswith("-"):
+            words[0], desc = words[0][1:], True
+        if len(words) == 2 and words[1].lower() in ("asc", "desc"):
+            desc = words[1].lower() == "desc"
+            words = words[:1]
+        if len(words) != 1:
+            raise GalaxyRayError(f"--sort {item!r}: give COLUMN, COLUMN DESC or -COLUMN")
+        keys.append((check_columns(words, columns, "--sort")[0], desc))
+    return keys
+
+
+def source_connection(cat: Catalog, region: Cone | Box | None, needed: Sequence[str], prune: bool = True):
+    """DuckDB connection with ``catalog`` = the rows of ``region`` (or every row), ``needed`` columns."""
+    con = cat.connection()
+    if region is not None:
+        con.register("catalog", cat.scan_region(region, needed, prune=prune))
+    else:
+        con.register("catalog", cat.dataset())
+        cat.last_scan = ScanStats(files=len(cat.files))
+    return con
+
+
+def run_sql(con, sql: str, where: str | None) -> pa.Table:
+    """Run ``sql``; a DuckDB error becomes one line naming the ``--where`` filter when there is one."""
+    try:
+        return con.sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise GalaxyRayError(f"--where {where!r}: {first}" if where else f"query failed: {first}") from None
+
+
+def query(
+    catalog: Catalog | str,
+    cone: Sequence[float] | Cone | None = None,
+    box: Sequence[float] | Box | None = None,
+    where: str | None = None,
+    columns: str | Sequence[str] | None = None,
+    sort: str | Sequence[str] | None = None,
+    limit: int | None = None,
+    output: str = "pandas",
+    prune: bool = True,
+):
+    """Query a catalog.
+
+    Parameters
+    ----------
+    catalog : Catalog or str
+        An opened catalog or its URI.
+    cone : (ra, dec, radius) in degrees, or Cone, optional
+    box : (ra_min, ra_max, dec_min, dec_max) in degrees, or Box, optional
+        ``ra_min > ra_max`` crosses RA = 0/360.
+    where : str, optional
+        SQL filter expression on catalog columns, e.g. ``"p_merger > 0.8 AND morphology = 'spiral'"``.
+    columns : str or sequence of str, optional
+        Columns to return (comma-separated or a list); all when None.
+    sort : str or sequence of str, optional
+        ``"p_merger desc"``, ``"-p_merger"``, several separated by commas.
+    limit : int, optional
+        Keep at most this many rows (after sorting).
+    output : {"pandas", "astropy", "arrow"}
+    prune : bool
+        Use the HEALPix row-group pruning (False: scan every row group).
+
+    Returns
+    -------
+    pandas.DataFrame, astropy.table.Table or pyarrow.Table
+
+    Raises
+    ------
+    GalaxyRayError
+        A bad region, filter, column, sort key, limit or output, or a catalog that cannot be opened.
+    """
+    cat = as_catalog(catalog)
+    region = as_region(cone, box)
+    names = cat.columns
+    selected = check_columns(split_list(columns), names, "--columns") or names
+    where_cols = validate_where(where, names) if where else set()
+    keys = _parse_sort(sort, names)
+    if limit is not None and int(limit) < 0:
+        raise GalaxyRayError(f"--limit {limit}: must be >= 0")
+    needed_set = set(selected) | where_cols | {k for k, _ in keys}
+    con = source_connection(cat, region, [c for c in names if c in needed_set], prune=prune)
+    sql = f"SELECT {', '.join(map(quote_identifier, selected))} FROM catalog" + where_clause(where)
+    if keys:
+        order = (f"{quote_identifier(k)} {'DESC' if d else 'ASC'} NULLS LAST" for k, d in keys)
+        sql += " ORDER BY " + ", ".join(order)
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return convert_table(run_sql(con, sql, where), output)
+
+
+def cone_search(catalog: Catalog | str, ra: float, dec: float, radius: float, **kwargs):
+    """Rows within ``radius`` degrees of (``ra``, ``dec``); see :func:`query` for the options."""
+    return query(catalog, cone=Cone(ra, dec, radius), **kwargs)
+
+
+def box_search(catalog: Catalog | str, ra_min: float, ra_max: float, dec_min: float, dec_max: float, **kwargs):
+    """Rows inside an RA/Dec box (``ra_min > ra_max`` crosses RA = 0/360); see :func:`query`."""
+    return query(catalog, box=Box(ra_min, ra_max, dec_min, dec_max), **kwargs)

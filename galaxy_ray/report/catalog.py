@@ -1,0 +1,135 @@
+"""Report figures of a catalog: HEALPix sky maps, prediction histograms, morphology mix."""
+
+from __future__ import annotations
+
+import math
+
+import astropy.units as u
+import numpy as np
+from cdshealpix import nested
+from matplotlib.figure import Figure
+
+from galaxy_ray.catalog import LOCAL_MERGER_FRACTION, Catalog, merger_stats, open_catalog
+from galaxy_ray.report.page import Report, panel_grid, short
+from galaxy_ray.schema import CatalogColumns as C
+
+__all__ = ["sky_cells", "catalog_figures"]
+
+#: Rows of a catalog sampled for its histograms.
+_HISTOGRAM_SAMPLE = 200_000
+#: Mollweide RA tick labels, left to right (RA increases to the left).
+_RA_TICKS = [150, 120, 90, 60, 30, 0, 330, 300, 270, 240, 210]
+
+
+def _sky_xy(ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mollweide axes coordinates (radians), RA increasing to the left as on the sky."""
+    lon = np.radians(np.mod(np.asarray(ra_deg) + 180.0, 360.0) - 180.0)
+    return -lon, np.radians(dec_deg)
+
+
+def sky_cells(cat: Catalog, order: int) -> dict[str, np.ndarray]:
+    """Galaxy and merger counts per HEALPix cell of ``order`` (from ``_healpix_29``).
+
+    Returns
+    -------
+    dict of numpy.ndarray of int64, each shape (M,)
+        ``cell`` (NESTED index at ``order``, occupied cells only, ascending),
+        ``rows``, ``classified`` (no error) and ``mergers`` (classified mergers).
+    """
+    shift = 2 * (C.HEALPIX_ORDER - order)
+    con = cat.connection()
+    con.register("catalog", cat.dataset())
+    rows = con.execute(
+        f'SELECT "_healpix_29" >> {shift} AS cell, count(*), count(*) FILTER (WHERE "error" IS NULL), '
+        f'count(*) FILTER (WHERE "error" IS NULL AND "is_merger") FROM catalog '
+        f'WHERE "_healpix_29" IS NOT NULL GROUP BY cell ORDER BY cell'
+    ).fetchall()
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    return {"cell": arr[:, 0], "rows": arr[:, 1], "classified": arr[:, 2], "mergers": arr[:, 3]}
+
+
+def _auto_order(rows: int) -> int:
+    """HEALPix order with a few galaxies per occupied cell on average (4 .. 6)."""
+    return int(np.clip(round(math.log(max(rows, 1) / 5.0 / 12.0, 4)), 4, 6))
+
+
+def _sky_maps(rep: Report, cells: dict[str, np.ndarray], order: int) -> None:
+    """Mollweide maps of galaxy density and merger fraction per HEALPix cell."""
+    lon, lat = nested.healpix_to_lonlat(cells["cell"].astype(np.uint64), order)
+    x, y = _sky_xy(lon.to_value(u.deg), lat.to_value(u.deg))
+    cell_area = 4 * math.pi * (180 / math.pi) ** 2 / (12 * 4**order)  # deg^2
+    density = cells["rows"] / cell_area
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(cells["classified"] > 0, cells["mergers"] / np.maximum(cells["classified"], 1), np.nan)
+    fig = Figure(figsize=(14, 4.6))
+    size = max(1.0, 2.5e4 / 4**order)  # marker area ~ cell area on a 14-inch figure
+    for k, (values, label, cmap) in enumerate([(density, "galaxies per deg$^2$", "magma"),
+                                               (frac, "merger fraction", "coolwarm")]):
+        ax = fig.add_subplot(1, 2, k + 1, projection="mollweide")
+        good = np.isfinite(values)
+        sc = ax.scatter(x[good], y[good], c=values[good], s=size, marker="s", cmap=cmap, linewidths=0)
+        ax.grid(True, alpha=0.3)
+        ax.set_xticklabels([f"{t}°" for t in _RA_TICKS], fontsize=7)
+        ax.set_title(f"{label} (HEALPix order {order})", fontsize=10)
+        fig.colorbar(sc, ax=ax, orientation="horizontal", pad=0.08, fraction=0.05, label=label)
+    rep.save(fig, "sky_map.png", "Sky maps: galaxy density and merger fraction",
+             f"Mollweide projection (ICRS, RA increasing to the left), HEALPix order-{order} cells "
+             f"({math.sqrt(cell_area):.2f} deg across) from _healpix_29; merger fraction of classified rows.")
+
+
+def _prediction_histograms(rep: Report, cat: Catalog) -> None:
+    """Histograms of the output columns and ``p_merger`` over a sample of classified rows."""
+    columns = cat.output_columns + [C.P_MERGER]
+    con = cat.connection()
+    con.register("catalog", cat.dataset())
+    table = con.sql(
+        "SELECT " + ", ".join(f'"{c}"' for c in columns)
+        + f' FROM catalog WHERE "error" IS NULL USING SAMPLE {_HISTOGRAM_SAMPLE} ROWS'
+    ).to_arrow_table()
+    fig, axes = panel_grid(len(columns), 2.0)
+    for ax, name in zip(axes, columns):
+        vals = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        ax.hist(vals[np.isfinite(vals)], bins=np.linspace(0, 1, 21), color="C2" if name == C.P_MERGER else "C0")
+        ax.set_title(short(name, 26), fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    rep.save(fig, "catalog_histograms.png", "Histograms of predicted values in the catalog",
+             "Predicted vote fractions or class probabilities, and p_merger (green), of classified rows "
+             f"(a random sample of at most {_HISTOGRAM_SAMPLE:,}).")
+
+
+def _morphology(rep: Report, morph: dict[str, int]) -> None:
+    """Bar chart of rows per morphology label."""
+    fig = Figure(figsize=(8, 0.4 * len(morph) + 1.5))
+    ax = fig.subplots()
+    ax.barh(list(morph), list(morph.values()), color="C4")
+    ax.invert_yaxis()
+    ax.set_xlabel("galaxies")
+    ax.set_title("morphology of classified rows")
+    rep.save(fig, "morphology.png", "Morphology mix", "Rows per morphology label (error rows excluded).")
+
+
+def catalog_figures(rep: Report, catalog_uri: str, order: int | None = None) -> None:
+    """Sky maps of density and merger fraction, prediction histograms and morphology mix.
+
+    ``order``: HEALPix order of the sky maps (default: from the catalog's size).
+    """
+    cat = open_catalog(catalog_uri)
+    stats = merger_stats(cat)
+    if stats["merger_fraction"] is None:
+        fraction = "n/a"
+    else:
+        lo, hi = stats["merger_fraction_95"]
+        fraction = (f"{stats['merger_fraction']:.4f} (95% Wilson {lo:.4f}-{hi:.4f}) "
+                    f"vs the local {LOCAL_MERGER_FRACTION} (Lotz et al. 2011)")
+    rep.notes.append(f"catalog {catalog_uri}: {stats['rows']} rows, {stats['error_rows']} error rows, "
+                     f"merger fraction {fraction}")
+    order = _auto_order(stats["rows"]) if order is None else int(order)
+    cells = sky_cells(cat, order)
+    if len(cells["cell"]):
+        _sky_maps(rep, cells, order)
+    else:
+        rep.notes.append(f"{catalog_uri}: no positions (RA/Dec null); sky maps skipped")
+    _prediction_histograms(rep, cat)
+    if stats["morphology"]:
+        _morphology(rep, stats["morphology"])

@@ -1,0 +1,146 @@
+"""Report figures of a training run: curves, confusion matrix or predicted versus true, top galaxies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.evaluate import classes_metrics, curves_from_csv, plot_confusion
+from galaxy_ray.io import storage
+from galaxy_ray.io.layout import CONFIG_JSON, CURVES_PNG, METRICS_CSV, VALIDATION_PREDICTIONS
+from galaxy_ray.report.images import highest, images_for, plot_image_grid
+from galaxy_ray.report.page import Report, panel_grid, short
+from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
+
+__all__ = ["read_predictions", "run_figures"]
+
+#: The confusion matrix figure of a classes run.
+CONFUSION_PNG = "confusion_matrix.png"
+
+
+def _read_json(uri: str) -> dict:
+    try:
+        return json.loads(storage.read_bytes(uri))
+    except FileNotFoundError:
+        raise GalaxyRayError(f"{uri}: missing; is this a complete training run directory?") from None
+    except json.JSONDecodeError as exc:
+        raise GalaxyRayError(f"{uri}: not valid JSON ({exc})") from None
+
+
+def read_predictions(uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Object ids (N,), true values (N, K) and predictions (N, K) of ``validation_predictions.parquet``.
+
+    Rows whose list length differs from the others' are NaN.
+
+    Raises
+    ------
+    GalaxyRayError
+        The file is missing.
+    """
+    fs, path = storage.pyarrow_filesystem(uri)
+    try:
+        t = pq.read_table(path, filesystem=fs)
+    except FileNotFoundError:
+        raise GalaxyRayError(f"{uri}: missing; the run's evaluation did not finish") from None
+    ids = np.array([str(v) for v in t.column(C.OBJECT_ID).to_pylist()], dtype=object)
+
+    def matrix(name: str) -> np.ndarray:
+        rows = t.column(name).to_pylist()
+        width = max((len(r) for r in rows if r is not None), default=0)
+        return np.array([r if r is not None and len(r) == width else [np.nan] * width for r in rows],
+                        dtype=np.float64).reshape(len(rows), width)
+
+    return ids, matrix("y_true"), matrix("y_pred")
+
+
+def _predicted_vs_true(rep: Report, columns: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    """One hexbin panel per GZ2 answer, with the 1:1 line and the answer's RMSE."""
+    fig, axes = panel_grid(len(columns), 2.3)
+    for i, (ax, name) in enumerate(zip(axes, columns)):
+        ax.hexbin(y_true[:, i], y_pred[:, i], gridsize=15, extent=(0, 1, 0, 1), mincnt=1, cmap="viridis", bins="log")
+        ax.plot([0, 1], [0, 1], "r-", lw=0.8)
+        rmse = float(np.sqrt(np.mean((y_true[:, i] - y_pred[:, i]) ** 2)))
+        ax.set_title(f"{GZ2_KAGGLE_COLUMNS[i]} {short(name, 20)}\nRMSE {rmse:.3f}", fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=6)
+    fig.supxlabel("true cumulative vote fraction")
+    fig.supylabel("predicted")
+    fig.tight_layout()
+    rep.save(fig, "predicted_vs_true.png", "Predicted versus true vote fractions",
+             "Validation galaxies, one panel per GZ2 answer (log-scaled hexbin counts); red: the 1:1 line.")
+
+
+def _prediction_histograms(rep: Report, columns: list[str], y_true: np.ndarray, y_pred: np.ndarray,
+                           task: str) -> None:
+    """Histograms of each output's predictions against the true values."""
+    fig, axes = panel_grid(len(columns), 2.0)
+    bins = np.linspace(0, 1, 21)
+    for i, (ax, name) in enumerate(zip(axes, columns)):
+        ax.hist(y_true[:, i], bins=bins, color="0.75", label="true")
+        ax.hist(y_pred[:, i], bins=bins, histtype="step", color="C3", lw=1.2, label="predicted")
+        ax.set_title(short(name, 26), fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    what = "vote fractions" if task == "gz2" else "class probabilities"
+    rep.save(fig, "prediction_histograms.png", f"Histograms of predicted {what}",
+             f"Predicted {what} (red) against the true values (grey), validation galaxies.")
+
+
+def _top_predictions(rep: Report, columns: list[str], ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
+                     source: str | None, top: int) -> None:
+    """The ``top`` galaxies with the highest prediction of each output, predicted and true value under each."""
+    best = highest(y_pred, top)
+    images = {}
+    if source:
+        try:
+            images = images_for(source, {str(ids[j]) for j in best.ravel()})
+        except GalaxyRayError as exc:
+            rep.notes.append(f"images of the top galaxies not shown: {exc}")
+    rows = [(name, [(str(ids[j]), f"pred {y_pred[j, i]:.2f} / true {y_true[j, i]:.2f}") for j in best[i]])
+            for i, name in enumerate(columns)]
+    plot_image_grid(rep, rows, images, "top_predictions.png", "Top galaxies per answer or class",
+                    f"The {top} validation galaxies with the highest predicted value of each output, "
+                    "with the predicted and the true value.")
+
+
+def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int = 4) -> None:
+    """Curves, confusion matrix, predicted vs true, top images and prediction histograms of a run.
+
+    Images come from ``source``, else from the source in the run's ``config.json``.
+
+    Raises
+    ------
+    GalaxyRayError
+        ``config.json`` or ``validation_predictions.parquet`` is missing or unreadable.
+    """
+    curves_from_csv(storage.join(run_dir, METRICS_CSV), storage.join(rep.out, CURVES_PNG))
+    rep.figures.append((CURVES_PNG, "Training and validation curves",
+                        "Loss per epoch (training, validation) and the validation metric; grey: frozen backbone."))
+    config = _read_json(storage.join(run_dir, CONFIG_JSON))
+    spec = config.get("spec", {})
+    task = spec.get("task") or config.get("config", {}).get("task", "gz2")
+    names = list(spec.get("output_names") or config.get("output_columns") or [])
+    ids, y_true, y_pred = read_predictions(storage.join(run_dir, VALIDATION_PREDICTIONS))
+    ok = ~(np.isnan(y_pred).any(axis=1) | np.isnan(y_true).any(axis=1)) if y_pred.size else np.zeros(0, bool)
+    ids, y_true, y_pred = ids[ok], y_true[ok], y_pred[ok]
+    if not len(ids):
+        rep.notes.append(f"{run_dir}: no validation predictions; prediction figures skipped")
+        return
+    if len(names) != y_pred.shape[1]:
+        names = [f"output {i}" for i in range(y_pred.shape[1])]
+    columns = list(GZ2_ANSWER_COLUMNS) if task == "gz2" and len(names) == len(GZ2_ANSWER_COLUMNS) else names
+    rep.notes.append(f"run {run_dir}: task {task}, {len(ids)} validation galaxies")
+    if task != "gz2":
+        metrics = classes_metrics(y_true.argmax(axis=1), y_pred, names)
+        plot_confusion(metrics, storage.join(rep.out, CONFUSION_PNG))
+        rep.figures.append((CONFUSION_PNG, "Confusion matrix",
+                            "Validation galaxies, rows normalised by the true class; counts in the cells."))
+    else:
+        _predicted_vs_true(rep, columns, y_true, y_pred)
+    _prediction_histograms(rep, columns, y_true, y_pred, task)
+    _top_predictions(rep, columns, ids, y_true, y_pred, source or config.get("config", {}).get("source"), top)
