@@ -3,7 +3,7 @@
 In one run, on the same packed shards and the same model:
 
 (a) a bare single-process loop: read each shard with pyarrow, decode and
-    preprocess with ``preprocess.preprocess_batch`` (the pipeline's code) and
+    preprocess with ``transforms.preprocess_batch`` (the pipeline's code) and
     run the model, batch after batch;
 (b) the pipeline, ``infer.run_inference`` on a local Ray cluster (started,
     and warmed up on one shard, before the clock runs; the model actors'
@@ -173,7 +173,7 @@ def bare_loop(checkpoint: str, shards: str, batch_size: int, device: str) -> tup
     import torch
 
     from galaxy_ray import model as model_mod
-    from galaxy_ray.data.preprocess import preprocess_batch
+    from galaxy_ray.data.transforms import preprocess_batch
 
     t0 = time.perf_counter()
     model, spec = model_mod.load_checkpoint(checkpoint, map_location=device)
@@ -222,14 +222,14 @@ def pipeline(checkpoint: str, shards: str, out: str, batch_size: int, use_gpu: b
 
 
 def model_alone(checkpoint: str, batch_size: int, image_size: int, iters: int = 50) -> float:
-    """Images/s of the model on pre-made GPU tensors (bf16 autocast, channels_last)."""
+    """Images/s of the model on pre-made uint8 GPU tensors, as the pipeline feeds it (bf16 autocast, channels_last)."""
     import torch
 
     from galaxy_ray import model as model_mod
 
     model, _ = model_mod.load_checkpoint(checkpoint, map_location="cuda")
     model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(batch_size, 3, image_size, image_size, device="cuda").contiguous(
+    x = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, device="cuda").contiguous(
         memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
         for _ in range(5):
@@ -263,109 +263,131 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    arch = args.arch or ("resnet50" if args.gpu else "resnet18")
-    image_size = args.image_size or (224 if args.gpu else 128)
-    batch_size = args.batch_size or (256 if args.gpu else 64)
-    device = "cuda" if args.gpu else "cpu"
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_infer_"))
-    workdir.mkdir(parents=True, exist_ok=True)
+class Bench:
+    """One benchmark run: its inputs and model, and the bare-loop rates measured so far."""
 
-    import ray
-    import torch
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.arch = args.arch or ("resnet50" if args.gpu else "resnet18")
+        self.image_size = args.image_size or (224 if args.gpu else 128)
+        self.batch_size = args.batch_size or (256 if args.gpu else 64)
+        self.device = "cuda" if args.gpu else "cpu"
+        self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_infer_"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.bare_rates: list[float] = []
+        t0 = time.perf_counter()
+        self.small, self.big = make_inputs(self.workdir, args.n, self.image_size, args.rows_per_shard, args.copies)
+        self.checkpoint = make_checkpoint(self.workdir, self.arch, self.image_size)
+        print(f"inputs: {args.n} and {args.copies * args.n} synthetic {self.image_size}-px cutouts in shards of "
+              f"{args.rows_per_shard} ({time.perf_counter() - t0:.0f} s); model {self.arch}, batch "
+              f"{self.batch_size}, {self.device}, {os.cpu_count()} CPU cores", flush=True)
 
-    if args.gpu and not torch.cuda.is_available():
-        print("bench_infer: --gpu needs a CUDA GPU", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    small, big = make_inputs(workdir, args.n, image_size, args.rows_per_shard, args.copies)
-    checkpoint = make_checkpoint(workdir, arch, image_size)
-    print(f"inputs: {args.n} and {args.copies * args.n} synthetic {image_size}-px cutouts in shards of "
-          f"{args.rows_per_shard} ({time.perf_counter() - t0:.0f} s); model {arch}, batch {batch_size}, "
-          f"{device}, {os.cpu_count()} CPU cores", flush=True)
-
-    bare_rates: list[float] = []
-
-    def bare() -> float:
+    def bare(self) -> float:
         """One bare-loop run over the N input; images/s (also kept in ``bare_rates``)."""
-        n_a, s_a = bare_loop(checkpoint, small, batch_size, device)
-        bare_rates.append(n_a / s_a)
+        n_a, s_a = bare_loop(self.checkpoint, self.small, self.batch_size, self.device)
+        self.bare_rates.append(n_a / s_a)
         print(f"(a) bare PyTorch loop:     {n_a} images in {s_a:.1f} s = {n_a / s_a:.1f} images/s", flush=True)
         return n_a / s_a
 
-    # The machine's speed drifts by 10-20 % over minutes, so each pipeline timing is compared with
-    # the mean of the bare-loop runs just before and just after it.
-    before_n = bare()
+    def pipeline(self, shards: str, out: str, sample_memory: bool = True) -> tuple[int, float, int, dict]:
+        """:func:`pipeline` on ``shards`` into ``workdir/out`` with this run's options."""
+        return pipeline(self.checkpoint, shards, str(self.workdir / out), self.batch_size, self.args.gpu,
+                        self.args.num_actors, self.args.rows_per_file, sample_memory=sample_memory)
 
-    ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    # Warm-up on one shard: starts the cluster's worker processes (and their imports of torch), as a
-    # long-lived cluster has them; the bare loop's process has imported torch already too.
-    warm = workdir / "warmup"
-    warm.mkdir(exist_ok=True)
-    shutil.copy(sorted(Path(small).glob("*.parquet"))[0], warm / "part-00000.parquet")
-    pipeline(checkpoint, str(warm), str(workdir / "catalog_warmup"), batch_size, args.gpu, args.num_actors,
-             args.rows_per_file)
-    idle = tree_pss_bytes()
-    n_b, s_b, _, summary = pipeline(checkpoint, small, str(workdir / "catalog_n"), batch_size, args.gpu,
-                                    args.num_actors, args.rows_per_file, sample_memory=False)
-    after_n = bare()
-    rate_a = (before_n + after_n) / 2
-    rate_b = n_b / s_b
-    startup = summary.get("startup_seconds", float("nan"))
-    steady = summary.get("rows_per_second_after_startup", float("nan"))
-    print(f"(b) Ray Data pipeline:     {n_b} images in {s_b:.1f} s = {rate_b:.1f} images/s end to end; "
-          f"first rows after {startup:.1f} s of start-up, then {steady:.1f} images/s", flush=True)
-    print(f"    against the bare loop's {rate_a:.1f} images/s (mean of the runs before and after): "
-          f"ratio b/a after start-up = {steady / rate_a:.3f}  (goal >= 0.9); end to end = {rate_b / rate_a:.3f} "
-          f"(the {startup:.1f} s start-up is paid once per job)", flush=True)
-    result = {
-        "device": device, "arch": arch, "image_size": image_size, "batch_size": batch_size,
-        "cpu_cores": os.cpu_count(), "gpus": gpus, "n": args.n,
-        "bare_images_per_s": round(rate_a, 2), "pipeline_images_per_s": round(rate_b, 2),
-        "pipeline_startup_s": startup, "pipeline_images_per_s_after_startup": steady,
-        "ratio": round(rate_b / rate_a, 3), "ratio_after_startup": round(steady / rate_a, 3),
-    }
-    if not args.skip_memory:
-        _, _, mem_n, _ = pipeline(checkpoint, small, str(workdir / "catalog_n"), batch_size, args.gpu,
-                                  args.num_actors, args.rows_per_file)
-        n_c, s_c, mem_10n, summary_10n = pipeline(checkpoint, big, str(workdir / "catalog_10n"), batch_size,
-                                                  args.gpu, args.num_actors, args.rows_per_file)
+    def warm_up(self) -> None:
+        """Run the pipeline on one shard: starts the cluster's worker processes (and their imports of
+        torch), as a long-lived cluster has them; the bare loop's process has imported torch already too."""
+        warm = self.workdir / "warmup"
+        warm.mkdir(exist_ok=True)
+        shutil.copy(sorted(Path(self.small).glob("*.parquet"))[0], warm / "part-00000.parquet")
+        self.pipeline(str(warm), "catalog_warmup")
+
+    def speed(self, before: float, gpus: int) -> dict:
+        """Time the pipeline on N against the mean of the bare loop just before and just after it."""
+        n_b, s_b, _, summary = self.pipeline(self.small, "catalog_n", sample_memory=False)
+        rate_a = (before + self.bare()) / 2
+        rate_b = n_b / s_b
+        startup = summary.get("startup_seconds", float("nan"))
+        steady = summary.get("rows_per_second_after_startup", float("nan"))
+        print(f"(b) Ray Data pipeline:     {n_b} images in {s_b:.1f} s = {rate_b:.1f} images/s end to end; "
+              f"first rows after {startup:.1f} s of start-up, then {steady:.1f} images/s", flush=True)
+        print(f"    against the bare loop's {rate_a:.1f} images/s (mean of the runs before and after): "
+              f"ratio b/a after start-up = {steady / rate_a:.3f}  (goal >= 0.9); end to end = {rate_b / rate_a:.3f} "
+              f"(the {startup:.1f} s start-up is paid once per job)", flush=True)
+        return {
+            "device": self.device, "arch": self.arch, "image_size": self.image_size, "batch_size": self.batch_size,
+            "cpu_cores": os.cpu_count(), "gpus": gpus, "n": self.args.n,
+            "bare_images_per_s": round(rate_a, 2), "pipeline_images_per_s": round(rate_b, 2),
+            "pipeline_startup_s": startup, "pipeline_images_per_s_after_startup": steady,
+            "ratio": round(rate_b / rate_a, 3), "ratio_after_startup": round(steady / rate_a, 3),
+        }
+
+    def memory(self, idle: int, n_b: int) -> dict:
+        """Peak memory of the pipeline on N and on ``copies`` times N inputs, and their ratio."""
+        _, _, mem_n, _ = self.pipeline(self.small, "catalog_n")
+        n_c, s_c, mem_10n, summary_10n = self.pipeline(self.big, "catalog_10n")
         mib = 1 << 20
         print(f"    idle Ray cluster + driver: {idle / mib:.0f} MiB Pss", flush=True)
         steady_10n = summary_10n.get("rows_per_second_after_startup", float("nan"))
         print(f"    peak memory, {n_b} inputs: {mem_n / mib:.0f} MiB;  {n_c} inputs: {mem_10n / mib:.0f} MiB "
               f"({n_c / s_c:.1f} images/s end to end, {steady_10n:.1f} after start-up, while sampled);  "
               f"ratio {mem_10n / mem_n:.3f}  (goal <= 1.2)", flush=True)
-        result.update(idle_mib=round(idle / mib), peak_mib_n=round(mem_n / mib), peak_mib_10n=round(mem_10n / mib),
-                      n_10n=n_c, pipeline_images_per_s_10n=round(n_c / s_c, 2),
-                      pipeline_images_per_s_10n_after_startup=steady_10n, mem_ratio=round(mem_10n / mem_n, 3))
-    if args.time_10n:
-        before_10n = bare()
-        n_d, s_d, _, summary_d = pipeline(checkpoint, big, str(workdir / "catalog_10n"), batch_size, args.gpu,
-                                          args.num_actors, args.rows_per_file, sample_memory=False)
-        rate_10n = (before_10n + bare()) / 2
+        return dict(idle_mib=round(idle / mib), peak_mib_n=round(mem_n / mib), peak_mib_10n=round(mem_10n / mib),
+                    n_10n=n_c, pipeline_images_per_s_10n=round(n_c / s_c, 2),
+                    pipeline_images_per_s_10n_after_startup=steady_10n, mem_ratio=round(mem_10n / mem_n, 3))
+
+    def time_10n(self) -> dict:
+        """Time the pipeline, unsampled, on the big input against the bare loop around it."""
+        before = self.bare()
+        n_d, s_d, _, summary_d = self.pipeline(self.big, "catalog_10n", sample_memory=False)
+        rate_10n = (before + self.bare()) / 2
         steady_d = summary_d.get("rows_per_second_after_startup", float("nan"))
         print(f"(b) on {n_d} images: {n_d / s_d:.1f} images/s end to end = {n_d / s_d / rate_10n:.3f} of the bare "
               f"loop's {rate_10n:.1f} (mean of the runs before and after); {steady_d:.1f} after start-up "
               f"= {steady_d / rate_10n:.3f}", flush=True)
-        result.update(bare_images_per_s_10n=round(rate_10n, 2), pipeline_images_per_s_10n_timed=round(n_d / s_d, 2),
-                      pipeline_images_per_s_10n_timed_after_startup=steady_d,
-                      ratio_10n=round(n_d / s_d / rate_10n, 3), ratio_10n_after_startup=round(steady_d / rate_10n, 3))
-    result["bare_runs_images_per_s"] = [round(r, 2) for r in bare_rates]
-    if args.gpu:
-        rate_c = model_alone(checkpoint, batch_size, image_size)
+        return dict(bare_images_per_s_10n=round(rate_10n, 2), pipeline_images_per_s_10n_timed=round(n_d / s_d, 2),
+                    pipeline_images_per_s_10n_timed_after_startup=steady_d,
+                    ratio_10n=round(n_d / s_d / rate_10n, 3), ratio_10n_after_startup=round(steady_d / rate_10n, 3))
+
+    def gpu_figures(self, rate_b: float, gpus: int) -> dict:
+        """The model alone on GPU tensors, the pipeline's share of it, and the GZ DESI hours per GPU."""
+        rate_c = model_alone(self.checkpoint, self.batch_size, self.image_size)
         per_gpu = rate_b / max(1, gpus)
         hours = GZ_DESI_GALAXIES / per_gpu / 3600
         print(f"(c) model alone on GPU tensors: {rate_c:.0f} images/s; pipeline per GPU {per_gpu:.0f} images/s "
               f"= {per_gpu / rate_c:.3f} of it (goal >= 0.8)", flush=True)
         print(f"    8.7 million Galaxy Zoo DESI galaxies: {hours:.2f} hours per GPU", flush=True)
-        result.update(model_alone_images_per_s=round(rate_c, 1), pipeline_per_gpu_images_per_s=round(per_gpu, 1),
-                      pipeline_over_model=round(per_gpu / rate_c, 3), hours_8_7M_per_gpu=round(hours, 2))
+        return dict(model_alone_images_per_s=round(rate_c, 1), pipeline_per_gpu_images_per_s=round(per_gpu, 1),
+                    pipeline_over_model=round(per_gpu / rate_c, 3), hours_8_7M_per_gpu=round(hours, 2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import ray
+    import torch
+
+    if args.gpu and not torch.cuda.is_available():
+        print("bench_infer: --gpu needs a CUDA GPU", file=sys.stderr)
+        return 2
+    bench = Bench(args)
+    # The machine's speed drifts by 10-20 % over minutes, so each pipeline timing is compared with
+    # the mean of the bare-loop runs just before and just after it.
+    before = bench.bare()
+    ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    bench.warm_up()
+    idle = tree_pss_bytes()
+    result = bench.speed(before, gpus)
+    if not args.skip_memory:
+        result.update(bench.memory(idle, args.n))
+    if args.time_10n:
+        result.update(bench.time_10n())
+    result["bare_runs_images_per_s"] = [round(r, 2) for r in bench.bare_rates]
+    if args.gpu:
+        result.update(bench.gpu_figures(result["pipeline_images_per_s"], gpus))
     ray.shutdown()
     if not args.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(bench.workdir, ignore_errors=True)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -20,8 +20,10 @@ import pytest
 from galaxy_ray import catalog, infer, schema
 from galaxy_ray.io import storage
 from galaxy_ray import model as model_mod
+from galaxy_ray.data import sources
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.data.preprocess import preprocess_batch
+from galaxy_ray.data.transforms import preprocess_batch
+from galaxy_ray.infer import pipeline
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.synthetic import synthetic_table
 
@@ -161,9 +163,10 @@ def test_decode_stage_splits_a_block_into_model_batches_with_every_row():
     block = {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
     block["_unit"] = np.zeros(23, dtype=np.int32)
     spec = model_mod.ModelSpec.for_gz2("resnet18", {"image_size": SIZE, "crop_fraction": 1.0})
-    kwargs = dict(preprocess_config=dict(spec.preprocess), shard_unit=None, transfer="float32")
+    kwargs = dict(preprocess_config=dict(spec.preprocess), shard_unit=None)
     batches = list(infer.prepare_blocks(block, batch_size=10, **kwargs))
     assert [len(b[C.OBJECT_ID]) for b in batches] == [10, 10, 3]
+    assert all(b["pixels"].dtype == np.uint8 for b in batches)  # the model input, normalised in the net
     whole = infer.prepare_batch(block, **kwargs)
     np.testing.assert_array_equal(np.concatenate([b["pixels"] for b in batches]), whole["pixels"])
     assert list(np.concatenate([b[C.ERROR] for b in batches])) == list(whole[C.ERROR])
@@ -171,13 +174,22 @@ def test_decode_stage_splits_a_block_into_model_batches_with_every_row():
 
 
 def test_decode_tasks_only_ever_lower_their_own_priority():
-    code = ("import os; from galaxy_ray.infer import _yield_cpu; "
-            "_yield_cpu(7); a = os.getpriority(os.PRIO_PROCESS, 0); "
-            "_yield_cpu(3); print(a, os.getpriority(os.PRIO_PROCESS, 0))")
+    code = ("import os; from galaxy_ray.infer.pipeline import yield_cpu; "
+            "yield_cpu(7); a = os.getpriority(os.PRIO_PROCESS, 0); "
+            "yield_cpu(3); print(a, os.getpriority(os.PRIO_PROCESS, 0))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, 0) if os.getuid() == 0 else None)
     start = 0 if os.getuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0)
     assert out.stdout.split() == [str(max(7, start))] * 2
+
+
+def test_gpu_flag_takes_auto_yes_no_and_its_use_gpu_alias():
+    base = ["--checkpoint", "m.pt", "--source", "s", "--out", "o"]
+    assert infer.build_parser().parse_args(base).gpu == "auto"
+    assert infer.build_parser().parse_args([*base, "--gpu", "no"]).gpu == "no"
+    assert infer.build_parser().parse_args([*base, "--use-gpu", "yes"]).gpu == "yes"
+    with pytest.raises(SystemExit):
+        infer.build_parser().parse_args([*base, "--gpu", "maybe"])
 
 
 def test_tta_averages_over_the_dihedral_group():
@@ -247,12 +259,12 @@ def test_reading_and_decoding_run_as_one_task_per_shard(ray_cluster, gz2_checkpo
     # Separate read and decode operators let encoded blocks fill the object-store budget and
     # stall the decoder (issue 4); the pipeline must keep them fused, CPU-only and with a task cap.
     source, _ = survey
-    plan = infer.make_plan(source, "shards", rows_per_file=15)
+    plan = infer.make_plan(sources.open_source(source, "shards"), rows_per_file=15)
     _, spec = model_mod.load_checkpoint(gz2_checkpoint)
     for decode_tasks in (None, 2):
-        ds = infer._build_pipeline(gz2_checkpoint, plan, plan.units, spec, batch_size=8, tta=False,
-                                   merger_threshold=0.5, actors=(1, 1), use_gpu=False, cpus=2,
-                                   decode_tasks=decode_tasks, transfer="float32")
+        ds = pipeline.build_pipeline(gz2_checkpoint, plan, plan.units, spec, batch_size=8, tta=False,
+                                     merger_threshold=0.5, actors=(1, 1), use_gpu=False, cpus=2,
+                                     decode_tasks=decode_tasks)
         done = ds.materialize()
         assert done.count() == plan.rows
         assert "ReadParquet->MapBatches(prepare_blocks)" in done.stats()
@@ -393,11 +405,11 @@ def test_s3_in_and_out(ray_cluster, s3_bucket, tmp_path):
     assert prov["rows"] == summary["rows"] == 20 and prov["error_rows"] == 5
 
     # TTA predictions equal the in-process average over the 8 rotations and flips
-    predictor = infer.Predictor(local, tta=True)
+    predictor = model_mod.Predictor.from_checkpoint(local, device="cpu", tta=True)
     batch = {k: np.array(table[k].to_pylist(), dtype=object) for k in (C.OBJECT_ID, C.IMAGE, C.SOURCE)}
     prepared = preprocess_batch(batch, predictor.spec.preprocess)
     ok = np.array([e is None for e in prepared[C.ERROR]])
-    expected = predictor.probabilities(prepared["pixels"][ok])
+    expected = predictor(prepared["pixels"][ok])
     by_id = {oid: i for i, oid in enumerate(cat[C.OBJECT_ID].to_pylist())}
     order = [by_id[oid] for oid in np.asarray(batch[C.OBJECT_ID])[ok]]
     got = np.column_stack([cat[schema.class_column(c)].to_numpy(zero_copy_only=False)

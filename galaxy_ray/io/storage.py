@@ -8,6 +8,7 @@ usual ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_DEFAULT_REGION``
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import uuid
@@ -194,6 +195,15 @@ def _entry_name(entry: dict) -> str:
 
 def _subdirs(entries: list[dict]) -> frozenset[str]:
     return frozenset(_entry_name(e).rsplit("/", 1)[-1] for e in entries if e["type"] == "directory")
+
+
+def file_sha256(uri: str) -> str:
+    """Hex SHA-256 of a file's bytes (local or ``s3://``), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open_input(uri) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def open_input(uri: str, mode: str = "rb") -> IO:

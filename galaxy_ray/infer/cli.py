@@ -1,0 +1,61 @@
+"""``galaxy-ray infer`` (and ``jobs/infer.py``): the command line of :func:`run_inference`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from galaxy_ray import runtime
+from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE
+from galaxy_ray.infer.run import run_inference
+
+__all__ = ["build_parser", "main"]
+
+
+def _actors_arg(text: str) -> int | tuple[int, int]:
+    try:
+        parts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give N or MIN,MAX") from None
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2 and 1 <= parts[0] <= parts[1]:
+        return tuple(parts)
+    raise argparse.ArgumentTypeError(f"{text!r}: give N or MIN,MAX with 1 <= MIN <= MAX")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``galaxy-ray infer``."""
+    p = argparse.ArgumentParser(
+        prog="galaxy-ray infer",
+        description="Stream a source through a model into a Parquet morphology catalog. "
+                    "Rerunning the same command resumes an interrupted run.",
+    )
+    p.add_argument("--checkpoint", required=True,
+                   help="model checkpoint (model.pt) or its run directory, path or s3://")
+    p.add_argument("--source", required=True, help="cutouts: packed shards (fast) or any source format")
+    p.add_argument("--out", required=True, help="catalog directory, path or s3://")
+    p.add_argument("--format", default=None, help="source format (default: detected)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE,
+                   help="target rows per output file (the unit a rerun skips)")
+    p.add_argument("--tta", action="store_true", help="average over the 8 rotations and flips")
+    p.add_argument("--merger-threshold", type=float, default=0.5, help="is_merger = p_merger >= this")
+    p.add_argument("--num-actors", type=_actors_arg, default=None,
+                   help="model actors: N or MIN,MAX (default one per GPU, or one per 4 CPUs)")
+    runtime.add_gpu_argument(p, "one GPU per model actor")
+    p.add_argument("--decode-tasks", type=int, default=None, help="cap on concurrent decode tasks")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``galaxy-ray infer`` and ``jobs/infer.py``."""
+    args = build_parser().parse_args(argv)
+    summary = run_inference(
+        args.checkpoint, args.source, args.out, format=args.format, batch_size=args.batch_size,
+        rows_per_file=args.rows_per_file, tta=args.tta, merger_threshold=args.merger_threshold,
+        num_actors=args.num_actors, use_gpu=args.gpu, decode_tasks=args.decode_tasks,
+        log=lambda s: print(s, flush=True),
+    )
+    print(f"rows with errors: {summary['error_rows']}", flush=True)
+    return 0

@@ -1,0 +1,104 @@
+"""``galaxy-ray predict``: classify a few image files in this process, without Ray."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from galaxy_ray.data.transforms import PreprocessConfig, preprocess_batch
+from galaxy_ray.infer.pipeline import CatalogModel
+from galaxy_ray.io import layout, storage
+from galaxy_ray.schema import CatalogColumns as C
+
+__all__ = ["predict_files", "predict_main"]
+
+
+def _read_images(images: Sequence[str]) -> np.ndarray:
+    """The encoded bytes of each file (None where it cannot be read: decoding reports it per image)."""
+    data = np.empty(len(images), dtype=object)
+    for i, uri in enumerate(images):
+        try:
+            data[i] = storage.read_bytes(uri)
+        except (FileNotFoundError, OSError):
+            data[i] = None
+    return data
+
+
+def predict_files(checkpoint: str, images: Sequence[str], *, tta: bool = False,
+                  merger_threshold: float = 0.5, top: int = 3) -> list[dict]:
+    """Classify a few image files in this process (no Ray), on the CPU.
+
+    Parameters
+    ----------
+    checkpoint : str
+        The checkpoint file (``model.pt``), path or ``s3://``.
+    images : sequence of str
+        JPEG / PNG / FITS / ``.npy`` cutouts, paths or ``s3://``.
+    tta : bool
+        Average over the 8 rotations and flips.
+    merger_threshold : float
+        ``is_merger = p_merger >= merger_threshold``.
+    top : int
+        How many of the largest outputs to return per image.
+
+    Returns
+    -------
+    list of dict
+        Per image: ``image``, ``morphology``, ``p_merger``, ``is_merger``,
+        ``top`` (list of (column, value), largest first), or ``error``.
+    """
+    model = CatalogModel(checkpoint, merger_threshold=merger_threshold, tta=tta, device="cpu")
+    batch = {
+        C.OBJECT_ID: np.array([os.path.basename(u) for u in images], dtype=object),
+        C.IMAGE: _read_images(images),
+        C.SOURCE: np.array(list(images), dtype=object),
+        C.RA: np.full(len(images), np.nan),
+        C.DEC: np.full(len(images), np.nan),
+    }
+    prepared = preprocess_batch(dict(batch), PreprocessConfig.from_dict(model.spec.preprocess), augment=False)
+    batch.update(pixels=prepared["pixels"], error=prepared[C.ERROR])
+    results = []
+    for uri, row in zip(images, model(batch).to_pylist()):
+        if row[C.ERROR] is not None:
+            results.append({"image": uri, "error": row[C.ERROR]})
+            continue
+        values = sorted(((c, row[c]) for c in model.columns), key=lambda cv: -cv[1])
+        results.append({
+            "image": uri, "morphology": row[C.MORPHOLOGY], "p_merger": row[C.P_MERGER],
+            "is_merger": row[C.IS_MERGER], "top": values[:top],
+        })
+    return results
+
+
+def _print_result(r: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(r))
+    elif "error" in r:
+        reason = r["error"].removeprefix(f"{r['image']}: ")  # decode errors already name the file
+        print(f"{r['image']}: error: {reason}")
+    else:
+        top = ", ".join(f"{c} {v:.3f}" for c, v in r["top"])
+        print(f"{r['image']}: {r['morphology']}  p_merger {r['p_merger']:.3f}"
+              f"{' (merger)' if r['is_merger'] else ''}  top: {top}")
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    """``galaxy-ray predict CHECKPOINT IMAGE...``; exit status 1 when any image failed."""
+    p = argparse.ArgumentParser(prog="galaxy-ray predict",
+                                description="Classify a few image files with a checkpoint, no cluster.")
+    p.add_argument("checkpoint", help="model checkpoint (model.pt) or its run directory, path or s3://")
+    p.add_argument("images", nargs="+", help="JPEG / PNG / FITS / .npy cutouts")
+    p.add_argument("--top", type=int, default=3, help="how many probabilities or vote fractions to show")
+    p.add_argument("--tta", action="store_true", help="average over the 8 rotations and flips")
+    p.add_argument("--merger-threshold", type=float, default=0.5)
+    p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
+    args = p.parse_args(argv)
+    results = predict_files(layout.checkpoint_file(args.checkpoint), args.images, tta=args.tta,
+                            merger_threshold=args.merger_threshold, top=args.top)
+    for r in results:
+        _print_result(r, args.json)
+    return 1 if any("error" in r for r in results) else 0

@@ -1,0 +1,234 @@
+"""``run_inference``: a source, a checkpoint and an output directory in; a resumable catalog out.
+
+The steps, each a function below: check the options and the checkpoint, open
+the source once (it lists its files and tells its format), connect to Ray,
+look at what the output already holds, plan the units, stream the unfinished
+ones through the pipeline into the writer, and write the catalog summary.
+
+A cutout that cannot be decoded becomes a row with its ``object_id``, the
+reason in ``error`` and null predictions; the count of such rows is printed
+and recorded in the provenance (Parquet key-value metadata and
+``_catalog.json``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from galaxy_ray import catalog
+from galaxy_ray import model as model_mod
+from galaxy_ray import runtime
+from galaxy_ray.data import sources
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.infer import pipeline
+from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
+from galaxy_ray.infer.writer import UnitWriter, catalog_totals
+from galaxy_ray.io import layout, resume, storage
+from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS
+
+__all__ = ["run_inference", "base_provenance"]
+
+
+def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: float, tta: bool) -> dict:
+    """Provenance shared by every file of a run: the model, its options, the input and the software."""
+    prov = {
+        "task": spec.task,
+        "arch": spec.arch,
+        "output_columns": list(model_mod.output_columns(spec)),
+        "output_names": list(spec.output_names),
+        "merger": spec.merger,
+        "merger_threshold": float(threshold),
+        "tta": bool(tta),
+        "preprocess": dict(spec.preprocess) if isinstance(spec.preprocess, dict) else spec.preprocess.to_dict(),
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": storage.file_sha256(checkpoint),
+        "source": source,
+        "source_format": fmt,
+        "versions": runtime.package_versions(),
+    }
+    if spec.task == "gz2":
+        prov["kaggle_columns"] = list(GZ2_KAGGLE_COLUMNS)
+        prov["column_meaning"] = "cumulative GZ2 vote fractions (Kaggle Class1.1 ... Class11.6 order)"
+    else:
+        prov["column_meaning"] = "class probabilities (softmax)"
+    return prov
+
+
+def _check_options(batch_size: int, merger_threshold: float) -> None:
+    if batch_size < 1:
+        raise GalaxyRayError(f"--batch-size {batch_size}: must be at least 1")
+    if not 0.0 <= merger_threshold <= 1.0:
+        raise GalaxyRayError(f"--merger-threshold {merger_threshold}: must be a probability in [0, 1]")
+
+
+def _pending_units(out: str, plan: Plan, log: Callable[[str], None]) -> list:
+    """The units of ``plan`` whose file ``out`` does not hold yet; removes a killed run's temp files.
+
+    Raises
+    ------
+    GalaxyRayError
+        ``out`` holds catalog files of a different plan.
+    """
+    storage.makedirs(out)
+    state = resume.scan_output(out)
+    published = state.published
+    stale = resume.remove_temps(state)
+    if stale:
+        log(f"removed {stale} temp file(s) left by an interrupted run")
+    foreign = plan.foreign(published)
+    if foreign:
+        raise GalaxyRayError(
+            f"{out}: holds {len(foreign)} catalog file(s) from a different split of the input "
+            f"(e.g. {foreign[0]}; another --rows-per-file or source?); rerun with the same options, "
+            "or write to a new --out"
+        )
+    return [u for u in plan.units if u.name not in published]
+
+
+def _stream(ds, writer: UnitWriter, out: str) -> float:
+    """Feed the pipeline's rows to the writer; returns when the last row arrived (``perf_counter``).
+
+    Raises
+    ------
+    GalaxyRayError
+        The stream ended before every unit got all its rows.
+    """
+    for table in pipeline.stream_catalog_rows(ds):
+        writer.add(table)
+    streamed_until = time.perf_counter()
+    missing = writer.unfinished()
+    if missing:
+        raise GalaxyRayError(
+            f"{out}: {len(missing)} file(s) got fewer rows than their input holds "
+            f"(e.g. {missing[0]}); rerun the same command to finish them"
+        )
+    return streamed_until
+
+
+def _throughput(t0: float, writer: UnitWriter, streamed_until: float | None) -> dict[str, float]:
+    """Start-up time (until the first catalog rows reach the driver) and the rate after it.
+
+    Start-up (planning, starting the actors, importing torch and loading the
+    model in each) is paid once per job; the rate after it is what a survey of
+    millions of cutouts runs at.
+    """
+    if streamed_until is None or writer.first_rows_at is None:
+        return {}
+    timing = {"startup_seconds": round(writer.first_rows_at - t0, 3)}
+    after = streamed_until - writer.first_rows_at
+    later_rows = sum(writer.seen.values()) - writer.first_rows
+    if later_rows > 0 and after > 0:
+        timing["rows_per_second_after_startup"] = round(later_rows / after, 2)
+    return timing
+
+
+def _summarise(out: str, plan: Plan, writer: UnitWriter, provenance: dict, timing: dict, t0: float,
+               log: Callable[[str], None]) -> dict[str, Any]:
+    """Write ``_catalog.json`` (the provenance plus the whole catalog's counts) and return it."""
+    names = sorted(u.name for u in plan.units)
+    rows, error_rows = catalog_totals(out, names)
+    summary = dict(
+        provenance,
+        rows=rows,
+        error_rows=error_rows,
+        files=len(names),
+        rows_this_run=writer.rows,
+        error_rows_this_run=writer.error_rows,
+        files_this_run=writer.done,
+        files_skipped=len(plan.units) - len(writer.units),
+        seconds=round(time.perf_counter() - t0, 3),
+        **timing,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    catalog.write_catalog_summary(out, summary)
+    pace = (f"; first rows after {timing['startup_seconds']:.1f} s, then {timing['rows_per_second_after_startup']:.1f} "
+            "rows/s" if timing.get("rows_per_second_after_startup") else "")
+    log(f"catalog {out}: {rows} rows in {len(names)} file(s), {error_rows} row(s) with errors "
+        f"({writer.rows} rows written this run in {summary['seconds']:.1f} s{pace})")
+    return summary
+
+
+def run_inference(
+    checkpoint: str,
+    source: str,
+    out: str,
+    *,
+    format: str | None = None,
+    batch_size: int = 64,
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+    tta: bool = False,
+    merger_threshold: float = 0.5,
+    num_actors: int | tuple[int, int] | None = None,
+    use_gpu: bool | str = "auto",
+    decode_tasks: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Stream ``source`` through the model in ``checkpoint`` into a catalog under ``out``.
+
+    Parameters
+    ----------
+    checkpoint : str
+        Model checkpoint (``model.save_checkpoint`` format) or its run directory, path or ``s3://``.
+    source : str
+        Input, any format ``galaxy_ray.data.sources`` reads; packed shards are the fast path.
+    out : str
+        Catalog directory, path or ``s3://`` prefix.
+    format : str, optional
+        Source format; detected when omitted.
+    batch_size : int
+        Images per forward pass.
+    rows_per_file : int
+        Target rows per output file (a unit of resumable work).
+    tta : bool
+        Average predictions over the 8 rotations and flips of each cutout.
+    merger_threshold : float
+        ``is_merger = p_merger >= merger_threshold``.
+    num_actors : int or (int, int), optional
+        Size of the model actor pool (fixed, or min and max); default one per
+        GPU, or one per 4 CPUs on CPU clusters.
+    use_gpu : "auto", "yes", "no" or bool
+        One GPU per actor; "auto" uses GPUs when the cluster has them.
+    decode_tasks : int, optional
+        Cap on concurrent decode/preprocess tasks (default: Ray Data decides).
+    log : callable
+        Receives progress lines.
+
+    Returns
+    -------
+    dict
+        The run's provenance: rows and error rows in the catalog, rows and
+        files written by this run, units skipped, seconds.
+
+    Raises
+    ------
+    GalaxyRayError
+        Bad options, a missing checkpoint or source, an output holding another
+        plan's files, or a stream that ended early.
+    """
+    t0 = time.perf_counter()
+    _check_options(batch_size, merger_threshold)
+    checkpoint = layout.checkpoint_file(checkpoint)
+    _, spec = model_mod.load_checkpoint(checkpoint)  # fail early on a bad checkpoint
+    src = sources.open_source(source, format)  # lists and sniffs the source once
+    provenance = base_provenance(checkpoint, spec, source, src.format, merger_threshold, tta)
+
+    ray = runtime.ensure_ray()
+    resources = ray.cluster_resources()
+    gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 1))
+    use_gpu = runtime.resolve_gpu(use_gpu, gpus)
+    plan = make_plan(src, rows_per_file)
+    pending = _pending_units(out, plan, log)
+    log(f"{source} ({src.format}): {plan.rows} rows in {len(plan.units)} output file(s); "
+        f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
+
+    writer = UnitWriter(out, pending, provenance, log=log)
+    streamed_until = None
+    if pending:
+        ds = pipeline.build_pipeline(
+            checkpoint, plan, pending, spec, batch_size=batch_size, tta=tta, merger_threshold=merger_threshold,
+            actors=pipeline.actor_pool(num_actors, use_gpu, gpus, cpus), use_gpu=use_gpu, cpus=cpus,
+            decode_tasks=decode_tasks,
+        )
+        streamed_until = _stream(ds, writer, out)
+    return _summarise(out, plan, writer, provenance, _throughput(t0, writer, streamed_until), t0, log)

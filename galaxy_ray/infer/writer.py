@@ -1,0 +1,165 @@
+"""The driver's side of the catalog: rows per unit in, one published Parquet file per unit out.
+
+Every row in flight is tagged with its unit.  The driver consumes the stream
+of catalog rows (small: a few hundred bytes a row), keeps only the units still
+in flight, and publishes a unit's file atomically
+(``storage.write_bytes_atomic``: temp file + rename locally, a single PUT on
+S3) as soon as its last row arrives, sorted by ``_healpix_29``.  A rerun skips
+units whose file exists, so after a crash or kill every object ends up in
+exactly one file.
+
+Why not ``Dataset.write_parquet``: it writes one file per block under names
+that change from run to run, so a rerun cannot tell which inputs are done,
+and it cannot sort a file or hold a file back until its unit is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from galaxy_ray import catalog
+from galaxy_ray import model as model_mod
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.infer.plan import UNIT_COLUMN, Unit
+from galaxy_ray.io import storage
+from galaxy_ray.schema import CatalogColumns as C
+
+__all__ = ["as_float", "catalog_rows", "UnitWriter", "catalog_totals"]
+
+
+def as_float(values: np.ndarray) -> np.ndarray:
+    """Nullable float column as float64 with NaN for null."""
+    values = np.asarray(values)
+    if values.dtype == object:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return values.astype(np.float64, copy=False)
+
+
+def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, ok: np.ndarray,
+                 threshold: float) -> pa.Table:
+    """Catalog rows (plus the unit tag when present) as an Arrow table.
+
+    Parameters
+    ----------
+    spec : galaxy_ray.model.ModelSpec
+        What the model predicts (for the morphology and merger columns).
+    columns : sequence of str
+        Catalog names of the model's K outputs.
+    batch : dict of numpy arrays
+        ``object_id``, ``ra``, ``dec`` (degrees, NaN or None when unknown),
+        ``error`` (read only where ``ok`` is False) and optionally the unit tag.
+    probs : numpy.ndarray
+        (N, K) float32 model outputs; ignored where ``ok`` is False.
+    ok : numpy.ndarray
+        (N,) bool, False for rows that could not be classified: they keep their
+        ``object_id``, position and ``error`` with null predictions.
+    threshold : float
+        ``is_merger = p_merger >= threshold``.
+    """
+    null = ~ok
+    ra, dec = as_float(batch[C.RA]), as_float(batch[C.DEC])
+    p_merger = np.asarray(model_mod.merger_probability(spec, probs), dtype=np.float32)
+    morph = np.asarray(model_mod.morphology(spec, probs), dtype=object)
+    arrays: dict[str, pa.Array] = {
+        C.OBJECT_ID: pa.array(np.asarray(batch[C.OBJECT_ID], dtype=object), type=pa.string()),
+        C.RA: pa.array(ra, type=pa.float64(), from_pandas=True),
+        C.DEC: pa.array(dec, type=pa.float64(), from_pandas=True),
+        C.HEALPIX: catalog.healpix29(ra, dec),
+    }
+    for j, name in enumerate(columns):
+        arrays[name] = pa.array(probs[:, j], type=pa.float32(), mask=null)
+    arrays[C.MORPHOLOGY] = pa.array(morph, type=pa.string(), mask=null)
+    arrays[C.P_MERGER] = pa.array(p_merger, type=pa.float32(), mask=null)
+    arrays[C.IS_MERGER] = pa.array(p_merger >= threshold, type=pa.bool_(), mask=null)
+    arrays[C.ERROR] = pa.array([None if good else str(e) for e, good in zip(batch[C.ERROR], ok)], type=pa.string())
+    if UNIT_COLUMN in batch:
+        arrays[UNIT_COLUMN] = pa.array(np.asarray(batch[UNIT_COLUMN], dtype=np.int32), type=pa.int32())
+    return pa.table(arrays)
+
+
+class UnitWriter:
+    """Collect catalog rows per unit and publish each unit's file when complete.
+
+    Only units with rows in flight are held in memory.
+    """
+
+    def __init__(self, out: str, pending: Sequence[Unit], provenance: dict, log: Callable[[str], None] = print):
+        self.out = out
+        self.units = {u.index: u for u in pending}
+        self.parts: dict[int, list[pa.Table]] = {}
+        self.seen: dict[int, int] = {}
+        self.provenance = provenance
+        self.log = log
+        self.done = 0
+        self.rows = 0
+        self.error_rows = 0
+        #: When the first rows arrived (``time.perf_counter``) and how many: the end of start-up.
+        self.first_rows_at: float | None = None
+        self.first_rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        """Take a batch of catalog rows tagged with their unit.
+
+        Raises
+        ------
+        GalaxyRayError
+            A unit got more rows than its input holds (the source changed during the run).
+        """
+        if table.num_rows == 0:
+            return
+        if self.first_rows_at is None:
+            self.first_rows_at, self.first_rows = time.perf_counter(), table.num_rows
+        units = table.column(UNIT_COLUMN).to_numpy()
+        for index in np.unique(units):
+            index = int(index)
+            part = table.filter(pa.array(units == index))
+            self.parts.setdefault(index, []).append(part)
+            self.seen[index] = self.seen.get(index, 0) + part.num_rows
+            expected = self.units[index].rows
+            if self.seen[index] > expected:
+                raise GalaxyRayError(
+                    f"{self.units[index].name}: got {self.seen[index]} rows for {expected} inputs; "
+                    "the source changed while the job ran? rerun it"
+                )
+            if self.seen[index] == expected:
+                self._publish(index)
+
+    def _publish(self, index: int) -> None:
+        unit = self.units[index]
+        # write_catalog_file sorts the rows by _healpix_29
+        table = pa.concat_tables(self.parts.pop(index)).drop_columns([UNIT_COLUMN])
+        errors = table.num_rows - table.column(C.ERROR).null_count
+        provenance = dict(self.provenance, rows=table.num_rows, error_rows=errors, file=unit.name)
+        if unit.shards:
+            provenance["input_shards"] = [os.path.basename(s) for s in unit.shards]
+        if unit.row_range:
+            provenance["input_rows"] = list(unit.row_range)
+        catalog.write_catalog_file(table, storage.join(self.out, unit.name), provenance)
+        self.done += 1
+        self.rows += table.num_rows
+        self.error_rows += errors
+        self.log(f"published {unit.name}: {table.num_rows} rows, {errors} errors "
+                 f"({self.done}/{len(self.units)} files this run)")
+
+    def unfinished(self) -> list[str]:
+        """Units that did not receive all their rows."""
+        return [f"{self.units[i].name} ({self.seen.get(i, 0)}/{u.rows} rows)"
+                for i, u in self.units.items() if self.seen.get(i, 0) < u.rows]
+
+
+def catalog_totals(out: str, names: Sequence[str]) -> tuple[int, int]:
+    """Rows and error rows of the published files ``names`` in ``out``, from their footers."""
+
+    def read(name: str) -> tuple[int, int]:
+        prov = catalog.read_provenance(storage.join(out, name)) or {}
+        return int(prov.get("rows", 0)), int(prov.get("error_rows", 0))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        counts = list(pool.map(read, names))
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
