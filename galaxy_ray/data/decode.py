@@ -1,33 +1,79 @@
-"""Cutout bytes to pixels: JPEG / PNG through Pillow, FITS band cubes and float
-``.npy`` cubes through astropy's Lupton et al. (2004) asinh colour stretch,
-uint8 ``.npy`` as raw RGB.  Every decoder returns float32 (H, W, 3) in [0, 1]
-and fails with a one-line :class:`DecodeError` naming the cutout's source.
+"""Cutout bytes to pixels, for every file a survey archive hands out.
+
+Encodings are recognised from their magic bytes, never from a file name:
+
+* **JPEG, PNG, TIFF** through Pillow, in every mode Pillow opens.  8-bit
+  modes (``1``, ``L``, ``P``, ``LA``, ``RGB``, ``RGBA``, ``CMYK``, ``YCbCr``...)
+  go through Pillow's RGB conversion and are divided by 255; 16-bit greyscale
+  (``I;16*``, and ``I`` with values in 0..65535) is divided by 65535, so no
+  value is clipped; 32-bit float (``F``) and wider integers are one band for
+  the Lupton stretch.  Alpha is dropped, and alpha 0 marks a missing pixel.
+  Pillow itself reduces 16-bit colour PNGs to 8 bits per channel.
+* **FITS**: the first HDU that holds an image (the primary, an image
+  extension, or a tile-compressed ``CompImageHDU`` of a ``.fits.fz`` file),
+  as (H, W), (bands, H, W) or (H, W, 1 | 3); bands blue to red go through
+  astropy's Lupton et al. (2004) asinh colour stretch (:func:`lupton_rgb`).
+* **.npy**: uint8 (H, W, 3) or (H, W) is raw RGB or grey; other numbers,
+  (H, W) or (bands <= 5, H, W), go through the Lupton stretch.
+* any of these wrapped in gzip, bzip2 or xz (:mod:`galaxy_ray.data.unwrap`,
+  decompressed size capped at ``MAX_UNWRAPPED_BYTES``).
+
+Images over the size cap (``MAX_CUTOUT_SIDE``) are refused from their header,
+and blank cutouts are refused by their pixels (:mod:`galaxy_ray.data.cutout`).
+Every cutout that is read comes back as a :class:`Cutout` (pixels and
+coverage); every failure is a one-line :class:`DecodeError` naming the
+cutout's source.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
-from galaxy_ray.errors import GalaxyRayError, one_line
+from galaxy_ray.data.cutout import (
+    MAX_BANDS,
+    MAX_CUTOUT_SIDE,
+    BlankCutoutError,
+    Cutout,
+    DecodeError,
+    band_cutout,
+    check_size,
+    corrupt_error,
+    display_cutout,
+    lupton_rgb,
+    source_name,
+)
+from galaxy_ray.data.unwrap import UnwrapError, unwrap
+from galaxy_ray.errors import one_line
 
-__all__ = ["DecodeError", "detect_encoding", "decode_image", "lupton_rgb"]
+__all__ = [
+    "MAX_CUTOUT_SIDE",
+    "MAX_BANDS",
+    "Cutout",
+    "DecodeError",
+    "BlankCutoutError",
+    "detect_encoding",
+    "decode_cutout",
+    "decode_image",
+    "lupton_rgb",
+]
 
 _MAGIC = {
     b"\xff\xd8": "jpeg",
     b"\x89PNG": "png",
+    b"II*\x00": "tiff",
+    b"MM\x00*": "tiff",
     b"SIMPLE  =": "fits",
     b"\x93NUMPY": "npy",
 }
-
-
-class DecodeError(GalaxyRayError):
-    """A cutout whose bytes cannot be turned into pixels (one line, names its source)."""
+_PILLOW_KINDS = ("jpeg", "png", "tiff")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def detect_encoding(data: bytes) -> str | None:
-    """``jpeg``, ``png``, ``fits`` or ``npy`` from the leading magic bytes; None if unknown."""
+    """``jpeg``, ``png``, ``tiff``, ``fits`` or ``npy`` from the leading magic bytes; None if unknown."""
     head = bytes(data[:16])
     for magic, name in _MAGIC.items():
         if head.startswith(magic):
@@ -35,132 +81,181 @@ def detect_encoding(data: bytes) -> str | None:
     return None
 
 
-def _name(source: str) -> str:
-    return source or "<cutout>"
-
-
-def _decode_pillow(data: bytes, source: str, kind: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+def _open_pillow(data: bytes, name: str, kind: str):
+    """The opened and fully loaded Pillow image, its size checked before its pixels are decoded."""
+    from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()  # forces the full decode: a truncated file fails here
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        reason = one_line(exc)
-        raise DecodeError(f"{_name(source)}: corrupt or truncated {kind.upper()} ({reason}); re-fetch the cutout") from None
-    return rgb.astype(np.float32) / 255.0
+        with warnings.catch_warnings():  # images over Pillow's warning size are refused below anyway
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(
+            f"{name}: image is over the cap on one cutout ({MAX_CUTOUT_SIDE} x {MAX_CUTOUT_SIDE} pixels): "
+            f"{one_line(exc)}"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        raise corrupt_error(name, kind.upper(), exc) from None
+    try:
+        width, height = img.size
+        check_size((height, width), name)
+        img.load()  # forces the full decode: a truncated file fails here
+    except DecodeError:
+        img.close()
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        img.close()
+        raise corrupt_error(name, kind.upper(), exc) from None
+    return img
 
 
-def lupton_rgb(bands: np.ndarray, source: str = "") -> np.ndarray:
-    """Colour image of a (bands, H, W) cube with astropy's Lupton asinh stretch.
-
-    Bands are ordered blue to red (e.g. g, r, z), so the last band becomes red.
-    One or two bands are repeated to fill three channels.  NaN pixels (masked
-    or off the detector) become the band's minimum; a cube with no finite pixel
-    is a :class:`DecodeError`.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 (H, W, 3) in [0, 1].
-    """
-    from astropy.visualization import make_lupton_rgb
-
-    cube = np.asarray(bands, dtype=np.float32)
-    if cube.ndim == 2:
-        cube = cube[None]
-    if cube.ndim != 3 or cube.shape[0] < 1 or min(cube.shape[1:]) < 2:
-        raise DecodeError(f"{_name(source)}: band cube has shape {cube.shape}; expected (bands, H, W)")
-    finite = np.isfinite(cube)
-    if not finite.any():
-        raise DecodeError(f"{_name(source)}: image is all NaN or infinite; the cutout has no data")
-    if not finite.all():
-        cube = np.where(finite, cube, np.nanmin(np.where(finite, cube, np.nan)))
-    if cube.shape[0] >= 3:
-        b, g, r = cube[-3], cube[-2], cube[-1]
-    elif cube.shape[0] == 2:
-        b, r = cube[0], cube[1]
-        g = 0.5 * (b + r)
-    else:
-        b = g = r = cube[0]
-    # The stretch adapts to each cutout's flux scale (counts, nanomaggies, ...):
-    # sky (a low percentile) maps to black and the bright core to near white.
-    low = float(np.percentile(cube, 1.0))
-    high = float(np.percentile(cube, 99.5))
-    span = max(high - low, 1e-12)
-    with np.errstate(divide="ignore", invalid="ignore"):  # astropy divides by 0 on black pixels, then masks them
-        rgb = make_lupton_rgb(r, g, b, minimum=low, stretch=span / 4.0, Q=8)
-    return np.asarray(rgb, dtype=np.float32) / 255.0
+def _transparent(img) -> np.ndarray:
+    """Pixels whose alpha is 0 (all False for an image without alpha)."""
+    if "A" not in img.getbands() and "transparency" not in img.info:
+        return np.zeros((img.height, img.width), dtype=bool)
+    return np.asarray(img.convert("RGBA"))[..., 3] == 0
 
 
-def _decode_fits(data: bytes, source: str) -> np.ndarray:
+def _decode_pillow(data: bytes, name: str, kind: str) -> Cutout:
+    with _open_pillow(data, name, kind) as img:
+        mode = img.mode
+        if mode in _SIXTEEN_BIT or mode in ("I", "F"):
+            grey = np.asarray(img).astype(np.float32)
+            if mode == "F" or (mode == "I" and not (grey.min() >= 0 and grey.max() <= 65535)):
+                return band_cutout(grey[None], name)  # not a 16-bit display image: fluxes
+            rgb = np.repeat(grey[..., None] / np.float32(65535.0), 3, axis=-1)
+            missing = np.zeros(grey.shape, dtype=bool)
+        else:
+            try:
+                rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+                missing = _transparent(img)
+            except ValueError as exc:
+                raise DecodeError(f"{name}: {kind.upper()} in Pillow mode {mode} has no RGB conversion "
+                                  f"({one_line(exc)})") from None
+    return display_cutout(rgb, missing, name, lossy=kind == "jpeg")
+
+
+def _image_hdu(hdul):
+    """The first HDU holding an image (primary, extension or tile-compressed) and its numpy-order axes."""
     from astropy.io import fits
 
-    try:
-        with fits.open(io.BytesIO(data), memmap=False) as hdul:
-            hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim >= 2), None)
-            if hdu is None:
-                raise DecodeError(f"{_name(source)}: FITS file has no image data")
-            cube = np.array(hdu.data, dtype=np.float32)
-    except DecodeError:
-        raise
-    except (OSError, ValueError, TypeError, IndexError) as exc:
-        reason = one_line(exc)
-        raise DecodeError(f"{_name(source)}: corrupt or truncated FITS ({reason}); re-fetch the cutout") from None
+    for hdu in hdul:
+        if not isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)):  # CompImageHDU is an ImageHDU
+            continue
+        naxis = int(hdu.header.get("NAXIS", 0))
+        axes = [int(hdu.header.get(f"NAXIS{i}", 0)) for i in range(naxis, 0, -1)]
+        if naxis >= 2 and all(a > 0 for a in axes):
+            return hdu, axes
+    return None, []
+
+
+def _as_band_cube(cube: np.ndarray, name: str) -> np.ndarray:
+    """(bands, H, W) from the layouts FITS writers use: (H, W), (bands, H, W), (H, W, bands), degenerate axes."""
+    shape = cube.shape
+    if cube.ndim > 3:
+        cube = cube.reshape([s for s in shape if s != 1])  # e.g. (1, 3, H, W) from a stacked cube
     if cube.ndim == 3 and cube.shape[-1] in (1, 3) and cube.shape[0] > 4:
         cube = np.moveaxis(cube, -1, 0)  # (H, W, bands) written by some tools
-    if cube.ndim > 3 or cube.ndim < 2:
-        raise DecodeError(f"{_name(source)}: FITS image has shape {cube.shape}; expected (bands, H, W) or (H, W)")
-    return lupton_rgb(cube, source)
+    if cube.ndim == 2:
+        cube = cube[None]
+    if cube.ndim != 3:
+        raise DecodeError(f"{name}: FITS image has shape {shape}; expected (bands, H, W) or (H, W)")
+    return cube
 
 
-def _decode_npy(data: bytes, source: str) -> np.ndarray:
+def _decode_fits(data: bytes, name: str) -> Cutout:
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
+
     try:
+        with warnings.catch_warnings():
+            # a truncated or non-standard file fails below with one line; its warnings would only repeat it
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(io.BytesIO(data), memmap=False) as hdul:
+                hdu, axes = _image_hdu(hdul)
+                if hdu is None:
+                    raise DecodeError(f"{name}: FITS file has no image data in any HDU")
+                check_size(axes, name)
+                cube = np.array(hdu.data, dtype=np.float32)
+    except DecodeError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError, fits.VerifyError) as exc:
+        raise corrupt_error(name, "FITS", exc) from None
+    return band_cutout(_as_band_cube(cube, name), name)
+
+
+def _npy_shape(data: bytes) -> tuple[int, ...]:
+    """Shape from the ``.npy`` header, read before the array."""
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return tuple(reader(f)[0])
+
+
+def _decode_npy(data: bytes, name: str) -> Cutout:
+    try:
+        check_size(_npy_shape(data), name)
         arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except DecodeError:
+        raise
     except (OSError, ValueError, EOFError) as exc:
-        reason = one_line(exc)
-        raise DecodeError(f"{_name(source)}: corrupt .npy pixels ({reason}); re-fetch the cutout") from None
-    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint8 and arr.ndim == 2:
-        return np.repeat(arr[..., None], 3, axis=-1).astype(np.float32) / 255.0
-    if np.issubdtype(arr.dtype, np.floating) and arr.ndim in (2, 3) and (arr.ndim == 2 or arr.shape[0] <= 5):
-        return lupton_rgb(arr, source)
+        raise DecodeError(f"{name}: corrupt .npy pixels ({one_line(exc)}); re-fetch the cutout") from None
+    if arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
+        rgb = arr if arr.ndim == 3 else np.repeat(arr[..., None], 3, axis=-1)
+        return display_cutout(rgb.astype(np.float32) / np.float32(255.0), np.zeros(arr.shape[:2], bool), name)
+    numeric = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    if numeric and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[0] <= 5)):
+        return band_cutout(_as_band_cube(arr.astype(np.float32), name), name)
     raise DecodeError(
-        f"{_name(source)}: raw pixels of shape {arr.shape} and dtype {arr.dtype}; "
+        f"{name}: raw pixels of shape {arr.shape} and dtype {arr.dtype}; "
         "expected uint8 (H, W, 3) or float32 (bands, H, W)"
     )
 
 
-def decode_image(data: bytes | None, source: str = "") -> np.ndarray:
-    """Decode one cutout to float32 (H, W, 3) in [0, 1].
+def decode_cutout(data: bytes | None, source: str = "") -> Cutout:
+    """Decode one cutout to float32 (H, W, 3) pixels in [0, 1] and its coverage.
 
     Parameters
     ----------
     data : bytes or None
-        Encoded JPEG, PNG, FITS or ``.npy`` bytes (detected from magic bytes).
-        None means the source could not read the file.
+        Encoded bytes (see the module docstring for the formats), possibly
+        gzip / bzip2 / xz wrapped.  None means the source could not read the file.
     source : str
         Where the bytes came from; every error message names it.
 
     Raises
     ------
+    BlankCutoutError
+        The cutout has no signal (its ``coverage`` attribute says how much held data).
     DecodeError
-        One line naming ``source`` and what is wrong.
+        Any other unreadable or refused cutout; one line naming ``source``.
     """
+    name = source_name(source)
     if data is None or len(data) == 0:
-        raise DecodeError(f"{_name(source)}: no image bytes (file missing or empty); check the source")
-    data = bytes(data)
+        raise DecodeError(f"{name}: no image bytes (file missing or empty); check the source")
+    try:
+        data = unwrap(bytes(data))
+    except UnwrapError as exc:
+        raise DecodeError(f"{name}: {exc}") from None
     kind = detect_encoding(data)
-    if kind in ("jpeg", "png"):
-        img = _decode_pillow(data, source, kind)
-    elif kind == "fits":
-        img = _decode_fits(data, source)
-    elif kind == "npy":
-        img = _decode_npy(data, source)
-    else:
-        raise DecodeError(f"{_name(source)}: not JPEG, PNG, FITS or .npy bytes (starts with {data[:8]!r})")
-    if img.ndim != 3 or img.shape[-1] != 3 or min(img.shape[:2]) < 2:
-        raise DecodeError(f"{_name(source)}: decoded image has shape {img.shape}; expected (H, W, 3) with H, W >= 2")
-    return img
+    if kind in _PILLOW_KINDS:
+        return _decode_pillow(data, name, kind)
+    if kind == "fits":
+        return _decode_fits(data, name)
+    if kind == "npy":
+        return _decode_npy(data, name)
+    raise DecodeError(
+        f"{name}: not JPEG, PNG, FITS or .npy bytes (nor TIFF, nor one of these in gzip, bzip2 or xz); "
+        f"starts with {data[:8]!r}"
+    )
+
+
+def decode_image(data: bytes | None, source: str = "") -> np.ndarray:
+    """Decode one cutout to float32 (H, W, 3) in [0, 1]: the pixels of :func:`decode_cutout`.
+
+    Raises
+    ------
+    DecodeError
+        One line naming ``source`` and what is wrong (a blank cutout is a :class:`BlankCutoutError`).
+    """
+    return decode_cutout(data, source).pixels

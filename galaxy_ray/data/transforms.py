@@ -3,9 +3,12 @@
 A model never sees pixels prepared differently in production than in training,
 because both call :func:`preprocess_batch`.  The steps are:
 
-1. :func:`decode_image`: JPEG / PNG through Pillow, FITS band cubes through
-   astropy's Lupton et al. (2004) asinh colour stretch, ``.npy`` raw pixels;
-   the result is float32 (H, W, 3) in [0, 1].
+1. :func:`~galaxy_ray.data.decode.decode_cutout`: JPEG / PNG / TIFF through
+   Pillow, FITS band cubes through astropy's Lupton et al. (2004) asinh colour
+   stretch, ``.npy`` raw pixels, any of them gzip / bzip2 / xz wrapped; the
+   result is float32 (H, W, 3) in [0, 1] and the cutout's coverage.  Images
+   over the size cap and blank cutouts are refused there (see
+   :mod:`galaxy_ray.data.cutout`).
 2. resize to ``round(image_size / crop_fraction)`` pixels, then (training only)
    a random affine transform (any rotation angle, small shifts and zooms, a
    flip) and a mild brightness jitter, then a centre crop of ``image_size``.
@@ -15,6 +18,10 @@ because both call :func:`preprocess_batch`.  The steps are:
    The network normalises its own input (``galaxy_ray.model``), so training,
    evaluation and CPU or GPU inference all feed these same bytes, and a
    quarter of float32's bytes crosses to the GPU.
+
+One cutout never stops a batch: any exception while decoding or preparing a
+row (a corrupt file, a decompression bomb, a library's own error, running out
+of memory) becomes that row's ``error``, a line naming the cutout's source.
 
 Galaxies have no preferred orientation, so rotations and flips are free
 augmentation; shifts and zooms are kept small because the survey centres and
@@ -31,8 +38,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from galaxy_ray.data.decode import DecodeError, decode_image
-from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.data.cutout import source_name
+from galaxy_ray.data.decode import BlankCutoutError, DecodeError, decode_cutout
+from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = [
@@ -41,7 +49,12 @@ __all__ = [
     "preprocess_batch",
     "is_error_free",
     "ok_rows",
+    "COVERAGE",
+    "row_error",
 ]
+
+#: Output column of :func:`preprocess_batch`: fraction of each cutout's pixels that hold data.
+COVERAGE = "coverage"
 
 #: Augmentation ranges: shifts as a fraction of the image side, zoom as a scale factor.
 MAX_SHIFT = 0.05
@@ -156,6 +169,41 @@ def _as_list(column: Any, n: int) -> list:
     return list(column)
 
 
+def row_error(source: str, exc: BaseException) -> str:
+    """One-line ``error`` of a row whose cutout raised ``exc``: ``<source>: <message>``.
+
+    A :class:`DecodeError` already names its source; any other exception is
+    written as ``<source>: <ExceptionType>: <first line of its message>``.
+    """
+    if isinstance(exc, DecodeError):
+        return str(exc)
+    kind = type(exc).__name__
+    reason = one_line(exc)
+    return f"{source_name(source)}: {kind}" + ("" if reason == kind else f": {reason}")
+
+
+def _prepare_rows(
+    images: Any, names: list, errors: list, config: PreprocessConfig, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Model input and coverage of each row; a row's failure goes into ``errors`` (changed in place)."""
+    n = len(images)
+    pixels = np.zeros((n, 3, config.image_size, config.image_size), dtype=np.uint8)
+    coverage = np.full(n, np.nan, dtype=np.float32)
+    for i in range(n):
+        if errors[i] is not None:
+            continue
+        source = "" if names[i] is None else str(names[i])
+        try:
+            cutout = decode_cutout(images[i], source)
+            pixels[i] = prepare_image(cutout.pixels, config, rng).numpy()
+            coverage[i] = cutout.coverage
+        except BlankCutoutError as exc:
+            errors[i], coverage[i] = str(exc), exc.coverage
+        except Exception as exc:  # noqa: BLE001  (any failure of one cutout is that row's error, never the job's)
+            errors[i] = row_error(source, exc)
+    return pixels, coverage
+
+
 def preprocess_batch(
     batch: Mapping[str, np.ndarray],
     config: PreprocessConfig | Mapping[str, Any],
@@ -181,29 +229,24 @@ def preprocess_batch(
     -------
     dict of numpy arrays
         The input columns without ``image``, plus ``pixels`` uint8
-        (N, 3, S, S) from :func:`prepare_image` and ``error`` (object: None,
-        or a one-line message for a failed row, whose pixels are zero).
+        (N, 3, S, S) from :func:`prepare_image`, ``error`` (object: None, or a
+        one-line message for a failed row, whose pixels are zero; see
+        :func:`row_error`) and ``coverage`` float32 (N,): the fraction of the
+        cutout's pixels that hold data (1.0 inside the survey footprint; the
+        measured fraction for a blank cutout; NaN where the cutout could not
+        be read).
     """
     config = PreprocessConfig.from_dict(config)
     images = batch[C.IMAGE]
     n = len(images)
     names = _as_list(batch.get(C.SOURCE, batch.get(C.OBJECT_ID)), n)
     errors = [None if is_error_free(e) else str(e) for e in _as_list(batch.get(C.ERROR), n)]
-    size = config.image_size
-    pixels = np.zeros((n, 3, size, size), dtype=np.uint8)
     rng = np.random.default_rng(seed) if augment else None
     # Each decode runs in a Ray Data task already; one torch thread per task avoids oversubscription.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for i in range(n):
-            if errors[i] is not None:
-                continue
-            source = "" if names[i] is None else str(names[i])
-            try:
-                pixels[i] = prepare_image(decode_image(images[i], source), config, rng).numpy()
-            except DecodeError as exc:
-                errors[i] = str(exc)
+        pixels, coverage = _prepare_rows(images, names, errors, config, rng)
     finally:
         torch.set_num_threads(threads)
     out = {k: v for k, v in batch.items() if k != C.IMAGE}
@@ -211,4 +254,5 @@ def preprocess_batch(
     err = np.empty(n, dtype=object)
     err[:] = errors
     out[C.ERROR] = err
+    out[COVERAGE] = coverage
     return out

@@ -1,0 +1,212 @@
+"""What a decoded cutout is: its size limits, its coverage, when it is blank, its colour stretch.
+
+Limits
+------
+An image whose side exceeds :data:`MAX_CUTOUT_SIDE` pixels, or with more than
+:data:`MAX_BANDS` planes, is refused from its header (Pillow's size, FITS
+``NAXISn``, the ``.npy`` header) before any pixel is decoded
+(:func:`check_size`).
+
+Blank cutouts
+-------------
+A cutout with no signal (blank, or outside the survey footprint: fewer than
+``MIN_COVERAGE`` of its pixels hold data, or all of them one value; see
+:mod:`galaxy_ray.data.coverage`) is a :class:`BlankCutoutError`.  Every other
+cutout is a :class:`Cutout`: float32 (H, W, 3) pixels in [0, 1] and its
+coverage, the fraction of its pixels that hold data.  Band data (FITS,
+float ``.npy``) goes through astropy's Lupton et al. (2004) asinh colour
+stretch (:func:`lupton_rgb`), with the pixels without data set to black.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from galaxy_ray.data.coverage import blank_reason, data_mask
+from galaxy_ray.errors import GalaxyRayError, one_line
+
+__all__ = [
+    "MAX_CUTOUT_SIDE",
+    "MAX_BANDS",
+    "JPEG_BLACK",
+    "JPEG_BLOCK",
+    "Cutout",
+    "DecodeError",
+    "BlankCutoutError",
+    "source_name",
+    "check_size",
+    "display_cutout",
+    "band_cutout",
+    "lupton_rgb",
+    "corrupt_error",
+]
+
+#: Largest side of a cutout, in pixels.  Galaxy cutouts are 64-512 pixels
+#: (424 for the Galaxy Zoo 2 SDSS JPEGs, 256 for Galaxy10 DECaLS); 4096 leaves
+#: room for wide fields while one decoded image (4096^2 x 3 float32, 192 MiB)
+#: still fits a decode worker.  Pillow's own bomb limit is about 9459^2.
+MAX_CUTOUT_SIDE = 4096
+
+#: Brightest value (of 1) that still counts as black fill in a JPEG: the 8 x 8
+#: DCT blocks and 2 x 2 chroma subsampling ring a few counts into a black region
+#: next to data (up to about 10 of 255 at quality 60-90, measured with Pillow).
+JPEG_BLACK = 12 / 255
+
+#: Side of a JPEG's largest block (a 16 x 16 MCU with chroma subsampling): the
+#: ringing next to a black margin reaches this far into the data.
+JPEG_BLOCK = 16
+
+#: Most planes of a FITS or .npy image (six survey filters, ugrizy, and room to spare).
+MAX_BANDS = 16
+
+
+class DecodeError(GalaxyRayError):
+    """A cutout whose bytes cannot be turned into pixels (one line, names its source)."""
+
+
+class BlankCutoutError(DecodeError):
+    """A cutout with no signal; ``coverage`` is the fraction of its pixels that hold data."""
+
+    def __init__(self, message: str, coverage: float = 0.0):
+        super().__init__(message)
+        self.coverage = float(coverage)
+
+    def __reduce__(self):
+        return type(self), (str(self), self.coverage)
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """A decoded cutout.
+
+    Attributes
+    ----------
+    pixels : numpy.ndarray
+        float32 (H, W, 3) in [0, 1].
+    coverage : float
+        Fraction of the pixels that hold data (1.0 for a cutout inside the footprint).
+    """
+
+    pixels: np.ndarray
+    coverage: float
+
+
+def source_name(source: str) -> str:
+    """How error messages name a cutout (its source, or ``<cutout>``)."""
+    return source or "<cutout>"
+
+
+def check_size(axes: Sequence[int], name: str) -> None:
+    """Refuse, from header values alone, an image too large to be one cutout."""
+    sides = sorted((int(a) for a in axes), reverse=True)
+    if len(sides) < 2:
+        return  # not an image: the decoder names the shape
+    planes = int(np.prod(sides[2:], dtype=np.int64))
+    if sides[0] <= MAX_CUTOUT_SIDE and planes <= MAX_BANDS:
+        return
+    shape = " x ".join(str(int(a)) for a in axes)
+    raise DecodeError(
+        f"{name}: image of {shape} pixels is over the cap on one cutout "
+        f"({MAX_CUTOUT_SIDE} x {MAX_CUTOUT_SIDE} pixels, {MAX_BANDS} bands); cut a smaller stamp around the galaxy"
+    )
+
+
+def _finish(values: np.ndarray, has_data: np.ndarray, name: str) -> float:
+    """Coverage of a cutout whose (C, H, W) ``values`` have signal; BlankCutoutError otherwise."""
+    reason = blank_reason(values, has_data)
+    coverage = float(has_data.mean())
+    if reason is not None:
+        raise BlankCutoutError(f"{name}: no signal: blank or outside the survey footprint ({reason})", coverage)
+    return coverage
+
+
+def display_cutout(rgb: np.ndarray, missing: np.ndarray, name: str, lossy: bool = False) -> Cutout:
+    """A display image, float32 (H, W, 3) in [0, 1], whose ``missing`` pixels are not data.
+
+    Black (fill candidates) is exact zero, or for a ``lossy`` JPEG at most
+    :data:`JPEG_BLACK` in every channel, with :data:`JPEG_BLOCK` pixels of
+    ringing beside a margin left out of the sky-floor test.
+    """
+    if min(rgb.shape[:2]) < 2:
+        raise DecodeError(f"{name}: decoded image has shape {rgb.shape}; expected (H, W, 3) with H, W >= 2")
+    empty = (rgb.max(axis=-1) <= (JPEG_BLACK if lossy else 0.0)) | missing
+    has_data = data_mask(empty, missing, JPEG_BLOCK if lossy else 0)
+    coverage = _finish(rgb.transpose(2, 0, 1), has_data, name)
+    return Cutout(rgb, coverage)
+
+
+def band_cutout(cube: np.ndarray, name: str) -> Cutout:
+    """A (bands, H, W) cube of fluxes: coverage from non-finite and zero-filled pixels, then Lupton."""
+    if cube.ndim != 3 or min(cube.shape[1:]) < 2:
+        raise DecodeError(f"{name}: band cube has shape {cube.shape}; expected (bands, H, W)")
+    finite = np.isfinite(cube)
+    missing = ~finite.any(axis=0)
+    empty = ((cube == 0) | ~finite).all(axis=0)
+    has_data = data_mask(empty, missing)
+    coverage = _finish(cube, has_data, name)
+    return Cutout(lupton_rgb(cube, name, has_data), coverage)
+
+
+def lupton_rgb(bands: np.ndarray, source: str = "", has_data: np.ndarray | None = None) -> np.ndarray:
+    """Colour image of a (bands, H, W) cube with astropy's Lupton asinh stretch.
+
+    Bands are ordered blue to red (e.g. g, r, z), so the last band becomes red.
+    One or two bands are repeated to fill three channels.  The black and white
+    points are the 1st and 99.5th percentiles of the pixels with data; pixels
+    without data (non-finite, or False in ``has_data``) are set to the black
+    point before the stretch, so they come out black.
+
+    Parameters
+    ----------
+    bands : numpy.ndarray, shape (bands, H, W) or (H, W)
+    source : str
+        Named in error messages.
+    has_data : numpy.ndarray of bool, shape (H, W), optional
+        Pixels that hold data (all, when None).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, W, 3) in [0, 1].
+
+    Raises
+    ------
+    DecodeError
+        A cube of the wrong shape, or without a finite pixel with data.
+    """
+    from astropy.visualization import make_lupton_rgb
+
+    cube = np.asarray(bands, dtype=np.float32)
+    if cube.ndim == 2:
+        cube = cube[None]
+    if cube.ndim != 3 or cube.shape[0] < 1 or min(cube.shape[1:]) < 2:
+        raise DecodeError(f"{source_name(source)}: band cube has shape {cube.shape}; expected (bands, H, W)")
+    usable = np.isfinite(cube)
+    if has_data is not None:
+        usable &= np.asarray(has_data, dtype=bool)[None]
+    if not usable.any():
+        raise DecodeError(f"{source_name(source)}: image is all NaN or infinite; the cutout has no data")
+    # The stretch adapts to each cutout's flux scale (counts, nanomaggies, ...):
+    # sky (a low percentile) maps to black and the bright core to near white.
+    values = cube[usable]
+    low = float(np.percentile(values, 1.0))
+    high = float(np.percentile(values, 99.5))
+    cube = np.where(usable, cube, np.float32(low))
+    if cube.shape[0] >= 3:
+        b, g, r = cube[-3], cube[-2], cube[-1]
+    elif cube.shape[0] == 2:
+        b, r = cube[0], cube[1]
+        g = 0.5 * (b + r)
+    else:
+        b = g = r = cube[0]
+    span = max(high - low, 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):  # astropy divides by 0 on black pixels, then masks them
+        rgb = make_lupton_rgb(r, g, b, minimum=low, stretch=span / 4.0, Q=8)
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def corrupt_error(name: str, kind: str, exc: BaseException) -> DecodeError:
+    return DecodeError(f"{name}: corrupt or truncated {kind} ({one_line(exc)}); re-fetch the cutout")
