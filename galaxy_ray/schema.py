@@ -196,6 +196,8 @@ class CatalogColumns:
     P_MERGER = "p_merger"
     IS_MERGER = "is_merger"
     ERROR = "error"
+    #: fraction of the cutout's pixels holding data (1 inside the survey footprint, less at its edge)
+    COVERAGE = "coverage"
 
     #: HEALPix order of the catalog index (the HATS convention)
     HEALPIX_ORDER = 29

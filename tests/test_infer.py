@@ -218,10 +218,11 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
     _, table = survey
     files, cat = _read_catalog(out)
     _, spec = model_mod.load_checkpoint(gz2_checkpoint)
-    expected = catalog.catalog_schema(model_mod.output_columns(spec))
+    # The contract's columns, then the coverage of each cutout (an optional column: older catalogs lack it).
+    expected = catalog.catalog_schema(model_mod.output_columns(spec)).append(pa.field(C.COVERAGE, pa.float32()))
     assert cat.schema.remove_metadata().equals(expected)
     assert cat.column_names[:4] == [C.OBJECT_ID, C.RA, C.DEC, C.HEALPIX]
-    assert cat.column_names[-4:] == [C.MORPHOLOGY, C.P_MERGER, C.IS_MERGER, C.ERROR]
+    assert cat.column_names[-5:] == [C.MORPHOLOGY, C.P_MERGER, C.IS_MERGER, C.ERROR, C.COVERAGE]
 
     # every input row exactly once, broken cutouts included
     assert sorted(cat[C.OBJECT_ID].to_pylist()) == sorted(table[C.OBJECT_ID].to_pylist())
@@ -238,6 +239,7 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
     good = cat.filter(pa.compute.is_null(cat[C.ERROR]))
     assert good.num_rows == table.num_rows - 5
     assert good[C.P_MERGER].null_count == 0 and good[C.MORPHOLOGY].null_count == 0
+    assert good[C.COVERAGE].to_numpy().min() == 1.0  # synthetic cutouts lie wholly inside the footprint
     votes = np.column_stack([good[c].to_numpy() for c in schema.GZ2_ANSWER_COLUMNS])
     schema.check_tree(votes, atol=1e-4)
     p = good[C.P_MERGER].to_numpy()

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Output column of :func:`preprocess_batch`: fraction of each cutout's pixels that hold data.
-COVERAGE = "coverage"
+COVERAGE = C.COVERAGE
 
 #: Augmentation ranges: shifts as a fraction of the image side, zoom as a scale factor.
 MAX_SHIFT = 0.05

@@ -63,7 +63,7 @@ def prepare_batch(
     Returns
     -------
     dict of numpy arrays
-        ``object_id``, ``ra``, ``dec``, the unit, ``pixels`` (N, 3, S, S) uint8
+        ``object_id``, ``ra``, ``dec``, the unit, ``coverage`` (N,) float32, ``pixels`` (N, 3, S, S) uint8
         (the model input, a quarter of float32's object-store traffic) and
         ``error`` ("" for no error: a column of only None would not keep its
         string type between stages; ``transforms.ok_rows`` reads both).
@@ -86,6 +86,7 @@ def prepare_batch(
         C.DEC: as_float(batch[C.DEC]) if C.DEC in batch else nan,
         UNIT_COLUMN: units,
         "pixels": prepared["pixels"],
+        C.COVERAGE: prepared[C.COVERAGE],
         C.ERROR: np.array(["" if e is None else str(e) for e in prepared[C.ERROR]], dtype=object),
     }
 

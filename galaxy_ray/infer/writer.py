@@ -53,7 +53,8 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
         Catalog names of the model's K outputs.
     batch : dict of numpy arrays
         ``object_id``, ``ra``, ``dec`` (degrees, NaN or None when unknown),
-        ``error`` (read only where ``ok`` is False) and optionally the unit tag.
+        ``error`` (read only where ``ok`` is False), optionally ``coverage`` (the
+        fraction of each cutout holding data) and the unit tag.
     probs : numpy.ndarray
         (N, K) float32 model outputs; ignored where ``ok`` is False.
     ok : numpy.ndarray
@@ -78,6 +79,9 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
     arrays[C.P_MERGER] = pa.array(p_merger, type=pa.float32(), mask=null)
     arrays[C.IS_MERGER] = pa.array(p_merger >= threshold, type=pa.bool_(), mask=null)
     arrays[C.ERROR] = pa.array([None if good else str(e) for e, good in zip(batch[C.ERROR], ok)], type=pa.string())
+    if C.COVERAGE in batch:  # NaN where a cutout could not be read at all: unknown, so null
+        arrays[C.COVERAGE] = pa.array(np.asarray(batch[C.COVERAGE], dtype=np.float32), type=pa.float32(),
+                                      from_pandas=True)
     if UNIT_COLUMN in batch:
         arrays[UNIT_COLUMN] = pa.array(np.asarray(batch[UNIT_COLUMN], dtype=np.int32), type=pa.int32())
     return pa.table(arrays)
