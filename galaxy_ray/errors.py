@@ -19,3 +19,18 @@ def one_line(exc: BaseException) -> str:
     message built for :class:`GalaxyRayError` or a row's ``error`` keeps one.
     """
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def error_reason(message: str, width: int = 60) -> str:
+    """The reason of a row's error message, without the cutout it names, for counting by reason.
+
+    Row errors read ``"<source>: <reason> (<detail>); <what to do>"``; a URI's
+    ``s3://`` has no space after its colon, so the first ``": "`` ends the source.
+    ``"d.png: corrupt or truncated PNG (image file is truncated); re-fetch it"``
+    gives ``"corrupt or truncated PNG"``; ``"x: no signal: blank ..."`` gives ``"no signal"``.
+    """
+    _, sep, rest = str(message).partition(": ")
+    reason = rest if sep else str(message)
+    for stop in (" (", "; ", ": "):
+        reason = reason.split(stop, 1)[0]
+    return reason.strip()[:width] or "unknown"

@@ -255,6 +255,9 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
         catalog.healpix29(with_pos[C.RA], with_pos[C.DEC]).to_numpy(),
     )
     assert summary["rows"] == table.num_rows and summary["error_rows"] == 5
+    # every error counted once, by its reason, with the cutouts' names left out
+    assert sum(summary["errors_by_reason"].values()) == 5
+    assert not any("bad-" in reason for reason in summary["errors_by_reason"])
 
 
 def test_reading_and_decoding_run_as_one_task_per_shard(ray_cluster, gz2_checkpoint, survey):
@@ -315,6 +318,9 @@ def test_provenance_in_file_metadata_and_catalog_json(shard_run, survey, gz2_che
     assert summary["output_columns"] == list(schema.GZ2_ANSWER_COLUMNS)
     assert summary["kaggle_columns"] == list(schema.GZ2_KAGGLE_COLUMNS)
     assert summary["rows"] == table.num_rows and summary["error_rows"] == 5
+    # every error counted once, by its reason, with the cutouts' names left out
+    assert sum(summary["errors_by_reason"].values()) == 5
+    assert not any("bad-" in reason for reason in summary["errors_by_reason"])
     assert summary["source"] == source and summary["source_format"] == "shards"
     assert summary["seconds"] > 0 and summary["created"]
     for pkg in ("torch", "torchvision", "ray", "pyarrow"):

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from galaxy_ray import runtime
-from galaxy_ray.errors import GalaxyRayError, one_line
+from galaxy_ray.errors import GalaxyRayError, error_reason, one_line
 from galaxy_ray.io import layout, resume, storage
 
 
@@ -78,3 +78,14 @@ def test_one_line_keeps_the_first_non_empty_line():
 def test_package_versions_name_what_shapes_a_prediction():
     versions = runtime.package_versions()
     assert {"torch", "ray", "numpy", "python"} <= set(versions)
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("s3://b/a.png: not JPEG, PNG, FITS or .npy bytes (nor TIFF); starts with b'junk'", "not JPEG, PNG, FITS or .npy bytes"),
+    ("/x/b.png: no signal: blank or outside the survey footprint (all zero)", "no signal"),
+    ("d.png: corrupt or truncated PNG (image file is truncated); re-fetch the cutout", "corrupt or truncated PNG"),
+    ("x.fits: DecompressionBombError: Image size (182250000 pixels) exceeds limit", "DecompressionBombError"),
+    ("no colon at all", "no colon at all"),
+])
+def test_error_reason_drops_the_cutout_and_the_detail(message, reason):
+    assert error_reason(message) == reason

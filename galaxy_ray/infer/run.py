@@ -127,11 +127,12 @@ def _summarise(out: str, plan: Plan, writer: UnitWriter, provenance: dict, timin
                log: Callable[[str], None]) -> dict[str, Any]:
     """Write ``_catalog.json`` (the provenance plus the whole catalog's counts) and return it."""
     names = sorted(u.name for u in plan.units)
-    rows, error_rows = catalog_totals(out, names)
+    rows, error_rows, by_reason = catalog_totals(out, names)
     summary = dict(
         provenance,
         rows=rows,
         error_rows=error_rows,
+        errors_by_reason=by_reason,
         files=len(names),
         rows_this_run=writer.rows,
         error_rows_this_run=writer.error_rows,
@@ -146,6 +147,8 @@ def _summarise(out: str, plan: Plan, writer: UnitWriter, provenance: dict, timin
             "rows/s" if timing.get("rows_per_second_after_startup") else "")
     log(f"catalog {out}: {rows} rows in {len(names)} file(s), {error_rows} row(s) with errors "
         f"({writer.rows} rows written this run in {summary['seconds']:.1f} s{pace})")
+    for reason, count in by_reason.items():
+        log(f"  {count} row(s): {reason}")
     return summary
 
 

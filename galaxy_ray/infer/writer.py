@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
@@ -25,7 +26,7 @@ import pyarrow as pa
 
 from galaxy_ray import catalog
 from galaxy_ray import model as model_mod
-from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.errors import GalaxyRayError, error_reason
 from galaxy_ray.infer.plan import UNIT_COLUMN, Unit
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
@@ -103,6 +104,7 @@ class UnitWriter:
         self.done = 0
         self.rows = 0
         self.error_rows = 0
+        self.errors_by_reason: Counter[str] = Counter()
         #: When the first rows arrived (``time.perf_counter``) and how many: the end of start-up.
         self.first_rows_at: float | None = None
         self.first_rows = 0
@@ -139,7 +141,9 @@ class UnitWriter:
         # write_catalog_file sorts the rows by _healpix_29
         table = pa.concat_tables(self.parts.pop(index)).drop_columns([UNIT_COLUMN])
         errors = table.num_rows - table.column(C.ERROR).null_count
-        provenance = dict(self.provenance, rows=table.num_rows, error_rows=errors, file=unit.name)
+        reasons = Counter(error_reason(e) for e in table.column(C.ERROR).drop_null().to_pylist())
+        provenance = dict(self.provenance, rows=table.num_rows, error_rows=errors, file=unit.name,
+                          errors_by_reason=dict(reasons))
         if unit.shards:
             provenance["input_shards"] = [os.path.basename(s) for s in unit.shards]
         if unit.row_range:
@@ -148,6 +152,7 @@ class UnitWriter:
         self.done += 1
         self.rows += table.num_rows
         self.error_rows += errors
+        self.errors_by_reason += reasons
         self.log(f"published {unit.name}: {table.num_rows} rows, {errors} errors "
                  f"({self.done}/{len(self.units)} files this run)")
 
@@ -157,13 +162,16 @@ class UnitWriter:
                 for i, u in self.units.items() if self.seen.get(i, 0) < u.rows]
 
 
-def catalog_totals(out: str, names: Sequence[str]) -> tuple[int, int]:
-    """Rows and error rows of the published files ``names`` in ``out``, from their footers."""
+def catalog_totals(out: str, names: Sequence[str]) -> tuple[int, int, dict[str, int]]:
+    """Rows, error rows and error rows by reason of the published files ``names`` in ``out``, from their footers."""
 
-    def read(name: str) -> tuple[int, int]:
-        prov = catalog.read_provenance(storage.join(out, name)) or {}
-        return int(prov.get("rows", 0)), int(prov.get("error_rows", 0))
+    def read(name: str) -> dict:
+        return catalog.read_provenance(storage.join(out, name)) or {}
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        counts = list(pool.map(read, names))
-    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+        footers = list(pool.map(read, names))
+    reasons: Counter[str] = Counter()
+    for prov in footers:
+        reasons.update(prov.get("errors_by_reason", {}))
+    return (sum(int(p.get("rows", 0)) for p in footers), sum(int(p.get("error_rows", 0)) for p in footers),
+            dict(reasons.most_common()))

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 from galaxy_ray.data.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
 from galaxy_ray.data.sources.detect import FORMATS, check_format, detect_format
+from galaxy_ray.data.sources.identity import (IdentityReport, cutout_digest, digest_column, find_identity,
+                                              refuse_duplicate_ids, split_keys, table_identity)
 from galaxy_ray.data.sources.listing import SourceListing, list_source
 from galaxy_ray.data.sources.pack import pack, pack_main
-from galaxy_ray.data.sources.read import open_source, read_source
+from galaxy_ray.data.sources.read import add_source_options, open_source, read_source, source_options
 
 __all__ = [
     "FORMATS",
@@ -38,8 +40,17 @@ __all__ = [
     "detect_format",
     "list_source",
     "open_source",
+    "add_source_options",
+    "source_options",
     "read_source",
     "read_parquet",
     "pack",
     "pack_main",
+    "IdentityReport",
+    "cutout_digest",
+    "digest_column",
+    "find_identity",
+    "refuse_duplicate_ids",
+    "split_keys",
+    "table_identity",
 ]

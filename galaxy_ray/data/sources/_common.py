@@ -23,6 +23,7 @@ from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 from galaxy_ray.data.sources.listing import SourceListing
+from galaxy_ray.data.sources.presence import Presence, count_present, require_present
 
 #: Columns every source produces, in this order; extra columns follow.
 CUTOUT_COLUMNS: tuple[str, ...] = (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE, C.VOTES, C.LABEL)
@@ -256,6 +257,23 @@ class FileRowsSource(Source):
     The metadata holds ``object_id``, optional ``ra``/``dec``/``label``, the
     37 Kaggle columns for votes when present, and carried-through extras.
     """
+
+    #: How many listed cutout files exist, once :meth:`check_cutouts` ran (driver side).
+    presence: Presence | None = None
+
+    def check_cutouts(self, paths: Sequence[str | None], where: str, naming: str, hint: str = "") -> Presence:
+        """Refuse the source when most listed files are absent (:func:`.presence.require_present`).
+
+        Parameters
+        ----------
+        paths : sequence of str or None
+            Each row's cutout URI (the metadata's ``_path``).
+        where, naming, hint
+            For the message: the table, how files were named, what to do.
+        """
+        self.presence = count_present(list(paths), self.listing)
+        require_present(self.presence, where, naming, hint)
+        return self.presence
 
     def read_rows(self, meta: pd.DataFrame) -> pa.Table:
         uris = [None if pd.isna(u) else str(u) for u in meta[PATH]]

@@ -11,11 +11,13 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 from galaxy_ray.data.sources import fits, galaxy10_h5, gz2_catalog, kaggle, manifest
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename
-from galaxy_ray.data.sources.tables import is_parquet, is_table
+from galaxy_ray.data.sources.tables import is_parquet, is_table, plain_name
 
 FORMATS: tuple[str, ...] = ("galaxy10-h5", "kaggle-gz2", "gz2-catalog", "fits", "manifest", "shards")
 H5_SUFFIXES = galaxy10_h5.SUFFIXES
 _HINT = f"pass --format (one of: {', '.join(FORMATS)})"
+#: Archives of many files (as Kaggle and Zenodo hand them out): unpacked by the user, not read.
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z")
 
 
 def check_format(format: str) -> str:
@@ -56,8 +58,10 @@ def _detect_file(listing: SourceListing) -> str:
         return "galaxy10-h5"
     if low.endswith(fits.SUFFIXES):
         return "fits"
-    if low.rstrip("/").endswith(kaggle.SOLUTIONS):
+    if plain_name(uri) == kaggle.SOLUTIONS:
         return "kaggle-gz2"
+    if low.endswith(ARCHIVE_SUFFIXES):
+        raise GalaxyRayError(f"{uri}: an archive of many files; unpack it and pass the folder it makes")
     if is_table(uri):
         found = _table_format(listing.table_columns(uri))
         if found:
@@ -84,15 +88,14 @@ def _table_format(columns: list[str]) -> str | None:
 def _detect_directory(listing: SourceListing) -> str:
     uri = listing.uri
     files = [f for f in listing.files if not basename(f).startswith(".")]
-    names = {basename(f) for f in files}
-    if kaggle.SOLUTIONS in names:
+    if listing.named(kaggle.SOLUTIONS):
         return "kaggle-gz2"
     h5 = [f for f in files if f.lower().endswith(H5_SUFFIXES)]
     if len(h5) == 1:
         return "galaxy10-h5"
     if len(h5) > 1:
         raise GalaxyRayError(f"{uri}: holds {len(h5)} HDF5 files; pass one of them ({basename(h5[0])}, ...)")
-    if names & set(manifest.NAMES):
+    if any(listing.named(name) for name in manifest.NAMES):
         return "manifest"
     tables = [f for f in files if is_table(f)]
     for f in tables:

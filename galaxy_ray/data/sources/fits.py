@@ -3,8 +3,13 @@
 ``ra``/``dec`` are the ICRS coordinates of the image centre from the WCS
 (astropy ``pixel_to_skycoord``, so FK5 or Galactic headers convert too);
 ``object_id`` is the header's ``OBJECT`` or the file stem, ``label`` the
-header's ``LABEL``.  The image column holds the FITS file's bytes
-(decompressed when the file is ``.fits.gz``); decoding turns them into colour.
+header's ``LABEL``.  The header is that of the first HDU holding a 2-D or 3-D
+image, which for a tile-compressed file (``fpack``, ``.fits.fz``) is the
+``CompImageHDU`` in HDU 1, not the empty primary; cards missing there are
+looked up in the primary header.  The image column holds the FITS file's bytes,
+with a whole-file gzip/bzip2/xz wrapping (``.fits.gz``, ``.fits.bz2``)
+undone; a tile-compressed file stays as it is, a valid FITS file that decoding
+reads with astropy.
 
 Strictness: a single-file source, or a directory whose first readable file,
 has no usable celestial WCS is a :class:`GalaxyRayError` naming that file.
@@ -14,9 +19,11 @@ becomes a row, with its bytes and null coordinates; decoding flags it later.
 
 from __future__ import annotations
 
-import gzip
+import bz2
 import io
+import lzma
 import warnings
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -28,7 +35,11 @@ from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.data.sources._common import PATH, Source, cutout_table, read_many
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename
 
-SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+#: Plain FITS names, each optionally wrapped in gzip/bzip2/xz, and tile-compressed (fpack) ``.fz``.
+_PLAIN = (".fits", ".fit", ".fts")
+SUFFIXES = tuple(p + c for p in _PLAIN for c in ("", ".gz", ".bz2", ".xz", ".fz")) + (".fz",)
+#: Largest FITS file a wrapped cutout may expand to (a cutout is well under this; a bomb is not).
+MAX_PLAIN_BYTES = 1 << 30
 #: Header cards read into ``object_id`` and ``label``.
 OBJECT_CARD = "OBJECT"
 LABEL_CARD = "LABEL"
@@ -44,11 +55,38 @@ def stem(uri: str) -> str:
     return name
 
 
-def plain_bytes(data: bytes) -> bytes:
-    """FITS bytes, gunzipped when gzip-compressed."""
-    if data[:2] == b"\x1f\x8b":
-        return gzip.decompress(data)
-    return data
+#: First bytes of a whole-file wrapping, and a fresh decompressor for one of its members.
+_WRAPPINGS = ((b"\x1f\x8b", lambda: zlib.decompressobj(wbits=31)), (b"BZh", bz2.BZ2Decompressor),
+              (b"\xfd7zXZ\x00", lzma.LZMADecompressor))
+
+
+def plain_bytes(data: bytes, limit: int = MAX_PLAIN_BYTES) -> bytes:
+    """FITS bytes with a whole-file gzip, bzip2 or xz wrapping undone (told by the first bytes).
+
+    Concatenated members (``pigz``, ``pbzip2``) are joined; the output is capped
+    at ``limit`` bytes, so a decompression bomb stops early.
+
+    Raises
+    ------
+    OSError
+        The wrapping is damaged or truncated, or would expand past ``limit`` bytes.
+    """
+    make = next((m for magic, m in _WRAPPINGS if data.startswith(magic)), None)
+    if make is None:
+        return data
+    out, rest = bytearray(), bytes(data)
+    try:
+        while rest.strip(b"\x00"):  # gzip allows zero padding after the last member
+            unwrap = make()
+            out += unwrap.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit:
+                raise OSError(f"expands past {limit} bytes; not a cutout")
+            if not unwrap.eof:
+                raise OSError("truncated compressed FITS file")
+            rest = unwrap.unused_data
+    except (zlib.error, lzma.LZMAError, ValueError) as exc:
+        raise OSError(f"damaged compressed FITS file ({exc})") from None
+    return bytes(out)
 
 
 def parse(data: bytes, where: str):
@@ -65,10 +103,15 @@ def parse(data: bytes, where: str):
 
     try:
         with fits.open(io.BytesIO(data), memmap=False) as hdul:
-            hdu = next((h for h in hdul if h.data is not None and h.data.ndim in (2, 3)), None)
-            if hdu is None:
+            # The header says what the HDU holds (a CompImageHDU's is the image's own header).
+            hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) in (2, 3)), None)
+            if hdu is None or hdu.data is None:
                 raise GalaxyRayError(f"{where}: no image HDU with 1 or 3 bands; expected (bands, height, width)")
-            return hdu.header.copy(), tuple(hdu.data.shape[-2:])
+            header = hdu.header.copy()
+            for key in (OBJECT_CARD, LABEL_CARD):
+                if key not in header and key in hdul[0].header:
+                    header[key] = hdul[0].header[key]
+            return header, tuple(hdu.data.shape[-2:])
     except GalaxyRayError:
         raise
     except Exception as exc:  # astropy raises many types for a damaged file
@@ -106,7 +149,7 @@ def _card(header, key: str) -> str | None:
 
 
 class FitsCutouts(Source):
-    """A ``.fits``/``.fits.gz`` file, or a directory of them."""
+    """A FITS file (``.fits``, ``.fits.gz``, ``.fits.bz2``, ``.fits.fz`` ...), or a directory of them."""
 
     format = "fits"
 
@@ -121,7 +164,11 @@ class FitsCutouts(Source):
             self._check_first_readable()
         else:
             self.files = [uri]
-            header, shape = parse(plain_bytes(storage.read_bytes(uri)), uri)
+            try:
+                data = plain_bytes(storage.read_bytes(uri))
+            except OSError as exc:
+                raise GalaxyRayError(f"{uri}: cannot read this FITS file ({one_line(exc)}); check the file") from None
+            header, shape = parse(data, uri)
             centre(header, shape, uri)
 
     def _check_first_readable(self) -> None:

@@ -39,7 +39,7 @@ class KaggleGZ2(FileRowsSource):
         super().__init__(listing)
         self.root = listing.folder
         if listing.is_dir:
-            self.solutions = storage.join(self.root, SOLUTIONS) if SOLUTIONS in listing.names else None
+            self.solutions = listing.named(SOLUTIONS)
         else:
             self.solutions = listing.uri
         if self.solutions is not None:
@@ -62,6 +62,8 @@ class KaggleGZ2(FileRowsSource):
             )
         ids = table[ID].astype(str).str.strip()
         meta = pd.DataFrame({C.OBJECT_ID: ids, PATH: [storage.join(self.image_dir, f"{i}.jpg") for i in ids]})
+        self.check_cutouts(meta[PATH], self.solutions, f"<{ID}>.jpg",
+                           f"put the challenge's images in {TRAINING_IMAGES}/ beside {SOLUTIONS}")
         for c in GZ2_KAGGLE_COLUMNS:
             meta[c] = table[c].astype("float64").to_numpy()
         return meta

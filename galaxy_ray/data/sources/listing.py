@@ -15,7 +15,7 @@ from typing import Sequence
 
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import storage
-from galaxy_ray.data.sources.tables import table_columns
+from galaxy_ray.data.sources.tables import plain_name, table_columns
 
 
 def basename(uri: str) -> str:
@@ -64,6 +64,14 @@ class SourceListing:
     def names(self) -> set[str]:
         """File names (without their directory) of :attr:`files`."""
         return {basename(f) for f in self.files}
+
+    def named(self, name: str) -> str | None:
+        """The file called ``name``, or ``name`` with a compression ending (``manifest.csv.bz2``); else None.
+
+        The plain name wins when both are there.
+        """
+        found = [f for f in self.files if plain_name(f) == name]
+        return min(found, key=lambda f: (basename(f) != name, f)) if found else None
 
     def files_with(self, suffixes: Sequence[str]) -> list[str]:
         """The files whose names end with one of ``suffixes`` (case-insensitive)."""

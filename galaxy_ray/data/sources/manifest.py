@@ -2,13 +2,16 @@
 
 Columns: ``object_id`` (or the column named by ``id_column``), ``path``
 (relative to the manifest, absolute, or ``s3://``), optional ``ra``/``dec``
-(degrees), ``label`` and the 37 ``Class1.1`` ... ``Class11.6`` cumulative vote
-fractions; any other column is carried through.  A listed file that is missing
-gives a row with a null image (decoding reports it), not a failure.
+(degrees, or sexagesimal text: RA in hours, :mod:`.positions`), ``label`` and the 37 ``Class1.1`` ... ``Class11.6`` cumulative vote
+fractions; any other column is carried through.  The manifest may be
+gzip/bzip2-compressed (``manifest.csv.bz2``).  A listed file that is missing
+gives a row with a null image (decoding reports it), not a failure -- unless
+most are missing, which refuses the source before any work (:mod:`.presence`).
 
 The manifest itself is streamed with ``ray.data.read_csv`` / ``read_parquet``
-when reading; ``pack`` reads it on the driver (about 100 bytes per row) to cut
-deterministic shards.
+when reading, after a driver pass over its ids, paths and positions (the
+checks above); ``pack`` reads it on the driver (about 100 bytes per row) to cut
+deterministic shards.  A compressed manifest is read on the driver.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 from galaxy_ray.data.sources._common import PATH, FileRowsSource, read_parquet, require_kaggle_columns, resolve
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, parent
-from galaxy_ray.data.sources.tables import is_parquet, read_table
+from galaxy_ray.data.sources.positions import parse_positions
+from galaxy_ray.data.sources.tables import file_compression, is_parquet, read_table
 
 #: The file names that make a directory a manifest source, in the order looked for.
 MANIFEST_CSV = "manifest.csv"
@@ -37,8 +41,9 @@ def find_manifest(listing: SourceListing) -> str:
     if not listing.is_dir:
         return listing.uri
     for name in NAMES:
-        if name in listing.names:
-            return storage.join(listing.uri, name)
+        found = listing.named(name)
+        if found:
+            return found
     raise GalaxyRayError(f"{listing.uri}: no {' or '.join(NAMES)} in this directory")
 
 
@@ -66,19 +71,14 @@ class Manifest(FileRowsSource):
                     *GZ2_KAGGLE_COLUMNS}
         self.extras_names = [c for c in columns if c not in reserved and not c.startswith("_")]
         self.strings = [self.id_column, PATH_COLUMN] + ([C.LABEL] if C.LABEL in columns else [])
+        #: position columns, read from a CSV as text (sexagesimal is parsed, not taken for a time)
+        self.positions = [c for c in (C.RA, C.DEC) if c in columns]
 
     def normalise(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Manifest rows -> metadata rows (ids as strings, paths resolved)."""
-        meta = pd.DataFrame(index=table.index)
-        ids = table[self.id_column]
-        if ids.isna().any():
-            raise GalaxyRayError(f"{self.table_uri}: empty values in id column '{self.id_column}'")
-        meta[C.OBJECT_ID] = ids.astype(str).str.strip()
-        for name in (C.RA, C.DEC, C.LABEL):
-            if name in table.columns:
-                meta[name] = table[name]
-        meta[PATH] = [None if pd.isna(p) or not str(p).strip() else resolve(str(p).strip(), self.base)
-                      for p in table[PATH_COLUMN]]
+        """Manifest rows -> metadata rows (ids as strings, positions in degrees, paths resolved)."""
+        meta = self.located(table)
+        if C.LABEL in table.columns:
+            meta[C.LABEL] = table[C.LABEL]
         if self.has_votes:
             for c in GZ2_KAGGLE_COLUMNS:
                 meta[c] = pd.to_numeric(table[c], errors="coerce")
@@ -86,23 +86,52 @@ class Manifest(FileRowsSource):
             meta[c] = table[c]
         return meta
 
+    def located(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``object_id``, ``ra``/``dec`` (checked degrees, when the manifest has them) and ``_path`` of manifest rows."""
+        meta = pd.DataFrame(index=table.index)
+        ids = table[self.id_column]
+        if ids.isna().any():
+            raise GalaxyRayError(f"{self.table_uri}: empty values in id column '{self.id_column}'")
+        meta[C.OBJECT_ID] = ids.astype(str).str.strip()
+        if C.RA in table.columns or C.DEC in table.columns:
+            ra, dec = (table[c] if c in table.columns else pd.Series(pd.NA, index=table.index) for c in (C.RA, C.DEC))
+            meta[C.RA], meta[C.DEC] = parse_positions(ra, dec, meta[C.OBJECT_ID], self.table_uri)
+        meta[PATH] = [None if pd.isna(p) or not str(p).strip() else resolve(str(p).strip(), self.base)
+                      for p in table[PATH_COLUMN]]
+        return meta
+
     def metadata(self) -> pd.DataFrame:
-        meta = self.normalise(read_table(self.table_uri, columns_as_string=self.strings))
+        meta = self.normalise(read_table(self.table_uri, columns_as_string=self.strings, csv_text=self.positions))
+        self._check_cutouts(meta)
         exclude = [C.OBJECT_ID, C.RA, C.DEC, C.LABEL, *GZ2_KAGGLE_COLUMNS]
         self.set_extras(meta, exclude)
         return meta
 
+    def _check_cutouts(self, meta: pd.DataFrame) -> None:
+        self.check_cutouts(meta[PATH], self.table_uri, f"the files of its '{PATH_COLUMN}' column",
+                           f"check the '{PATH_COLUMN}' column (relative to {self.base}, absolute, or s3://)")
+
     def dataset(self, rows_per_block: int = 64):
-        """Stream the manifest with Ray Data's table readers and read each block's files."""
+        """Stream the manifest with Ray Data's table readers and read each block's files.
+
+        A driver pass over the ids, paths and positions comes first, so a bad
+        position or a manifest whose files are mostly absent stops before any work.
+        """
         import pyarrow as pa
         import pyarrow.csv as pacsv
         import ray.data
 
+        if file_compression(self.table_uri) is not None:
+            # Ray's readers take the wrapping from the file name only; read such a manifest here.
+            return super().dataset(rows_per_block)
+        needed = [self.id_column, PATH_COLUMN, *self.positions]
+        head = read_table(self.table_uri, columns_as_string=self.strings, csv_text=self.positions, columns=needed)
+        self._check_cutouts(self.located(head))
         fs, path = storage.pyarrow_filesystem(self.table_uri)
         if is_parquet(self.table_uri):
             rows = read_parquet(path, fs, file_extensions=None)
         else:
-            types = {c: pa.string() for c in self.strings}
+            types = {c: pa.string() for c in (*self.strings, *self.positions)}
             rows = ray.data.read_csv(path, filesystem=fs, file_extensions=None,
                                      convert_options=pacsv.ConvertOptions(column_types=types))
         return rows.map_batches(self._read_manifest_rows, batch_format="pandas", batch_size=rows_per_block)

@@ -41,7 +41,7 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.data.sources._common import Source
 from galaxy_ray.data.sources.detect import FORMATS
-from galaxy_ray.data.sources.read import open_source
+from galaxy_ray.data.sources.read import add_source_options, open_source, source_options
 
 _SHARD = "_shard"
 #: Keys of the plan that must match for a rerun to resume.
@@ -89,6 +89,16 @@ def _check_plan(out: str, plan: dict, existing: set[int]) -> None:
         raise GalaxyRayError(f"{out}: already holds part-*.parquet files not written by pack; choose an empty OUT")
 
 
+def _start_plan(out: str, plan: dict) -> set[int]:
+    """Check OUT against ``plan``, drop half-written files, record the plan; the shards already published."""
+    state = resume.scan_output(out)
+    _check_plan(out, plan, state.indices)
+    resume.remove_temps(state)
+    storage.makedirs(out)
+    storage.write_bytes_atomic(storage.join(out, layout.PACK_PLAN), json.dumps(plan, indent=1).encode())
+    return state.indices
+
+
 def pack(
     source: str,
     out: str,
@@ -97,6 +107,8 @@ def pack(
     *,
     votes: str = "fraction",
     id_column: str | None = None,
+    filename_mapping: str | None = None,
+    galaxy10: str | None = None,
     verbose: bool = True,
 ) -> dict:
     """Pack a source into ``OUT/part-00000.parquet`` ... of at most ``rows_per_shard`` cutouts.
@@ -111,7 +123,7 @@ def pack(
         Cutouts per shard (the last shard holds the rest).
     format : str, optional
         Source format; detected from the source when None.
-    votes, id_column
+    votes, id_column, filename_mapping, galaxy10
         As for :func:`galaxy_ray.data.sources.read_source`.
     verbose : bool
         Print progress lines and the summary to stderr (:func:`galaxy_ray.runtime.say`).
@@ -125,7 +137,8 @@ def pack(
     if rows_per_shard < 1:
         raise GalaxyRayError(f"--rows-per-shard {rows_per_shard}: must be at least 1")
     start = time.time()
-    src = open_source(source, format, votes=votes, id_column=id_column)
+    src = open_source(source, format, votes=votes, id_column=id_column, filename_mapping=filename_mapping,
+                      galaxy10=galaxy10)
     meta = src.metadata().reset_index(drop=True)
     total = len(meta)
     if total == 0:
@@ -133,13 +146,7 @@ def pack(
     n_shards = math.ceil(total / rows_per_shard)
     plan = {"source": str(source), "format": src.format, "rows": total, "rows_per_shard": rows_per_shard,
             "shards": n_shards, "complete": False}
-    state = resume.scan_output(out)
-    existing = state.indices
-    _check_plan(out, plan, existing)
-    resume.remove_temps(state)
-    storage.makedirs(out)
-    storage.write_bytes_atomic(storage.join(out, layout.PACK_PLAN), json.dumps(plan, indent=1).encode())
-
+    existing = _start_plan(out, plan)
     todo = [k for k in range(n_shards) if k not in existing]
     skipped = n_shards - len(todo)
     _say(verbose, f"pack: {total} cutouts from {source} ({src.format}) -> {n_shards} shards in {out}"
@@ -193,8 +200,9 @@ def pack_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--votes", default="fraction", choices=("fraction", "debiased"),
                         help="GZ2 catalog values to convert to cumulative targets (default fraction)")
     parser.add_argument("--id-column", default=None, help="id column of a GZ2 catalog or manifest")
+    add_source_options(parser)
     args = parser.parse_args(None if argv is None else list(argv))
     summary = pack(args.source, args.out, args.rows_per_shard, args.format, votes=args.votes,
-                   id_column=args.id_column)
+                   id_column=args.id_column, **source_options(args))
     print(json.dumps(summary), file=sys.stdout)
     return 0
