@@ -2,13 +2,14 @@
 
 Both sides train the same ResNet on the same synthetic cutouts (PNG bytes in
 Parquet shards), with the same preprocessing and augmentation
-(:func:`galaxy_ray.data.preprocess.preprocess_batch`), batch size, optimizer and
-thread budget:
+(:func:`galaxy_ray.train.prepare_training_batch` and
+:func:`galaxy_ray.train.augment_batch`), batch size, optimizer and thread budget:
 
 * bare PyTorch: a ``torch.utils.data.DataLoader`` with one worker process
   decoding and augmenting batches, the training loop in the main process;
 * Ray Train: ``galaxy-ray train``'s own trainer (Ray Data ``map_batches``
-  decoding and augmenting, ``iter_torch_batches`` feeding one TorchTrainer worker).
+  decoding, ``iter_torch_batches`` augmenting in its prefetch threads and
+  feeding one TorchTrainer worker).
 
 Throughput is training samples per second of training-pass time, epochs after
 the first (warm-up) only.  The last line of output is one JSON object.
@@ -29,6 +30,8 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from galaxy_ray import runtime  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="classes", choices=["classes", "gz2"])
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads of the training process on both sides (Ray gives its 1-CPU worker 1)")
-    p.add_argument("--use-gpu", default="auto", help="auto, true or false (both sides)")
+    runtime.add_gpu_argument(p, "train on a GPU (both sides)")
     p.add_argument("--workdir", help="where shards and the run go (default: a temporary directory)")
     p.add_argument("--shuffle-buffer-batches", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--skip-bare", action="store_true", help=argparse.SUPPRESS)
@@ -65,10 +68,12 @@ class _Batches:
     def __init__(self, table, plan, batch_size: int) -> None:
         self.table, self.plan, self.batch_size = table, plan, batch_size
         self.order = None
+        self.epoch = 0
 
     def shuffle(self, epoch: int) -> None:
         import numpy as np
 
+        self.epoch = epoch
         self.order = np.random.default_rng(epoch).permutation(len(self.table))
 
     def __len__(self) -> int:
@@ -78,16 +83,16 @@ class _Batches:
         import numpy as np
         import torch
 
-        from galaxy_ray.train import prepare_training_batch
+        from galaxy_ray.train import augment_batch, prepare_training_batch
 
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         part = self.table.take(rows)
         batch = {c: np.array(part.column(c).to_pylist(), dtype=object) for c in part.column_names}
-        cfg = self.plan.cfg
-        out = prepare_training_batch(batch, split="train", val_fraction=cfg.val_fraction, label=cfg.label,
-                                     task=cfg.task, class_index=self.plan.class_index,
-                                     preprocess=self.plan.spec.preprocess, augment=True)
-        return torch.from_numpy(out["pixels"]), torch.from_numpy(out["target"])
+        cfg, preprocess = self.plan.cfg, self.plan.spec.preprocess
+        out = prepare_training_batch(batch, split=cfg.split, subset="train", label=cfg.label, task=cfg.task,
+                                     class_index=self.plan.class_index, preprocess=preprocess, augment=True)
+        pixels = augment_batch(out["pixels"], out["key"], preprocess, cfg.seed, self.epoch + 1)
+        return torch.from_numpy(pixels), torch.from_numpy(out["target"])
 
 
 def bare_loop(plan, source: str, epochs: int, threads: int, use_gpu: bool) -> list[tuple[int, float]]:
@@ -97,12 +102,11 @@ def bare_loop(plan, source: str, epochs: int, threads: int, use_gpu: bool) -> li
     import torch
 
     from galaxy_ray.model import build_model, loss_function
-    from galaxy_ray.train import split_mask
 
     cfg, spec = plan.cfg, plan.spec
     table = pads.dataset(source, format="parquet").to_table(columns=["object_id", "image", "source", cfg.label])
     table = table.filter(pc.invert(pc.is_null(table.column(cfg.label))))
-    table = table.filter(split_mask(table.column("object_id").to_pylist(), cfg.val_fraction, "train"))
+    table = table.filter(cfg.split.mask(table.column("object_id").to_pylist(), "train"))
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if use_gpu else "cpu")
@@ -135,11 +139,22 @@ def bare_loop(plan, source: str, epochs: int, threads: int, use_gpu: bool) -> li
     return out
 
 
-def ray_train(plan) -> list[tuple[int, float]]:
+def shuffle_buffer_loop(batches: int):
+    """galaxy-ray's worker function with ``batches`` batches in its local shuffle buffer."""
+    from galaxy_ray.train import train_loop_per_worker
+
+    def loop(config):
+        train_loop_per_worker(config, shuffle_buffer_batches=batches)
+
+    return loop
+
+
+def ray_train(plan, shuffle_buffer_batches: int | None = None) -> list[tuple[int, float]]:
     """(samples, seconds) per epoch of galaxy-ray's Ray Train run with one worker."""
     from galaxy_ray.train import make_trainer
 
-    result = make_trainer(plan).fit()
+    loop = None if shuffle_buffer_batches is None else shuffle_buffer_loop(shuffle_buffer_batches)
+    result = make_trainer(plan, train_loop=loop).fit()
     df = result.metrics_dataframe.sort_values("epoch")
     out = [(int(s), float(t)) for s, t in zip(df["samples"], df["train_seconds"])]
     for k, ((count, secs), wait) in enumerate(zip(out, df["data_wait_seconds"])):
@@ -156,25 +171,23 @@ def _rate(epochs: list[tuple[int, float]]) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    from galaxy_ray.train import TrainConfig, _validate, ensure_ray, plan_run
+    from galaxy_ray.train import TrainConfig, plan_run, validate
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-train-"))
     t0 = time.perf_counter()
     source = write_shards(work / "shards", args.n, args.size)
     print(f"wrote {args.n} synthetic {args.size}x{args.size} cutouts to {source} in {time.perf_counter() - t0:.1f} s",
           flush=True)
-    ensure_ray(workers=1)
-    cfg = _validate(TrainConfig(source=source, task=args.task, arch=args.arch, image_size=args.size,
-                                epochs=args.epochs, batch_size=args.batch_size, workers=1, use_gpu=args.use_gpu,
-                                name=f"bench-{int(time.time())}", storage=str(work / "runs"), patience=10**6,
-                                keep_checkpoints=args.epochs))  # Result.metrics_dataframe holds kept checkpoints only
+    runtime.ensure_ray(min_cpus=3, dashboard=True)
+    cfg = validate(TrainConfig(source=source, task=args.task, arch=args.arch, image_size=args.size,
+                               epochs=args.epochs, batch_size=args.batch_size, workers=1, gpu=args.gpu,
+                               name=f"bench-{int(time.time())}", storage=str(work / "runs"), patience=10**6,
+                               keep_checkpoints=args.epochs))  # Result.metrics_dataframe holds kept checkpoints only
     plan = plan_run(cfg)
-    if args.shuffle_buffer_batches is not None:
-        plan.loop_config["shuffle_buffer_batches"] = args.shuffle_buffer_batches
     print(f"{plan.summary.n_train} training galaxies, {args.arch}, batch {args.batch_size}, "
           f"{'GPU' if plan.use_gpu else f'CPU, {args.threads} torch thread(s) for training'}", flush=True)
     bare = [(1, 1.0)] if args.skip_bare else bare_loop(plan, source, args.epochs, args.threads, plan.use_gpu)
-    ray_epochs = ray_train(plan)
+    ray_epochs = ray_train(plan, args.shuffle_buffer_batches)
     bare_rate, ray_rate = _rate(bare), _rate(ray_epochs)
     ratio = ray_rate / bare_rate
     print(f"bare PyTorch: {bare_rate:.1f} samples/s; Ray Train (1 worker): {ray_rate:.1f} samples/s; "

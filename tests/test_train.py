@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -100,10 +101,44 @@ def tiny(tmp_path_factory) -> str:
     return write_shards(cutout_table(40, size=32, seed=2), str(tmp_path_factory.mktemp("tiny") / "shards"))
 
 
-def _train(argv: list[str]) -> int:
-    from galaxy_ray.train import main
+def _train(argv: list[str], train_loop=None) -> int:
+    """``galaxy-ray train ARGV`` (its exit code); ``train_loop`` replaces the worker function."""
+    from galaxy_ray.train import config_from_args, run_training
+
+    def main(args) -> int:
+        run_training(config_from_args(args), train_loop=train_loop)
+        return 0
 
     return run_entry_point(main, argv)
+
+
+def _dying_loop(epoch: int, marker: Path):
+    """A worker function whose last worker ends its process at the start of ``epoch``, once.
+
+    It first lets the controller register the previous epoch's report (Ray Train
+    polls workers every 2 s; a report made less than that before a crash is lost
+    with the worker, and the run then resumes one epoch earlier).  ``marker``
+    records that it happened.
+    """
+    from galaxy_ray.train.loop import train_loop_per_worker
+
+    def loop(config):
+        import os
+        import time
+
+        import ray.train
+
+        def die(current: int) -> None:
+            ctx = ray.train.get_context()
+            if current != epoch or ctx.get_world_rank() != ctx.get_world_size() - 1 or marker.exists():
+                return
+            time.sleep(6.0)
+            marker.write_text(f"worker {ctx.get_world_rank()} died in epoch {current}\n")
+            os._exit(1)
+
+        train_loop_per_worker(config, on_epoch_start=die)
+
+    return loop
 
 
 def _metrics(run_dir) -> list[dict[str, str]]:
@@ -147,8 +182,8 @@ def test_two_worker_gz2_run_learns_and_fills_its_run_directory(gz2_run):
 
 
 def test_checkpoint_reloads_to_identical_predictions_that_obey_the_tree(gz2_run, survey):
+    from galaxy_ray.data.transforms import preprocess_batch
     from galaxy_ray.model import load_checkpoint, predict_numpy
-    from galaxy_ray.data.preprocess import preprocess_batch
 
     preds = pq.read_table(gz2_run / "validation_predictions.parquet")
     assert preds.schema.field("y_pred").type == pa.list_(pa.float32())
@@ -197,12 +232,36 @@ def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys
     assert schema.tree_violation(tta).max() < 1e-5
 
 
+def test_evaluate_split_val_scores_the_validation_rows_of_the_checkpoints_split(ray_cluster, survey, tmp_path):
+    import torch
+
+    from galaxy_ray.data.split import Split
+    from galaxy_ray.evaluate import main
+    from galaxy_ray.model import ModelSpec, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    spec = ModelSpec.for_gz2("resnet18", {"image_size": 32, "crop_fraction": 1.0})
+    model = save_checkpoint(tmp_path / "model.pt", build_model(spec), spec,
+                            {"split": Split(0.1).to_dict(), "merger_threshold": 0.5})
+    assert run_entry_point(main, [model, survey, "--out", str(tmp_path / "ev"), "--split", "val"]) == 0
+    scored = pq.read_table(tmp_path / "ev" / "predictions.parquet").column("object_id").to_pylist()
+    # counted here from the definition: BLAKE2b-64 of the id keyed by the salt, as a fraction of 2**64, below 0.1
+    ids = pq.read_table(survey).column("object_id").to_pylist()
+    val = sorted(i for i in ids if int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8,
+                                                                  key=b"galaxy-ray-split-v1").digest(), "big")
+                 < 0.1 * 2**64)
+    assert 0 < len(val) < int(Split(0.2).mask(ids, "val").sum())  # the old 0.2 default would score more rows
+    assert sorted(scored) == val
+    report = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert report["rows"] == len(val) and report["split_definition"] == Split(0.1).to_dict()
+
+
 def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey, tmp_path):
     marker = tmp_path / "worker-died"
     assert _train(["--source", survey, "--task", "classes", "--workers", "2", "--epochs", "5", *FAST,
                    "--class-weights", "balanced", "--label-smoothing", "0.05", "--merger", "pair",
-                   "--name", "cls", "--storage", str(tmp_path / "runs"),
-                   "--fault-at-epoch", "2", "--fault-marker", str(marker), "--max-failures", "1"]) == 0
+                   "--name", "cls", "--storage", str(tmp_path / "runs"), "--max-failures", "1"],
+                  train_loop=_dying_loop(2, marker)) == 0
     assert marker.exists()  # a worker really died in epoch 2 ...
     run = tmp_path / "runs" / "cls"
     assert [int(r["epoch"]) for r in _metrics(run)] == [1, 2, 3, 4, 5]
@@ -221,8 +280,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path
               "--name", "resume", "--storage", str(tmp_path / "runs")]
     marker = tmp_path / "died"
     # the worker dies in epoch 2 with no retries left: the command fails, one line
-    assert _train([*common, "--epochs", "3", "--max-failures", "0",
-                   "--fault-at-epoch", "2", "--fault-marker", str(marker)]) == 2
+    assert _train([*common, "--epochs", "3", "--max-failures", "0"], train_loop=_dying_loop(2, marker)) == 2
     first = _metrics(tmp_path / "runs" / "resume")
     assert [int(r["epoch"]) for r in first] == [1]
     assert _train([*common, "--epochs", "3"]) == 0
@@ -231,6 +289,26 @@ def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path
     assert again[0] == first[0]  # epoch 1 was not trained again: its row, timing included, is the same
     assert [r["phase"] for r in again] == ["frozen", "full", "full"]
     assert json.loads((tmp_path / "runs" / "resume" / "config.json").read_text())["resumes"] == [1]
+
+
+def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(ray_cluster, tiny, tmp_path):
+    from galaxy_ray.data.split import Split
+    from galaxy_ray.model import load_checkpoint
+
+    common = ["--source", tiny, "--task", "gz2", "--workers", "1", *FAST, "--epochs", "2", "--val-fraction", "0.25",
+              "--storage", str(tmp_path / "runs")]
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        assert _train([*common, "--seed", seed, "--name", name]) == 0, name
+
+    def rows(name: str) -> list[dict[str, str]]:  # all but the wall-clock column
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in _metrics(tmp_path / "runs" / name)]
+
+    assert len(rows("a")) == 2 and rows("a") == rows("b")
+    assert [r["train_loss"] for r in rows("c")] != [r["train_loss"] for r in rows("a")]
+    assert [r["val_loss"] for r in rows("c")] != [r["val_loss"] for r in rows("a")]
+    # the split is part of the checkpoint
+    _, _, extra = load_checkpoint(tmp_path / "runs" / "a" / "model.pt", with_extra=True)
+    assert extra["split"] == Split(0.25).to_dict()
 
 
 def test_batchnorm_statistics_are_re_estimated_on_the_given_cutouts(ray_cluster):
@@ -324,6 +402,38 @@ def test_config_file_with_flag_overrides(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"source": "x", "learning_rate": 1}))
     with pytest.raises(GalaxyRayError, match="unknown option 'learning_rate'"):
         config_from_args(["--config", str(tmp_path / "bad.json")])
+
+
+def test_gpu_flag_and_its_config_file_key(tmp_path):
+    from galaxy_ray.errors import GalaxyRayError
+    from galaxy_ray.train import config_from_args
+
+    assert config_from_args(["--source", "x", "--use-gpu", "true"]).gpu == "yes"
+    assert config_from_args(["--source", "x", "--gpu", "no"]).gpu == "no"
+    assert config_from_args(["--source", "x"]).gpu == "auto"
+    (tmp_path / "run.yaml").write_text("source: x\nuse_gpu: false\n")
+    assert config_from_args(["--config", str(tmp_path / "run.yaml")]).gpu == "no"
+    (tmp_path / "bad.yaml").write_text("source: x\nuse-gpu: sometimes\n")
+    with pytest.raises(GalaxyRayError, match="--gpu 'sometimes'"):
+        config_from_args(["--config", str(tmp_path / "bad.yaml")])
+
+
+def test_augmentation_is_drawn_from_seed_epoch_and_object():
+    from galaxy_ray.train import augment_batch
+    from galaxy_ray.train.data import row_keys
+
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 3, 40, 40), dtype=np.uint8)
+    preprocess = {"image_size": 32, "crop_fraction": 0.8}  # resized to 40, augmented, then cropped to 32
+    keys = row_keys(["a", "b", "c"])
+    views = augment_batch(pixels, keys, preprocess, seed=1, epoch=1)
+    assert views.shape == (3, 3, 32, 32) and views.dtype == np.uint8
+    assert np.array_equal(views, augment_batch(pixels, keys, preprocess, seed=1, epoch=1))
+    assert np.array_equal(views[1:2], augment_batch(pixels[1:2], keys[1:2], preprocess, seed=1, epoch=1))
+    for other in (dict(seed=1, epoch=2), dict(seed=2, epoch=1)):
+        changed = augment_batch(pixels, keys, preprocess, **other)
+        assert all(not np.array_equal(changed[i], views[i]) for i in range(3)), other
+    twins = augment_batch(np.repeat(pixels[:1], 2, axis=0), row_keys(["a", "b"]), preprocess, seed=1, epoch=1)
+    assert not np.array_equal(twins[0], twins[1])
 
 
 # --------------------------------------------------------------------------- ray job submit

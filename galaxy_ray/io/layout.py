@@ -19,6 +19,10 @@ CURVES_PNG = "curves.png"
 CONFIG_JSON = "config.json"
 EVALUATION_JSON = "evaluation.json"
 VALIDATION_PREDICTIONS = "validation_predictions.parquet"
+# An evaluation directory (``galaxy-ray evaluate --out``), and the figures beside evaluation.json.
+PREDICTIONS = "predictions.parquet"
+CONFUSION_PNG = "confusion_matrix.png"
+RMSE_PER_ANSWER_PNG = "rmse_per_answer.png"
 
 # A catalog directory, and a directory of packed shards.
 PART_PREFIX = "part-"

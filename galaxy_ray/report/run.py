@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.evaluate import classes_metrics, curves_from_csv, plot_confusion
 from galaxy_ray.io import storage
-from galaxy_ray.io.layout import CONFIG_JSON, CURVES_PNG, METRICS_CSV, VALIDATION_PREDICTIONS
+from galaxy_ray.io.layout import CONFIG_JSON, CONFUSION_PNG, CURVES_PNG, METRICS_CSV, VALIDATION_PREDICTIONS
 from galaxy_ray.report.images import highest, images_for, plot_image_grid
 from galaxy_ray.report.page import Report, panel_grid, short
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
@@ -18,7 +18,6 @@ from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogCol
 __all__ = ["read_predictions", "run_figures"]
 
 #: The confusion matrix figure of a classes run.
-CONFUSION_PNG = "confusion_matrix.png"
 
 
 def _read_json(uri: str) -> dict:

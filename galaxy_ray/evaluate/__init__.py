@@ -1,0 +1,43 @@
+"""Evaluate a trained model on labelled cutouts (end of training, and ``galaxy-ray evaluate``).
+
+``metrics``
+    RMSE per GZ2 answer, accuracy / balanced accuracy / confusion matrix,
+    merger precision and recall, each beside its baseline.
+``plots``
+    Training curves, confusion matrix, RMSE per answer.
+``run``
+    Predictions through Ray Data, the report files, the command.
+"""
+
+from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
+from galaxy_ray.evaluate.plots import curves_from_csv, plot_confusion, plot_curves, plot_per_answer
+from galaxy_ray.evaluate.run import (
+    build_parser,
+    checkpoint_split,
+    evaluate_predictions,
+    evaluate_run,
+    headline,
+    main,
+    predict_labelled,
+    write_predictions,
+    write_report,
+)
+
+__all__ = [
+    "build_parser",
+    "checkpoint_split",
+    "classes_metrics",
+    "curves_from_csv",
+    "evaluate_predictions",
+    "evaluate_run",
+    "gz2_metrics",
+    "headline",
+    "main",
+    "merger_metrics",
+    "plot_confusion",
+    "plot_curves",
+    "plot_per_answer",
+    "predict_labelled",
+    "write_predictions",
+    "write_report",
+]

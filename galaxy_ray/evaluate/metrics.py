@@ -1,0 +1,106 @@
+"""Evaluation metrics, each next to the baseline a skeptic would ask for.
+
+``gz2``
+    RMSE over all 37 cumulative vote fractions (the Kaggle Galaxy Challenge
+    metric) and per answer, beside the mean-label baseline (predict the
+    training mean for every galaxy).
+``classes``
+    accuracy, balanced accuracy (mean per-class recall), per-class precision
+    and recall, the confusion matrix, beside the majority-class baseline.
+both
+    merger precision and recall at the run's ``p_merger`` threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from galaxy_ray import schema
+
+__all__ = ["classes_metrics", "gz2_metrics", "merger_metrics"]
+
+
+def gz2_metrics(y_true: np.ndarray, y_pred: np.ndarray, train_mean: Sequence[float] | None = None) -> dict[str, Any]:
+    """RMSE overall and per answer, and the same for the mean-label baseline.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (N, 37)
+        Cumulative vote fractions in Kaggle order.
+    train_mean : sequence of 37 floats, optional
+        The training-set mean; the baseline predicts it for every galaxy.
+        Without it the evaluated set's own mean is used (flattering the baseline).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    mean = np.asarray(train_mean if train_mean is not None else y_true.mean(axis=0), dtype=np.float64)
+    err = (y_pred - y_true) ** 2
+    base = (mean[None, :] - y_true) ** 2
+    per_answer = {
+        name: {"column": col, "rmse": float(np.sqrt(err[:, i].mean())), "baseline_rmse": float(np.sqrt(base[:, i].mean()))}
+        for i, (name, col) in enumerate(zip(schema.GZ2_KAGGLE_COLUMNS, schema.GZ2_ANSWER_COLUMNS))
+    }
+    rmse, baseline = float(np.sqrt(err.mean())), float(np.sqrt(base.mean()))
+    return {
+        "rows": int(len(y_true)),
+        "rmse": rmse,
+        "baseline_rmse": baseline,
+        "baseline": "training mean" if train_mean is not None else "evaluated set mean",
+        "rmse_over_baseline": rmse / baseline if baseline > 0 else float("nan"),
+        "per_answer": per_answer,
+    }
+
+
+def classes_metrics(true_index: np.ndarray, probs: np.ndarray, names: Sequence[str],
+                    class_counts: Sequence[int] | None = None) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class precision/recall and the confusion matrix.
+
+    ``confusion[i][j]`` counts galaxies of true class i predicted as j.
+    """
+    true_index = np.asarray(true_index, dtype=np.int64)
+    pred = np.asarray(probs).argmax(axis=1)
+    k = len(names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (true_index, pred), 1)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    diag = np.diag(confusion)
+    recall = np.where(support > 0, diag / np.maximum(support, 1), np.nan)
+    precision = np.where(predicted > 0, diag / np.maximum(predicted, 1), np.nan)
+    present = support > 0
+    majority = int(np.argmax(class_counts)) if class_counts is not None else int(np.argmax(support))
+    return {
+        "rows": int(len(true_index)),
+        "accuracy": float((pred == true_index).mean()) if len(pred) else float("nan"),
+        "balanced_accuracy": float(np.nanmean(recall[present])) if present.any() else float("nan"),
+        "baseline_accuracy": float((true_index == majority).mean()) if len(pred) else float("nan"),
+        "baseline": f"majority class ({names[majority]})",
+        "chance_accuracy": 1.0 / k,
+        "per_class": {
+            name: {"precision": _num(precision[i]), "recall": _num(recall[i]), "support": int(support[i])}
+            for i, name in enumerate(names)
+        },
+        "class_names": list(names),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) or np.isnan(x) else float(x)
+
+
+def merger_metrics(true_merger: np.ndarray, p_merger: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Precision and recall of ``p_merger >= threshold`` against the true mergers."""
+    true_merger = np.asarray(true_merger, dtype=bool)
+    predicted = np.asarray(p_merger, dtype=np.float64) >= threshold
+    tp = int((predicted & true_merger).sum())
+    return {
+        "threshold": float(threshold),
+        "true_mergers": int(true_merger.sum()),
+        "predicted_mergers": int(predicted.sum()),
+        "precision": tp / int(predicted.sum()) if predicted.any() else None,
+        "recall": tp / int(true_merger.sum()) if true_merger.any() else None,
+    }

@@ -1,0 +1,48 @@
+"""Fine-tune a torchvision ResNet on galaxy cutouts with Ray Train (``galaxy-ray train``).
+
+The flow, driver side (:mod:`~galaxy_ray.train.driver`):
+
+1. read the source as a Ray Dataset; one light pass over ``object_id`` and the
+   label column gives the class list, the training mean (the baseline) and the
+   split sizes (:mod:`~galaxy_ray.train.data`);
+2. split by a stable hash of ``object_id`` (:class:`galaxy_ray.data.split.Split`,
+   stored in every checkpoint): the same galaxies are in validation on every
+   run and every machine, and ``galaxy-ray evaluate`` knows which they are;
+3. decode in CPU ``map_batches`` stages; training cutouts are augmented on the
+   worker, seeded by (``--seed``, epoch, object id);
+4. a :class:`ray.train.torch.TorchTrainer` runs
+   :func:`~galaxy_ray.train.loop.train_loop_per_worker` on every worker;
+5. the best checkpoint becomes ``<storage>/<name>/model.pt`` next to
+   ``metrics.csv``, ``curves.png``, ``config.json``, the evaluation report and
+   ``validation_predictions.parquet``.
+
+Rerunning with the same ``--name`` and ``--storage`` resumes from the last
+checkpoint, and a worker that dies is replaced and the run recovers by itself.
+"""
+
+from galaxy_ray.data.split import split_mask, split_of
+from galaxy_ray.train.config import TrainConfig, build_parser, config_from_args, validate
+from galaxy_ray.train.data import augment_batch, build_datasets, prepare_training_batch, summarize_labels
+from galaxy_ray.train.driver import RunPlan, main, make_trainer, plan_run, run_training
+from galaxy_ray.train.loop import METRICS_COLUMNS, recompute_batchnorm, train_loop_per_worker
+
+__all__ = [
+    "METRICS_COLUMNS",
+    "RunPlan",
+    "TrainConfig",
+    "augment_batch",
+    "build_datasets",
+    "build_parser",
+    "config_from_args",
+    "main",
+    "make_trainer",
+    "plan_run",
+    "prepare_training_batch",
+    "recompute_batchnorm",
+    "run_training",
+    "split_mask",
+    "split_of",
+    "summarize_labels",
+    "train_loop_per_worker",
+    "validate",
+]

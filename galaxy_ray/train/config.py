@@ -1,0 +1,226 @@
+"""The options of a training run: :class:`TrainConfig`, the ``galaxy-ray train`` flags, and ``--config`` files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from galaxy_ray import runtime, schema
+from galaxy_ray.data.split import Split
+from galaxy_ray.data.transforms import PreprocessConfig
+from galaxy_ray.errors import GalaxyRayError, one_line
+from galaxy_ray.io import storage
+from galaxy_ray.schema import CatalogColumns as C
+
+__all__ = ["TrainConfig", "build_parser", "config_from_args", "load_config_file", "validate"]
+
+#: Keys a ``--config`` file may use for an option whose flag was renamed.
+CONFIG_ALIASES = {"use_gpu": "gpu"}
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run (the flags of ``galaxy-ray train``)."""
+
+    source: str = ""
+    format: str | None = None
+    task: str = "gz2"
+    label_column: str | None = None
+    arch: str = "resnet18"
+    weights: str = "none"
+    image_size: int = 64
+    crop_fraction: float = 1.0
+    epochs: int = 10
+    freeze_epochs: int | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    finetune_lr_scale: float = 0.1
+    weight_decay: float = 0.05
+    schedule: str = "cosine"
+    patience: int = 5
+    workers: int = 2
+    gpu: str = "auto"
+    name: str | None = None
+    storage: str = "runs"
+    merger: str | None = None
+    merger_threshold: float = 0.5
+    class_weights: str | None = None
+    label_smoothing: float = 0.0
+    val_fraction: float = 0.2
+    seed: int = 0
+    max_failures: int = 3
+    keep_checkpoints: int = 3
+    bn_samples: int = 1024
+    votes: str = "fraction"
+
+    @property
+    def label(self) -> str:
+        return self.label_column or (C.VOTES if self.task == "gz2" else C.LABEL)
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """Validation metric that picks the best checkpoint and stops early, and its direction."""
+        return ("val_rmse", "min") if self.task == "gz2" else ("val_accuracy", "max")
+
+    @property
+    def split(self) -> Split:
+        """The train/validation split of this run (stored in its checkpoints)."""
+        return Split(float(self.val_fraction))
+
+    def resolved_freeze_epochs(self) -> int:
+        if self.freeze_epochs is not None:
+            return int(self.freeze_epochs)
+        # A randomly initialised backbone has nothing worth protecting from the new head.
+        return 0 if self.weights in ("none", "", None) else 1
+
+
+def _at_least(value: Any, flag: str, kind=int, minimum: float = 1) -> Any:
+    try:
+        v = kind(value)
+    except (TypeError, ValueError):
+        raise GalaxyRayError(f"{flag} {value!r}: not a number") from None
+    if v < minimum:
+        raise GalaxyRayError(f"{flag} {value!r}: must be at least {minimum}")
+    return v
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    if not 0.0 < float(cfg.val_fraction) < 1.0:
+        raise GalaxyRayError(f"--val-fraction {cfg.val_fraction}: must be between 0 and 1")
+    if not 0.0 <= float(cfg.merger_threshold) <= 1.0:
+        raise GalaxyRayError(f"--merger-threshold {cfg.merger_threshold}: must be between 0 and 1")
+    if not 0.0 <= float(cfg.label_smoothing) < 1.0:
+        raise GalaxyRayError(f"--label-smoothing {cfg.label_smoothing}: must be in [0, 1)")
+    if cfg.schedule not in ("cosine", "plateau"):
+        raise GalaxyRayError(f"--schedule {cfg.schedule!r}: one of cosine, plateau")
+    if cfg.task == "gz2" and cfg.class_weights:
+        raise GalaxyRayError("--class-weights applies to --task classes only")
+    if cfg.votes not in ("fraction", "debiased"):
+        raise GalaxyRayError(f"--votes {cfg.votes!r}: one of fraction, debiased")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check and normalise every option in place; fill in the run name.
+
+    Raises
+    ------
+    GalaxyRayError
+        The first invalid option, in one line naming its flag.
+    """
+    from galaxy_ray.model import ARCHS, TASKS
+
+    if not cfg.source:
+        raise GalaxyRayError("--source is required: a path or s3:// URI of labelled cutouts")
+    if cfg.task not in TASKS:
+        raise GalaxyRayError(f"--task {cfg.task!r}: unknown task; one of {', '.join(TASKS)}")
+    if cfg.arch not in ARCHS:
+        raise GalaxyRayError(f"--arch {cfg.arch!r}: unknown architecture; one of {', '.join(ARCHS)}")
+    cfg.epochs = _at_least(cfg.epochs, "--epochs")
+    cfg.batch_size = _at_least(cfg.batch_size, "--batch-size")
+    cfg.workers = _at_least(cfg.workers, "--workers")
+    cfg.lr = _at_least(cfg.lr, "--lr", float, 1e-12)
+    if cfg.freeze_epochs is not None:
+        cfg.freeze_epochs = _at_least(cfg.freeze_epochs, "--freeze-epochs", int, 0)
+    cfg.bn_samples = _at_least(cfg.bn_samples, "--bn-samples", int, 0)
+    _check_ranges(cfg)
+    runtime.resolve_gpu(cfg.gpu, cluster_gpus=1)  # a bad value from a --config file fails here, as a bad flag would
+    PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction))  # validates both
+    if not cfg.name:
+        stem = Path(str(cfg.source).rstrip("/")).name.split(".")[0] or "source"
+        cfg.name = f"{cfg.task}-{cfg.arch}-{schema.slugify(stem)}"
+    if not storage.is_remote(cfg.storage):
+        cfg.storage = str(Path(cfg.storage).expanduser().resolve())
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="galaxy-ray train",
+        description="Fine-tune a ResNet on labelled galaxy cutouts with Ray Train (all workers of the cluster).",
+    )
+    p.add_argument("--config", help="YAML or JSON file of the same options (keys as below, - or _); flags override it")
+    p.add_argument("--source", help="labelled cutouts: path or s3:// URI of any supported format")
+    p.add_argument("--format", help="source format, when detection is not enough")
+    p.add_argument("--task", help="gz2 (37 vote fractions, default) or classes")
+    p.add_argument("--label-column", help="target column (default: votes for gz2, label for classes)")
+    p.add_argument("--arch", help="resnet18 (default), resnet34 or resnet50")
+    p.add_argument("--weights", help="starting weights: none (default), imagenet, or PATH (state dict / our checkpoint)")
+    p.add_argument("--image-size", type=int, help="model input side in pixels (default 64)")
+    p.add_argument("--crop-fraction", type=float, help="centre crop kept before resizing (default 1.0)")
+    p.add_argument("--epochs", type=int, help="total epochs (default 10)")
+    p.add_argument("--freeze-epochs", type=int, help="epochs with a frozen backbone first (default 1 with pretrained weights, else 0)")
+    p.add_argument("--batch-size", type=int, help="per-worker batch size (default 64)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3); the whole-network phase after a frozen one uses lr x --finetune-lr-scale")
+    p.add_argument("--finetune-lr-scale", type=float, help="(default 0.1)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.05)")
+    p.add_argument("--schedule", help="cosine (default) or plateau")
+    p.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 5)")
+    p.add_argument("--workers", type=int, help="Ray Train workers (default 2)")
+    runtime.add_gpu_argument(p, "train on GPUs")
+    p.set_defaults(gpu=None)  # unset, so that a --config file's value is not overridden by the default
+    p.add_argument("--name", help="run name; rerunning with the same name and storage resumes (default from task, arch, source)")
+    p.add_argument("--storage", help="where runs live: local path or s3:// URI (default ./runs)")
+    p.add_argument("--merger", help="what the merger probability is: Class8.6 for gz2 (default), a class name for classes")
+    p.add_argument("--merger-threshold", type=float, help="p_merger at or above which a galaxy is a merger (default 0.5)")
+    p.add_argument("--class-weights", help="classes: 'balanced' or comma-separated weights in class order")
+    p.add_argument("--label-smoothing", type=float, help="classes: cross-entropy label smoothing (default 0)")
+    p.add_argument("--val-fraction", type=float, help="fraction of galaxies held out for validation (default 0.2)")
+    p.add_argument("--seed", type=int,
+                   help="random seed of the model, the shuffles and the augmentation (default 0); with one worker "
+                        "the same seed and data give the same metrics")
+    p.add_argument("--max-failures", type=int, help="worker failures the run recovers from (default 3)")
+    p.add_argument("--keep-checkpoints", type=int, help="best checkpoints kept (default 3)")
+    p.add_argument("--bn-samples", type=int,
+                   help="un-augmented training cutouts that re-estimate the BatchNorm statistics before each "
+                        "validation (default 1024; 0 keeps the running averages of augmented batches)")
+    p.add_argument("--votes", help="gz2-catalog sources: fraction (default) or debiased")
+    return p
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Options from a YAML or JSON file, keys as the flags (``-`` or ``_``).
+
+    Raises
+    ------
+    GalaxyRayError
+        Missing file, unparsable text, not a mapping, or an unknown option.
+    """
+    try:
+        text = storage.read_bytes(path).decode("utf-8")
+    except FileNotFoundError:
+        raise GalaxyRayError(f"--config {path}: no such file") from None
+    try:
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:
+        raise GalaxyRayError(f"--config {path}: not valid YAML/JSON ({one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise GalaxyRayError(f"--config {path}: expected a mapping of option: value")
+    known = {f.name for f in fields(TrainConfig)}
+    out = {}
+    for key, value in data.items():
+        k = str(key).replace("-", "_")
+        k = CONFIG_ALIASES.get(k, k)
+        if k not in known:
+            raise GalaxyRayError(f"--config {path}: unknown option {key!r}")
+        out[k] = value
+    return out
+
+
+def config_from_args(argv: Sequence[str] | None) -> TrainConfig:
+    """Parse flags (over an optional ``--config`` file) into a validated :class:`TrainConfig`."""
+    args = build_parser().parse_args(argv)
+    values = load_config_file(args.config) if args.config else {}
+    values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    if isinstance(values.get("class_weights"), list):
+        values["class_weights"] = ",".join(str(v) for v in values["class_weights"])
+    if isinstance(values.get("gpu"), bool):  # YAML reads `use_gpu: true` as a boolean
+        values["gpu"] = "yes" if values["gpu"] else "no"
+    return validate(TrainConfig(**values))

@@ -1,0 +1,290 @@
+"""The data side of training: one light pass over the labels, and the Ray Datasets the workers consume.
+
+Decoding and resizing run in Ray Data ``map_batches`` tasks; the random
+augmentation of training cutouts runs on the worker (:func:`augment_batch`,
+from the iterator's prefetch threads), because only the worker knows the epoch:
+each row's augmentation is drawn from (seed, epoch, object id), so a run is
+reproducible from ``--seed`` and still sees a new view of every galaxy each
+epoch, whatever order the rows arrive in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from galaxy_ray import runtime, schema
+from galaxy_ray.data.labels import column_names, label_present
+from galaxy_ray.data.split import Split
+from galaxy_ray.data.transforms import PreprocessConfig, ok_rows, prepare_image, preprocess_batch
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.train.config import TrainConfig
+
+__all__ = [
+    "DataSummary",
+    "augment_batch",
+    "build_datasets",
+    "class_weights",
+    "default_merger",
+    "prepare_training_batch",
+    "read_source",
+    "row_keys",
+    "summarize_labels",
+]
+
+#: Column of :func:`prepare_training_batch`'s augmentable output: a stable 63-bit key per object id.
+KEY = "key"
+
+
+@dataclass
+class DataSummary:
+    """What one light pass over ids and labels tells the driver."""
+
+    n_labelled: int
+    n_train: int
+    n_val: int
+    class_names: list[str] | None = None
+    class_counts: list[int] | None = None
+    train_mean: list[float] | None = None
+    baseline_val_rmse: float | None = None
+    baseline_val_accuracy: float | None = None
+    n_unlabelled: int = 0
+
+
+def read_source(cfg: TrainConfig):
+    """The training source as a :class:`ray.data.Dataset`."""
+    from galaxy_ray.data.sources import read_source as read
+
+    return read(cfg.source, cfg.format, votes=cfg.votes)
+
+
+def summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
+    """Class list, training mean, baselines and split sizes from ``object_id`` + label only.
+
+    Raises
+    ------
+    GalaxyRayError
+        No label column, no labels, too few rows for the workers, labels of the wrong kind.
+    """
+    # Ray Data logs every execution plan at INFO; for this quick look they only bury the answer.
+    data_logger = logging.getLogger("ray.data")
+    level = data_logger.level
+    data_logger.setLevel(logging.WARNING)
+    try:
+        return _summarize_labels(ds, cfg)
+    finally:
+        data_logger.setLevel(level)
+
+
+def _summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
+    columns = column_names(ds)
+    if cfg.label not in columns:
+        hint = "pass --label-column" if cfg.task == "classes" else "is it a labelled GZ2 source? pass --label-column"
+        raise GalaxyRayError(f"{cfg.source}: no column {cfg.label!r} (columns: {', '.join(columns)}); {hint}")
+    table = ds.select_columns([C.OBJECT_ID, cfg.label]).to_pandas()
+    present = label_present(table[cfg.label].to_numpy(dtype=object))
+    labelled = table[present]
+    if labelled.empty:
+        raise GalaxyRayError(f"{cfg.source}: no labels in column {cfg.label!r} ({len(table)} rows, all null); "
+                             "train on a labelled source")
+    is_val = cfg.split.mask(labelled[C.OBJECT_ID], "val")
+    summary = DataSummary(len(labelled), int((~is_val).sum()), int(is_val.sum()), n_unlabelled=int((~present).sum()))
+    if summary.n_train < cfg.workers * 2 or summary.n_val < 1:
+        raise GalaxyRayError(
+            f"{cfg.source}: {summary.n_train} training and {summary.n_val} validation rows for {cfg.workers} workers; "
+            "use fewer --workers, another --val-fraction, or more data")
+    values = labelled[cfg.label].to_numpy(dtype=object)
+    if cfg.task == "gz2":
+        _summarize_votes(summary, values, is_val, cfg)
+    else:
+        _summarize_classes(summary, values, is_val, cfg)
+    return summary
+
+
+def _summarize_votes(summary: DataSummary, values: np.ndarray, is_val: np.ndarray, cfg: TrainConfig) -> None:
+    try:
+        votes = np.stack([np.asarray(v, dtype=np.float64) for v in values])
+    except (TypeError, ValueError):
+        votes = np.zeros((0, 0))
+    if votes.ndim != 2 or votes.shape[1] != len(schema.GZ2_KAGGLE_COLUMNS):
+        raise GalaxyRayError(f"{cfg.source}: column {cfg.label!r} does not hold 37 GZ2 vote fractions per row; "
+                             "use --task classes for class labels")
+    mean = votes[~is_val].mean(axis=0)
+    summary.train_mean = mean.tolist()
+    summary.baseline_val_rmse = float(np.sqrt(((votes[is_val] - mean) ** 2).mean()))
+
+
+def _summarize_classes(summary: DataSummary, values: np.ndarray, is_val: np.ndarray, cfg: TrainConfig) -> None:
+    names = sorted({str(v) for v in values})
+    if set(names) <= set(schema.GALAXY10_CLASSES):
+        names = list(schema.GALAXY10_CLASSES)  # keep the standard order and all ten columns
+    if len(names) < 2:
+        raise GalaxyRayError(f"{cfg.source}: column {cfg.label!r} has a single class {names}; need at least 2")
+    labels = np.array([str(v) for v in values], dtype=object)
+    counts = [int((labels[~is_val] == n).sum()) for n in names]
+    summary.class_names, summary.class_counts = names, counts
+    majority = names[int(np.argmax(counts))]
+    summary.baseline_val_accuracy = float((labels[is_val] == majority).mean())
+
+
+def class_weights(cfg: TrainConfig, summary: DataSummary) -> list[float] | None:
+    """Per-class loss weights of ``--class-weights``, in class order (None: unweighted).
+
+    ``balanced`` is n / (K n_k), as scikit-learn's; a class absent from training gets 0.
+    """
+    if not cfg.class_weights:
+        return None
+    names, counts = summary.class_names, np.asarray(summary.class_counts, dtype=np.float64)
+    if cfg.class_weights == "balanced":
+        w = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+        return w.tolist()
+    try:
+        w = [float(x) for x in str(cfg.class_weights).split(",")]
+    except ValueError:
+        raise GalaxyRayError(f"--class-weights {cfg.class_weights!r}: 'balanced' or comma-separated numbers") from None
+    if len(w) != len(names):
+        raise GalaxyRayError(f"--class-weights: {len(w)} values for {len(names)} classes ({', '.join(names)})")
+    return w
+
+
+def default_merger(cfg: TrainConfig, names: Sequence[str] | None) -> str | None:
+    """The output that is the merger probability: ``--merger``, GZ2's Class8.6, or a merger-like class."""
+    if cfg.merger:
+        return cfg.merger
+    if cfg.task == "gz2":
+        return schema.GZ2_KAGGLE_COLUMNS[schema.GZ2_MERGER_INDEX]
+    if schema.GALAXY10_MERGER_CLASS in names:
+        return schema.GALAXY10_MERGER_CLASS
+    return next((n for n in names if "merg" in n.lower()), None)
+
+
+# --------------------------------------------------------------------------- per-batch stages
+
+
+def _targets(values: np.ndarray, task: str, class_index: Mapping[str, int] | None) -> np.ndarray:
+    if task == "gz2":
+        if not len(values):  # a batch with no row of this split
+            return np.zeros((0, len(schema.GZ2_KAGGLE_COLUMNS)), dtype=np.float32)
+        return np.stack([np.asarray(v, dtype=np.float32) for v in values]).reshape(len(values), -1)
+    return np.array([class_index[str(v)] for v in values], dtype=np.int64)
+
+
+def row_keys(object_ids: Sequence[Any]) -> np.ndarray:
+    """A stable 63-bit integer per object id (BLAKE2b), int64 (N,): the per-row part of augmentation seeds."""
+    return np.array([int.from_bytes(hashlib.blake2b(str(i).encode("utf-8"), digest_size=8).digest(), "big") >> 1
+                     for i in object_ids], dtype=np.int64)
+
+
+def prepare_training_batch(
+    batch: dict[str, np.ndarray],
+    *,
+    split: Split,
+    subset: str,
+    label: str,
+    task: str,
+    class_index: Mapping[str, int] | None,
+    preprocess: Mapping[str, Any],
+    augment: bool,
+) -> dict[str, np.ndarray]:
+    """Ray Data stage: keep ``subset``'s labelled rows, decode, attach targets.
+
+    Parameters
+    ----------
+    batch : dict of numpy arrays
+        Rows of the cutout table.
+    split : Split
+        The run's train/validation split; ``subset`` is ``"train"`` or ``"val"``.
+    preprocess : mapping
+        The model's :class:`~galaxy_ray.data.transforms.PreprocessConfig` as a dict.
+    augment : bool
+        False: ``pixels`` are the model input, uint8 (N, 3, S, S).  True: they are
+        decoded and resized but not yet augmented nor cropped, uint8 (N, 3, R, R)
+        with R = ``resize_to``, and a ``key`` column (int64, :func:`row_keys`)
+        lets :func:`augment_batch` finish them on the worker.
+
+    Returns
+    -------
+    dict of numpy arrays
+        ``pixels``, ``target`` (float32 (N, 37) for gz2, int64 class index for
+        classes) and, with ``augment``, ``key``.  Rows that cannot be decoded are
+        left out (a warning names them): inference, not training, is where a bad
+        cutout must become a row.
+    """
+    keep = split.mask(batch[C.OBJECT_ID], subset) & label_present(batch[label])
+    if class_index is not None:
+        keep &= np.array([str(v) in class_index for v in batch[label]], dtype=bool)
+    sub = {k: v[keep] for k, v in batch.items() if k in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, label)}
+    config = PreprocessConfig.from_dict(preprocess)
+    if augment:  # the augmentation rotates before the centre crop: keep the margin for the worker
+        config = PreprocessConfig(config.resize_to, 1.0)
+    out = preprocess_batch(sub, config, augment=False)
+    ok = ok_rows(out[C.ERROR])
+    if not ok.all():
+        bad = [e for e in out[C.ERROR] if e is not None]
+        runtime.say(f"galaxy-ray: warning: {len(bad)} cutouts left out of training, e.g. {bad[0]}")
+    prepared = {"pixels": out["pixels"][ok], "target": _targets(out[label][ok], task, class_index)}
+    if augment:
+        prepared[KEY] = row_keys(out[C.OBJECT_ID][ok])
+    return prepared
+
+
+def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: Mapping[str, Any], seed: int,
+                  epoch: int) -> np.ndarray:
+    """The training augmentation of :func:`galaxy_ray.data.transforms.prepare_image`, one draw per row.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray, uint8, shape (N, 3, R, R)
+        From :func:`prepare_training_batch` with ``augment=True``.
+    keys : sequence of int, length N
+        Its ``key`` column.
+    preprocess : mapping
+        The model's preprocessing config.
+    seed, epoch : int
+        Row i is augmented with ``numpy.random.default_rng([seed, epoch, keys[i]])``:
+        reproducible, different every epoch, independent of batch and worker.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (N, 3, S, S), the model input.
+    """
+    config = PreprocessConfig.from_dict(preprocess)
+    out = np.empty((len(pixels), 3, config.image_size, config.image_size), dtype=np.uint8)
+    for i, key in enumerate(keys):
+        image = np.asarray(pixels[i], dtype=np.float32).transpose(1, 2, 0) / 255.0
+        rng = np.random.default_rng([int(seed), int(epoch), int(key)])
+        out[i] = prepare_image(image, config, rng).numpy()
+    return out
+
+
+def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, preprocess: Mapping[str, Any],
+                   n_train: int | None = None) -> dict[str, Any]:
+    """The Ray Datasets the workers consume (columns ``pixels``, ``target``).
+
+    ``train`` leaves augmentation to the worker (it also has ``key``); ``val`` is
+    the deterministic model input; ``bn`` (when ``cfg.bn_samples`` > 0) is a fixed
+    random sample of about ``bn_samples`` training cutouts, prepared like
+    validation, that re-estimates the BatchNorm statistics every epoch.
+    """
+    common = dict(split=cfg.split, label=cfg.label, task=cfg.task, class_index=class_index,
+                  preprocess=dict(preprocess))
+    columns = [c for c in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, cfg.label) if c in column_names(ds)]
+    base = ds.select_columns(columns)
+
+    def prepared(rows, subset: str, augment: bool):
+        return rows.map_batches(prepare_training_batch, fn_kwargs=dict(common, subset=subset, augment=augment),
+                                batch_size=64, batch_format="numpy")
+
+    datasets = {"train": prepared(base, "train", True), "val": prepared(base, "val", False)}
+    if cfg.bn_samples > 0:
+        # Sampling by row (not the first rows) keeps sources sorted by label from biasing the statistics.
+        fraction = min(1.0, cfg.bn_samples / max(n_train or cfg.bn_samples, 1))
+        datasets["bn"] = prepared(base if fraction >= 1.0 else base.random_sample(fraction, seed=cfg.seed),
+                                  "train", False)
+    return datasets

@@ -1,0 +1,207 @@
+"""The driver side of ``galaxy-ray train``: plan the run, run the TorchTrainer, publish the run directory.
+
+A run directory (``<storage>/<name>/``, names in :mod:`galaxy_ray.io.layout`)
+ends up with the best model, ``metrics.csv``, ``curves.png``, ``config.json``,
+the evaluation report and the validation predictions, next to Ray Train's own
+checkpoint directories (which a rerun with the same name resumes from).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from galaxy_ray import evaluate, runtime
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.io import layout, storage
+from galaxy_ray.train.config import TrainConfig, config_from_args
+from galaxy_ray.train.data import (DataSummary, build_datasets, class_weights, default_merger, read_source,
+                                   summarize_labels)
+from galaxy_ray.train.loop import train_loop_per_worker, write_metrics_csv
+
+__all__ = ["RunPlan", "main", "make_trainer", "plan_run", "run_training"]
+
+
+@dataclass
+class RunPlan:
+    """Everything the driver decides before training starts."""
+
+    cfg: TrainConfig
+    run_dir: str
+    ds: Any
+    summary: DataSummary
+    spec: Any
+    class_index: dict[str, int] | None
+    class_weights: list[float] | None
+    use_gpu: bool
+    loop_config: dict[str, Any]
+
+
+def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, weights: list[float] | None) -> dict:
+    metric, mode = cfg.monitor
+    extra = {"task": cfg.task, "train_mean": summary.train_mean, "class_counts": summary.class_counts,
+             "merger_threshold": float(cfg.merger_threshold), "source": cfg.source, "run": cfg.name,
+             "split": cfg.split.to_dict()}
+    return {
+        "spec": spec.to_dict(), "weights": cfg.weights, "epochs": cfg.epochs,
+        "freeze_epochs": cfg.resolved_freeze_epochs(), "batch_size": cfg.batch_size, "lr": cfg.lr,
+        "finetune_lr_scale": cfg.finetune_lr_scale, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
+        "patience": cfg.patience, "seed": cfg.seed, "monitor": metric, "monitor_mode": mode,
+        "class_weights": weights, "label_smoothing": cfg.label_smoothing, "run_dir": run_dir,
+        "name": cfg.name, "extra": {k: v for k, v in extra.items() if v is not None}, "bn_samples": cfg.bn_samples,
+    }
+
+
+def plan_run(cfg: TrainConfig) -> RunPlan:
+    """Read the source's labels, build the model spec and the worker configuration (driver side).
+
+    Raises
+    ------
+    GalaxyRayError
+        Unusable ``--weights``, source or labels (one line each).
+    """
+    from galaxy_ray.data.transforms import PreprocessConfig
+    from galaxy_ray.model import ModelSpec, build_model
+
+    preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction)).to_dict()
+    if cfg.weights not in ("none", "", None):
+        # fail fast, before any data is read, with one line (offline, wrong file, wrong arch);
+        # the backbone is all that loads from them, so any head will do for the check
+        build_model(ModelSpec.for_gz2(cfg.arch, preprocess), cfg.weights)
+    ray = runtime.ensure_ray(min_cpus=cfg.workers + 2, dashboard=True)
+    run_dir = storage.join(cfg.storage, cfg.name)
+    ds = read_source(cfg)
+    summary = summarize_labels(ds, cfg)
+    if cfg.task == "gz2":
+        spec = ModelSpec.for_gz2(cfg.arch, preprocess, cfg.merger)
+        class_index = None
+    else:
+        spec = ModelSpec(cfg.arch, "classes", summary.class_names, preprocess,
+                         default_merger(cfg, summary.class_names))
+        class_index = {n: i for i, n in enumerate(summary.class_names)}
+    weights = class_weights(cfg, summary) if cfg.task == "classes" else None
+    use_gpu = runtime.resolve_gpu(cfg.gpu, ray.cluster_resources().get("GPU", 0))
+    return RunPlan(cfg, run_dir, ds, summary, spec, class_index, weights, use_gpu,
+                   _loop_config(cfg, run_dir, spec, summary, weights))
+
+
+def _storage_args(uri: str) -> tuple[Any, str]:
+    fs, path = storage.pyarrow_filesystem(uri)
+    return (fs if storage.is_remote(uri) else None), (path if storage.is_remote(uri) else uri)
+
+
+def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None):
+    """The :class:`ray.train.torch.TorchTrainer` of a planned run.
+
+    ``train_loop`` replaces :func:`galaxy_ray.train.loop.train_loop_per_worker`
+    (a one-argument function of the loop config; tests and benchmarks wrap it).
+    Ray Data keeps the order of rows, so that one worker with one seed sees the
+    same batches on every run.
+    """
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = plan.cfg
+    metric, mode = cfg.monitor
+    datasets = build_datasets(plan.ds, cfg, plan.class_index, plan.spec.preprocess, plan.summary.n_train)
+    ingest = DataConfig.default_ingest_options()
+    ingest.preserve_order = True
+    fs, storage_path = _storage_args(cfg.storage)
+    return TorchTrainer(
+        train_loop or train_loop_per_worker,
+        train_loop_config=plan.loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=plan.use_gpu),
+        run_config=RunConfig(
+            name=cfg.name,
+            storage_path=storage_path,
+            storage_filesystem=fs,
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints,
+                                               checkpoint_score_attribute=metric, checkpoint_score_order=mode),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(execution_options=ingest),
+    )
+
+
+def _best_checkpoint(result, metric: str, mode: str):
+    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if m and metric in m]
+    if not candidates:
+        return result.checkpoint
+    pick = min if mode == "min" else max
+    return pick(candidates, key=lambda cm: cm[1][metric])[0]
+
+
+def _best_value(history: list[dict[str, Any]], metric: str, mode: str) -> float:
+    values = [float(r[metric]) for r in history]
+    return (min if mode == "min" else max)(values) if values else float("nan")
+
+
+def _publish(best, latest, model_uri: str, run_dir: str, metric: str) -> dict[str, Any]:
+    """Copy the best model to ``model.pt``; final ``metrics.csv`` and ``curves.png`` from the latest state."""
+    import torch
+
+    with best.as_directory() as d:
+        storage.write_bytes_atomic(model_uri, Path(d, layout.MODEL).read_bytes())
+    with (latest or best).as_directory() as d:
+        state = torch.load(Path(d, layout.TRAIN_STATE), map_location="cpu", weights_only=True)
+    write_metrics_csv(storage.join(run_dir, layout.METRICS_CSV), state["history"], metric)
+    evaluate.plot_curves(state["history"], storage.join(run_dir, layout.CURVES_PNG), metric)
+    return state
+
+
+def _fit(trainer, cfg: TrainConfig, run_dir: str):
+    try:
+        return trainer.fit()
+    except Exception as exc:  # TrainingFailedError and friends: report in one line, the run can resume
+        reason = str(exc).strip().splitlines()
+        raise GalaxyRayError(f"training run {cfg.name} failed ({type(exc).__name__}: {reason[-1] if reason else ''}); "
+                             f"rerun the same command to resume from its last checkpoint in {run_dir}") from None
+
+
+def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train, write the run directory, evaluate; returns a summary dict.
+
+    Raises
+    ------
+    GalaxyRayError
+        A bad option or source, or a run that failed (rerunning resumes it).
+    """
+    from galaxy_ray.model import output_columns
+
+    t_start = time.perf_counter()
+    plan = plan_run(cfg)
+    run_dir, summary, metric, mode = plan.run_dir, plan.summary, *cfg.monitor
+    print(f"galaxy-ray train: {cfg.name}: {cfg.task} {cfg.arch} on {summary.n_train} training / {summary.n_val} "
+          f"validation galaxies from {cfg.source}; {cfg.workers} workers ({'GPU' if plan.use_gpu else 'CPU'}); "
+          f"run directory {run_dir}", flush=True)
+    result = _fit(make_trainer(plan, train_loop), cfg, run_dir)
+    best = _best_checkpoint(result, metric, mode)
+    if best is None:
+        raise GalaxyRayError(f"training run {cfg.name} reported no checkpoint; see the log above")
+    model_uri = storage.join(run_dir, layout.MODEL)
+    state = _publish(best, result.checkpoint, model_uri, run_dir, metric)
+    history = state["history"]
+    config_json = {
+        "config": asdict(cfg), "spec": plan.spec.to_dict(), "output_columns": output_columns(plan.spec),
+        "data": asdict(summary), "class_weights": plan.class_weights, "use_gpu": plan.use_gpu,
+        "best": {metric: _best_value(history, metric, mode)}, "epochs_done": state["epoch"],
+        "early_stopped": bool(state["stopped"]), "resumes": list(state.get("resumes", [])),
+        "versions": runtime.package_versions(),
+    }
+    storage.write_bytes_atomic(storage.join(run_dir, layout.CONFIG_JSON), json.dumps(config_json, indent=2).encode())
+    report = evaluate.evaluate_run(run_dir, plan.ds, cfg.label, batch_size=max(cfg.batch_size, 64),
+                                   train_mean=summary.train_mean, class_counts=summary.class_counts, source=cfg.source)
+    seconds = time.perf_counter() - t_start
+    print(f"galaxy-ray train: done in {seconds:.0f} s; best {metric} {_best_value(history, metric, mode):.4f}; "
+          f"{evaluate.headline(report)}; model {model_uri}", flush=True)
+    return {"run_dir": run_dir, "model": model_uri, "history": history, "evaluation": report, "seconds": seconds}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``galaxy-ray train`` / ``python jobs/train.py``."""
+    run_training(config_from_args(argv))
+    return 0

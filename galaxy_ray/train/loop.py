@@ -1,0 +1,405 @@
+"""The Ray Train worker: resume, train, validate and report every epoch.
+
+Two phases (a frozen backbone while the new head settles, then the whole
+network at a lower learning rate), AdamW, a cosine or plateau schedule, early
+stopping on the validation metric, bf16 autocast and channels_last on GPUs.
+Every epoch reports metrics and a checkpoint to Ray Train; a replaced worker
+(or a rerun of the same command) resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from ray.data.collate_fn import NumpyBatchCollateFn
+
+from galaxy_ray.io import layout, storage
+from galaxy_ray.train.data import KEY, augment_batch
+
+__all__ = ["METRICS_COLUMNS", "SHUFFLE_BUFFER_BATCHES", "recompute_batchnorm", "train_loop_per_worker",
+           "train_one_epoch", "validate", "write_metrics_csv"]
+
+#: Columns of ``metrics.csv`` besides the validation metric (which follows ``val_loss``).
+METRICS_COLUMNS = ("epoch", "phase", "train_loss", "val_loss", "lr", "seconds")
+#: Training batches held in each worker's local shuffle buffer.
+SHUFFLE_BUFFER_BATCHES = 4
+
+
+def write_metrics_csv(uri: str, history: list[dict[str, Any]], metric: str) -> None:
+    """``metrics.csv``: one row per epoch, the columns of :data:`METRICS_COLUMNS` with ``metric``."""
+    columns = ["epoch", "phase", "train_loss", "val_loss", metric, "lr", "seconds"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow(row)
+    storage.write_bytes_atomic(uri, buf.getvalue().encode("utf-8"))
+
+
+def _progress(line: str) -> None:
+    """One progress line on the worker's stdout, which Ray streams to the driver and the job log.
+
+    Not ``print``: Ray Train patches it on workers to log *and* echo, which shows every line twice.
+    """
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _phase(epoch: int, freeze_epochs: int) -> str:
+    return "frozen" if epoch <= freeze_epochs else "full"
+
+
+def _make_optimizer(net, cfg: Mapping[str, Any], phase: str, n_epochs: int):
+    import torch
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    lr = cfg["lr"] if phase == "frozen" or cfg["freeze_epochs"] == 0 else cfg["lr"] * cfg["finetune_lr_scale"]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"])
+    if cfg["schedule"] == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=cfg["monitor_mode"], factor=0.3, patience=1)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, n_epochs), eta_min=lr * 0.01)
+    return opt, sched
+
+
+def _all_reduce(values: list[float], device) -> list[float]:
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def recompute_batchnorm(net, shard, batch_size: int, dtypes: Mapping[str, Any], device) -> int:
+    """Re-estimate BatchNorm running statistics on un-augmented training cutouts ("precise BN").
+
+    Running averages gathered in training describe *augmented* batches (rotated,
+    zero-filled corners, zoomed, brightness-jittered) taken while the weights
+    moved; validation and inference see deterministic cutouts.  That mismatch
+    swung validation accuracy by up to 10 points between late epochs.  Each
+    worker averages over its share of ``shard`` with
+    :func:`torch.optim.swa_utils.update_bn`, then the workers average their
+    statistics weighted by images, so every replica (and the checkpoint) holds
+    the same ones.
+
+    Returns
+    -------
+    int
+        Cutouts used over all workers (0 leaves the statistics as they were).
+    """
+    import torch
+    import torch.distributed as dist
+    from torch.optim.swa_utils import update_bn
+
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    before = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    cuda = device.type == "cuda"
+    seen = 0
+
+    def batches():
+        nonlocal seen
+        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=dtypes, device=device):
+            seen += len(batch["pixels"])
+            yield batch["pixels"].contiguous(memory_format=torch.channels_last) if cuda else batch["pixels"]
+
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        update_bn(batches(), net)
+    # one all-reduce of (mean, var of every layer, 1) x images: the last element sums to the images used
+    one = torch.ones(1, device=norms[0].running_mean.device)
+    stats = torch.cat([*(torch.cat([m.running_mean, m.running_var]) for m in norms), one]).double() * seen
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(stats)
+    total = stats[-1].item()
+    if total == 0:
+        for m, (mean, var) in zip(norms, before):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+        return 0
+    stats /= total
+    offset = 0
+    for m in norms:
+        n = m.running_mean.numel()
+        m.running_mean.copy_(stats[offset:offset + n])
+        m.running_var.copy_(stats[offset + n:offset + 2 * n])
+        offset += 2 * n
+    return int(total)
+
+
+class AugmentingCollate(NumpyBatchCollateFn):
+    """``collate_fn`` of the training iterator: augment (:func:`augment_batch`) and make tensors.
+
+    It runs in Ray Data's prefetch threads on the worker, overlapping the training step.
+    """
+
+    def __init__(self, preprocess: Mapping[str, Any], seed: int, epoch: int, target_dtype) -> None:
+        self.preprocess, self.seed, self.epoch, self.target_dtype = dict(preprocess), seed, epoch, target_dtype
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        import torch
+
+        pixels = augment_batch(batch["pixels"], batch[KEY], self.preprocess, self.seed, self.epoch)
+        return {"pixels": torch.from_numpy(pixels),
+                "target": torch.as_tensor(np.asarray(batch["target"]), dtype=self.target_dtype)}
+
+
+def _channels_last(x, cuda: bool):
+    import torch
+
+    return x.contiguous(memory_format=torch.channels_last) if cuda else x
+
+
+def train_one_epoch(model, shard, loss_fn, opt, collate, *, batch_size: int, shuffle_rows: int | None,
+                    shuffle_seed: int, cuda: bool) -> tuple[float, float, float]:
+    """One pass over the worker's training shard.
+
+    Returns
+    -------
+    (loss_sum, samples, data_wait_seconds)
+        The summed (not mean) loss over this worker's samples, and the seconds
+        spent waiting for batches.
+    """
+    import torch
+
+    model.train()
+    loss_sum = count = data_wait = 0.0
+    t_data = time.perf_counter()
+    for batch in shard.iter_torch_batches(batch_size=batch_size, collate_fn=collate, prefetch_batches=2,
+                                          local_shuffle_buffer_size=shuffle_rows, local_shuffle_seed=shuffle_seed):
+        data_wait += time.perf_counter() - t_data
+        x, y = _channels_last(batch["pixels"], cuda), batch["target"]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach()) * len(x)
+        count += len(x)
+        t_data = time.perf_counter()
+    return loss_sum, count, data_wait
+
+
+def validate(model, shard, loss_fn, *, batch_size: int, dtypes: Mapping[str, Any], task: str,
+             cuda: bool) -> tuple[float, float, float, float]:
+    """One pass over the worker's validation shard, in eval mode.
+
+    Returns
+    -------
+    (loss_sum, samples, squared_error_sum, correct)
+        Sums over this worker's samples: the squared error over all outputs
+        (gz2) or the count of correct top-1 classes (classes).
+    """
+    import torch
+
+    model.eval()
+    v_loss = v_n = v_sq = v_correct = 0.0
+    with torch.no_grad():
+        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=dtypes):
+            x, y = _channels_last(batch["pixels"], cuda), batch["target"]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                out = model(x).float()
+            v_loss += float(loss_fn(out, y)) * len(x)
+            v_n += len(x)
+            if task == "gz2":
+                v_sq += float(((out - y) ** 2).sum())
+            else:
+                v_correct += float((out.argmax(dim=1) == y).sum())
+    return v_loss, v_n, v_sq, v_correct
+
+
+@dataclass
+class WorkerRun:
+    """What one worker holds across epochs."""
+
+    config: dict[str, Any]
+    rank: int
+    world: int
+    device: Any
+    spec: Any
+    net: Any
+    state: dict[str, Any]
+    loss_fn: Callable
+    shards: dict[str, Any]
+    model: Any = None
+    opt: Any = None
+    sched: Any = None
+    phase: str | None = None
+    bn_announced: bool = False
+    saved_optimizer: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def _start(config: dict[str, Any]) -> WorkerRun:
+    """Seed, build (or restore from Ray Train's checkpoint) the model and the early-stopping state."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from galaxy_ray.model import ModelSpec, build_model, loss_function
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(config["seed"] + rank)
+    spec = ModelSpec.from_dict(config["spec"])
+    state: dict[str, Any] = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "stopped": False,
+                             "resumes": []}
+    checkpoint = ray.train.get_checkpoint()
+    net = build_model(spec, "none" if checkpoint else config["weights"])
+    saved_optimizer = None
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            net.load_state_dict(torch.load(Path(d, layout.MODEL), map_location="cpu", weights_only=True)["model_state"])
+            state = torch.load(Path(d, layout.TRAIN_STATE), map_location="cpu", weights_only=True)
+        saved_optimizer = {"optimizer": state.pop("optimizer"), "scheduler": state.pop("scheduler")}
+        state["resumes"] = list(state.get("resumes", [])) + [state["epoch"]]
+        if rank == 0:
+            _progress(f"galaxy-ray: resuming {config['name']} after epoch {state['epoch']}")
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    shards = {name: ray.train.get_dataset_shard(name) for name in ("train", "val")}
+    shards["bn"] = ray.train.get_dataset_shard("bn") if config.get("bn_samples") else None
+    loss_fn = loss_function(spec, config.get("class_weights"), config.get("label_smoothing", 0.0))
+    return WorkerRun(config, rank, world, device, spec, net, state, loss_fn, shards,
+                     saved_optimizer=saved_optimizer)
+
+
+def _enter_phase(run: WorkerRun, epoch: int) -> None:
+    """Freeze or thaw the backbone when the phase changes; a fresh optimizer (or the resumed one)."""
+    import ray.train.torch
+
+    from galaxy_ray.model import set_backbone_trainable
+
+    phase = _phase(epoch, run.config["freeze_epochs"])
+    if phase == run.phase:
+        return
+    run.phase = phase
+    set_backbone_trainable(run.net, phase == "full")
+    # DDP must be rebuilt when the set of trainable parameters changes.
+    run.model = ray.train.torch.prepare_model(run.net)
+    freeze, epochs = run.config["freeze_epochs"], run.config["epochs"]
+    run.opt, run.sched = _make_optimizer(run.net, run.config, phase, freeze if phase == "frozen" else epochs - freeze)
+    previous = run.state["history"][-1]["phase"] if run.state["history"] else None
+    if run.saved_optimizer is not None and previous == phase:
+        run.opt.load_state_dict(run.saved_optimizer["optimizer"])
+        run.sched.load_state_dict(run.saved_optimizer["scheduler"])
+    run.saved_optimizer = None
+
+
+def _record(run: WorkerRun, row: dict[str, Any]) -> float:
+    """Append the epoch's row, update best / patience / early stop, step the schedule; returns the metric."""
+    import torch
+
+    state, metric, mode = run.state, run.config["monitor"], run.config["monitor_mode"]
+    value = row[metric]
+    better = state["best"] is None or (value < state["best"] if mode == "min" else value > state["best"])
+    state["best"] = value if better else state["best"]
+    state["bad_epochs"] = 0 if better else state["bad_epochs"] + 1
+    # Early stopping only judges the whole-network phase: the frozen one is expected to plateau.
+    state["stopped"] = row["phase"] == "full" and state["bad_epochs"] >= run.config["patience"]
+    state["epoch"] = row["epoch"]
+    state["history"].append(row)
+    if isinstance(run.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        run.sched.step(value)
+    else:
+        run.sched.step()
+    return value
+
+
+def _report(run: WorkerRun, row: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Rank 0: ``metrics.csv`` and a checkpoint (model + optimizer + state); every rank reports."""
+    import ray.train
+    import torch
+
+    from galaxy_ray.model import checkpoint_bytes
+
+    if run.rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    config, metric = run.config, run.config["monitor"]
+    seconds = max(row["seconds"], 1e-9)
+    _progress(f"epoch {row['epoch']}/{config['epochs']} [{row['phase']}] train_loss {row['train_loss']:.4f} "
+              f"val_loss {row['val_loss']:.4f} {metric} {row[metric]:.4f} lr {row['lr']:.2e} {row['seconds']:.1f} s "
+              f"({metrics['samples'] / seconds:.0f} samples/s)" + ("  early stop" if run.state["stopped"] else ""))
+    write_metrics_csv(storage.join(config["run_dir"], layout.METRICS_CSV), run.state["history"], metric)
+    with tempfile.TemporaryDirectory(prefix="galaxy-ray-ckpt-") as tmp:
+        extra = {"epoch": row["epoch"], metric: row[metric], **config["extra"]}
+        Path(tmp, layout.MODEL).write_bytes(checkpoint_bytes(run.net, run.spec, extra))
+        torch.save(dict(run.state, optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict()),
+                   Path(tmp, layout.TRAIN_STATE))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                         checkpoint_dir_name=f"checkpoint_epoch_{row['epoch']:04d}")
+
+
+def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
+    import torch
+
+    config, bs = run.config, run.config["batch_size"]
+    target_dtype = torch.float32 if run.spec.task == "gz2" else torch.int64
+    t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
+    collate = AugmentingCollate(run.spec.preprocess, config["seed"], epoch, target_dtype)
+    loss_sum, count, data_wait = train_one_epoch(
+        run.model, run.shards["train"], run.loss_fn, run.opt, collate, batch_size=bs,
+        shuffle_rows=shuffle_buffer_batches * bs or None, shuffle_seed=config["seed"] + 1000 * epoch + run.rank,
+        cuda=run.cuda)
+    train_seconds = time.perf_counter() - t0
+    dtypes = {"pixels": torch.uint8, "target": target_dtype}  # Ray converts only the columns named here
+    if run.shards["bn"] is not None:
+        bn_images = recompute_batchnorm(run.net, run.shards["bn"], bs, dtypes, run.device)
+        if run.rank == 0 and bn_images and not run.bn_announced:
+            run.bn_announced = True
+            _progress(f"galaxy-ray: BatchNorm statistics re-estimated on {bn_images} un-augmented training "
+                      "cutouts before each validation (--bn-samples)")
+    sums = validate(run.model, run.shards["val"], run.loss_fn, batch_size=bs, dtypes=dtypes, task=run.spec.task,
+                    cuda=run.cuda)
+    loss_sum, count, v_loss, v_n, v_sq, v_correct = _all_reduce([loss_sum, count, *sums], run.device)
+    row = {"epoch": epoch, "phase": run.phase, "train_loss": loss_sum / max(count, 1), "val_loss": v_loss / max(v_n, 1),
+           "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
+    if run.spec.task == "gz2":
+        row["val_rmse"] = math.sqrt(v_sq / max(v_n * run.spec.num_outputs, 1))
+    else:
+        row["val_accuracy"] = v_correct / max(v_n, 1)
+    _record(run, row)
+    _report(run, row, dict(row, samples=count, train_seconds=train_seconds, data_wait_seconds=data_wait,
+                           stopped=run.state["stopped"]))
+
+
+def train_loop_per_worker(config: dict[str, Any], *, on_epoch_start: Callable[[int], None] | None = None,
+                          shuffle_buffer_batches: int = SHUFFLE_BUFFER_BATCHES) -> None:
+    """The Ray Train worker function: resume, then train, validate and report each remaining epoch.
+
+    Parameters
+    ----------
+    config : dict
+        The ``loop_config`` of :func:`galaxy_ray.train.driver.plan_run`.
+    on_epoch_start : callable, optional
+        Called with the epoch number before each epoch (tests use it to end a worker).
+    shuffle_buffer_batches : int
+        Batches held in the local shuffle buffer (0: no local shuffle).
+
+    Ray Train calls this with ``config`` only; the keyword arguments are for a
+    caller that wraps it in its own one-argument loop function.
+    """
+    run = _start(config)
+    for epoch in range(run.state["epoch"] + 1, config["epochs"] + 1):
+        if run.state["stopped"]:
+            break
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
+        _enter_phase(run, epoch)
+        _run_epoch(run, epoch, shuffle_buffer_batches)
