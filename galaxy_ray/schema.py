@@ -33,6 +33,7 @@ __all__ = [
     "GZ2_HART_COLUMNS",
     "GZ2_MERGER_INDEX",
     "GALAXY10_CLASSES",
+    "GALAXY10_SDSS_CLASSES",
     "GALAXY10_MERGER_CLASS",
     "CatalogColumns",
     "class_column",
@@ -173,6 +174,20 @@ GALAXY10_CLASSES: tuple[str, ...] = (
     "Edge-on with Bulge",
 )
 GALAXY10_MERGER_CLASS = "Merging"
+#: Galaxy10 SDSS classes (69 x 69 px cutouts), in the order of its ``ans`` codes 0..9
+#: (astroNN documentation, "Galaxy10 SDSS"; Leung & Bovy 2019).  It has no merger class.
+GALAXY10_SDSS_CLASSES: tuple[str, ...] = (
+    "Disk, Face-on, No Spiral",
+    "Smooth, Completely round",
+    "Smooth, in-between round",
+    "Smooth, Cigar shaped",
+    "Disk, Edge-on, Rounded Bulge",
+    "Disk, Edge-on, Boxy Bulge",
+    "Disk, Edge-on, No Bulge",
+    "Disk, Face-on, Tight Spiral",
+    "Disk, Face-on, Medium Spiral",
+    "Disk, Face-on, Loose Spiral",
+)
 
 
 class CatalogColumns:

@@ -196,3 +196,50 @@ def submit_job(ray_head):
         return out.stdout + out.stderr
 
     return submit
+
+
+# --------------------------------------------------------------------------- shared builders
+
+
+def _write_shards(table, out: str, rows_per_shard: int) -> list[str]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    from galaxy_ray.io import layout, storage
+
+    uris = []
+    for k, start in enumerate(range(0, table.num_rows, rows_per_shard)):
+        buf = io.BytesIO()
+        pq.write_table(table.slice(start, rows_per_shard), buf)
+        uri = storage.join(out, layout.part_name(k))
+        storage.write_bytes_atomic(uri, buf.getvalue())
+        uris.append(uri)
+    return uris
+
+
+def _tiny_checkpoint(out: str, task: str = "gz2", size: int = 32, seed: int = 0) -> str:
+    import torch
+
+    from galaxy_ray import model, schema
+
+    torch.manual_seed(seed)
+    pre = {"image_size": size, "crop_fraction": 1.0}
+    if task == "gz2":
+        spec = model.ModelSpec.for_gz2("resnet18", pre)
+    else:
+        spec = model.ModelSpec("resnet18", "classes", list(schema.GALAXY10_CLASSES), pre,
+                               schema.GALAXY10_MERGER_CLASS)
+    return model.save_checkpoint(out, model.build_model(spec), spec)
+
+
+@pytest.fixture(scope="session")
+def write_shards():
+    """``write_shards(table, out, rows_per_shard) -> [uri]``: a cutout table as packed Parquet shards."""
+    return _write_shards
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint():
+    """``tiny_checkpoint(out, task="gz2", size=32, seed=0) -> uri``: an untrained ResNet-18 checkpoint."""
+    return _tiny_checkpoint

@@ -70,30 +70,6 @@ def _survey(n: int, seed: int, bad: bool) -> pa.Table:
     return table.set_column(table.column_names.index(C.RA), C.RA, pa.array(ra, pa.float64()))
 
 
-def _write_shards(table: pa.Table, out: str, rows_per_shard: int) -> list[str]:
-    uris = []
-    for k, start in enumerate(range(0, table.num_rows, rows_per_shard)):
-        buf = io.BytesIO()
-        pq.write_table(table.slice(start, rows_per_shard), buf)
-        uri = storage.join(out, f"part-{k:05d}.parquet")
-        storage.write_bytes_atomic(uri, buf.getvalue())
-        uris.append(uri)
-    return uris
-
-
-def _checkpoint(out: str, task: str = "gz2") -> str:
-    import torch
-
-    torch.manual_seed(0)
-    pre = {"image_size": SIZE, "crop_fraction": 1.0}
-    if task == "gz2":
-        spec = model_mod.ModelSpec.for_gz2("resnet18", pre)
-    else:
-        spec = model_mod.ModelSpec("resnet18", "classes", list(schema.GALAXY10_CLASSES), pre,
-                                   schema.GALAXY10_MERGER_CLASS)
-    return model_mod.save_checkpoint(out, model_mod.build_model(spec), spec)
-
-
 def _read_catalog(out: str) -> tuple[list[str], pa.Table]:
     files = [f for f in storage.list_files(out, (".parquet",))]
     tables = []
@@ -108,16 +84,16 @@ def _quiet(_line: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def gz2_checkpoint(tmp_path_factory) -> str:
-    return _checkpoint(str(tmp_path_factory.mktemp("ckpt") / "model.pt"))
+def gz2_checkpoint(tmp_path_factory, tiny_checkpoint) -> str:
+    return tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "model.pt"), size=SIZE)
 
 
 @pytest.fixture(scope="module")
-def survey(tmp_path_factory) -> tuple[str, pa.Table]:
+def survey(tmp_path_factory, write_shards) -> tuple[str, pa.Table]:
     """40 cutouts (5 broken) in 4 shards of 10."""
     table = _survey(40, seed=3, bad=True)
     out = str(tmp_path_factory.mktemp("survey"))
-    _write_shards(table, out, rows_per_shard=10)
+    write_shards(table, out, rows_per_shard=10)
     return out, table
 
 
@@ -349,10 +325,10 @@ def test_rerun_skips_finished_files_and_rejects_another_split(shard_run, survey,
 # --------------------------------------------------------------------------- crash and resume
 
 
-def test_killed_run_resumes_with_every_object_once(ray_cluster, gz2_checkpoint, tmp_path):
+def test_killed_run_resumes_with_every_object_once(ray_cluster, gz2_checkpoint, tmp_path, write_shards):
     table = _survey(48, seed=5, bad=False)
     source, out = str(tmp_path / "survey"), str(tmp_path / "catalog")
-    _write_shards(table, source, rows_per_shard=6)
+    write_shards(table, source, rows_per_shard=6)
     # the job joins the test's cluster, as under `ray job submit`
     env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address, PYTHONUNBUFFERED="1")
     cmd = [sys.executable, str(ROOT / "jobs" / "infer.py"), "--checkpoint", gz2_checkpoint, "--source", source,
@@ -386,12 +362,12 @@ def test_killed_run_resumes_with_every_object_once(ray_cluster, gz2_checkpoint, 
 # --------------------------------------------------------------------------- S3, other formats
 
 
-def test_s3_in_and_out(ray_cluster, s3_bucket, tmp_path):
+def test_s3_in_and_out(ray_cluster, s3_bucket, tmp_path, write_shards, tiny_checkpoint):
     table = _survey(20, seed=7, bad=True)
     source, out = f"{s3_bucket}/survey", f"{s3_bucket}/catalog"
-    _write_shards(table, source, rows_per_shard=10)
+    write_shards(table, source, rows_per_shard=10)
     checkpoint = f"{s3_bucket}/runs/g10/model.pt"
-    local = _checkpoint(str(tmp_path / "model.pt"), task="classes")
+    local = tiny_checkpoint(str(tmp_path / "model.pt"), task="classes", size=SIZE)
     storage.write_bytes_atomic(checkpoint, Path(local).read_bytes())
 
     summary = infer.run_inference(checkpoint, source, out, batch_size=8, rows_per_file=100, tta=True,

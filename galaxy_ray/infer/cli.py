@@ -6,6 +6,7 @@ import argparse
 from typing import Sequence
 
 from galaxy_ray import runtime
+from galaxy_ray.data import sources
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE
 from galaxy_ray.infer.run import run_inference
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="cutouts: packed shards (fast) or any source format")
     p.add_argument("--out", required=True, help="catalog directory, path or s3://")
     p.add_argument("--format", default=None, help="source format (default: detected)")
+    sources.add_source_options(p)
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE,
                    help="target rows per output file (the unit a rerun skips)")
@@ -55,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.checkpoint, args.source, args.out, format=args.format, batch_size=args.batch_size,
         rows_per_file=args.rows_per_file, tta=args.tta, merger_threshold=args.merger_threshold,
         num_actors=args.num_actors, use_gpu=args.gpu, decode_tasks=args.decode_tasks,
-        log=lambda s: print(s, flush=True),
+        source_options=sources.source_options(args), log=lambda s: print(s, flush=True),
     )
     print(f"rows with errors: {summary['error_rows']}", flush=True)
     return 0

@@ -20,12 +20,13 @@ from galaxy_ray import catalog
 from galaxy_ray import model as model_mod
 from galaxy_ray import runtime
 from galaxy_ray.data import sources
+from galaxy_ray.data.sources import identity
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer import pipeline
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
 from galaxy_ray.infer.writer import UnitWriter, catalog_totals
 from galaxy_ray.io import layout, resume, storage
-from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS
+from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
 __all__ = ["run_inference", "base_provenance"]
 
@@ -106,6 +107,19 @@ def _stream(ds, writer: UnitWriter, out: str) -> float:
     return streamed_until
 
 
+def _identity(plan: Plan, log: Callable[[str], None]) -> dict[str, int]:
+    """Warn about object ids on several rows (each still gets its catalog row) and count them.
+
+    Row plans hold the source's ids already; packed shards were checked when packed.
+    """
+    if plan.metadata is None or C.OBJECT_ID not in plan.metadata:
+        return {}
+    report = identity.find_identity(plan.metadata[C.OBJECT_ID].tolist())
+    if report.duplicate_ids:
+        log(f"warning: {report.summary()}; each row gets its own catalog row, so these ids are not unique there")
+    return {"duplicate_id_rows": report.duplicate_rows}
+
+
 def _throughput(t0: float, writer: UnitWriter, streamed_until: float | None) -> dict[str, float]:
     """Start-up time (until the first catalog rows reach the driver) and the rate after it.
 
@@ -165,6 +179,7 @@ def run_inference(
     num_actors: int | tuple[int, int] | None = None,
     use_gpu: bool | str = "auto",
     decode_tasks: int | None = None,
+    source_options: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Stream ``source`` through the model in ``checkpoint`` into a catalog under ``out``.
@@ -194,6 +209,8 @@ def run_inference(
         One GPU per actor; "auto" uses GPUs when the cluster has them.
     decode_tasks : int, optional
         Cap on concurrent decode/preprocess tasks (default: Ray Data decides).
+    source_options : dict, optional
+        Keywords of ``sources.open_source`` (``filename_mapping``, ``galaxy10``).
     log : callable
         Receives progress lines.
 
@@ -213,7 +230,7 @@ def run_inference(
     _check_options(batch_size, merger_threshold)
     checkpoint = layout.checkpoint_file(checkpoint)
     _, spec = model_mod.load_checkpoint(checkpoint)  # fail early on a bad checkpoint
-    src = sources.open_source(source, format)  # lists and sniffs the source once
+    src = sources.open_source(source, format, **(source_options or {}))  # lists and sniffs the source once
     provenance = base_provenance(checkpoint, spec, source, src.format, merger_threshold, tta)
 
     ray = runtime.ensure_ray()
@@ -221,6 +238,7 @@ def run_inference(
     gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 1))
     use_gpu = runtime.resolve_gpu(use_gpu, gpus)
     plan = make_plan(src, rows_per_file)
+    provenance.update(_identity(plan, log))
     pending = _pending_units(out, plan, log)
     log(f"{source} ({src.format}): {plan.rows} rows in {len(plan.units)} output file(s); "
         f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError, one_line
-from galaxy_ray.schema import GALAXY10_CLASSES, CatalogColumns as C
+from galaxy_ray.schema import GALAXY10_CLASSES, GALAXY10_SDSS_CLASSES, CatalogColumns as C
 from galaxy_ray.data.sources._common import Source, cutout_table
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename
 from galaxy_ray.data.sources.positions import check_positions
@@ -35,20 +35,6 @@ from galaxy_ray.data.sources.positions import check_positions
 #: The file names of the DECaLS and SDSS releases (any ``.h5``/``.hdf5`` name is read).
 FILE_NAME = "Galaxy10_DECals.h5"
 SDSS_FILE_NAME = "Galaxy10.h5"
-#: Galaxy10 SDSS classes, in the order of its ``ans`` codes 0..9 (astroNN documentation,
-#: "Galaxy10 SDSS"; Leung & Bovy 2019).
-GALAXY10_SDSS_CLASSES: tuple[str, ...] = (
-    "Disk, Face-on, No Spiral",
-    "Smooth, Completely round",
-    "Smooth, in-between round",
-    "Smooth, Cigar shaped",
-    "Disk, Edge-on, Rounded Bulge",
-    "Disk, Edge-on, Boxy Bulge",
-    "Disk, Edge-on, No Bulge",
-    "Disk, Face-on, Tight Spiral",
-    "Disk, Face-on, Medium Spiral",
-    "Disk, Face-on, Loose Spiral",
-)
 #: The releases, their class names, and their cutout size in pixels.
 DECALS, SDSS = "decals", "sdss"
 RELEASES: dict[str, tuple[str, ...]] = {DECALS: GALAXY10_CLASSES, SDSS: GALAXY10_SDSS_CLASSES}
