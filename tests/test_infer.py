@@ -325,6 +325,7 @@ def test_rerun_skips_finished_files_and_rejects_another_split(shard_run, survey,
 # --------------------------------------------------------------------------- crash and resume
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_every_object_once(ray_cluster, gz2_checkpoint, tmp_path, write_shards):
     table = _survey(48, seed=5, bad=False)
     source, out = str(tmp_path / "survey"), str(tmp_path / "catalog")
