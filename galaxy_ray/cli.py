@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "predict": ("galaxy_ray.infer", "predict_main", "classify a few image files, no cluster"),
     "query": ("galaxy_ray.catalog", "query_main", "cone/box searches and filters over a catalog"),
     "stats": ("galaxy_ray.catalog", "stats_main", "row counts, morphology mix and merger fraction"),
+    "hats": ("galaxy_ray.catalog", "hats_main", "write a catalog in the HATS layout (LSDB), with a margin cache"),
+    "crossmatch": ("galaxy_ray.catalog", "crossmatch_main", "pair a catalog with another catalog by position (LSDB)"),
     "report": ("galaxy_ray.report", "main", "figures and an index page for a source, run or catalog"),
 }
 

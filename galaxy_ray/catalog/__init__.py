@@ -6,6 +6,10 @@ position, the HATS convention), with the provenance JSON stored in each file's
 key-value metadata under ``galaxy_ray`` and in ``_catalog.json`` beside the
 files (see ``docs/contracts.md``, "The catalog").
 
+The same rows may also be written in the HATS layout (HEALPix partitions
+sized by row count, a margin cache and properties; ``galaxy-ray hats``),
+which LSDB opens and cross-matches; ``query`` and ``stats`` read both.
+
 Spatial queries (cones and RA/Dec boxes) first find the HEALPix cells that
 cover the region at a coarse order (mocpy), turn them into ranges of
 ``_healpix_29`` and read only the Parquet row groups whose min/max statistics
@@ -18,11 +22,18 @@ Modules: :mod:`~galaxy_ray.catalog.write` (files and provenance),
 :mod:`~galaxy_ray.catalog.scan` (opening, region scans),
 :mod:`~galaxy_ray.catalog.query` (filters and queries),
 :mod:`~galaxy_ray.catalog.output` (tables and files),
-:mod:`~galaxy_ray.catalog.stats` (merger statistics) and
+:mod:`~galaxy_ray.catalog.stats` (merger statistics),
+:mod:`~galaxy_ray.catalog.metadata` (the ``_metadata`` footer summary),
+:mod:`~galaxy_ray.catalog.hats` (reading the HATS layout),
+:mod:`~galaxy_ray.catalog.convert` (``galaxy-ray hats``: writing it with hats-import),
+:mod:`~galaxy_ray.catalog.crossmatch` (``galaxy-ray crossmatch``, with LSDB) and
 :mod:`~galaxy_ray.catalog.cli` (``galaxy-ray query`` and ``stats``).
 """
 
 from galaxy_ray.catalog.cli import query_main, stats_main
+from galaxy_ray.catalog.convert import DEFAULT_MARGIN_ARCSEC, default_hats_path, hats_main, to_hats
+from galaxy_ray.catalog.crossmatch import crossmatch, crossmatch_main, parse_radius
+from galaxy_ray.catalog.metadata import METADATA_NAME, write_parquet_metadata
 from galaxy_ray.catalog.output import to_astropy, write_kaggle_submission, write_table
 from galaxy_ray.catalog.query import box_search, cone_search, query, validate_where
 from galaxy_ray.catalog.regions import Box, Cone, in_ranges
@@ -65,4 +76,13 @@ __all__ = [
     "write_kaggle_submission",
     "query_main",
     "stats_main",
+    "METADATA_NAME",
+    "write_parquet_metadata",
+    "DEFAULT_MARGIN_ARCSEC",
+    "default_hats_path",
+    "to_hats",
+    "hats_main",
+    "crossmatch",
+    "crossmatch_main",
+    "parse_radius",
 ]

@@ -18,7 +18,7 @@ from galaxy_ray.catalog.stats import format_stats, merger_stats
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, CatalogColumns as C
 
-__all__ = ["query_main", "stats_main"]
+__all__ = ["query_main", "stats_main", "print_rows"]
 
 
 def _add_region_args(p: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def _kaggle_columns(cat: Catalog, args: argparse.Namespace) -> list[str]:
     return [C.OBJECT_ID, *GZ2_ANSWER_COLUMNS, C.ERROR]
 
 
-def _print_rows(table: pa.Table, max_print: int) -> None:
+def print_rows(table: pa.Table, max_print: int) -> None:
     """The first ``max_print`` rows as text, and the row count."""
     df = table.slice(0, max(0, max_print)).to_pandas()
     with pd.option_context("display.max_columns", None, "display.width", 200):
@@ -83,7 +83,7 @@ def query_main(argv: Sequence[str] | None = None) -> int:
         fmt = write_table(table, args.out)
         print(f"wrote {table.num_rows} rows to {args.out} ({fmt})")
     if not (args.out or args.kaggle_submission):
-        _print_rows(table, args.max_print)
+        print_rows(table, args.max_print)
     return 0
 
 

@@ -1,9 +1,14 @@
-"""Opening a catalog and reading the rows of a sky region.
+"""Opening a catalog (plain or HATS layout) and reading the rows of a sky region.
 
 A region scan reads, file by file, only the row groups whose ``_healpix_29``
 min/max statistics meet the region's HEALPix cover; of those it reads the
 positions first, keeps the rows inside the region, and reads the other
 columns only of the row groups that hold such rows.
+
+Files are skipped before they are opened where the layout allows it: in the
+HATS layout a partition whose pixel misses the cover is never opened; in the
+plain layout a ``_metadata`` summary gives every file's row-group statistics
+in one read, so only files with a row group meeting the cover are opened.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from galaxy_ray.catalog.hats import hats_parts, is_hats_listing
+from galaxy_ray.catalog.metadata import METADATA_NAME, summary_footers
 from galaxy_ray.catalog.regions import Box, Cone, Ranges, in_ranges
 from galaxy_ray.catalog.write import (
     LEADING_COLUMNS,
@@ -51,6 +58,9 @@ class ScanStats:
     """What the last spatial scan touched (for benchmarks and ``--verbose``)."""
 
     files: int = 0
+    files_opened: int = 0
+    #: Footers and column chunks read (compressed bytes, from the Parquet metadata).
+    bytes_read: int = 0
     row_groups_total: int = 0
     row_groups_read: int = 0
     rows_read: int = 0
@@ -62,17 +72,16 @@ class ScanStats:
         return dict(self.__dict__)
 
 
-def row_groups_meeting(pf: pq.ParquetFile, cover: Ranges | None) -> list[int]:
-    """Indices of the row groups of ``pf`` whose ``_healpix_29`` statistics meet ``cover``.
+def row_groups_meeting(meta: pq.FileMetaData, cover: Ranges | None) -> list[int]:
+    """Indices of the row groups of a file (its footer ``meta``) whose ``_healpix_29`` statistics meet ``cover``.
 
     A row group without statistics is always read; one whose positions are
     all null never is.  ``cover`` None: every row group.
     """
-    meta = pf.metadata
     if cover is None:
         return list(range(meta.num_row_groups))
     lo, hi = cover
-    col = pf.schema_arrow.get_field_index(C.HEALPIX)
+    col = meta.schema.to_arrow_schema().get_field_index(C.HEALPIX)
     chosen = []
     for i in range(meta.num_row_groups):
         st = meta.row_group(i).column(col).statistics
@@ -85,6 +94,22 @@ def row_groups_meeting(pf: pq.ParquetFile, cover: Ranges | None) -> list[int]:
         if k < lo.size and lo[k] <= st.max:
             chosen.append(i)
     return chosen
+
+
+def ranges_meeting(file_ranges: Ranges, cover: Ranges) -> np.ndarray:
+    """Boolean mask of the ``[lo, hi)`` ranges of ``file_ranges`` that meet a cover's ranges."""
+    lo, hi = file_ranges
+    k = np.searchsorted(cover[1], lo, side="right")  # the first cover range ending after lo
+    inside = k < cover[0].size
+    inside[inside] = cover[0][k[inside]] < hi[inside]
+    return inside
+
+
+def chunk_bytes(meta: pq.FileMetaData, groups: Sequence[int], columns: Sequence[str]) -> int:
+    """Compressed bytes of the column chunks of ``columns`` in row groups ``groups`` of a file."""
+    names = meta.schema.to_arrow_schema().names
+    idx = [names.index(c) for c in columns]
+    return sum(meta.row_group(g).column(i).total_compressed_size for g in groups for i in idx)
 
 
 def region_mask(pos: pa.Table, region: Cone | Box, cover: Ranges | None) -> np.ndarray:
@@ -107,13 +132,21 @@ def region_mask(pos: pa.Table, region: Cone | Box, cover: Ranges | None) -> np.n
 class Catalog:
     """An opened catalog: its files, schema and provenance.
 
-    Use :func:`open_catalog` to make one.
+    Use :func:`open_catalog` to make one.  ``layout`` is ``"plain"`` (files
+    covering the whole sky, with a ``_metadata`` summary when ``summary`` is
+    set) or ``"hats"`` (partition files, each holding the order-29 range
+    ``file_ranges[0][i]`` to ``file_ranges[1][i]`` of ``_healpix_29``).
     """
 
     uri: str
     files: list[str]
     schema: pa.Schema
     provenance: dict
+    layout: str = "plain"
+    file_ranges: Ranges | None = None
+    summary: str | None = None
+    #: What opening read (the summary or the first footer; HATS: properties not counted).
+    opened: ScanStats = field(default_factory=ScanStats)
     last_scan: ScanStats = field(default_factory=ScanStats)
     _footers: dict = field(default_factory=dict, repr=False)
     _con: Any = field(default=None, repr=False)
@@ -142,9 +175,27 @@ class Catalog:
         return storage.pyarrow_filesystem(self.files[0])[0]
 
     def dataset(self) -> ds.Dataset:
-        """The files as one ``pyarrow.dataset.Dataset``."""
+        """The files as one ``pyarrow.dataset.Dataset`` (from the ``_metadata`` summary when there is one)."""
+        if self.summary is not None:
+            fs, path = storage.pyarrow_filesystem(self.summary)
+            return ds.parquet_dataset(path, schema=self.schema, filesystem=fs)
         paths = [storage.pyarrow_filesystem(f)[1] for f in self.files]
         return ds.dataset(paths, schema=self.schema, format="parquet", filesystem=self._filesystem())
+
+    def footer(self, uri: str) -> pq.FileMetaData:
+        """The footer of one of the files (from the summary, or read once and kept)."""
+        if uri not in self._footers:
+            fs, path = storage.pyarrow_filesystem(uri)
+            with fs.open_input_file(path) as f:
+                self._footers[uri] = pq.ParquetFile(f).metadata
+        return self._footers[uri]
+
+    def files_meeting(self, cover: Ranges | None) -> list[str]:
+        """The files that may hold rows of ``cover``: HATS partitions whose pixel meets it, else all."""
+        if cover is None or self.file_ranges is None:
+            return list(self.files)
+        keep = ranges_meeting(self.file_ranges, cover)
+        return [f for f, k in zip(self.files, keep) if k]
 
     def scan_region(self, region: Cone | Box, columns: Sequence[str] | None = None,
                     prune: bool = True) -> pa.Table:
@@ -156,9 +207,10 @@ class Catalog:
         columns : sequence of str, optional
             Columns to return (all when None).
         prune : bool
-            Skip row groups whose ``_healpix_29`` statistics miss the region's
-            HEALPix cover.  ``False`` scans every row group (the baseline the
-            benchmark compares with); the result is the same.
+            Skip files and row groups that miss the region's HEALPix cover
+            (HATS partitions, ``_healpix_29`` statistics).  ``False`` scans
+            every row group (the baseline the benchmark compares with); the
+            result is the same.
         """
         start = time.perf_counter()
         columns = self.columns if columns is None else list(columns)
@@ -166,10 +218,17 @@ class Catalog:
         stats = ScanStats(files=len(self.files))
         fs = self._filesystem()
         pieces = []
-        for uri in self.files:
+        for uri in self.files_meeting(cover):
+            footer = self._footers.get(uri)
+            if footer is not None and not row_groups_meeting(footer, cover):
+                stats.row_groups_total += footer.num_row_groups  # known from the summary: never opened
+                continue
             with fs.open_input_file(storage.pyarrow_filesystem(uri)[1]) as handle:
-                pf = pq.ParquetFile(handle, metadata=self._footers.get(uri))
-                self._footers[uri] = pf.metadata  # parsed once per opened catalog
+                pf = pq.ParquetFile(handle, metadata=footer)
+                stats.files_opened += 1
+                if footer is None:
+                    stats.bytes_read += pf.metadata.serialized_size + 8  # footer, its length and magic
+                    self._footers[uri] = pf.metadata  # parsed once per opened catalog
                 got = self._scan_file(pf, region, cover, columns, stats)
             if got is not None:
                 pieces.append(got)
@@ -182,13 +241,15 @@ class Catalog:
     def _scan_file(self, pf: pq.ParquetFile, region: Cone | Box, cover: Ranges | None,
                    columns: list[str], stats: ScanStats) -> pa.Table | None:
         """The rows of one file inside ``region`` (None when there are none), counted in ``stats``."""
-        groups = row_groups_meeting(pf, cover)
-        stats.row_groups_total += pf.metadata.num_row_groups
+        meta = pf.metadata
+        groups = row_groups_meeting(meta, cover)
+        stats.row_groups_total += meta.num_row_groups
         stats.row_groups_read += len(groups)
         if not groups:
             return None
         pos = pf.read_row_groups(groups, columns=_POSITION_COLUMNS)
         stats.rows_read += pos.num_rows
+        stats.bytes_read += chunk_bytes(meta, groups, _POSITION_COLUMNS)
         mask = region_mask(pos, region, cover)
         if not mask.any():
             return None
@@ -196,18 +257,59 @@ class Catalog:
         rest = [c for c in columns if c not in _POSITION_COLUMNS]
         if rest:
             # the other columns only of the row groups with rows inside
-            bounds = np.cumsum([0, *(pf.metadata.row_group(i).num_rows for i in groups)])
+            bounds = np.cumsum([0, *(meta.row_group(i).num_rows for i in groups)])
             parts = [mask[bounds[k]:bounds[k + 1]] for k in range(len(groups))]
             hit = [k for k, part in enumerate(parts) if part.any()]
             other = pf.read_row_groups([groups[k] for k in hit], columns=rest)
+            stats.bytes_read += chunk_bytes(meta, [groups[k] for k in hit], rest)
             other = other.filter(pa.array(np.concatenate([parts[k] for k in hit])))
             for name in rest:
                 got = got.append_column(self.schema.field(name), other[name])
         return got.select(columns)
 
 
+def _checked(cat: Catalog) -> Catalog:
+    """``cat`` after checking it has the contract's columns."""
+    missing = [c for c in (*LEADING_COLUMNS, *TRAILING_COLUMNS) if c not in cat.schema.names]
+    if missing:
+        raise GalaxyRayError(f"{cat.uri}: not a galaxy-ray catalog (no column {', '.join(missing)})")
+    return cat
+
+
+def _open_hats(uri: str) -> Catalog:
+    """A HATS collection or catalog written by ``galaxy-ray hats``."""
+    parts = hats_parts(uri)
+    if parts.provenance is None:
+        raise GalaxyRayError(f"{uri}: a HATS catalog, but not one galaxy-ray wrote (no '{METADATA_KEY}' "
+                             "metadata in _common_metadata); open it with lsdb.open_catalog")
+    if not parts.files:
+        raise GalaxyRayError(f"{uri}: a HATS catalog without partitions")
+    return _checked(Catalog(uri=uri, files=parts.files, schema=parts.schema, provenance=parts.provenance,
+                            layout="hats", file_ranges=parts.ranges))
+
+
+def _plain_schema(cat: Catalog) -> pa.Schema:
+    """The schema of a plain catalog: from the summary, else the first file's footer (kept for scans)."""
+    if cat.summary is not None:
+        return cat._footers[cat.files[0]].schema.to_arrow_schema()
+    fs, path = storage.pyarrow_filesystem(cat.files[0])
+    try:
+        with fs.open_input_file(path) as f:
+            meta = pq.ParquetFile(f).metadata
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise GalaxyRayError(f"{cat.files[0]}: not a readable Parquet file ({exc})") from None
+    cat._footers[cat.files[0]] = meta
+    cat.opened.files_opened += 1
+    cat.opened.bytes_read += meta.serialized_size + 8
+    return meta.schema.to_arrow_schema()
+
+
 def open_catalog(uri: str) -> Catalog:
-    """Open a catalog directory, ``s3://`` prefix or single catalog Parquet file.
+    """Open a catalog directory, ``s3://`` prefix or single catalog Parquet file, in either layout.
+
+    The plain layout (``part-NNNNN.parquet`` files) uses a ``_metadata``
+    summary when one names exactly the files there; a HATS collection or
+    catalog (``galaxy-ray hats``) is recognised by its properties file.
 
     Raises
     ------
@@ -217,24 +319,25 @@ def open_catalog(uri: str) -> Catalog:
     uri = str(uri)
     if not storage.exists(uri):
         raise GalaxyRayError(f"{uri}: no such catalog; check the path")
-    files = catalog_files(uri)
+    listing = storage.list_files(uri) if storage.isdir(uri) else None
+    if listing is not None and is_hats_listing(listing):
+        return _open_hats(uri)
+    files = catalog_files(uri, listing)
     if not files:
         raise GalaxyRayError(
             f"{uri}: not a galaxy-ray catalog (no Parquet files); point at the directory that galaxy-ray infer wrote"
         )
-    provenance = read_provenance(uri) if storage.isdir(uri) else file_provenance(uri)
+    provenance = read_provenance(uri) if listing is not None else file_provenance(uri)
     if provenance is None:
         raise GalaxyRayError(f"{uri}: not a galaxy-ray catalog (no '{METADATA_KEY}' metadata)")
-    fs, path = storage.pyarrow_filesystem(files[0])
-    try:
-        with fs.open_input_file(path) as f:
-            schema = pq.read_schema(f)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise GalaxyRayError(f"{files[0]}: not a readable Parquet file ({exc})") from None
-    missing = [c for c in (*LEADING_COLUMNS, *TRAILING_COLUMNS) if c not in schema.names]
-    if missing:
-        raise GalaxyRayError(f"{uri}: not a galaxy-ray catalog (no column {', '.join(missing)})")
-    return Catalog(uri=uri, files=files, schema=schema.remove_metadata(), provenance=provenance)
+    cat = Catalog(uri=uri, files=files, schema=pa.schema([]), provenance=provenance)
+    summary = next((f for f in listing or [] if f.rsplit("/", 1)[-1] == METADATA_NAME), None)
+    found = summary_footers(summary, files) if summary else None
+    if found is not None:
+        cat.summary, (cat._footers, size) = summary, found
+        cat.opened.bytes_read += size
+    cat.schema = _plain_schema(cat).remove_metadata()
+    return _checked(cat)
 
 
 def as_catalog(catalog: Catalog | str) -> Catalog:

@@ -193,11 +193,15 @@ def file_provenance(uri: str) -> dict | None:
     return None if raw is None else json.loads(raw)
 
 
-def catalog_files(uri: str) -> list[str]:
-    """The Parquet files of a catalog directory (not ``_``/``.`` names), or ``[uri]`` for one file."""
-    if not storage.isdir(uri):
+def catalog_files(uri: str, listing: list[str] | None = None) -> list[str]:
+    """The Parquet files of a catalog directory (not ``_``/``.`` names), or ``[uri]`` for one file.
+
+    ``listing``: the directory's files when already listed (saves a request on S3).
+    """
+    if listing is None and not storage.isdir(uri):
         return [uri] if storage.exists(uri) and str(uri).endswith(PART_SUFFIX) else []
-    files = storage.list_files(uri, suffixes=(PART_SUFFIX,))
+    files = storage.list_files(uri) if listing is None else listing
+    files = [f for f in files if f.lower().endswith(PART_SUFFIX)]
     return [f for f in files if not f.rsplit("/", 1)[-1].startswith(("_", "."))]
 
 
