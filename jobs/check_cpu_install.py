@@ -9,6 +9,7 @@ where CUDA wheels belong).  Exit status 1 names the offending packages.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata as md
 import sys
 
@@ -20,6 +21,7 @@ def cuda_packages() -> list[str]:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     import torch
 
     found = cuda_packages()
