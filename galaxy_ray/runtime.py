@@ -7,13 +7,16 @@ Kept free of torch at import time, so that light commands can use it.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import warnings
 from typing import Any
 
 from galaxy_ray.errors import GalaxyRayError
 
-__all__ = ["GPU_CHOICES", "add_gpu_argument", "ensure_ray", "package_versions", "resolve_gpu", "say"]
+__all__ = ["GPU_CHOICES", "add_gpu_argument", "add_verbose_argument", "ensure_ray", "is_verbose", "package_versions",
+           "quiet_worker_logs", "resolve_gpu", "say", "set_verbosity"]
 
 #: The values of every command's ``--gpu`` flag.
 GPU_CHOICES = ("auto", "yes", "no")
@@ -23,6 +26,10 @@ PROVENANCE_PACKAGES = ("galaxy-ray", "torch", "torchvision", "ray", "numpy", "py
                        "pillow", "cdshealpix")
 
 
+#: Set to "1" by :func:`set_verbosity`; worker processes of a local Ray inherit it.
+VERBOSE_ENV = "GALAXY_RAY_VERBOSE"
+
+
 def say(line: str) -> None:
     """Print one line of galaxy-ray's own progress to stderr, flushed (job logs show it at once)."""
     print(line, file=sys.stderr, flush=True)
@@ -30,6 +37,10 @@ def say(line: str) -> None:
 
 def ensure_ray(min_cpus: int = 1, dashboard: bool = False) -> Any:
     """Connect to the cluster in ``RAY_ADDRESS`` (set by ``ray job submit``), else start a local Ray.
+
+    The console stays quiet unless :func:`set_verbosity` asked for more: Ray's
+    INFO lines and Ray Data's progress go only to the session's log files
+    (``/tmp/ray/session_latest/logs``), warnings and errors still show.
 
     Parameters
     ----------
@@ -50,18 +61,113 @@ def ensure_ray(min_cpus: int = 1, dashboard: bool = False) -> Any:
 
     if ray.is_initialized():
         return ray
+    verbose = is_verbose()
+    _filter_ray_deprecations(verbose)
+    # Worker output (training's progress lines) must reach the driver: keep log_to_driver.
+    common: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.INFO if verbose else logging.WARNING}
     address = os.environ.get("RAY_ADDRESS")
+    _set_quiet_filter_on("ray", not verbose)
     if address:
-        ray.init(address=address, log_to_driver=True)
-        return ray
-    kwargs: dict[str, Any] = {"include_dashboard": dashboard}
-    if dashboard:
-        kwargs["dashboard_host"] = "127.0.0.1"
-    context = ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(min_cpus)), log_to_driver=True,
-                       **kwargs)
-    if dashboard and context.dashboard_url:
-        say(f"galaxy-ray: local Ray dashboard at http://{context.dashboard_url}")
+        ray.init(address=address, **common)
+    else:
+        kwargs: dict[str, Any] = {"include_dashboard": dashboard}
+        if dashboard:
+            kwargs["dashboard_host"] = "127.0.0.1"
+        context = ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(min_cpus)), **common, **kwargs)
+        if dashboard and context.dashboard_url:
+            say(f"galaxy-ray: local Ray dashboard at http://{context.dashboard_url}")
+    configure_ray_data(verbose)
     return ray
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """``--verbose`` / ``-v``: show Ray's INFO logs and Ray Data's own progress on the console."""
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="also show Ray's own INFO logs and Ray Data's progress (default: they go to "
+                             "Ray's log files, /tmp/ray/session_latest/logs)")
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Quiet console (False, the default) or Ray's own logs too (True); call before :func:`ensure_ray`.
+
+    Sets :data:`VERBOSE_ENV` for processes started later, and hides the
+    deprecation warnings that Ray's code raises against Ray's own calls
+    (not ours: a warning attributed to galaxy-ray's code still shows).
+    """
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+    _filter_ray_deprecations(verbose)
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        logging.getLogger("ray").setLevel(logging.INFO if verbose else logging.WARNING)
+        configure_ray_data(verbose)
+
+
+def _filter_ray_deprecations(verbose: bool) -> None:
+    warnings.filterwarnings("default" if verbose else "ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+
+
+def is_verbose() -> bool:
+    """Whether :func:`set_verbosity` (here or in the process that started this one) asked for Ray's logs."""
+    return os.environ.get(VERBOSE_ENV, "0") == "1"
+
+
+#: Ray's console warnings that need nothing from a galaxy-ray user: Ray Data's note that its bars
+#: are off (galaxy-ray turned them off), and the note that a new local cluster uses token
+#: authentication (Ray's secure default, on a cluster that galaxy-ray started for this process).
+_NOTICES = ("Progress bars disabled", "Token authentication is enabled for this Ray cluster")
+
+
+class _QuietFilter(logging.Filter):
+    """Console filter: drops Ray's records below WARNING, and Ray's :data:`_NOTICES`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING and _from_ray(record):
+            return False
+        return not str(record.msg).startswith(_NOTICES)
+
+
+def _from_ray(record: logging.LogRecord) -> bool:
+    # Ray Train logs some lines under the file's path rather than a "ray." name.
+    return record.name == "ray" or record.name.startswith("ray.") or f"{os.sep}ray{os.sep}" in record.pathname
+
+
+def configure_ray_data(verbose: bool) -> None:
+    """Ray Data's console: INFO lines and its own progress bars only when ``verbose``.
+
+    Its records still reach ``ray-data.log`` in the session's log folder; galaxy-ray's
+    own bar (:mod:`galaxy_ray.progress`) is the one to watch.  Applies to datasets
+    created after the call (a dataset copies the current ``DataContext``).
+    """
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = bool(verbose)
+    _set_quiet_filter_on("ray.data", not verbose)
+
+
+def _set_quiet_filter(handler: logging.Handler, quiet: bool) -> None:
+    for f in [f for f in handler.filters if isinstance(f, _QuietFilter)]:
+        handler.removeFilter(f)
+    if quiet:
+        handler.addFilter(_QuietFilter())
+
+
+def _set_quiet_filter_on(logger: str | None, quiet: bool) -> None:
+    for handler in logging.getLogger(logger).handlers:
+        if not isinstance(handler, logging.FileHandler) and type(handler).__name__ != "SessionFileHandler":
+            _set_quiet_filter(handler, quiet)
+
+
+def quiet_worker_logs(verbose: bool | None = None) -> None:
+    """In a Ray worker (e.g. a training loop): keep Ray's INFO records off the console.
+
+    Ray Train's per-rank ``Reporting training result ...`` lines are INFO
+    records on the worker's root logger; this filters Ray's records below
+    WARNING out of every console handler of the root and ``ray`` loggers, so
+    they stay in Ray Train's log files but no longer stream to the driver.
+    ``verbose`` None reads :func:`is_verbose`.
+    """
+    quiet = not (is_verbose() if verbose is None else verbose)
+    for name in (None, "ray", "ray.train"):
+        _set_quiet_filter_on(name, quiet)
 
 
 def add_gpu_argument(parser: argparse.ArgumentParser, help_: str) -> None:

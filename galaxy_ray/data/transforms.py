@@ -26,10 +26,19 @@ of memory) becomes that row's ``error``, a line naming the cutout's source.
 Galaxies have no preferred orientation, so rotations and flips are free
 augmentation; shifts and zooms are kept small because the survey centres and
 scales each cutout on its galaxy.
+
+Model-sized packs: ``galaxy-ray pack --image-size N --crop-fraction F`` stores
+each cutout resized to ``round(N / F)`` pixels (step 2's resize, not its crop,
+so that rotations still fill the corners with sky) as a lossless uint8 PNG
+(:func:`model_sized_png`).  Decoding one gives back exactly those bytes, so the
+resize becomes a no-op and the result equals preparing the original.  A model
+whose resize side differs would resample resampled pixels:
+:func:`check_stored_pixels` refuses it.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -40,6 +49,7 @@ import torch
 
 from galaxy_ray.data.cutout import source_name
 from galaxy_ray.data.decode import BlankCutoutError, DecodeError, decode_cutout
+from galaxy_ray.data.sources.shards import stored_pixels
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import CatalogColumns as C
 
@@ -51,6 +61,8 @@ __all__ = [
     "ok_rows",
     "COVERAGE",
     "row_error",
+    "model_sized_png",
+    "check_stored_pixels",
 ]
 
 #: Output column of :func:`preprocess_batch`: fraction of each cutout's pixels that hold data.
@@ -139,6 +151,66 @@ def prepare_image(
     if side != config.image_size:
         x = F.center_crop(x, [config.image_size, config.image_size])
     return x.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+
+def model_sized_png(data: bytes | None, source: str, config: PreprocessConfig) -> bytes:
+    """One encoded cutout -> a lossless PNG of it resized to ``config.resize_to`` (what ``pack --image-size`` stores).
+
+    The pixels are :func:`prepare_image`'s deterministic resize without the
+    centre crop, as uint8 (S, S, 3) RGB, S = ``config.resize_to``.
+
+    Raises
+    ------
+    DecodeError, BlankCutoutError, Exception
+        Whatever decoding raises: ``pack`` then keeps the original bytes, so the
+        stage that reads the row reports its error as it would have.
+    """
+    from PIL import Image
+
+    cutout = decode_cutout(data, source)
+    side = config.resize_to
+    pixels = prepare_image(cutout.pixels, PreprocessConfig(side, 1.0))
+    buf = io.BytesIO()
+    Image.fromarray(pixels.permute(1, 2, 0).numpy(), mode="RGB").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def check_stored_pixels(source: Any, preprocess: PreprocessConfig | Mapping[str, Any]) -> dict[str, Any] | None:
+    """Refuse model input from cutouts packed at another size than ``preprocess`` resizes to.
+
+    Parameters
+    ----------
+    source : Source, str or sequence of str
+        An opened source or shard URIs (see :func:`galaxy_ray.data.sources.shards.stored_pixels`).
+    preprocess : PreprocessConfig or its dict
+        The model's preprocessing.
+
+    Returns
+    -------
+    dict or None
+        The stored-pixel record when the cutouts are model-sized and match, None
+        for original images (any preprocessing applies).
+
+    Raises
+    ------
+    GalaxyRayError
+        The stored side differs from ``round(image_size / crop_fraction)`` of ``preprocess``.
+    """
+    stored = stored_pixels(source)
+    if stored is None:
+        return None
+    config = PreprocessConfig.from_dict(preprocess)
+    side = int(stored.get("stored_size", 0))
+    if side != config.resize_to:
+        name = getattr(source, "uri", source if isinstance(source, str) else "the source")
+        raise GalaxyRayError(
+            f"{name}: cutouts are packed at {side} px (--image-size {stored.get('image_size')} --crop-fraction "
+            f"{stored.get('crop_fraction')}), but this model resizes to {config.resize_to} px (image_size "
+            f"{config.image_size}, crop_fraction {config.crop_fraction:g}); repack the original source with "
+            f"`galaxy-ray pack --image-size {config.image_size} --crop-fraction {config.crop_fraction:g}`, "
+            "or use the original source"
+        )
+    return stored
 
 
 def is_error_free(value: Any) -> bool:

@@ -33,8 +33,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from galaxy_ray import runtime
 from galaxy_ray.data.sources import read_parquet
-from galaxy_ray.data.transforms import ok_rows, preprocess_batch
+from galaxy_ray.data.transforms import check_stored_pixels, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.plan import UNIT_COLUMN, Plan, Unit
 from galaxy_ray.infer.writer import as_float, catalog_rows
@@ -214,9 +215,20 @@ def actor_pool(num_actors: int | Sequence[int] | None, use_gpu: bool, gpus: floa
 def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *, batch_size: int, tta: bool,
                    merger_threshold: float, actors: tuple[int, int], use_gpu: bool, cpus: float,
                    decode_tasks: int | None):
-    """The streaming Dataset of catalog rows (tagged with their unit) for the ``pending`` units of ``plan``."""
+    """The streaming Dataset of catalog rows (tagged with their unit) for the ``pending`` units of ``plan``.
+
+    Raises
+    ------
+    GalaxyRayError
+        The input was packed at a pixel size this model does not take
+        (:func:`galaxy_ray.data.transforms.check_stored_pixels`).
+    """
     import ray.data
 
+    pre = spec.preprocess if isinstance(spec.preprocess, dict) else spec.preprocess.to_dict()
+    check_stored_pixels(plan.source if plan.kind != "shards" else [s for u in pending for s in u.shards][:1], pre)
+    # Ray Data's own bars and INFO lines only with --verbose: the writer's bar is the one to watch.
+    runtime.configure_ray_data(runtime.is_verbose())
     # Half a CPU per decode task on CPU clusters: decoding is light next to the model, and
     # resources that differ from the actors' keep Ray Data from fusing decoding into the model
     # actor (which would decode and predict in turn instead of at once).
@@ -226,7 +238,6 @@ def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *
         ds = _read_shards(plan, [s for u in pending for s in u.shards], num_cpus=decode_cpus, tasks=decode_tasks)
     else:
         ds = _read_rows(plan, pending, num_cpus=decode_cpus, compute=compute)
-    pre = spec.preprocess if isinstance(spec.preprocess, dict) else spec.preprocess.to_dict()
     ds = ds.map_batches(
         prepare_blocks,
         batch_size=None,  # whole blocks, so that Ray Data fuses this stage into the read

@@ -29,6 +29,7 @@ from galaxy_ray import model as model_mod
 from galaxy_ray.errors import GalaxyRayError, error_reason
 from galaxy_ray.infer.plan import UNIT_COLUMN, Unit
 from galaxy_ray.io import storage
+from galaxy_ray.progress import Progress
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["as_float", "catalog_rows", "UnitWriter", "catalog_totals"]
@@ -92,9 +93,25 @@ class UnitWriter:
     """Collect catalog rows per unit and publish each unit's file when complete.
 
     Only units with rows in flight are held in memory.
+
+    Parameters
+    ----------
+    out : str
+        Catalog directory, path or ``s3://``.
+    pending : sequence of Unit
+        The units this run writes.
+    provenance : dict
+        Recorded in every file's footer.
+    log : callable
+        Receives a line per published file.
+    progress : bool or Progress
+        True shows rows written of the pending units' total, rows/s, time left
+        and errors so far (:class:`galaxy_ray.progress.Progress`: a bar in a
+        terminal, a line every 10 s or 5 % in a log); a :class:`Progress` is used as given.
     """
 
-    def __init__(self, out: str, pending: Sequence[Unit], provenance: dict, log: Callable[[str], None] = print):
+    def __init__(self, out: str, pending: Sequence[Unit], provenance: dict, log: Callable[[str], None] = print,
+                 progress: bool | Progress = False):
         self.out = out
         self.units = {u.index: u for u in pending}
         self.parts: dict[int, list[pa.Table]] = {}
@@ -108,6 +125,11 @@ class UnitWriter:
         #: When the first rows arrived (``time.perf_counter``) and how many: the end of start-up.
         self.first_rows_at: float | None = None
         self.first_rows = 0
+        self.total_rows = sum(int(u.rows) for u in pending)
+        if isinstance(progress, Progress):
+            self.progress = progress
+        else:
+            self.progress = Progress(self.total_rows, "infer", "rows", errors=True, enabled=bool(progress))
 
     def add(self, table: pa.Table) -> None:
         """Take a batch of catalog rows tagged with their unit.
@@ -121,6 +143,7 @@ class UnitWriter:
             return
         if self.first_rows_at is None:
             self.first_rows_at, self.first_rows = time.perf_counter(), table.num_rows
+        self.progress.update(table.num_rows, errors=table.num_rows - table.column(C.ERROR).null_count)
         units = table.column(UNIT_COLUMN).to_numpy()
         for index in np.unique(units):
             index = int(index)
@@ -153,8 +176,14 @@ class UnitWriter:
         self.rows += table.num_rows
         self.error_rows += errors
         self.errors_by_reason += reasons
-        self.log(f"published {unit.name}: {table.num_rows} rows, {errors} errors "
-                 f"({self.done}/{len(self.units)} files this run)")
+        self.progress.write(f"published {unit.name}: {table.num_rows} rows, {errors} errors "
+                            f"({self.done}/{len(self.units)} files this run)", self.log)
+        if self.done == len(self.units):
+            self.progress.close()
+
+    def close(self) -> None:
+        """End the progress display (also done when the last unit is published)."""
+        self.progress.close()
 
     def unfinished(self) -> list[str]:
         """Units that did not receive all their rows."""

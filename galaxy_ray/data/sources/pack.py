@@ -21,6 +21,19 @@ Resume design
 
 Each shard carries its provenance (source, format, shard index, first row) in
 the Parquet key-value metadata under ``galaxy_ray_pack``.
+
+Model-sized pixels
+------------------
+By default a shard keeps each cutout's original encoded bytes.  With
+``--image-size N [--crop-fraction F]`` it stores the cutout decoded and resized
+to ``round(N / F)`` pixels as a lossless uint8 PNG: training, evaluation and
+inference then skip decoding the full image and resizing it, every epoch.  The
+centre crop is *not* applied, so training's rotations still fill the corners
+with real sky.  ``{image_size, crop_fraction, stored_size}`` is recorded under
+``pixels`` in ``_pack.json`` and in every shard's metadata; a model whose
+preprocessing resizes to another side is refused
+(:func:`galaxy_ray.data.transforms.check_stored_pixels`).  A cutout that cannot
+be decoded keeps its original bytes, so its error is reported where it is read.
 """
 
 from __future__ import annotations
@@ -39,21 +52,61 @@ import pyarrow.parquet as pq
 from galaxy_ray import runtime
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, resume, storage
+from galaxy_ray.progress import Progress
+from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.data.sources._common import Source
 from galaxy_ray.data.sources.detect import FORMATS
 from galaxy_ray.data.sources.read import add_source_options, open_source, source_options
+from galaxy_ray.data.sources.shards import PACK_METADATA_KEY, PIXELS_KEY
 
 _SHARD = "_shard"
 #: Keys of the plan that must match for a rerun to resume.
-_RESUME_KEYS = ("format", "rows", "rows_per_shard", "shards")
+_RESUME_KEYS = ("format", "rows", "rows_per_shard", "shards", PIXELS_KEY)
+
+
+def pixels_record(image_size: int | None, crop_fraction: float = 1.0) -> dict | None:
+    """``{image_size, crop_fraction, stored_size}`` of a model-sized pack, or None for original bytes.
+
+    Raises
+    ------
+    GalaxyRayError
+        An image size or crop fraction out of range (``PreprocessConfig``'s checks).
+    """
+    if image_size is None:
+        if float(crop_fraction) != 1.0:
+            raise GalaxyRayError(f"--crop-fraction {crop_fraction}: only with --image-size (the model's input side)")
+        return None
+    from galaxy_ray.data.transforms import PreprocessConfig  # torch: only for model-sized packs
+
+    config = PreprocessConfig(int(image_size), float(crop_fraction))
+    return {"image_size": config.image_size, "crop_fraction": float(config.crop_fraction),
+            "stored_size": config.resize_to}
+
+
+def model_sized(table: pa.Table, pixels: dict) -> pa.Table:
+    """``table`` with each decodable cutout's ``image`` replaced by its model-sized PNG (runs in workers)."""
+    from galaxy_ray.data.transforms import PreprocessConfig, model_sized_png
+
+    config = PreprocessConfig(int(pixels["image_size"]), float(pixels["crop_fraction"]))
+    images = table.column(C.IMAGE).to_pylist()
+    names = table.column(C.SOURCE).to_pylist() if C.SOURCE in table.column_names else [None] * len(images)
+    out = []
+    for data, name in zip(images, names):
+        try:
+            out.append(model_sized_png(data, "" if name is None else str(name), config))
+        except Exception:  # noqa: BLE001  (kept as it was: the reading stage reports it as the row's error)
+            out.append(data)
+    index = table.column_names.index(C.IMAGE)
+    return table.set_column(index, table.schema.field(index), pa.array(out, type=pa.binary()))
 
 
 class _ShardWriter:
     """Reads the cutouts of whole shards and publishes each as one Parquet file (runs in workers)."""
 
-    def __init__(self, source: Source, out: str, rows_per_shard: int, total: int) -> None:
+    def __init__(self, source: Source, out: str, rows_per_shard: int, total: int, pixels: dict | None = None) -> None:
         self.source, self.out = source, out
         self.rows_per_shard, self.total = rows_per_shard, total
+        self.pixels = pixels
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         done = []
@@ -63,10 +116,12 @@ class _ShardWriter:
             if len(rows) != expected:  # a shard's rows must arrive together
                 raise RuntimeError(f"shard {k}: got {len(rows)} of its {expected} rows in one batch")
             table = self.source.read_rows(rows.drop(columns=[_SHARD]))
+            if self.pixels:
+                table = model_sized(table, self.pixels)
             provenance = {"source": self.source.uri, "format": self.source.format, "shard": k,
-                          "first_row": k * self.rows_per_shard, "rows": table.num_rows}
+                          "first_row": k * self.rows_per_shard, "rows": table.num_rows, PIXELS_KEY: self.pixels}
             meta = dict(table.schema.metadata or {})
-            meta[b"galaxy_ray_pack"] = json.dumps(provenance).encode()
+            meta[PACK_METADATA_KEY] = json.dumps(provenance).encode()
             table = table.replace_schema_metadata(meta)
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd")
@@ -109,6 +164,8 @@ def pack(
     id_column: str | None = None,
     filename_mapping: str | None = None,
     galaxy10: str | None = None,
+    image_size: int | None = None,
+    crop_fraction: float = 1.0,
     verbose: bool = True,
 ) -> dict:
     """Pack a source into ``OUT/part-00000.parquet`` ... of at most ``rows_per_shard`` cutouts.
@@ -125,35 +182,46 @@ def pack(
         Source format; detected from the source when None.
     votes, id_column, filename_mapping, galaxy10
         As for :func:`galaxy_ray.data.sources.read_source`.
+    image_size : int, optional
+        Store cutouts resized for a model of this input side (pixels), as lossless
+        PNG of ``round(image_size / crop_fraction)`` pixels; None keeps the original bytes.
+    crop_fraction : float
+        The model's centre-crop fraction (with ``image_size``).
     verbose : bool
-        Print progress lines and the summary to stderr (:func:`galaxy_ray.runtime.say`).
+        Print progress (:mod:`galaxy_ray.progress`) and the summary to stderr.
 
     Returns
     -------
     dict
         ``out``, ``format``, ``rows`` (in the whole pack), ``shards``, ``written`` (by this run),
-        ``skipped`` (already complete), ``rows_per_shard``, ``seconds``.
+        ``skipped`` (already complete), ``rows_per_shard``, ``pixels`` (None or the stored-pixel
+        record), ``seconds``.
+
+    Raises
+    ------
+    GalaxyRayError
+        Bad options, an empty source, or an OUT holding another packing.
     """
     if rows_per_shard < 1:
         raise GalaxyRayError(f"--rows-per-shard {rows_per_shard}: must be at least 1")
     start = time.time()
-    src = open_source(source, format, votes=votes, id_column=id_column, filename_mapping=filename_mapping,
-                      galaxy10=galaxy10)
-    meta = src.metadata().reset_index(drop=True)
+    pixels = pixels_record(image_size, crop_fraction)
+    src, meta = _list_cutouts(source, format, votes=votes, id_column=id_column, filename_mapping=filename_mapping,
+                              galaxy10=galaxy10)
     total = len(meta)
-    if total == 0:
-        raise GalaxyRayError(f"{source}: no cutouts found in this {src.format} source")
     n_shards = math.ceil(total / rows_per_shard)
     plan = {"source": str(source), "format": src.format, "rows": total, "rows_per_shard": rows_per_shard,
-            "shards": n_shards, "complete": False}
+            "shards": n_shards, PIXELS_KEY: pixels, "complete": False}
     existing = _start_plan(out, plan)
     todo = [k for k in range(n_shards) if k not in existing]
     skipped = n_shards - len(todo)
-    _say(verbose, f"pack: {total} cutouts from {source} ({src.format}) -> {n_shards} shards in {out}"
+    sized = f", stored at {pixels['stored_size']} px for --image-size {image_size}" if pixels else ""
+    _say(verbose, f"pack: {total} cutouts from {source} ({src.format}) -> {n_shards} shards in {out}{sized}"
                   + (f"; {skipped} already complete" if skipped else ""))
-    written = _write_shards(src, meta, todo, out, rows_per_shard, verbose) if todo else 0
+    written = _write_shards(src, meta, todo, out, rows_per_shard, pixels, verbose) if todo else 0
     summary = {"out": str(out), "format": src.format, "rows": total, "shards": n_shards, "written": written,
-               "skipped": skipped, "rows_per_shard": rows_per_shard, "seconds": round(time.time() - start, 2)}
+               "skipped": skipped, "rows_per_shard": rows_per_shard, PIXELS_KEY: pixels,
+               "seconds": round(time.time() - start, 2)}
     storage.write_bytes_atomic(storage.join(out, layout.PACK_PLAN),
                                json.dumps({**plan, **summary, "complete": True}, indent=1).encode())
     _say(verbose, f"pack: done: {n_shards} shards ({written} written, {skipped} skipped), {total} rows, "
@@ -161,23 +229,36 @@ def pack(
     return summary
 
 
+def _list_cutouts(source: str, format: str | None, **options) -> tuple[Source, pd.DataFrame]:
+    """The opened source and its ordered metadata table (one row per cutout, no pixels).
+
+    Raises
+    ------
+    GalaxyRayError
+        The source holds no cutouts.
+    """
+    src = open_source(source, format, **options)
+    meta = src.metadata().reset_index(drop=True)
+    if len(meta) == 0:
+        raise GalaxyRayError(f"{source}: no cutouts found in this {src.format} source")
+    return src, meta
+
+
 def _write_shards(src: Source, meta: pd.DataFrame, todo: list[int], out: str, rows_per_shard: int,
-                  verbose: bool) -> int:
+                  pixels: dict | None, verbose: bool) -> int:
     """Write shards ``todo`` of ``meta`` through Ray Data, one task per shard; how many were written."""
     import ray.data
 
     meta[_SHARD] = meta.index // rows_per_shard
     chunks = [meta.iloc[k * rows_per_shard : (k + 1) * rows_per_shard] for k in todo]
-    writer = _ShardWriter(src, out, rows_per_shard, len(meta))
+    writer = _ShardWriter(src, out, rows_per_shard, len(meta), pixels)
     runtime.ensure_ray()
     results = ray.data.from_pandas(chunks).map_batches(writer, batch_format="pandas", batch_size=None)
-    every = max(1, len(todo) // 20)
     written = 0
-    for row in results.iter_rows():
-        written += 1
-        if written % every == 0 or written == len(todo):
-            _say(verbose, f"pack: {written}/{len(todo)} shards written (last {layout.part_name(row['shard'])}, "
-                          f"{int(row['rows'])} rows)")
+    with Progress(len(todo), "pack", "shards", enabled=verbose) as progress:
+        for _ in results.iter_rows():
+            written += 1
+            progress.update(1)
     return written
 
 
@@ -187,7 +268,7 @@ def _say(verbose: bool, message: str) -> None:
 
 
 def pack_main(argv: Sequence[str] | None = None) -> int:
-    """``galaxy-ray pack SOURCE OUT [--rows-per-shard 1000] [--format F]``."""
+    """``galaxy-ray pack SOURCE OUT [--rows-per-shard 1000] [--format F] [--image-size N [--crop-fraction F]]``."""
     parser = argparse.ArgumentParser(
         prog="galaxy-ray pack",
         description="Stream any source into Parquet shards of the cutout table (local or s3://). "
@@ -200,9 +281,17 @@ def pack_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--votes", default="fraction", choices=("fraction", "debiased"),
                         help="GZ2 catalog values to convert to cumulative targets (default fraction)")
     parser.add_argument("--id-column", default=None, help="id column of a GZ2 catalog or manifest")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="store cutouts resized for a model of this input side, as lossless PNG of "
+                             "round(N / crop-fraction) px (default: keep the original bytes)")
+    parser.add_argument("--crop-fraction", type=float, default=1.0,
+                        help="the model's centre-crop fraction, with --image-size (default 1.0)")
     add_source_options(parser)
+    runtime.add_verbose_argument(parser)
     args = parser.parse_args(None if argv is None else list(argv))
+    runtime.set_verbosity(args.verbose)
     summary = pack(args.source, args.out, args.rows_per_shard, args.format, votes=args.votes,
-                   id_column=args.id_column, **source_options(args))
+                   id_column=args.id_column, image_size=args.image_size, crop_fraction=args.crop_fraction,
+                   **source_options(args))
     print(json.dumps(summary), file=sys.stdout)
     return 0

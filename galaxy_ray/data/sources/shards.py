@@ -5,9 +5,17 @@ Reading streams them with Ray Data's Parquet reader
 of :mod:`galaxy_ray.io.storage`.  Repacking (``pack`` of a shards source) needs
 the rows in a fixed order: the driver reads only the Parquet footers to count
 each file's rows, and workers read their slice back by file and row.
+
+``galaxy-ray pack --image-size N`` stores cutouts already resized for a model;
+its footers say so under ``galaxy_ray_pack`` -> ``pixels``
+(:func:`stored_pixels`), and the stages that prepare model input check it
+against the model's preprocessing (``transforms.check_stored_pixels``).
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,6 +30,58 @@ from galaxy_ray.data.sources.listing import SourceListing, as_listing
 
 SUFFIX = ".parquet"
 _FILE, _ROW = "_file", "_row"
+#: Parquet key-value metadata key of a shard's pack provenance (written by ``pack``).
+PACK_METADATA_KEY = b"galaxy_ray_pack"
+#: Its entry describing model-sized pixels: ``image_size``, ``crop_fraction``, ``stored_size``.
+PIXELS_KEY = "pixels"
+
+
+def pack_provenance(uri: str) -> dict[str, Any]:
+    """The pack provenance in a shard's footer (empty when it has none).
+
+    Raises
+    ------
+    GalaxyRayError
+        The file is not readable Parquet.
+    """
+    fs, path = storage.pyarrow_filesystem(uri)
+    try:
+        with fs.open_input_file(path) as f:
+            meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise GalaxyRayError(f"{uri}: not a readable Parquet shard ({exc}); repack the source") from None
+    raw = meta.get(PACK_METADATA_KEY)
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
+def stored_pixels(source: Any) -> dict[str, Any] | None:
+    """How a source's cutouts were stored by ``pack --image-size``, or None for original images.
+
+    Parameters
+    ----------
+    source : Source, str or sequence of str
+        An opened source (only packed shards can hold model-sized pixels), or
+        shard URIs; the first shard's footer speaks for all (``pack`` writes
+        every shard of one packing alike).
+
+    Returns
+    -------
+    dict or None
+        ``{"image_size": N, "crop_fraction": F, "stored_size": round(N / F)}``.
+    """
+    if isinstance(source, Source):
+        if source.format != "shards":
+            return None
+        files: Sequence[str] = source.files
+    else:
+        files = [source] if isinstance(source, str) else list(source)
+    if not files:
+        return None
+    pixels = pack_provenance(files[0]).get(PIXELS_KEY)
+    return dict(pixels) if pixels else None
 
 
 def shard_files(listing: SourceListing) -> list[str]:
