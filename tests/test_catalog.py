@@ -313,7 +313,26 @@ def test_stats_match_pandas(catalog_dir, everything, capsys):
     assert run_entry_point(cat.stats_main, [str(catalog_dir), "--where", "morphology = 'spiral'", "--by",
                                             "morphology"]) == 0
     text = capsys.readouterr().out
-    assert "merger fraction:" in text and "Lotz et al. 2011" in text and "0.05" in text
+    assert "flagged fraction:" in text and "Lotz et al. 2011" in text and "0.05" in text
+    assert "corrected for the classifier: n/a" in text  # this catalog records no validation rates
+
+
+def test_stats_correct_the_flagged_fraction_with_the_catalogs_validation_rates(tmp_path):
+    rows = random_rows(2000, seed=11, with_nulls=False)
+    validation = {"positives": 50, "true_positives": 40, "negatives": 950, "false_positives": 19}
+    out = tmp_path / "catalog"
+    cat.write_catalog_file(rows, str(out / "part-00000.parquet"), PROVENANCE)
+    cat.write_catalog_summary(str(out), {**PROVENANCE, "rows": 2000, "merger_validation": validation})
+    s = cat.merger_stats(str(out), by="morphology")
+    completeness, fpr = 40 / 50, 19 / 950
+    expected = min(1.0, max(0.0, (s["mergers"] / s["classified_rows"] - fpr) / (completeness - fpr)))
+    assert s["completeness"] == pytest.approx(completeness) and s["false_positive_rate"] == pytest.approx(fpr)
+    assert s["corrected_fraction"] == pytest.approx(expected)
+    lo, hi = s["corrected_fraction_95"]
+    assert lo <= expected <= hi
+    for g in s["groups"]:  # each group corrected with the same rates, on its own counts
+        g_expected = min(1.0, max(0.0, (g["mergers"] / g["classified_rows"] - fpr) / (completeness - fpr)))
+        assert g["corrected_fraction"] == pytest.approx(g_expected)
 
 
 # --------------------------------------------------------------------------- S3

@@ -93,10 +93,10 @@ def manifest_run(ray_cluster, tmp_path_factory, tiny_checkpoint):
 def test_a_manifest_of_good_and_bad_cutouts_gives_one_row_each_and_errors_by_reason(manifest_run, capsys):
     out, rows, checkpoint, root = manifest_run
     code = run_entry_point(infer_main, ["--checkpoint", checkpoint, "--source", str(root / "manifest.csv"),
-                                        "--out", str(out), "--batch-size", "4", "--num-actors", "1"])
+                                        "--out", str(out), "--batch-size", "4", "--num-actors", "1", "--hats"])
     printed = capsys.readouterr()
     assert code == 0, printed.err[-2000:]
-    cat = pq.read_table(out).to_pandas().set_index(C.OBJECT_ID)
+    cat = pq.read_table(out).to_pandas().set_index(C.OBJECT_ID)  # _metadata and _catalog.json are skipped
     assert sorted(cat.index) == sorted(r["object_id"] for r in rows)  # one row per manifest row
 
     for name, (_, _, reason) in _cutouts().items():
@@ -118,3 +118,10 @@ def test_a_manifest_of_good_and_bad_cutouts_gives_one_row_each_and_errors_by_rea
     assert "1 row(s): not JPEG, PNG" in printed.out
     assert "1 row(s): image is over the cap on one cutout" in printed.out
     assert "rows with errors: 4" in printed.out
+
+    # The same catalog as a HATS collection beside it, which LSDB opens, and a _metadata summary.
+    import lsdb
+
+    assert (out / "_metadata").exists()
+    hats = lsdb.open_catalog(str(out) + "_hats").compute()
+    assert sorted(hats[C.OBJECT_ID]) == sorted(cat.index)

@@ -398,7 +398,7 @@ def test_config_file_with_flag_overrides(tmp_path):
     cfg = config_from_args(["--config", str(tmp_path / "run.yaml"), "--epochs", "2"])
     assert (cfg.source, cfg.task, cfg.image_size, cfg.epochs, cfg.class_weights) == \
         ("s3://bucket/train", "classes", 96, 2, "1,2,3")
-    assert cfg.name == "classes-resnet18-train" and cfg.monitor == ("val_accuracy", "max")
+    assert cfg.name == "classes-resnet18-train" and cfg.monitor == ("val_balanced_accuracy", "max")
     (tmp_path / "bad.json").write_text(json.dumps({"source": "x", "learning_rate": 1}))
     with pytest.raises(GalaxyRayError, match="unknown option 'learning_rate'"):
         config_from_args(["--config", str(tmp_path / "bad.json")])
@@ -434,6 +434,27 @@ def test_augmentation_is_drawn_from_seed_epoch_and_object():
         assert all(not np.array_equal(changed[i], views[i]) for i in range(3)), other
     twins = augment_batch(np.repeat(pixels[:1], 2, axis=0), row_keys(["a", "b"]), preprocess, seed=1, epoch=1)
     assert not np.array_equal(twins[0], twins[1])
+
+
+def test_dihedral_augmentation_is_one_of_the_eight_lossless_views():
+    from galaxy_ray.data.transforms import PreprocessConfig, prepare_image
+    from galaxy_ray.train.data import augment_batch, augmentation_for, row_keys
+
+    assert augmentation_for("auto", 1.0) == "dihedral" and augmentation_for("auto", 0.8) == "affine"
+    assert augmentation_for("affine", 1.0) == "affine"
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 3, 40, 40), dtype=np.uint8)
+    preprocess = {"image_size": 32, "crop_fraction": 0.8}
+    keys = row_keys([f"g{i}" for i in range(6)])
+    views = augment_batch(pixels, keys, preprocess, seed=1, epoch=1, mode="dihedral")
+    drawn = set()
+    for i in range(6):
+        crop = prepare_image(pixels[i].transpose(1, 2, 0) / 255.0, PreprocessConfig.from_dict(preprocess)).numpy()
+        matches = [(k, f) for k in range(4) for f in (False, True)
+                   if np.array_equal(views[i], np.rot90(crop[:, :, ::-1] if f else crop, k, axes=(1, 2)))]
+        assert matches, i  # no pixel invented: no black corners, no resampling
+        drawn.add(matches[0])
+    assert len(drawn) > 1
+    assert np.array_equal(views, augment_batch(pixels, keys, preprocess, seed=1, epoch=1, mode="dihedral"))
 
 
 # --------------------------------------------------------------------------- ray job submit

@@ -169,7 +169,7 @@ def _run_import(cat, out: str, props: dict, options: dict) -> None:
 def to_hats(catalog_dir: str, out: str, *, margin_arcsec: float = DEFAULT_MARGIN_ARCSEC,
             partition_rows: int = DEFAULT_PARTITION_ROWS, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
             highest_order: int = 10, workers: int = 1, dask_scheduler: str | None = None,
-            progress: bool = False) -> dict:
+            progress: bool = False, replace: bool = False) -> dict:
     """Write a HATS collection (catalog, margin cache, properties) of a plain galaxy-ray catalog.
 
     Parameters
@@ -192,6 +192,9 @@ def to_hats(catalog_dir: str, out: str, *, margin_arcsec: float = DEFAULT_MARGIN
         Address of a running Dask scheduler to do the work on.
     progress : bool
         Print hats-import's progress bars (stderr).
+    replace : bool
+        Delete a collection already at ``out`` first (``infer --hats`` after a
+        rerun that added rows); otherwise such an ``out`` is refused.
 
     Returns
     -------
@@ -208,6 +211,9 @@ def to_hats(catalog_dir: str, out: str, *, margin_arcsec: float = DEFAULT_MARGIN
     cat = open_catalog(catalog_dir)
     if cat.layout != "plain":
         raise GalaxyRayError(f"{catalog_dir}: already a HATS catalog; open it with lsdb.open_catalog")
+    if replace and storage.exists(storage.join(str(out), COLLECTION_PROPERTIES)):
+        fs, path = storage.fsspec_filesystem(str(out))
+        fs.rm(path, recursive=True)
     if storage.exists(storage.join(str(out), COLLECTION_PROPERTIES)):
         raise GalaxyRayError(f"{out}: already holds a HATS collection; delete it or choose another OUT")
     rows, missing = _rows_without_position(cat)

@@ -24,11 +24,11 @@ intervals).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["corrected_fraction"]
+__all__ = ["classifier_rates", "corrected_fraction", "corrected_from_provenance"]
 
 
 def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true_positives: int,
@@ -76,3 +76,66 @@ def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true
     alpha = (1 - confidence) / 2
     lo, hi = np.nanquantile(est, [alpha, 1 - alpha])
     return {**out, "fraction": point, "interval": [float(lo), float(hi)]}
+
+
+def classifier_rates(provenance: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """The validation counts behind a catalog's merger flag, from its provenance; None when absent.
+
+    ``galaxy-ray infer`` records them as ``merger_validation`` (from the
+    checkpoint's validation precision-recall table, at the catalog's threshold).
+
+    Returns
+    -------
+    dict or None
+        ``val_positives``, ``val_true_positives``, ``val_negatives``,
+        ``val_false_positives`` (the keywords of :func:`corrected_fraction`).
+    """
+    v = (provenance or {}).get("merger_validation") or {}
+    try:
+        rates = {"val_positives": int(v["positives"]), "val_true_positives": int(v["true_positives"]),
+                 "val_negatives": int(v["negatives"]), "val_false_positives": int(v["false_positives"])}
+    except (KeyError, TypeError, ValueError):
+        return None
+    return rates if rates["val_positives"] > 0 and rates["val_negatives"] > 0 else None
+
+
+def corrected_from_provenance(flagged: int, total: int, provenance: Mapping[str, Any] | None,
+                              **kwargs: Any) -> dict[str, Any]:
+    """:func:`corrected_fraction` of ``flagged`` of ``total`` with the rates a catalog's provenance holds.
+
+    Parameters
+    ----------
+    flagged, total : int
+        Classified rows flagged ``is_merger``, and classified rows (overall or in one group).
+    provenance : mapping
+        The catalog's provenance (``_catalog.json`` or a file's footer).
+    **kwargs
+        ``confidence``, ``draws``, ``seed`` of :func:`corrected_fraction`.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``corrected_fraction`` and ``corrected_fraction_95`` ([lo, hi]),
+        ``completeness``, ``false_positive_rate``, ``correction`` (method) and
+        ``truth`` (what a true merger was on validation); the two fractions are
+        None, with ``correction`` saying why, when the provenance has no rates,
+        the catalog part is empty or the classifier is no better than chance.
+    """
+    rates = classifier_rates(provenance)
+    if rates is None:
+        return {"corrected_fraction": None, "corrected_fraction_95": None, "completeness": None,
+                "false_positive_rate": None, "truth": None,
+                "correction": "unavailable: the catalog records no validation rates (a model trained before "
+                              "operating points were stored, or a validation split without mergers)"}
+    est = corrected_fraction(int(flagged), int(total), **rates, **kwargs)
+
+    def num(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    ok = est["fraction"] is not None and np.isfinite(est["fraction"])
+    return {"corrected_fraction": num(est["fraction"]),
+            "corrected_fraction_95": [num(est["interval"][0]), num(est["interval"][1])] if ok else None,
+            "completeness": num(est["completeness"]), "false_positive_rate": num(est["false_positive_rate"]),
+            "truth": (provenance or {}).get("merger_validation", {}).get("truth"),
+            "correction": est["method"] if ok else "unavailable: no classified rows, or the flag does not "
+                                                   "separate mergers on validation (completeness <= false-positive rate)"}

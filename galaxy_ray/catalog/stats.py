@@ -1,4 +1,11 @@
-"""Merger statistics of a catalog: counts, morphology mix, merger fraction with a Wilson interval."""
+"""Merger statistics of a catalog: counts, morphology mix, merger fractions.
+
+Two fractions for every group: the raw flagged fraction with a Wilson interval
+(the fraction of classified galaxies the flag selected), and the fraction
+corrected for the classifier's completeness and false-positive rate measured
+on its validation split (:mod:`galaxy_ray.catalog.fractions`), which is the
+number to compare with a merger fraction from the literature.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 from astropy.stats import binom_conf_interval
 
+from galaxy_ray.catalog.fractions import corrected_from_provenance
 from galaxy_ray.catalog.query import (
     check_columns,
     quote_identifier,
@@ -61,8 +69,8 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(lo[0]), float(hi[0])
 
 
-def _merger_rows(counts: np.ndarray) -> list[dict]:
-    """One dict per row of ``counts`` (rows, error rows, classified rows, mergers), with the fraction."""
+def _merger_rows(counts: np.ndarray, provenance: dict | None = None) -> list[dict]:
+    """One dict per row of ``counts`` (rows, error rows, classified rows, mergers), with the fractions."""
     counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
     lo, hi = wilson_intervals(counts[:, 3], counts[:, 2])
     out = []
@@ -71,6 +79,7 @@ def _merger_rows(counts: np.ndarray) -> list[dict]:
             "rows": rows, "error_rows": errors, "classified_rows": ok, "mergers": mergers,
             "merger_fraction": (mergers / ok) if ok else None,
             "merger_fraction_95": [a, b] if ok else None,
+            **corrected_from_provenance(mergers, ok, provenance),
         })
     return out
 
@@ -124,7 +133,7 @@ def _group_stats(con, rel: str, cat: Catalog, by: str, bins: str | int | None) -
     key, labels = _group_key(con, rel, cat, by, bins)
     groups = con.execute(f"SELECT {key} AS grp, {_COUNTS} FROM {rel} GROUP BY grp ORDER BY grp NULLS LAST").fetchall()
     out = []
-    for (grp, *_), row in zip(groups, _merger_rows([counts for _, *counts in groups])):
+    for (grp, *_), row in zip(groups, _merger_rows([counts for _, *counts in groups], cat.provenance)):
         label = (labels[grp] if grp is not None else "(outside bins)") if labels else grp
         if not (isinstance(label, (str, int, float, bool)) or label is None):
             label = str(label)
@@ -157,8 +166,12 @@ def merger_stats(
     dict
         ``rows``, ``error_rows``, ``classified_rows``, ``mergers``,
         ``merger_fraction`` (of classified rows) and ``merger_fraction_95``
-        ``[low, high]``, ``morphology`` counts, the reference local merger
-        fraction, and ``groups`` (one such dict per group) when ``by`` is given.
+        ``[low, high]``, the classifier-corrected ``corrected_fraction`` and
+        ``corrected_fraction_95`` with the ``completeness`` and
+        ``false_positive_rate`` behind them (None, with ``correction`` saying
+        why, when the catalog records no validation rates), ``morphology``
+        counts, the reference local merger fraction, and ``groups`` (one such
+        dict per group) when ``by`` is given.
 
     Raises
     ------
@@ -181,7 +194,7 @@ def merger_stats(
         "catalog": cat.uri,
         "region": None if region is None else {type(region).__name__.lower(): list(region.__dict__.values())},
         "where": where,
-        **_merger_rows(counts)[0],
+        **_merger_rows(counts, cat.provenance)[0],
         "reference_merger_fraction": LOCAL_MERGER_FRACTION,
         "reference": "Lotz et al. 2011",
     }
@@ -204,6 +217,12 @@ def format_stats(stats: dict) -> str:
         lo, hi = d["merger_fraction_95"]
         return f"{d['merger_fraction']:.4f} (95% Wilson interval {lo:.4f} - {hi:.4f})"
 
+    def corrected(d: dict) -> str:
+        if d.get("corrected_fraction") is None:
+            return "n/a"
+        lo, hi = d["corrected_fraction_95"]
+        return f"{d['corrected_fraction']:.4f} (95% interval {lo:.4f} - {hi:.4f})"
+
     lines = [f"catalog:          {stats['catalog']}"]
     if stats["region"]:
         lines.append(f"region:           {stats['region']}")
@@ -213,7 +232,10 @@ def format_stats(stats: dict) -> str:
         f"rows:             {stats['rows']}",
         f"error rows:       {stats['error_rows']}",
         f"mergers:          {stats['mergers']} of {stats['classified_rows']} classified",
-        f"merger fraction:  {frac(stats)}",
+        f"flagged fraction: {frac(stats)}",
+        f"merger fraction corrected for the classifier: {corrected(stats)}"
+        + (f" (completeness {stats['completeness']:.3f}, false-positive rate {stats['false_positive_rate']:.4f}"
+           " on validation)" if stats.get("completeness") is not None else f" ({stats.get('correction')})"),
         f"local merger fraction ({stats['reference']}): {stats['reference_merger_fraction']:.2f}",
         "morphology:",
     ]
@@ -221,7 +243,8 @@ def format_stats(stats: dict) -> str:
     lines += [f"  {m:<24} {n:>10}  {n / total:7.2%}" for m, n in stats["morphology"].items()]
     if "groups" in stats:
         lines.append(f"by {stats['by']}:")
-        lines.append(f"  {'group':<24} {'rows':>10} {'errors':>8} {'mergers':>8}  merger fraction")
+        lines.append(f"  {'group':<24} {'rows':>10} {'errors':>8} {'mergers':>8}  flagged fraction; corrected")
         for g in stats["groups"]:
-            lines.append(f"  {str(g['group']):<24} {g['rows']:>10} {g['error_rows']:>8} {g['mergers']:>8}  {frac(g)}")
+            lines.append(f"  {str(g['group']):<24} {g['rows']:>10} {g['error_rows']:>8} {g['mergers']:>8}  "
+                         f"{frac(g)}; {corrected(g)}")
     return "\n".join(lines)

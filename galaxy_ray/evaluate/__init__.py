@@ -5,26 +5,33 @@
     merger precision and recall, each beside its baseline.
 ``plots``
     Training curves, confusion matrix, RMSE per answer.
+``threshold``, ``calibration``, ``merger``
+    The merger flag: truth on validation, calibration, operating point, reliability.
+``training``
+    The end of a training run: calibrate, choose the threshold, rewrite ``model.pt``, report.
 ``run``
     Predictions through Ray Data, the report files, the command.
 """
 
 from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
-from galaxy_ray.evaluate.plots import curves_from_csv, plot_confusion, plot_curves, plot_per_answer
+from galaxy_ray.evaluate.plots import (curves_from_csv, plot_confusion, plot_curves, plot_per_answer,
+                                       plot_precision_recall, plot_reliability)
 from galaxy_ray.evaluate.run import (
     build_parser,
     checkpoint_split,
     evaluate_predictions,
-    evaluate_run,
     headline,
     main,
+    merger_report,
     predict_labelled,
     write_predictions,
     write_report,
 )
+from galaxy_ray.evaluate.training import calibrate_and_choose, evaluate_run
 
 __all__ = [
     "build_parser",
+    "calibrate_and_choose",
     "checkpoint_split",
     "classes_metrics",
     "curves_from_csv",
@@ -34,9 +41,12 @@ __all__ = [
     "headline",
     "main",
     "merger_metrics",
+    "merger_report",
     "plot_confusion",
     "plot_curves",
     "plot_per_answer",
+    "plot_precision_recall",
+    "plot_reliability",
     "predict_labelled",
     "write_predictions",
     "write_report",

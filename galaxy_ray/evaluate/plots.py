@@ -1,4 +1,10 @@
-"""The figures of an evaluation: training curves, confusion matrix, RMSE per GZ2 answer (PNG, any storage)."""
+"""The figures of an evaluation (PNG, any storage).
+
+Training curves, confusion matrix, RMSE per GZ2 answer, and for the merger
+flag the precision-recall curve with its operating point and reliability
+diagrams before and after calibration.  Each function takes the plain
+dicts of ``evaluation.json``, so the report can redraw them from that file.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import numpy as np
 
 from galaxy_ray.io import storage
 
-__all__ = ["curves_from_csv", "plot_confusion", "plot_curves", "plot_per_answer"]
+__all__ = ["curves_from_csv", "plot_confusion", "plot_curves", "plot_per_answer", "plot_precision_recall",
+           "plot_reliability"]
 
 
 def _save_figure(fig, uri: str) -> None:
@@ -34,8 +41,9 @@ def _pyplot():
 def plot_curves(history: Sequence[Mapping[str, Any]], uri: str, metric: str | None = None) -> None:
     """Training and validation loss per epoch, and the validation metric (``curves.png``)."""
     plt = _pyplot()
-    if metric is None:
-        metric = "val_rmse" if history and "val_rmse" in history[0] else "val_accuracy"
+    if metric is None:  # the metric that picked the best epoch
+        present = history[0] if history else {}
+        metric = next((m for m in ("val_rmse", "val_balanced_accuracy") if m in present), "val_accuracy")
     epochs = [int(r["epoch"]) for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     ax1.plot(epochs, [float(r["train_loss"]) for r in history], "o-", label="training")
@@ -96,4 +104,77 @@ def plot_per_answer(gz2: Mapping[str, Any], uri: str) -> None:
     ax.set_xticks(x, names, rotation=90)
     ax.set_ylabel("RMSE of the cumulative vote fraction")
     ax.legend()
+    _save_figure(fig, uri)
+
+
+def plot_precision_recall(merger: Mapping[str, Any], uri: str) -> None:
+    """Validation precision against recall of ``p_merger >= t``, with the chosen operating point.
+
+    Parameters
+    ----------
+    merger : mapping
+        ``evaluation.json``'s ``merger``: ``curve`` (``threshold``, ``tp``,
+        ``fp``), ``positives``, and the operating point (``threshold``,
+        ``precision``, ``recall`` and their ``*_interval``).
+    uri : str
+        Where the PNG goes (``merger_precision_recall.png``).
+    """
+    plt = _pyplot()
+    curve = merger["curve"]
+    tp, fp = np.asarray(curve["tp"], dtype=float), np.asarray(curve["fp"], dtype=float)
+    recall = tp / max(merger["positives"], 1)
+    precision = tp / np.maximum(tp + fp, 1)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    ax.plot(recall, precision, "-", color="C0", drawstyle="steps-post", label="validation")
+    base = merger["positives"] / max(merger["positives"] + merger["negatives"], 1)
+    ax.axhline(base, color="0.6", ls=":", label=f"base rate {base:.3f}")
+    if "threshold" in merger:
+        (plo, phi), (rlo, rhi) = merger["precision_interval"], merger["recall_interval"]
+        ax.errorbar([merger["recall"]], [merger["precision"]],
+                    xerr=[[merger["recall"] - rlo], [rhi - merger["recall"]]],
+                    yerr=[[merger["precision"] - plo], [phi - merger["precision"]]], fmt="o", color="C3",
+                    capsize=3, label=f"p_merger >= {merger['threshold']:.3f} ({merger.get('rule', 'given')})")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (completeness)")
+    ax.set_ylabel("precision (purity)")
+    ax.set_title(f"mergers: {merger['positives']} of {merger['positives'] + merger['negatives']} validation galaxies",
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    _save_figure(fig, uri)
+
+
+def plot_reliability(before: Mapping[str, Any], after: Mapping[str, Any] | None, uri: str,
+                     what: str = "p_merger") -> None:
+    """Reliability diagram: observed frequency against mean predicted probability per bin.
+
+    Parameters
+    ----------
+    before, after : mapping
+        ``mean_score``, ``frequency``, ``count`` (per bin) and ``ece``, as in
+        ``evaluation.json`` (``merger.reliability.raw`` / ``.calibrated``);
+        ``after`` may be None.
+    uri : str
+        Where the PNG goes (``reliability.png``).
+    what : str
+        What the probability is, for the axis label.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="perfectly calibrated")
+    for rel, label, color in ((before, "network output", "C1"), (after, "calibrated", "C0")):
+        if rel is None:
+            continue
+        pairs = [(m, f, c) for m, f, c in zip(rel["mean_score"], rel["frequency"], rel["count"]) if c and m is not None]
+        if not pairs:
+            continue
+        m, f, c = (np.asarray(v, dtype=float) for v in zip(*pairs))
+        ax.plot(m, f, "o-", color=color, label=f"{label} (ECE {rel['ece']:.3f})")
+        for x, y, n in zip(m, f, c):
+            ax.annotate(str(int(n)), (x, y), textcoords="offset points", xytext=(3, -10), fontsize=6, color=color)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"mean predicted {what} in bin")
+    ax.set_ylabel("observed fraction")
+    ax.legend(fontsize=8, loc="upper left")
     _save_figure(fig, uri)

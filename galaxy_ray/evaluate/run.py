@@ -17,16 +17,20 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 
 from galaxy_ray import runtime, schema
 from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.transforms import ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.evaluate.merger import MERGER_VOTE_CUT, operating_summary, true_mergers, truth_rule
 from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
-from galaxy_ray.evaluate.plots import curves_from_csv, plot_confusion, plot_per_answer
+from galaxy_ray.evaluate.plots import (curves_from_csv, plot_confusion, plot_per_answer, plot_precision_recall,
+                                       plot_reliability)
 from galaxy_ray.io import layout, storage
-from galaxy_ray.model import load_checkpoint, merger_index, merger_probability
+from galaxy_ray.model import load_checkpoint, merger_probability, stored_operating_point, view_spread
+from galaxy_ray.model.operating import parse_threshold, point_at, precision_recall_curve
 from galaxy_ray.model.predict import Predictor
 from galaxy_ray.schema import CatalogColumns as C
 
@@ -34,15 +38,20 @@ __all__ = [
     "build_parser",
     "checkpoint_split",
     "evaluate_predictions",
-    "evaluate_run",
     "headline",
+    "merger_report",
     "main",
     "predict_labelled",
+    "spread_report",
     "write_predictions",
     "write_report",
 ]
 
-#: Files of an evaluation besides ``evaluation.json``.
+#: The merger figures of an evaluation (beside ``evaluation.json``).
+PRECISION_RECALL_PNG = "merger_precision_recall.png"
+#: Per-row spread of ``p_merger`` over the test-time views (``--tta``).
+SPREAD = "p_merger_std"
+RELIABILITY_PNG = "reliability.png"
 
 
 def checkpoint_split(extra: Mapping[str, Any], val_fraction: float | None = None) -> Split:
@@ -63,8 +72,9 @@ def checkpoint_split(extra: Mapping[str, Any], val_fraction: float | None = None
 class LabelledPredictor:
     """Ray Data actor: keep the labelled rows (of one subset), decode, predict with one checkpoint."""
 
-    def __init__(self, checkpoint: str, label: str, subset: str | None, split: Split | None, tta: bool) -> None:
-        self.predictor = Predictor.from_checkpoint(checkpoint, device="auto", tta=tta)
+    def __init__(self, checkpoint: str, label: str, subset: str | None, split: Split | None, tta: bool,
+                 calibrated: bool = True) -> None:
+        self.predictor = Predictor.from_checkpoint(checkpoint, device="auto", tta=tta, calibrated=calibrated)
         self.spec = self.predictor.spec
         self.label, self.subset, self.split = label, subset, split
         self.class_index = {n: i for i, n in enumerate(self.spec.output_names)}
@@ -90,16 +100,20 @@ class LabelledPredictor:
         out = preprocess_batch(sub, self.spec.preprocess, augment=False)
         ok = ok_rows(out[C.ERROR])
         y_pred = np.full((len(ok), self.spec.num_outputs), np.nan, dtype=np.float32)
-        if ok.any():
+        spread = np.full(len(ok), np.nan, dtype=np.float32)
+        if ok.any() and self.predictor.tta:
+            y_pred[ok], views = self.predictor.predict_with_views(out["pixels"][ok])
+            spread[ok] = view_spread(self.spec, views, y_pred[ok])["p_merger_std"]
+        elif ok.any():
             y_pred[ok] = self.predictor(out["pixels"][ok])
         # "" rather than None: a column of only None would come back from Arrow as float NaN
         errors = np.array(["" if e is None else str(e) for e in out[C.ERROR]], dtype=object)
         return {C.OBJECT_ID: np.asarray(out[C.OBJECT_ID], dtype=object), "y_true": self._targets(out[self.label]),
-                "y_pred": y_pred, C.ERROR: errors}
+                "y_pred": y_pred, SPREAD: spread, C.ERROR: errors}
 
 
 def predict_labelled(ds, checkpoint: str, label: str, *, subset: str | None = None, split: Split | None = None,
-                     batch_size: int = 64, tta: bool = False) -> dict[str, np.ndarray]:
+                     batch_size: int = 64, tta: bool = False, calibrated: bool = True) -> dict[str, np.ndarray]:
     """Predictions and targets for the labelled rows of a cutout Dataset.
 
     Parameters
@@ -114,13 +128,17 @@ def predict_labelled(ds, checkpoint: str, label: str, *, subset: str | None = No
         Keep only the ``train`` or ``val`` rows of ``split`` (required then).
     tta : bool
         Average each prediction over the 8 rotations and flips, as ``galaxy-ray infer --tta``.
+    calibrated : bool
+        Apply the checkpoint's class-probability calibration (False: the network's own probabilities).
 
     Returns
     -------
     dict
         ``object_id`` (N,), ``y_true`` and ``y_pred`` float32 (N, outputs)
-        (classes: one-hot truth), ``error`` (N,) for rows that failed to decode
-        (their predictions are NaN); sorted by ``object_id``.
+        (classes: one-hot truth), ``p_merger_std`` (N,) (the spread of
+        ``p_merger`` over the 8 views with ``tta``, else NaN), ``error`` (N,)
+        for rows that failed to decode (their predictions are NaN); sorted by
+        ``object_id``.
     """
     import ray
     from ray.data import ActorPoolStrategy
@@ -132,14 +150,16 @@ def predict_labelled(ds, checkpoint: str, label: str, *, subset: str | None = No
     pool = ActorPoolStrategy(min_size=1, max_size=max(1, gpus)) if gpus else ActorPoolStrategy(min_size=1, max_size=2)
     preds = ds.select_columns(columns).map_batches(
         LabelledPredictor, fn_constructor_kwargs=dict(checkpoint=checkpoint, label=label, subset=subset, split=split,
-                                                      tta=tta),
+                                                      tta=tta, calibrated=calibrated),
         batch_size=batch_size, batch_format="numpy", compute=pool, num_gpus=1 if gpus else 0,
     )
     parts = [p for p in preds.iter_batches(batch_size=None, batch_format="numpy") if len(p[C.OBJECT_ID])]
     if not parts:
         return {C.OBJECT_ID: np.array([], dtype=object), "y_true": np.zeros((0, 0), np.float32),
-                "y_pred": np.zeros((0, 0), np.float32), C.ERROR: np.array([], dtype=object)}
-    out = {key: np.concatenate([np.asarray(p[key]) for p in parts]) for key in (C.OBJECT_ID, "y_true", "y_pred", C.ERROR)}
+                "y_pred": np.zeros((0, 0), np.float32), SPREAD: np.zeros(0, np.float32),
+                C.ERROR: np.array([], dtype=object)}
+    out = {key: np.concatenate([np.asarray(p[key]) for p in parts])
+           for key in (C.OBJECT_ID, "y_true", "y_pred", SPREAD, C.ERROR)}
     errors = np.empty(len(out[C.ERROR]), dtype=object)
     errors[:] = [str(e) if isinstance(e, str) and e else None for e in out[C.ERROR]]
     out[C.ERROR] = errors
@@ -147,8 +167,14 @@ def predict_labelled(ds, checkpoint: str, label: str, *, subset: str | None = No
     return {k: v[order] for k, v in out.items()}
 
 
-def write_predictions(uri: str, preds: Mapping[str, np.ndarray]) -> None:
-    """``object_id``, ``y_true`` and ``y_pred`` (list<float32>, output order) as Parquet."""
+def write_predictions(uri: str, preds: Mapping[str, np.ndarray], *, p_merger: np.ndarray | None = None,
+                      true_merger: np.ndarray | None = None) -> None:
+    """``object_id``, ``y_true`` and ``y_pred`` (list<float32>, output order) as Parquet.
+
+    ``p_merger`` (calibrated) and ``true_merger`` (1.0 / 0.0, NaN for rows that
+    failed), float32 (N,), are added when given, so the report can redraw the
+    merger figures from this file.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -158,20 +184,47 @@ def write_predictions(uri: str, preds: Mapping[str, np.ndarray]) -> None:
         offsets = pa.array(np.arange(len(a) + 1, dtype=np.int32) * width)
         return pa.ListArray.from_arrays(offsets, pa.array(a.reshape(-1), type=pa.float32()))
 
-    table = pa.table({
+    columns = {
         C.OBJECT_ID: pa.array([str(i) for i in preds[C.OBJECT_ID]], type=pa.string()),
         "y_true": as_list(preds["y_true"]),
         "y_pred": as_list(preds["y_pred"]),
-    })
+    }
+    for name, values in ((C.P_MERGER, p_merger), ("true_merger", true_merger)):
+        if values is not None:
+            columns[name] = pa.array(np.asarray(values, dtype=np.float32), type=pa.float32())
     buf = io.BytesIO()
-    pq.write_table(table, buf)
+    pq.write_table(pa.table(columns), buf)
     storage.write_bytes_atomic(uri, buf.getvalue())
 
 
+def merger_report(spec, y_true: np.ndarray, probs: np.ndarray, threshold: float,
+                  vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
+    """Precision and recall of ``p_merger >= threshold`` (95% Wilson intervals), the truth rule, the counts.
+
+    Parameters
+    ----------
+    y_true, probs : numpy.ndarray, shape (N, K)
+        Targets and probabilities (as the Predictor returns them; ``p_merger``
+        follows the spec's calibration).
+    """
+    truth = true_mergers(spec, y_true, vote_cut)
+    p_merger = merger_probability(spec, probs)
+    point = point_at(precision_recall_curve(truth, p_merger), int(truth.sum()), int((~truth).sum()), threshold)
+    return dict(merger_metrics(truth, p_merger, threshold), output=spec.merger, truth=truth_rule(spec, vote_cut),
+                precision_interval=list(point.precision_interval), recall_interval=list(point.recall_interval),
+                false_positive_rate=point.false_positive_rate, positives=point.positives,
+                negatives=point.negatives, true_positives=point.true_positives,
+                false_positives=point.false_positives)
+
+
 def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: float = 0.5,
-                         train_mean: Sequence[float] | None = None,
-                         class_counts: Sequence[int] | None = None) -> dict[str, Any]:
+                         train_mean: Sequence[float] | None = None, class_counts: Sequence[int] | None = None,
+                         vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
     """The evaluation report (a JSON-ready dict) of predictions made by a model of ``spec``.
+
+    ``merger`` (when the model has a merger output) holds :func:`merger_report`
+    at ``threshold``; a true merger is the labelled merger class, or for GZ2
+    votes ``Class8.6 > vote_cut`` (:mod:`galaxy_ray.evaluate.merger`).
 
     Raises
     ------
@@ -188,12 +241,30 @@ def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: fl
         report["gz2"] = gz2_metrics(y_true, y_pred, train_mean)
     else:
         report["classes"] = classes_metrics(y_true.argmax(axis=1), y_pred, spec.output_names, class_counts)
-    index = merger_index(spec)
-    if index is not None:
-        report["merger"] = dict(merger_metrics(y_true[:, index] >= threshold if spec.task == "gz2" else
-                                               y_true[:, index] > 0.5, merger_probability(spec, y_pred), threshold),
-                                output=spec.merger)
+    if spec.merger is not None:
+        report["merger"] = merger_report(spec, y_true, y_pred, threshold, vote_cut)
+        spread = np.asarray(preds.get(SPREAD, np.full(len(ok), np.nan)), dtype=np.float64)[ok]
+        if len(spread) and np.isfinite(spread).all():
+            wrong = (merger_probability(spec, y_pred) >= threshold) != true_mergers(spec, y_true, vote_cut)
+            report["merger"]["tta_spread"] = spread_report(spread, wrong)
     return report
+
+
+def spread_report(spread: np.ndarray, wrong: np.ndarray) -> dict[str, Any]:
+    """Is the spread over the 8 views informative?  Its mean, and how well it ranks wrong flags above right ones.
+
+    ``auc_wrong_flags`` is the probability that a galaxy whose flag is wrong
+    has a larger spread than one whose flag is right (the Mann-Whitney
+    statistic; 0.5: the spread says nothing about the flag's errors).
+    """
+    out = {"mean_p_merger_std": float(spread.mean()), "median_p_merger_std": float(np.median(spread)),
+           "wrong_flags": int(wrong.sum()), "auc_wrong_flags": None}
+    if wrong.any() and not wrong.all():
+        ranks = rankdata(spread)
+        n1, n0 = int(wrong.sum()), int((~wrong).sum())
+        out["auc_wrong_flags"] = float((ranks[wrong].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return out
+
 
 
 def headline(report: Mapping[str, Any]) -> str:
@@ -218,24 +289,14 @@ def write_report(report: Mapping[str, Any], out: str) -> list[str]:
     if "gz2" in report:
         written.append(storage.join(out, layout.RMSE_PER_ANSWER_PNG))
         plot_per_answer(report["gz2"], written[-1])
+    merger = report.get("merger") or {}
+    if merger.get("curve"):
+        written.append(storage.join(out, PRECISION_RECALL_PNG))
+        plot_precision_recall(merger, written[-1])
+    if merger.get("reliability"):
+        written.append(storage.join(out, RELIABILITY_PNG))
+        plot_reliability(merger["reliability"]["raw"], merger["reliability"]["calibrated"], written[-1])
     return written
-
-
-def evaluate_run(run_dir: str, ds, label: str, *, batch_size: int = 64, train_mean: Sequence[float] | None = None,
-                 class_counts: Sequence[int] | None = None, source: str | None = None) -> dict[str, Any]:
-    """End-of-training evaluation of ``run_dir/model.pt`` on the validation rows of its own split.
-
-    Writes ``validation_predictions.parquet``, ``evaluation.json`` and its PNGs in ``run_dir``.
-    """
-    model_uri = storage.join(run_dir, layout.MODEL)
-    _, spec, extra = load_checkpoint(model_uri, with_extra=True)
-    preds = predict_labelled(ds, model_uri, label, subset="val", split=checkpoint_split(extra), batch_size=batch_size)
-    write_predictions(storage.join(run_dir, layout.VALIDATION_PREDICTIONS), preds)
-    report = evaluate_predictions(spec, preds, threshold=float(extra.get("merger_threshold", 0.5)),
-                                  train_mean=train_mean, class_counts=class_counts)
-    report.update(split="validation", checkpoint=model_uri, source=source)
-    write_report(report, run_dir)
-    return report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["all", "train", "val"], default="all",
                    help="evaluate only one side of the training split of object ids (default all)")
     p.add_argument("--val-fraction", type=float, default=None, help="of the split (default: the checkpoint's run)")
-    p.add_argument("--merger-threshold", type=float, help="default: the checkpoint's run")
+    p.add_argument("--merger-threshold", type=parse_threshold, default="auto",
+                   help="p_merger at or above which a galaxy is a merger: auto (default: the threshold the "
+                        "checkpoint's training chose on its validation split) or a number")
+    p.add_argument("--merger-precision", type=float, default=None,
+                   help="with auto: the lowest threshold whose validation precision reaches this, from the "
+                        "checkpoint's stored validation precision-recall table")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tta", action="store_true",
                    help="average over the 8 rotations and flips of each cutout, as `galaxy-ray infer --tta`")
@@ -262,8 +328,16 @@ def _print_summary(report: Mapping[str, Any], written: list[str]) -> None:
     if "merger" in report:
         m = report["merger"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"galaxy-ray evaluate: mergers at p_merger >= {m['threshold']}: precision {fmt(m['precision'])}, "
-              f"recall {fmt(m['recall'])} ({m['true_mergers']} true, {m['predicted_mergers']} predicted)")
+        print(f"galaxy-ray evaluate: mergers at p_merger >= {m['threshold']:.3f} ({m.get('threshold_source', 'given')})"
+              f": precision {fmt(m['precision'])}, recall {fmt(m['recall'])} ({m['true_mergers']} true, "
+              f"{m['predicted_mergers']} predicted; truth: {m['truth'].split(' (')[0]})")
+        if m.get("validation"):
+            print(f"galaxy-ray evaluate: on the training run's validation split: {operating_summary(m['validation'])}")
+        if m.get("tta_spread"):
+            t = m["tta_spread"]
+            auc = "n/a" if t["auc_wrong_flags"] is None else f"{t['auc_wrong_flags']:.2f}"
+            print(f"galaxy-ray evaluate: p_merger spread over the 8 views: median {t['median_p_merger_std']:.4f}; "
+                  f"ranks the {t['wrong_flags']} wrong flags above the right ones with AUC {auc} (0.5: uninformative)")
     print(f"galaxy-ray evaluate: wrote {', '.join(written)}", flush=True)
 
 
@@ -278,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt_dir = model_uri.rsplit("/", 1)[0] if "/" in model_uri else "."
     label = args.label_column or (C.VOTES if spec.task == "gz2" else C.LABEL)
     out = args.out or storage.join(ckpt_dir, f"eval-{schema.slugify(Path(str(args.source).rstrip('/')).name)}")
-    threshold = args.merger_threshold if args.merger_threshold is not None else float(extra.get("merger_threshold", 0.5))
+    threshold, validation, how = stored_operating_point(extra, args.merger_threshold, args.merger_precision)
+    vote_cut = float((extra.get("merger") or {}).get("vote_cut", MERGER_VOTE_CUT))
     subset = None if args.split == "all" else args.split
     split = checkpoint_split(extra, args.val_fraction) if subset else None
     runtime.ensure_ray()
@@ -291,7 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not len(preds[C.OBJECT_ID]):
         raise GalaxyRayError(f"{args.source}: no rows with labels the model knows in column {label!r}")
     report = evaluate_predictions(spec, preds, threshold=threshold, train_mean=extra.get("train_mean"),
-                                  class_counts=extra.get("class_counts"))
+                                  class_counts=extra.get("class_counts"), vote_cut=vote_cut)
+    if "merger" in report:
+        report["merger"].update(threshold_source=how, validation=validation)
     report.update(split=args.split, checkpoint=str(args.checkpoint), source=args.source, tta=bool(args.tta),
                   seconds=round(time.perf_counter() - t0, 2))
     if split is not None:

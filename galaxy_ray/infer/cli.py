@@ -9,6 +9,7 @@ from galaxy_ray import runtime
 from galaxy_ray.data import sources
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE
 from galaxy_ray.infer.run import run_inference
+from galaxy_ray.model.operating import parse_threshold
 
 __all__ = ["build_parser", "main"]
 
@@ -42,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE,
                    help="target rows per output file (the unit a rerun skips)")
     p.add_argument("--tta", action="store_true", help="average over the 8 rotations and flips")
-    p.add_argument("--merger-threshold", type=float, default=0.5, help="is_merger = p_merger >= this")
+    p.add_argument("--merger-threshold", type=parse_threshold, default="auto",
+                   help="is_merger = p_merger >= this: auto (default: the threshold the checkpoint's training "
+                        "chose on its validation split) or a number")
+    p.add_argument("--merger-precision", type=float, default=None,
+                   help="with auto: the lowest threshold whose validation precision reaches this")
     p.add_argument("--num-actors", type=_actors_arg, default=None,
                    help="model actors: N or MIN,MAX (default one per GPU, or one per 4 CPUs)")
     runtime.add_gpu_argument(p, "one GPU per model actor")
@@ -56,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = run_inference(
         args.checkpoint, args.source, args.out, format=args.format, batch_size=args.batch_size,
         rows_per_file=args.rows_per_file, tta=args.tta, merger_threshold=args.merger_threshold,
+        merger_precision=args.merger_precision,
         num_actors=args.num_actors, use_gpu=args.gpu, decode_tasks=args.decode_tasks,
         source_options=sources.source_options(args), log=lambda s: print(s, flush=True),
     )

@@ -28,7 +28,7 @@ from galaxy_ray.infer.writer import UnitWriter, catalog_totals
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
-__all__ = ["run_inference", "base_provenance"]
+__all__ = ["run_inference", "base_provenance", "merger_operating_point"]
 
 
 def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: float, tta: bool) -> dict:
@@ -48,19 +48,38 @@ def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: flo
         "source_format": fmt,
         "versions": runtime.package_versions(),
     }
+    calibration = spec.calibration or {}
     if spec.task == "gz2":
         prov["kaggle_columns"] = list(GZ2_KAGGLE_COLUMNS)
         prov["column_meaning"] = "cumulative GZ2 vote fractions (Kaggle Class1.1 ... Class11.6 order)"
     else:
-        prov["column_meaning"] = "class probabilities (softmax)"
+        prov["column_meaning"] = "class probabilities (softmax" + (
+            ", temperature-scaled on the training run's validation split)" if calibration.get("probabilities") else ")")
+    prov["calibration"] = {"probabilities": calibration.get("probabilities"),
+                           "p_merger": "isotonic, fitted on the training run's validation split"
+                           if calibration.get("merger") else None}
     return prov
 
 
-def _check_options(batch_size: int, merger_threshold: float) -> None:
+def _check_options(batch_size: int) -> None:
     if batch_size < 1:
         raise GalaxyRayError(f"--batch-size {batch_size}: must be at least 1")
-    if not 0.0 <= merger_threshold <= 1.0:
-        raise GalaxyRayError(f"--merger-threshold {merger_threshold}: must be a probability in [0, 1]")
+
+
+def merger_operating_point(extra: dict, merger_threshold: float | str, merger_precision: float | None,
+                           log: Callable[[str], None]) -> tuple[float, dict]:
+    """The threshold of ``is_merger`` and the provenance entries that say what it is worth.
+
+    ``auto`` takes the threshold the checkpoint's training chose on its
+    validation split (or, with ``merger_precision``, the lowest meeting it on
+    the stored validation table); a number overrides.  The validation rates at
+    the threshold (mergers and non-mergers, and how many of each were flagged)
+    go into the provenance as ``merger_validation``, which
+    :mod:`galaxy_ray.catalog.fractions` turns into corrected merger fractions.
+    """
+    threshold, validation, how = model_mod.stored_operating_point(extra, merger_threshold, merger_precision)
+    log(f"is_merger = p_merger >= {threshold:.4g} ({how})")
+    return threshold, {"merger_threshold_source": how, "merger_validation": validation}
 
 
 def _pending_units(out: str, plan: Plan, log: Callable[[str], None]) -> list:
@@ -175,7 +194,8 @@ def run_inference(
     batch_size: int = 64,
     rows_per_file: int = DEFAULT_ROWS_PER_FILE,
     tta: bool = False,
-    merger_threshold: float = 0.5,
+    merger_threshold: float | str = "auto",
+    merger_precision: float | None = None,
     num_actors: int | tuple[int, int] | None = None,
     use_gpu: bool | str = "auto",
     decode_tasks: int | None = None,
@@ -200,8 +220,11 @@ def run_inference(
         Target rows per output file (a unit of resumable work).
     tta : bool
         Average predictions over the 8 rotations and flips of each cutout.
-    merger_threshold : float
-        ``is_merger = p_merger >= merger_threshold``.
+    merger_threshold : "auto" or float
+        ``is_merger = p_merger >= merger_threshold``; ``auto`` is the threshold
+        the checkpoint's training chose on its validation split.
+    merger_precision : float, optional
+        With ``auto``: the lowest threshold whose validation precision reaches this.
     num_actors : int or (int, int), optional
         Size of the model actor pool (fixed, or min and max); default one per
         GPU, or one per 4 CPUs on CPU clusters.
@@ -227,11 +250,13 @@ def run_inference(
         plan's files, or a stream that ended early.
     """
     t0 = time.perf_counter()
-    _check_options(batch_size, merger_threshold)
+    _check_options(batch_size)
     checkpoint = layout.checkpoint_file(checkpoint)
-    _, spec = model_mod.load_checkpoint(checkpoint)  # fail early on a bad checkpoint
+    _, spec, extra = model_mod.load_checkpoint(checkpoint, with_extra=True)  # fail early on a bad checkpoint
+    merger_threshold, merger_provenance = merger_operating_point(extra, merger_threshold, merger_precision, log)
     src = sources.open_source(source, format, **(source_options or {}))  # lists and sniffs the source once
     provenance = base_provenance(checkpoint, spec, source, src.format, merger_threshold, tta)
+    provenance.update(merger_provenance)
 
     ray = runtime.ensure_ray()
     resources = ray.cluster_resources()

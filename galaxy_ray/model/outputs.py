@@ -1,13 +1,19 @@
-"""Reading model outputs: catalog column names, merger probability, morphology label."""
+"""Reading model outputs: catalog column names, merger probability, morphology label, spread over views."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from galaxy_ray import schema
+from galaxy_ray.model.calibration import merger_calibration
 from galaxy_ray.model.spec import ModelSpec
 
-__all__ = ["output_columns", "merger_index", "merger_probability", "morphology"]
+__all__ = ["GZ2_MORPHOLOGY_ANSWER", "output_columns", "merger_index", "merger_probability", "morphology",
+           "morphology_probability", "view_spread"]
+
+#: For a gz2 morphology label, the Kaggle output that is its probability (cumulative vote fraction).
+GZ2_MORPHOLOGY_ANSWER = {"elliptical": "Class1.1", "artifact": "Class1.3", "edge_on": "Class2.1",
+                         "spiral": "Class4.1", "disk": "Class4.2"}
 
 
 def output_columns(spec: ModelSpec) -> list[str]:
@@ -23,12 +29,18 @@ def merger_index(spec: ModelSpec) -> int | None:
 
 
 def merger_probability(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
-    """Merger probability per row.
+    """Merger probability per row: the merger output through the spec's calibration.
+
+    With a fitted calibration (``spec.calibration["merger"]``, isotonic, from
+    training's validation split) this is the probability that the galaxy is a
+    merger by the run's truth definition; without one it is the raw output
+    (GZ2: the Class8.6 vote fraction, odd x merger).
 
     Parameters
     ----------
     probs : numpy.ndarray, shape (N, K)
-        Model probabilities.
+        Model probabilities (after the class-probability calibration, as
+        :class:`galaxy_ray.model.predict.Predictor` returns them).
 
     Returns
     -------
@@ -39,7 +51,9 @@ def merger_probability(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
     index = merger_index(spec)
     if index is None:
         return np.full(len(probs), np.nan, dtype=np.float32)
-    return probs[:, index].astype(np.float32)
+    calibration = merger_calibration(spec.calibration)
+    score = probs[:, index]
+    return (calibration(score) if calibration is not None else score).astype(np.float32)
 
 
 def morphology(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
@@ -53,3 +67,52 @@ def morphology(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
         return schema.gz2_morphology(probs)
     names = np.asarray(spec.output_names, dtype=object)
     return names[np.argmax(probs, axis=1)]
+
+
+def morphology_probability(spec: ModelSpec, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The output behind each row's morphology label, float32 (N,).
+
+    classes: the probability of the labelled class; gz2: the cumulative vote
+    fraction of the answer the label names (:data:`GZ2_MORPHOLOGY_ANSWER`,
+    e.g. ``Class1.1`` smooth for ``elliptical``).
+    """
+    probs = np.atleast_2d(np.asarray(probs, dtype=np.float32))
+    if spec.task == "gz2":
+        names = {name: spec.output_names.index(col) for name, col in GZ2_MORPHOLOGY_ANSWER.items()}
+    else:
+        names = {name: i for i, name in enumerate(spec.output_names)}
+    index = np.array([names[str(label)] for label in labels], dtype=np.int64)
+    return probs[np.arange(len(probs)), index].astype(np.float32)
+
+
+def view_spread(spec: ModelSpec, views: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Standard deviation over the test-time views of ``p_merger`` and of the morphology's probability.
+
+    Parameters
+    ----------
+    views : numpy.ndarray, shape (V, N, K)
+        Probabilities of each view (:meth:`galaxy_ray.model.predict.Predictor.predict_views`).
+    probs : numpy.ndarray, shape (N, K)
+        The averaged probabilities that give the catalog's morphology label.
+
+    Returns
+    -------
+    dict
+        ``p_merger_std`` and ``morphology_prob_std``, float32 (N,) (population
+        standard deviation over the V views; NaN without a merger output).
+
+    Notes
+    -----
+    The spread says how much the answer depends on the galaxy's orientation
+    and parity, which a well-trained model should not care about: a large
+    spread flags a galaxy the model reads inconsistently (an edge case, an
+    artefact, a merger whose tidal feature sits at the crop's edge).  It is
+    not a posterior uncertainty: it ignores the uncertainty of the weights and
+    of the labels, and a confidently wrong model can have zero spread.
+    """
+    views = np.asarray(views, dtype=np.float32)
+    labels = morphology(spec, probs)
+    merger = np.stack([merger_probability(spec, v) for v in views])
+    morph = np.stack([morphology_probability(spec, v, labels) for v in views])
+    return {"p_merger_std": merger.std(axis=0).astype(np.float32),
+            "morphology_prob_std": morph.std(axis=0).astype(np.float32)}

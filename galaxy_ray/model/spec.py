@@ -46,6 +46,12 @@ class ModelSpec:
     merger : str or None
         What the merger probability is: ``"Class8.6"`` for gz2, a class name
         for classes (None when no class is a merger).
+    calibration : dict or None
+        Maps fitted on the validation split at the end of training
+        (:mod:`galaxy_ray.model.calibration`): ``probabilities`` (temperature
+        scaling of class probabilities, or None) and ``merger`` (isotonic map
+        of the merger output to ``p_merger``, or None).  None: outputs as the
+        network gives them.
 
     Raises
     ------
@@ -59,6 +65,7 @@ class ModelSpec:
     output_names: list[str]
     preprocess: dict[str, Any] = field(default_factory=lambda: {"image_size": 64, "crop_fraction": 1.0})
     merger: str | None = None
+    calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -91,12 +98,14 @@ class ModelSpec:
             "output_names": list(self.output_names),
             "preprocess": dict(self.preprocess),
             "merger": self.merger,
+            "calibration": self.calibration,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
         """Inverse of :meth:`to_dict`."""
-        return cls(d["arch"], d["task"], list(d["output_names"]), dict(d["preprocess"]), d.get("merger"))
+        return cls(d["arch"], d["task"], list(d["output_names"]), dict(d["preprocess"]), d.get("merger"),
+                   d.get("calibration"))
 
     @property
     def num_outputs(self) -> int:

@@ -33,9 +33,10 @@ class TrainConfig:
     weights: str = "none"
     image_size: int = 64
     crop_fraction: float = 1.0
+    augment: str = "auto"
     epochs: int = 10
     freeze_epochs: int | None = None
-    batch_size: int = 64
+    batch_size: int = 16
     lr: float = 1e-3
     finetune_lr_scale: float = 0.1
     weight_decay: float = 0.05
@@ -46,7 +47,9 @@ class TrainConfig:
     name: str | None = None
     storage: str = "runs"
     merger: str | None = None
-    merger_threshold: float = 0.5
+    merger_threshold: float | str = "auto"
+    merger_precision: float | None = None
+    merger_vote_cut: float = 0.4
     class_weights: str | None = None
     label_smoothing: float = 0.0
     val_fraction: float = 0.2
@@ -62,8 +65,17 @@ class TrainConfig:
 
     @property
     def monitor(self) -> tuple[str, str]:
-        """Validation metric that picks the best checkpoint and stops early, and its direction."""
-        return ("val_rmse", "min") if self.task == "gz2" else ("val_accuracy", "max")
+        """Validation metric that picks the best checkpoint and stops early, and its direction.
+
+        Classes: balanced accuracy (mean per-class recall), not accuracy, which
+        rewards predicting the majority class and on an imbalanced set keeps the
+        epoch that never predicts the rare class.  Not macro-F1 either: F1 needs
+        each class's precision, which for a class of a few validation galaxies
+        swings with every stray false positive among thousands of others, and
+        depends on the base rate; the merger flag's precision is set afterwards
+        by its threshold, chosen on validation.
+        """
+        return ("val_rmse", "min") if self.task == "gz2" else ("val_balanced_accuracy", "max")
 
     @property
     def split(self) -> Split:
@@ -87,17 +99,34 @@ def _at_least(value: Any, flag: str, kind=int, minimum: float = 1) -> Any:
     return v
 
 
+def _threshold(value: Any) -> float | str:
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise GalaxyRayError(f"--merger-threshold {value!r}: 'auto' or a number between 0 and 1") from None
+    if not 0.0 <= t <= 1.0:
+        raise GalaxyRayError(f"--merger-threshold {value}: must be between 0 and 1")
+    return t
+
+
 def _check_ranges(cfg: TrainConfig) -> None:
     if not 0.0 < float(cfg.val_fraction) < 1.0:
         raise GalaxyRayError(f"--val-fraction {cfg.val_fraction}: must be between 0 and 1")
-    if not 0.0 <= float(cfg.merger_threshold) <= 1.0:
-        raise GalaxyRayError(f"--merger-threshold {cfg.merger_threshold}: must be between 0 and 1")
+    cfg.merger_threshold = _threshold(cfg.merger_threshold)
+    if cfg.merger_precision is not None and not 0.0 < float(cfg.merger_precision) <= 1.0:
+        raise GalaxyRayError(f"--merger-precision {cfg.merger_precision}: must be in (0, 1]")
+    if not 0.0 <= float(cfg.merger_vote_cut) < 1.0:
+        raise GalaxyRayError(f"--merger-vote-cut {cfg.merger_vote_cut}: must be in [0, 1)")
     if not 0.0 <= float(cfg.label_smoothing) < 1.0:
         raise GalaxyRayError(f"--label-smoothing {cfg.label_smoothing}: must be in [0, 1)")
     if cfg.schedule not in ("cosine", "plateau"):
         raise GalaxyRayError(f"--schedule {cfg.schedule!r}: one of cosine, plateau")
     if cfg.task == "gz2" and cfg.class_weights:
         raise GalaxyRayError("--class-weights applies to --task classes only")
+    if cfg.augment not in ("auto", "affine", "dihedral"):
+        raise GalaxyRayError(f"--augment {cfg.augment!r}: one of auto, affine, dihedral")
     if cfg.votes not in ("fraction", "debiased"):
         raise GalaxyRayError(f"--votes {cfg.votes!r}: one of fraction, debiased")
 
@@ -150,9 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="starting weights: none (default), imagenet, or PATH (state dict / our checkpoint)")
     p.add_argument("--image-size", type=int, help="model input side in pixels (default 64)")
     p.add_argument("--crop-fraction", type=float, help="centre crop kept before resizing (default 1.0)")
+    p.add_argument("--augment",
+                   help="training augmentation: auto (default: dihedral when --crop-fraction is 1, which leaves no "
+                        "sky to fill rotated corners, else affine), affine (rotation by any angle, small shift and "
+                        "zoom, flip, brightness) or dihedral (the 8 rotations by 90 degrees and flips, lossless)")
     p.add_argument("--epochs", type=int, help="total epochs (default 10)")
     p.add_argument("--freeze-epochs", type=int, help="epochs with a frozen backbone first (default 1 with pretrained weights, else 0)")
-    p.add_argument("--batch-size", type=int, help="per-worker batch size (default 64)")
+    p.add_argument("--batch-size", type=int,
+                   help="per-worker batch size (default 16: from scratch on a few thousand galaxies, more optimizer "
+                        "steps per epoch beat a bigger batch; raise it on GPUs and large sets)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3); the whole-network phase after a frozen one uses lr x --finetune-lr-scale")
     p.add_argument("--finetune-lr-scale", type=float, help="(default 0.1)")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.05)")
@@ -164,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name; rerunning with the same name and storage resumes (default from task, arch, source)")
     p.add_argument("--storage", help="where runs live: local path or s3:// URI (default ./runs)")
     p.add_argument("--merger", help="what the merger probability is: Class8.6 for gz2 (default), a class name for classes")
-    p.add_argument("--merger-threshold", type=float, help="p_merger at or above which a galaxy is a merger (default 0.5)")
+    p.add_argument("--merger-threshold",
+                   help="p_merger at or above which a galaxy is a merger: auto (default: chosen on the validation "
+                        "split, F1-optimal) or a number")
+    p.add_argument("--merger-precision", type=float,
+                   help="with --merger-threshold auto: the lowest threshold whose validation precision reaches this")
+    p.add_argument("--merger-vote-cut", type=float,
+                   help="gz2: a validation galaxy is a true merger when its Class8.6 vote fraction exceeds this "
+                        "(default 0.4, the Galaxy Zoo merger cut of Darg et al. 2010)")
     p.add_argument("--class-weights", help="classes: 'balanced' or comma-separated weights in class order")
     p.add_argument("--label-smoothing", type=float, help="classes: cross-entropy label smoothing (default 0)")
     p.add_argument("--val-fraction", type=float, help="fraction of galaxies held out for validation (default 0.2)")

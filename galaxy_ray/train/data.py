@@ -26,8 +26,10 @@ from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.train.config import TrainConfig
 
 __all__ = [
+    "AUGMENTATIONS",
     "DataSummary",
     "augment_batch",
+    "augmentation_for",
     "build_datasets",
     "class_weights",
     "default_merger",
@@ -233,9 +235,27 @@ def prepare_training_batch(
     return prepared
 
 
+#: Training augmentations: any-angle affine (with shifts, zooms, brightness) or the 8 dihedral views.
+AUGMENTATIONS = ("affine", "dihedral")
+
+
+def augmentation_for(mode: str, crop_fraction: float) -> str:
+    """The augmentation ``auto`` means: dihedral when nothing is cropped, else affine.
+
+    A rotation by any angle needs sky to fill the corners it turns in: with
+    ``crop_fraction < 1`` the centre crop takes it from the margin; at 1.0 the
+    corners fill with black, which the model then learns and never sees in
+    inference.  The 8 rotations by multiples of 90 degrees and their mirror
+    images lose no pixel.
+    """
+    if mode == "auto":
+        return "dihedral" if float(crop_fraction) >= 1.0 else "affine"
+    return mode
+
+
 def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: Mapping[str, Any], seed: int,
-                  epoch: int) -> np.ndarray:
-    """The training augmentation of :func:`galaxy_ray.data.transforms.prepare_image`, one draw per row.
+                  epoch: int, mode: str = "affine") -> np.ndarray:
+    """The training augmentation, one draw per row.
 
     Parameters
     ----------
@@ -248,6 +268,11 @@ def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: Mapping[s
     seed, epoch : int
         Row i is augmented with ``numpy.random.default_rng([seed, epoch, keys[i]])``:
         reproducible, different every epoch, independent of batch and worker.
+    mode : str
+        ``affine``: :func:`galaxy_ray.data.transforms.prepare_image`'s random
+        rotation by any angle, small shift and zoom, flip and brightness jitter,
+        then the centre crop.  ``dihedral``: the centre crop, then one of the 8
+        rotations by multiples of 90 degrees and flips (lossless).
 
     Returns
     -------
@@ -259,7 +284,12 @@ def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: Mapping[s
     for i, key in enumerate(keys):
         image = np.asarray(pixels[i], dtype=np.float32).transpose(1, 2, 0) / 255.0
         rng = np.random.default_rng([int(seed), int(epoch), int(key)])
-        out[i] = prepare_image(image, config, rng).numpy()
+        if mode == "dihedral":
+            view = prepare_image(image, config).numpy()
+            view = np.rot90(view, int(rng.integers(4)), axes=(1, 2))
+            out[i] = view[:, :, ::-1] if rng.random() < 0.5 else view
+        else:
+            out[i] = prepare_image(image, config, rng).numpy()
     return out
 
 

@@ -18,8 +18,8 @@ from galaxy_ray import evaluate, runtime
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
 from galaxy_ray.train.config import TrainConfig, config_from_args
-from galaxy_ray.train.data import (DataSummary, build_datasets, class_weights, default_merger, read_source,
-                                   summarize_labels)
+from galaxy_ray.train.data import (DataSummary, augmentation_for, build_datasets, class_weights, default_merger,
+                                   read_source, summarize_labels)
 from galaxy_ray.train.loop import train_loop_per_worker, write_metrics_csv
 
 __all__ = ["RunPlan", "main", "make_trainer", "plan_run", "run_training"]
@@ -43,7 +43,7 @@ class RunPlan:
 def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, weights: list[float] | None) -> dict:
     metric, mode = cfg.monitor
     extra = {"task": cfg.task, "train_mean": summary.train_mean, "class_counts": summary.class_counts,
-             "merger_threshold": float(cfg.merger_threshold), "source": cfg.source, "run": cfg.name,
+             "source": cfg.source, "run": cfg.name,
              "split": cfg.split.to_dict()}
     return {
         "spec": spec.to_dict(), "weights": cfg.weights, "epochs": cfg.epochs,
@@ -52,6 +52,7 @@ def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, wei
         "patience": cfg.patience, "seed": cfg.seed, "monitor": metric, "monitor_mode": mode,
         "class_weights": weights, "label_smoothing": cfg.label_smoothing, "run_dir": run_dir,
         "name": cfg.name, "extra": {k: v for k, v in extra.items() if v is not None}, "bn_samples": cfg.bn_samples,
+        "augment": augmentation_for(cfg.augment, cfg.crop_fraction),
     }
 
 
@@ -194,7 +195,9 @@ def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = N
     }
     storage.write_bytes_atomic(storage.join(run_dir, layout.CONFIG_JSON), json.dumps(config_json, indent=2).encode())
     report = evaluate.evaluate_run(run_dir, plan.ds, cfg.label, batch_size=max(cfg.batch_size, 64),
-                                   train_mean=summary.train_mean, class_counts=summary.class_counts, source=cfg.source)
+                                   train_mean=summary.train_mean, class_counts=summary.class_counts, source=cfg.source,
+                                   merger_threshold=cfg.merger_threshold, merger_precision=cfg.merger_precision,
+                                   vote_cut=cfg.merger_vote_cut)
     seconds = time.perf_counter() - t_start
     print(f"galaxy-ray train: done in {seconds:.0f} s; best {metric} {_best_value(history, metric, mode):.4f}; "
           f"{evaluate.headline(report)}; model {model_uri}", flush=True)

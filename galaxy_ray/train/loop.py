@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import sys
 import tempfile
 import time
@@ -19,24 +18,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
-from ray.data.collate_fn import NumpyBatchCollateFn
-
 from galaxy_ray.io import layout, storage
-from galaxy_ray.train.data import KEY, augment_batch
+from galaxy_ray.train.steps import (AugmentingCollate, ValidationSums, recompute_batchnorm, train_one_epoch,
+                                    validate)
 
 __all__ = ["METRICS_COLUMNS", "SHUFFLE_BUFFER_BATCHES", "recompute_batchnorm", "train_loop_per_worker",
            "train_one_epoch", "validate", "write_metrics_csv"]
 
-#: Columns of ``metrics.csv`` besides the validation metric (which follows ``val_loss``).
+#: Columns of ``metrics.csv`` besides the validation metrics (which follow ``val_loss``).
 METRICS_COLUMNS = ("epoch", "phase", "train_loss", "val_loss", "lr", "seconds")
 #: Training batches held in each worker's local shuffle buffer.
 SHUFFLE_BUFFER_BATCHES = 4
 
 
 def write_metrics_csv(uri: str, history: list[dict[str, Any]], metric: str) -> None:
-    """``metrics.csv``: one row per epoch, the columns of :data:`METRICS_COLUMNS` with ``metric``."""
-    columns = ["epoch", "phase", "train_loss", "val_loss", metric, "lr", "seconds"]
+    """``metrics.csv``: one row per epoch, the columns of :data:`METRICS_COLUMNS` with the validation metrics.
+
+    ``metric`` (the one that picks the best epoch) comes first after ``val_loss``,
+    then any other ``val_*`` metric the rows hold (``val_accuracy`` beside
+    ``val_balanced_accuracy`` for classes).
+    """
+    others = [k for k in (history[0] if history else {}) if k.startswith("val_") and k not in ("val_loss", metric)]
+    columns = ["epoch", "phase", "train_loss", "val_loss", metric, *others, "lr", "seconds"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -79,144 +82,6 @@ def _all_reduce(values: list[float], device) -> list[float]:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(t)
     return t.tolist()
-
-
-def recompute_batchnorm(net, shard, batch_size: int, dtypes: Mapping[str, Any], device) -> int:
-    """Re-estimate BatchNorm running statistics on un-augmented training cutouts ("precise BN").
-
-    Running averages gathered in training describe *augmented* batches (rotated,
-    zero-filled corners, zoomed, brightness-jittered) taken while the weights
-    moved; validation and inference see deterministic cutouts.  That mismatch
-    swung validation accuracy by up to 10 points between late epochs.  Each
-    worker averages over its share of ``shard`` with
-    :func:`torch.optim.swa_utils.update_bn`, then the workers average their
-    statistics weighted by images, so every replica (and the checkpoint) holds
-    the same ones.
-
-    Returns
-    -------
-    int
-        Cutouts used over all workers (0 leaves the statistics as they were).
-    """
-    import torch
-    import torch.distributed as dist
-    from torch.optim.swa_utils import update_bn
-
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return 0
-    before = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
-    cuda = device.type == "cuda"
-    seen = 0
-
-    def batches():
-        nonlocal seen
-        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=dtypes, device=device):
-            seen += len(batch["pixels"])
-            yield batch["pixels"].contiguous(memory_format=torch.channels_last) if cuda else batch["pixels"]
-
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-        update_bn(batches(), net)
-    # one all-reduce of (mean, var of every layer, 1) x images: the last element sums to the images used
-    one = torch.ones(1, device=norms[0].running_mean.device)
-    stats = torch.cat([*(torch.cat([m.running_mean, m.running_var]) for m in norms), one]).double() * seen
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(stats)
-    total = stats[-1].item()
-    if total == 0:
-        for m, (mean, var) in zip(norms, before):
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-        return 0
-    stats /= total
-    offset = 0
-    for m in norms:
-        n = m.running_mean.numel()
-        m.running_mean.copy_(stats[offset:offset + n])
-        m.running_var.copy_(stats[offset + n:offset + 2 * n])
-        offset += 2 * n
-    return int(total)
-
-
-class AugmentingCollate(NumpyBatchCollateFn):
-    """``collate_fn`` of the training iterator: augment (:func:`augment_batch`) and make tensors.
-
-    It runs in Ray Data's prefetch threads on the worker, overlapping the training step.
-    """
-
-    def __init__(self, preprocess: Mapping[str, Any], seed: int, epoch: int, target_dtype) -> None:
-        self.preprocess, self.seed, self.epoch, self.target_dtype = dict(preprocess), seed, epoch, target_dtype
-
-    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        import torch
-
-        pixels = augment_batch(batch["pixels"], batch[KEY], self.preprocess, self.seed, self.epoch)
-        return {"pixels": torch.from_numpy(pixels),
-                "target": torch.as_tensor(np.asarray(batch["target"]), dtype=self.target_dtype)}
-
-
-def _channels_last(x, cuda: bool):
-    import torch
-
-    return x.contiguous(memory_format=torch.channels_last) if cuda else x
-
-
-def train_one_epoch(model, shard, loss_fn, opt, collate, *, batch_size: int, shuffle_rows: int | None,
-                    shuffle_seed: int, cuda: bool) -> tuple[float, float, float]:
-    """One pass over the worker's training shard.
-
-    Returns
-    -------
-    (loss_sum, samples, data_wait_seconds)
-        The summed (not mean) loss over this worker's samples, and the seconds
-        spent waiting for batches.
-    """
-    import torch
-
-    model.train()
-    loss_sum = count = data_wait = 0.0
-    t_data = time.perf_counter()
-    for batch in shard.iter_torch_batches(batch_size=batch_size, collate_fn=collate, prefetch_batches=2,
-                                          local_shuffle_buffer_size=shuffle_rows, local_shuffle_seed=shuffle_seed):
-        data_wait += time.perf_counter() - t_data
-        x, y = _channels_last(batch["pixels"], cuda), batch["target"]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += float(loss.detach()) * len(x)
-        count += len(x)
-        t_data = time.perf_counter()
-    return loss_sum, count, data_wait
-
-
-def validate(model, shard, loss_fn, *, batch_size: int, dtypes: Mapping[str, Any], task: str,
-             cuda: bool) -> tuple[float, float, float, float]:
-    """One pass over the worker's validation shard, in eval mode.
-
-    Returns
-    -------
-    (loss_sum, samples, squared_error_sum, correct)
-        Sums over this worker's samples: the squared error over all outputs
-        (gz2) or the count of correct top-1 classes (classes).
-    """
-    import torch
-
-    model.eval()
-    v_loss = v_n = v_sq = v_correct = 0.0
-    with torch.no_grad():
-        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=dtypes):
-            x, y = _channels_last(batch["pixels"], cuda), batch["target"]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                out = model(x).float()
-            v_loss += float(loss_fn(out, y)) * len(x)
-            v_n += len(x)
-            if task == "gz2":
-                v_sq += float(((out - y) ** 2).sum())
-            else:
-                v_correct += float((out.argmax(dim=1) == y).sum())
-    return v_loss, v_n, v_sq, v_correct
 
 
 @dataclass
@@ -352,7 +217,8 @@ def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
     config, bs = run.config, run.config["batch_size"]
     target_dtype = torch.float32 if run.spec.task == "gz2" else torch.int64
     t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
-    collate = AugmentingCollate(run.spec.preprocess, config["seed"], epoch, target_dtype)
+    collate = AugmentingCollate(run.spec.preprocess, config["seed"], epoch, target_dtype,
+                                config.get("augment", "affine"))
     loss_sum, count, data_wait = train_one_epoch(
         run.model, run.shards["train"], run.loss_fn, run.opt, collate, batch_size=bs,
         shuffle_rows=shuffle_buffer_batches * bs or None, shuffle_seed=config["seed"] + 1000 * epoch + run.rank,
@@ -366,14 +232,12 @@ def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
             _progress(f"galaxy-ray: BatchNorm statistics re-estimated on {bn_images} un-augmented training "
                       "cutouts before each validation (--bn-samples)")
     sums = validate(run.model, run.shards["val"], run.loss_fn, batch_size=bs, dtypes=dtypes, task=run.spec.task,
-                    cuda=run.cuda)
-    loss_sum, count, v_loss, v_n, v_sq, v_correct = _all_reduce([loss_sum, count, *sums], run.device)
-    row = {"epoch": epoch, "phase": run.phase, "train_loss": loss_sum / max(count, 1), "val_loss": v_loss / max(v_n, 1),
+                    num_outputs=run.spec.num_outputs, cuda=run.cuda)
+    loss_sum, count, *rest = _all_reduce([loss_sum, count, *sums.to_list()], run.device)
+    total = ValidationSums.from_list(rest)
+    row = {"epoch": epoch, "phase": run.phase, "train_loss": loss_sum / max(count, 1),
+           "val_loss": total.loss / max(total.samples, 1), **total.metrics(run.spec.num_outputs, run.spec.task),
            "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
-    if run.spec.task == "gz2":
-        row["val_rmse"] = math.sqrt(v_sq / max(v_n * run.spec.num_outputs, 1))
-    else:
-        row["val_accuracy"] = v_correct / max(v_n, 1)
     _record(run, row)
     _report(run, row, dict(row, samples=count, train_seconds=train_seconds, data_wait_seconds=data_wait,
                            stopped=run.state["stopped"]))

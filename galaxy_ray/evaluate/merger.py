@@ -1,0 +1,172 @@
+"""What the merger flag is worth: truth on validation, calibration, operating point, reliability.
+
+At the end of training, on the validation split:
+
+1. **truth**: for class labels, the merger class; for GZ2 vote fractions, a
+   volunteer vote cut, ``Class8.6 > 0.4`` (:data:`MERGER_VOTE_CUT`).  Class8.6
+   is the cumulative fraction of *all* volunteers who answered "merger" to
+   "is there anything odd?" (odd x merger), the GZ2 counterpart of Galaxy Zoo 1's
+   merger vote fraction f_m, and Darg et al. (2010) built their catalogue of
+   3003 GZ1 mergers from galaxies with f_m > 0.4.  Cuts elsewhere in the
+   literature range from 0.3 to 0.6; ``--merger-vote-cut`` changes it, and the
+   rule is stored with every number it produced.
+2. **calibration**: temperature scaling of class probabilities (one parameter,
+   keeps the ranking) and an isotonic map of the merger output to
+   ``p_merger`` (:mod:`galaxy_ray.model.calibration` says why).
+3. **operating point**: the F1-optimal threshold on the calibrated ``p_merger``,
+   or the lowest meeting ``--merger-precision`` (:mod:`galaxy_ray.model.operating`).
+
+The rates are measured on the same validation galaxies the threshold and the
+calibration were fitted on, so they are slightly optimistic; their Wilson
+intervals, and the bootstrap of :func:`galaxy_ray.catalog.fractions.corrected_fraction`,
+carry their sampling noise but not that selection.
+
+References
+----------
+Darg, D. W. et al. 2010, MNRAS 401, 1043, "Galaxy Zoo: the fraction of merging
+galaxies in the SDSS and their morphologies".
+Willett, K. W. et al. 2013, MNRAS 435, 2835 (the GZ2 tree and its vote fractions).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from galaxy_ray.evaluate.calibration import IsotonicCalibration, TemperatureCalibration, reliability
+from galaxy_ray.model import ModelSpec, merger_index, merger_probability
+from galaxy_ray.model.operating import choose_from_curve, curve_to_dict, point_at, precision_recall_curve
+
+__all__ = ["MERGER_VOTE_CUT", "VOTE_CUT_REFERENCE", "choose_operating_point", "classes_reliability",
+           "fit_calibration", "merger_reliability", "operating_summary", "true_mergers", "truth_rule"]
+
+#: GZ2 truth on validation: a galaxy is a merger when its Class8.6 vote fraction exceeds this.
+MERGER_VOTE_CUT = 0.4
+VOTE_CUT_REFERENCE = ("Darg et al. 2010, MNRAS 401, 1043: Galaxy Zoo 1 mergers have merger vote fraction "
+                      "f_m > 0.4; Class8.6 (odd x merger) is GZ2's fraction of all volunteers answering merger")
+
+
+def truth_rule(spec, vote_cut: float = MERGER_VOTE_CUT) -> str:
+    """The sentence stored with every merger rate: what counted as a true merger."""
+    if spec.task == "gz2":
+        return f"{spec.merger} vote fraction > {vote_cut:g} ({VOTE_CUT_REFERENCE})"
+    return f"labelled class {spec.merger!r}"
+
+
+def true_mergers(spec, y_true: np.ndarray, vote_cut: float = MERGER_VOTE_CUT) -> np.ndarray:
+    """The truth per row, bool (N,), from evaluation targets (votes, or one-hot classes), shape (N, K)."""
+    index = spec.output_names.index(spec.merger)
+    column = np.asarray(y_true, dtype=np.float64)[:, index]
+    return column > (vote_cut if spec.task == "gz2" else 0.5)
+
+
+def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
+                    vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any] | None:
+    """The spec's ``calibration`` fitted on validation: temperature (classes), then isotonic on the merger output.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    y_true, y_raw : numpy.ndarray, shape (N, K)
+        Validation targets (votes, or one-hot classes) and the network's own probabilities.
+
+    Returns
+    -------
+    dict or None
+        ``{"probabilities": ..., "merger": ...}`` (each None when it cannot be
+        fitted: a single class in validation, no merger output, or validation
+        holding only mergers or none); None when neither can.
+    """
+    calibration: dict[str, Any] = {"probabilities": None, "merger": None}
+    probs = y_raw
+    if spec.task == "classes" and len(np.unique(y_true.argmax(axis=1))) > 1:
+        temperature = TemperatureCalibration.fit(y_raw, y_true.argmax(axis=1))
+        calibration["probabilities"] = temperature.to_dict()
+        probs = temperature(y_raw)
+    if spec.merger is not None:
+        is_merger = true_mergers(spec, y_true, vote_cut)
+        if is_merger.any() and not is_merger.all():
+            calibration["merger"] = IsotonicCalibration.fit(probs[:, merger_index(spec)], is_merger).to_dict()
+    return calibration if any(calibration.values()) else None
+
+
+def choose_operating_point(spec, y_true: np.ndarray, probs: np.ndarray, *, threshold: float | str = "auto",
+                           precision: float | None = None, vote_cut: float = MERGER_VOTE_CUT,
+                           curve_points: int | None = None) -> dict[str, Any]:
+    """The merger operating point on validation, for the checkpoint's ``extra["merger"]``.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Its calibration (if any) gives ``p_merger``.
+    y_true, probs : numpy.ndarray, shape (N, K)
+        Validation targets and the probabilities as the Predictor returns them.
+    threshold : "auto" or float
+        ``auto`` chooses it (F1-optimal, or the lowest meeting ``precision``); a
+        number is kept and its rates measured.
+    curve_points : int, optional
+        Thin the stored precision-recall table to this many rows (default
+        :data:`galaxy_ray.model.operating.CURVE_POINTS`).
+
+    Returns
+    -------
+    dict
+        :meth:`OperatingPoint.to_dict` plus ``truth``, ``vote_cut``,
+        ``calibration`` (the method) and ``curve``; or ``truth``, ``reason``,
+        ``positives`` and ``negatives`` when validation holds no merger.
+
+    Raises
+    ------
+    GalaxyRayError
+        ``precision`` that no threshold reaches.
+    """
+    is_merger = true_mergers(spec, y_true, vote_cut)
+    positives, negatives = int(is_merger.sum()), int((~is_merger).sum())
+    out: dict[str, Any] = {"truth": truth_rule(spec, vote_cut), "vote_cut": vote_cut}
+    if not positives:
+        return dict(out, reason="the validation split holds no merger", positives=0, negatives=negatives)
+    p_merger = merger_probability(spec, probs)
+    curve = precision_recall_curve(is_merger, p_merger)
+    if threshold == "auto":
+        point = choose_from_curve(curve, positives, negatives, precision)
+    else:
+        point = point_at(curve, positives, negatives, float(threshold))
+    calibrated = (spec.calibration or {}).get("merger")
+    out["calibration"] = ("isotonic" + (" after temperature scaling" if spec.task == "classes" else "")
+                          if calibrated else "none")
+    thinned = curve_to_dict(curve) if curve_points is None else curve_to_dict(curve, curve_points)
+    return dict(point.to_dict(), **out, curve=thinned)
+
+
+def _reliability_lists(score: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    r = reliability(score, truth, bins=10)
+    return {"mean_score": [float(v) if np.isfinite(v) else None for v in r["mean_score"]],
+            "frequency": [float(v) if np.isfinite(v) else None for v in r["frequency"]],
+            "count": [int(c) for c in r["count"]], "ece": r["ece"]}
+
+
+def merger_reliability(spec, y_true: np.ndarray, raw: np.ndarray, probs: np.ndarray,
+                       vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
+    """Reliability of the merger output before (raw) and after calibration (``p_merger``)."""
+    is_merger = true_mergers(spec, y_true, vote_cut)
+    uncalibrated = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})
+    return {"raw": _reliability_lists(merger_probability(uncalibrated, raw), is_merger),
+            "calibrated": _reliability_lists(merger_probability(spec, probs), is_merger)}
+
+
+def classes_reliability(y_true: np.ndarray, raw: np.ndarray, calibrated: np.ndarray) -> dict[str, Any]:
+    """Reliability of the top-class probability before and after temperature scaling."""
+    correct = raw.argmax(axis=1) == np.asarray(y_true).argmax(axis=1)
+    return {"raw": _reliability_lists(raw.max(axis=1), correct),
+            "calibrated": _reliability_lists(calibrated.max(axis=1), correct)}
+
+
+def operating_summary(merger: Mapping[str, Any]) -> str:
+    """One line: threshold, precision and recall with intervals, truth."""
+    if "threshold" not in merger:
+        return f"no merger operating point ({merger.get('reason', 'not measured')})"
+    pi, ri = merger["precision_interval"], merger["recall_interval"]
+    return (f"mergers at p_merger >= {merger['threshold']:.3f} ({merger['rule']}): precision "
+            f"{merger['precision']:.2f} [{pi[0]:.2f}, {pi[1]:.2f}], recall {merger['recall']:.2f} "
+            f"[{ri[0]:.2f}, {ri[1]:.2f}] on {merger['positives']} validation mergers")

@@ -1,0 +1,161 @@
+"""The end of a training run: calibrate on validation, choose the merger threshold, rewrite ``model.pt``, report.
+
+On the validation rows of the run's own split, with the network's own
+(uncalibrated) probabilities:
+
+1. fit the calibration (:func:`galaxy_ray.evaluate.merger.fit_calibration`)
+   and store it in the checkpoint's spec, so that every later prediction
+   (``evaluate``, ``infer``, ``predict``) is calibrated the same way;
+2. choose the merger operating point on the calibrated ``p_merger``
+   (:func:`galaxy_ray.evaluate.merger.choose_operating_point`) and store it,
+   with the validation precision-recall table, in ``extra["merger"]``;
+3. write ``validation_predictions.parquet`` (the outputs as the rewritten
+   ``model.pt`` predicts them, ``p_merger`` and the truth), ``evaluation.json``
+   and its figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from galaxy_ray import runtime
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.evaluate.merger import (MERGER_VOTE_CUT, choose_operating_point, classes_reliability,
+                                        fit_calibration, merger_reliability, operating_summary, true_mergers)
+from galaxy_ray.evaluate.run import (checkpoint_split, evaluate_predictions, predict_labelled, write_predictions,
+                                     write_report)
+from galaxy_ray.io import layout, storage
+from galaxy_ray.model import ModelSpec, load_checkpoint, merger_probability, save_checkpoint
+from galaxy_ray.model.calibration import probability_calibration
+from galaxy_ray.schema import CatalogColumns as C
+
+__all__ = ["calibrate_and_choose", "evaluate_run"]
+
+#: Validation mergers below which the operating point gets a warning.
+FEW_MERGERS = 10
+#: Rows of the precision-recall table kept in ``evaluation.json`` (enough to draw it).
+REPORT_CURVE_POINTS = 200
+
+
+def calibrate_and_choose(spec, y_true: np.ndarray, y_raw: np.ndarray, *, threshold: float | str = "auto",
+                         precision: float | None = None,
+                         vote_cut: float = MERGER_VOTE_CUT) -> tuple[Any, np.ndarray, dict[str, Any] | None]:
+    """Calibration and operating point from validation targets and uncalibrated probabilities.
+
+    Returns
+    -------
+    (spec, probs, merger)
+        The spec with its ``calibration``; the calibrated probabilities (N, K);
+        the checkpoint's ``extra["merger"]`` (None without a merger output).
+        A threshold of ``auto`` with no validation merger keeps 0.5 and says so
+        in ``merger["reason"]``.
+    """
+    calibrated = ModelSpec.from_dict({**spec.to_dict(), "calibration": fit_calibration(spec, y_true, y_raw, vote_cut)})
+    scale = probability_calibration(calibrated.calibration)
+    probs = scale(y_raw) if scale is not None else y_raw
+    if calibrated.merger is None:
+        return calibrated, probs, None
+    try:
+        merger = choose_operating_point(calibrated, y_true, probs, threshold=threshold, precision=precision,
+                                        vote_cut=vote_cut)
+    except GalaxyRayError as exc:  # a precision out of reach: training is done, so keep the F1 point and say so
+        runtime.say(f"galaxy-ray: warning: {exc}; keeping the F1-optimal threshold")
+        merger = choose_operating_point(calibrated, y_true, probs, threshold="auto", vote_cut=vote_cut)
+        merger["note"] = str(exc)
+    if 0 < merger.get("positives", 0) < FEW_MERGERS:
+        runtime.say(f"galaxy-ray: warning: only {merger['positives']} merger(s) in the validation split: the merger "
+                    "threshold, its precision and recall, and fractions corrected with them are very uncertain "
+                    "(see their intervals); validate on more labelled mergers")
+    if "threshold" not in merger:
+        merger["threshold"] = 0.5 if threshold == "auto" else float(threshold)
+        runtime.say(f"galaxy-ray: warning: {merger['reason']}; the merger flag keeps p_merger >= "
+                    f"{merger['threshold']:g}, and its purity and completeness are unknown")
+    return calibrated, probs, merger
+
+
+def _rewrite_checkpoint(model_uri: str, spec, merger: dict[str, Any] | None) -> None:
+    """``model.pt`` again, with the calibrated spec and the operating point in its ``extra``."""
+    model, _, extra = load_checkpoint(model_uri, with_extra=True)
+    extra = dict(extra)
+    if merger is not None:
+        extra["merger"] = merger
+        extra["merger_threshold"] = float(merger["threshold"])
+    save_checkpoint(model_uri, model, spec, extra)
+
+
+def _merger_section(spec, y_true, y_raw, probs, merger: dict[str, Any], vote_cut: float) -> dict[str, Any]:
+    section = {k: v for k, v in merger.items() if k != "curve"}
+    if "curve" in merger:
+        section["curve"] = _thin(merger["curve"], REPORT_CURVE_POINTS)
+    if (spec.calibration or {}).get("merger"):
+        section["reliability"] = merger_reliability(spec, y_true, y_raw, probs, vote_cut)
+    if "reason" in merger:
+        section["threshold_source"] = f"{merger['threshold']:g}: {merger['reason']}"
+    elif merger.get("rule") == "given":
+        section["threshold_source"] = "given"
+    else:
+        section["threshold_source"] = f"validation ({'F1-optimal' if merger['rule'] == 'f1' else merger['rule']})"
+    return section
+
+
+def _thin(curve: dict[str, list], points: int) -> dict[str, list]:
+    n = len(curve["threshold"])
+    if n <= points:
+        return curve
+    keep = np.unique(np.linspace(0, n - 1, points).round().astype(int))
+    return {k: [v[i] for i in keep] for k, v in curve.items()}
+
+
+def evaluate_run(run_dir: str, ds, label: str, *, batch_size: int = 64, train_mean: Sequence[float] | None = None,
+                 class_counts: Sequence[int] | None = None, source: str | None = None,
+                 merger_threshold: float | str = "auto", merger_precision: float | None = None,
+                 vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
+    """End-of-training evaluation of ``run_dir/model.pt`` on the validation rows of its own split.
+
+    Calibrates, chooses the merger threshold (``auto``: F1-optimal, or the
+    lowest meeting ``merger_precision``; a number is kept), rewrites
+    ``model.pt`` with both, and writes ``validation_predictions.parquet``,
+    ``evaluation.json`` and its PNGs in ``run_dir``.
+
+    Raises
+    ------
+    GalaxyRayError
+        No validation row could be evaluated.
+    """
+    model_uri = storage.join(run_dir, layout.MODEL)
+    _, spec, extra = load_checkpoint(model_uri, with_extra=True)
+    spec = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})
+    preds = predict_labelled(ds, model_uri, label, subset="val", split=checkpoint_split(extra), batch_size=batch_size,
+                             calibrated=False)
+    ok = np.array([e is None for e in preds[C.ERROR]], dtype=bool)
+    y_true, y_raw = np.asarray(preds["y_true"])[ok], np.asarray(preds["y_pred"])[ok]
+    spec, probs, merger = calibrate_and_choose(spec, y_true, y_raw, threshold=merger_threshold,
+                                               precision=merger_precision, vote_cut=vote_cut)
+    _rewrite_checkpoint(model_uri, spec, merger)
+    calibrated_preds = dict(preds, y_pred=np.asarray(preds["y_pred"]).copy())
+    calibrated_preds["y_pred"][ok] = probs
+    write_predictions(storage.join(run_dir, layout.VALIDATION_PREDICTIONS), calibrated_preds,
+                      p_merger=_column(ok, merger_probability(spec, probs)) if merger else None,
+                      true_merger=_column(ok, true_mergers(spec, y_true, vote_cut)) if merger else None)
+    report = evaluate_predictions(spec, calibrated_preds, threshold=merger["threshold"] if merger else 0.5,
+                                  train_mean=train_mean, class_counts=class_counts, vote_cut=vote_cut)
+    if merger is not None:
+        report["merger"].update(_merger_section(spec, y_true, y_raw, probs, merger, vote_cut))
+    if spec.task == "classes":
+        report["calibration"] = {"probabilities": (spec.calibration or {}).get("probabilities"),
+                                 "top_class_reliability": classes_reliability(y_true, y_raw, probs)}
+    report.update(split="validation", checkpoint=model_uri, source=source)
+    write_report(report, run_dir)
+    if merger is not None:
+        print(f"galaxy-ray train: {operating_summary(merger)}; p_merger calibrated on validation "
+              f"({merger.get('calibration', 'none')})", flush=True)
+    return report
+
+
+def _column(ok: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (of the ok rows) spread back over all rows, NaN elsewhere."""
+    out = np.full(len(ok), np.nan, dtype=np.float32)
+    out[ok] = values
+    return out
