@@ -304,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Evaluate a trained checkpoint on a labelled source.")
     p.add_argument("checkpoint", help="model.pt (or its run directory), local or s3://")
     p.add_argument("source", help="labelled cutouts: path or s3:// URI")
+    runtime.add_verbose_argument(p)
     p.add_argument("--out", help="directory for evaluation.json and PNGs (default: beside the checkpoint, eval-<source>)")
     p.add_argument("--format", help="source format, when detection is not enough")
     p.add_argument("--label-column", help="target column (default: votes for gz2, label for classes)")
@@ -346,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from galaxy_ray.data.sources import read_source
 
     args = build_parser().parse_args(argv)
+    runtime.set_verbosity(args.verbose)
     t0 = time.perf_counter()
     _, spec, extra = load_checkpoint(args.checkpoint, with_extra=True)
     model_uri = layout.checkpoint_file(str(args.checkpoint))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Sequence
 
-from galaxy_ray import runtime
+from galaxy_ray import catalog, runtime
 from galaxy_ray.data import sources
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE
 from galaxy_ray.infer.run import run_inference
@@ -51,13 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-actors", type=_actors_arg, default=None,
                    help="model actors: N or MIN,MAX (default one per GPU, or one per 4 CPUs)")
     runtime.add_gpu_argument(p, "one GPU per model actor")
+    p.add_argument("--hats", nargs="?", const="", metavar="DIR",
+                   help="also write the catalog as a HATS collection for LSDB to DIR (default <out>_hats)")
+    runtime.add_verbose_argument(p)
     p.add_argument("--decode-tasks", type=int, default=None, help="cap on concurrent decode tasks")
     return p
+
+
+def _write_hats(out: str, dest: str) -> None:
+    """The HATS collection of the finished catalog (rewritten whole: the catalog may have grown since)."""
+    dest = dest or catalog.default_hats_path(out)
+    done = catalog.to_hats(out, dest, workers=min(4, os.cpu_count() or 1), replace=True)
+    print(f"HATS collection {dest}: {done['rows']} rows in {done['partitions']} partitions"
+          + (f" ({done['rows_without_position']} rows without RA/Dec left out)" if done.get("rows_without_position")
+             else ""), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray infer`` and ``jobs/infer.py``."""
     args = build_parser().parse_args(argv)
+    runtime.set_verbosity(args.verbose)
     summary = run_inference(
         args.checkpoint, args.source, args.out, format=args.format, batch_size=args.batch_size,
         rows_per_file=args.rows_per_file, tta=args.tta, merger_threshold=args.merger_threshold,
@@ -66,4 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         source_options=sources.source_options(args), log=lambda s: print(s, flush=True),
     )
     print(f"rows with errors: {summary['error_rows']}", flush=True)
+    if args.hats is not None:
+        _write_hats(args.out, args.hats)
     return 0

@@ -176,6 +176,7 @@ def _summarise(out: str, plan: Plan, writer: UnitWriter, provenance: dict, timin
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     catalog.write_catalog_summary(out, summary)
+    catalog.write_parquet_metadata(out)  # one footer for a query to read instead of one per file
     pace = (f"; first rows after {timing['startup_seconds']:.1f} s, then {timing['rows_per_second_after_startup']:.1f} "
             "rows/s" if timing.get("rows_per_second_after_startup") else "")
     log(f"catalog {out}: {rows} rows in {len(names)} file(s), {error_rows} row(s) with errors "
@@ -200,6 +201,7 @@ def run_inference(
     use_gpu: bool | str = "auto",
     decode_tasks: int | None = None,
     source_options: dict | None = None,
+    progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Stream ``source`` through the model in ``checkpoint`` into a catalog under ``out``.
@@ -234,6 +236,8 @@ def run_inference(
         Cap on concurrent decode/preprocess tasks (default: Ray Data decides).
     source_options : dict, optional
         Keywords of ``sources.open_source`` (``filename_mapping``, ``galaxy10``).
+    progress : bool
+        Show a progress bar (a plain line per 5% when stderr is not a terminal).
     log : callable
         Receives progress lines.
 
@@ -268,7 +272,7 @@ def run_inference(
     log(f"{source} ({src.format}): {plan.rows} rows in {len(plan.units)} output file(s); "
         f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
 
-    writer = UnitWriter(out, pending, provenance, log=log)
+    writer = UnitWriter(out, pending, provenance, log=log, progress=progress)
     streamed_until = None
     if pending:
         ds = pipeline.build_pipeline(

@@ -44,6 +44,7 @@ class TrainConfig:
     patience: int = 5
     workers: int = 2
     gpu: str = "auto"
+    verbose: bool = False
     name: str | None = None
     storage: str = "runs"
     merger: str | None = None
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 5)")
     p.add_argument("--workers", type=int, help="Ray Train workers (default 2)")
     runtime.add_gpu_argument(p, "train on GPUs")
+    runtime.add_verbose_argument(p)
     p.set_defaults(gpu=None)  # unset, so that a --config file's value is not overridden by the default
     p.add_argument("--name", help="run name; rerunning with the same name and storage resumes (default from task, arch, source)")
     p.add_argument("--storage", help="where runs live: local path or s3:// URI (default ./runs)")

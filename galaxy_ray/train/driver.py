@@ -206,5 +206,7 @@ def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = N
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray train`` / ``python jobs/train.py``."""
-    run_training(config_from_args(argv))
+    cfg = config_from_args(argv)
+    runtime.set_verbosity(cfg.verbose)
+    run_training(cfg)
     return 0
