@@ -213,6 +213,9 @@ class CatalogColumns:
     ERROR = "error"
     #: fraction of the cutout's pixels holding data (1 inside the survey footprint, less at its edge)
     COVERAGE = "coverage"
+    #: with --tta: standard deviation over the 8 views of p_merger and of the morphology's probability
+    P_MERGER_STD = "p_merger_std"
+    MORPHOLOGY_PROB_STD = "morphology_prob_std"
 
     #: HEALPix order of the catalog index (the HATS convention)
     HEALPIX_ORDER = 29

@@ -443,3 +443,17 @@ def test_predict_prints_morphology_and_merger_probability(gz2_checkpoint, tmp_pa
     assert len(results[0]["top"]) == 37
     np.testing.assert_allclose(sum(v for c, v in results[0]["top"] if c.startswith("smooth_or_features")), 1.0,
                                rtol=1e-5)
+
+
+def test_tta_catalog_rows_carry_the_spread_over_the_eight_views(gz2_checkpoint):
+    model = pipeline.CatalogModel(gz2_checkpoint, tta=True)
+    pixels = (np.random.default_rng(4).random((3, 3, SIZE, SIZE)) * 255).astype(np.uint8)
+    batch = {C.OBJECT_ID: np.array(["a", "b", "c"], dtype=object), C.RA: np.array([1.0, 2.0, 3.0]),
+             C.DEC: np.array([0.0, 0.0, 0.0]), "pixels": pixels, C.ERROR: np.array(["", "broken", ""], dtype=object)}
+    rows = model(batch)
+    views = model.predictor.predict_views(pixels[[0, 2]])  # (8, 2, K), independently of the catalog path
+    merger = views[:, :, schema.GZ2_MERGER_INDEX]
+    got = rows[C.P_MERGER_STD].to_pylist()
+    assert got[1] is None  # the broken row has no prediction, so no spread
+    np.testing.assert_allclose([got[0], got[2]], merger.std(axis=0), rtol=1e-5)
+    assert rows[C.MORPHOLOGY_PROB_STD].null_count == 1

@@ -40,7 +40,7 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.plan import UNIT_COLUMN, Plan, Unit
 from galaxy_ray.infer.writer import as_float, catalog_rows
 from galaxy_ray.io import storage
-from galaxy_ray.model import Predictor, output_columns
+from galaxy_ray.model import Predictor, output_columns, view_spread
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["prepare_batch", "prepare_blocks", "yield_cpu", "object_store_budget", "actor_pool",
@@ -165,9 +165,17 @@ class CatalogModel:
         """Catalog rows (with the unit tag when present) for a batch of :func:`prepare_batch`."""
         ok = ok_rows(batch[C.ERROR])
         probs = np.zeros((len(ok), len(self.columns)), dtype=np.float32)
+        if not self.predictor.tta:
+            if ok.any():
+                probs[ok] = self.predictor(batch["pixels"][ok])
+            return catalog_rows(self.spec, self.columns, batch, probs, ok, self.threshold)
+        spread = {C.P_MERGER_STD: np.full(len(ok), np.nan, np.float32),
+                  C.MORPHOLOGY_PROB_STD: np.full(len(ok), np.nan, np.float32)}
         if ok.any():
-            probs[ok] = self.predictor(batch["pixels"][ok])
-        return catalog_rows(self.spec, self.columns, batch, probs, ok, self.threshold)
+            probs[ok], views = self.predictor.predict_with_views(batch["pixels"][ok])
+            for name, values in view_spread(self.spec, views, probs[ok]).items():
+                spread[name][ok] = values
+        return catalog_rows(self.spec, self.columns, batch, probs, ok, self.threshold, spread)
 
 
 def object_store_budget(batch_bytes: int, actors: int, store_bytes: float | None = None) -> int:
