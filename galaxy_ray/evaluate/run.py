@@ -47,11 +47,8 @@ __all__ = [
     "write_report",
 ]
 
-#: The merger figures of an evaluation (beside ``evaluation.json``).
-PRECISION_RECALL_PNG = "merger_precision_recall.png"
 #: Per-row spread of ``p_merger`` over the test-time views (``--tta``).
 SPREAD = "p_merger_std"
-RELIABILITY_PNG = "reliability.png"
 
 
 def checkpoint_split(extra: Mapping[str, Any], val_fraction: float | None = None) -> Split:
@@ -291,10 +288,10 @@ def write_report(report: Mapping[str, Any], out: str) -> list[str]:
         plot_per_answer(report["gz2"], written[-1])
     merger = report.get("merger") or {}
     if merger.get("curve"):
-        written.append(storage.join(out, PRECISION_RECALL_PNG))
+        written.append(storage.join(out, layout.PRECISION_RECALL_PNG))
         plot_precision_recall(merger, written[-1])
     if merger.get("reliability"):
-        written.append(storage.join(out, RELIABILITY_PNG))
+        written.append(storage.join(out, layout.RELIABILITY_PNG))
         plot_reliability(merger["reliability"]["raw"], merger["reliability"]["calibrated"], written[-1])
     return written
 

@@ -23,6 +23,8 @@ VALIDATION_PREDICTIONS = "validation_predictions.parquet"
 PREDICTIONS = "predictions.parquet"
 CONFUSION_PNG = "confusion_matrix.png"
 RMSE_PER_ANSWER_PNG = "rmse_per_answer.png"
+PRECISION_RECALL_PNG = "merger_precision_recall.png"
+RELIABILITY_PNG = "reliability.png"
 
 # A catalog directory, and a directory of packed shards.
 PART_PREFIX = "part-"

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.evaluate import classes_metrics, curves_from_csv, plot_confusion
 from galaxy_ray.io import storage
-from galaxy_ray.io.layout import CONFIG_JSON, CONFUSION_PNG, CURVES_PNG, METRICS_CSV, VALIDATION_PREDICTIONS
+from galaxy_ray.io.layout import (CONFIG_JSON, CONFUSION_PNG, CURVES_PNG, METRICS_CSV, PRECISION_RECALL_PNG,
+                                  RELIABILITY_PNG, VALIDATION_PREDICTIONS)
 from galaxy_ray.report.images import highest, images_for, plot_image_grid
 from galaxy_ray.report.page import Report, panel_grid, short
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
@@ -107,6 +108,20 @@ def _top_predictions(rep: Report, columns: list[str], ids: np.ndarray, y_true: n
                     "with the predicted and the true value.")
 
 
+def _merger_figures(rep, run_dir: str) -> None:
+    """The merger flag's figures that training's evaluation drew on validation, when the run has them."""
+    for name, title, caption in (
+        (PRECISION_RECALL_PNG, "Merger flag: precision and recall",
+         "Validation galaxies; the dot is the operating threshold stored in model.pt (its intervals: 95% Wilson)."),
+        (RELIABILITY_PNG, "Calibration of p_merger",
+         "Observed merger frequency against p_merger in bins, before and after the calibration fitted on validation."),
+    ):
+        uri = storage.join(run_dir, name)
+        if storage.exists(uri):
+            storage.write_bytes_atomic(storage.join(rep.out, name), storage.read_bytes(uri))
+            rep.figures.append((name, title, caption))
+
+
 def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int = 4) -> None:
     """Curves, confusion matrix, predicted vs true, top images and prediction histograms of a run.
 
@@ -120,6 +135,7 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
     curves_from_csv(storage.join(run_dir, METRICS_CSV), storage.join(rep.out, CURVES_PNG))
     rep.figures.append((CURVES_PNG, "Training and validation curves",
                         "Loss per epoch (training, validation) and the validation metric; grey: frozen backbone."))
+    _merger_figures(rep, run_dir)
     config = _read_json(storage.join(run_dir, CONFIG_JSON))
     spec = config.get("spec", {})
     task = spec.get("task") or config.get("config", {}).get("task", "gz2")
