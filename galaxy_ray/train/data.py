@@ -19,6 +19,7 @@ import numpy as np
 
 from galaxy_ray import runtime, schema
 from galaxy_ray.data.labels import column_names, label_present
+from galaxy_ray.data.sources import identity
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.transforms import PreprocessConfig, ok_rows, prepare_image, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
@@ -71,7 +72,8 @@ def summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
     Raises
     ------
     GalaxyRayError
-        No label column, no labels, too few rows for the workers, labels of the wrong kind.
+        No label column, no labels, an object_id on several rows, too few rows
+        for the workers, labels of the wrong kind.
     """
     # Ray Data logs every execution plan at INFO; for this quick look they only bury the answer.
     data_logger = logging.getLogger("ray.data")
@@ -89,6 +91,8 @@ def _summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
         hint = "pass --label-column" if cfg.task == "classes" else "is it a labelled GZ2 source? pass --label-column"
         raise GalaxyRayError(f"{cfg.source}: no column {cfg.label!r} (columns: {', '.join(columns)}); {hint}")
     table = ds.select_columns([C.OBJECT_ID, cfg.label]).to_pandas()
+    # The split, the checkpoint's validation and a catalog are all keyed by object_id.
+    identity.refuse_duplicate_ids(table[C.OBJECT_ID].tolist(), cfg.source)
     present = label_present(table[cfg.label].to_numpy(dtype=object))
     labelled = table[present]
     if labelled.empty:
