@@ -120,10 +120,16 @@ def catalog_figures(rep: Report, catalog_uri: str, order: int | None = None) -> 
         fraction = "n/a"
     else:
         lo, hi = stats["merger_fraction_95"]
-        fraction = (f"{stats['merger_fraction']:.4f} (95% Wilson {lo:.4f}-{hi:.4f}) "
-                    f"vs the local {LOCAL_MERGER_FRACTION} (Lotz et al. 2011)")
+        fraction = f"{stats['merger_fraction']:.4f} (95% Wilson {lo:.4f}-{hi:.4f})"
+    if stats.get("corrected_fraction") is not None:
+        lo, hi = stats["corrected_fraction_95"]
+        corrected = (f"{stats['corrected_fraction']:.4f} (95% {lo:.4f}-{hi:.4f}; completeness "
+                     f"{stats['completeness']:.3f}, false-positive rate {stats['false_positive_rate']:.4f} on validation)")
+    else:
+        corrected = f"n/a ({stats.get('correction')})"
     rep.notes.append(f"catalog {catalog_uri}: {stats['rows']} rows, {stats['error_rows']} error rows, "
-                     f"merger fraction {fraction}")
+                     f"flagged fraction {fraction}; merger fraction corrected for the classifier {corrected}; "
+                     f"the local value is {LOCAL_MERGER_FRACTION} (Lotz et al. 2011)")
     order = _auto_order(stats["rows"]) if order is None else int(order)
     cells = sky_cells(cat, order)
     if len(cells["cell"]):
