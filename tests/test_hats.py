@@ -292,6 +292,7 @@ def test_crossmatch_cli_fits_other(hats_dir, everything, other_table, tmp_path, 
 # --------------------------------------------------------------------------- S3
 
 
+@pytest.mark.slow
 def test_s3_summary_hats_and_crossmatch(s3_bucket, other_table, everything, tmp_path):
     plain = f"{s3_bucket}/plain"
     ra, dec = sky(1500, seed=21)

@@ -189,6 +189,7 @@ def test_tta_averages_over_the_dihedral_group():
 # --------------------------------------------------------------------------- the catalog
 
 
+@pytest.mark.slow
 def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint):
     out, summary = shard_run
     _, table = survey
@@ -236,6 +237,7 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
     assert not any("bad-" in reason for reason in summary["errors_by_reason"])
 
 
+@pytest.mark.slow
 def test_reading_and_decoding_run_as_one_task_per_shard(ray_cluster, gz2_checkpoint, survey):
     # Separate read and decode operators let encoded blocks fill the object-store budget and
     # stall the decoder (issue 4); the pipeline must keep them fused, CPU-only and with a task cap.
@@ -251,6 +253,7 @@ def test_reading_and_decoding_run_as_one_task_per_shard(ray_cluster, gz2_checkpo
         assert "ReadParquet->MapBatches(prepare_blocks)" in done.stats()
 
 
+@pytest.mark.slow
 def test_files_are_units_of_shards_sorted_by_healpix(shard_run):
     out, summary = shard_run
     files, _ = _read_catalog(out)
@@ -265,6 +268,7 @@ def test_files_are_units_of_shards_sorted_by_healpix(shard_run):
     assert not [p for p in Path(out).iterdir() if ".tmp-" in p.name]
 
 
+@pytest.mark.slow
 def test_predictions_equal_an_in_process_run(shard_run, survey, gz2_checkpoint):
     out, _ = shard_run
     _, table = survey
@@ -283,6 +287,7 @@ def test_predictions_equal_an_in_process_run(shard_run, survey, gz2_checkpoint):
     np.testing.assert_array_equal(morph, model_mod.morphology(spec, expected))
 
 
+@pytest.mark.slow
 def test_provenance_in_file_metadata_and_catalog_json(shard_run, survey, gz2_checkpoint):
     out, _ = shard_run
     source, table = survey
@@ -311,6 +316,7 @@ def test_provenance_in_file_metadata_and_catalog_json(shard_run, survey, gz2_che
     assert catalog.read_provenance(out)["rows"] == table.num_rows
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_files_and_rejects_another_split(shard_run, survey, gz2_checkpoint):
     out, _ = shard_run
     source, table = survey
@@ -363,6 +369,7 @@ def test_killed_run_resumes_with_every_object_once(ray_cluster, gz2_checkpoint, 
 # --------------------------------------------------------------------------- S3, other formats
 
 
+@pytest.mark.slow
 def test_s3_in_and_out(ray_cluster, s3_bucket, tmp_path, write_shards, tiny_checkpoint):
     table = _survey(20, seed=7, bad=True)
     source, out = f"{s3_bucket}/survey", f"{s3_bucket}/catalog"
@@ -402,6 +409,7 @@ def test_s3_in_and_out(ray_cluster, s3_bucket, tmp_path, write_shards, tiny_chec
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_real_gz2_sample_gets_positions_and_healpix(ray_cluster, gz2_sample, gz2_checkpoint, tmp_path):
     out = str(tmp_path / "catalog")
     summary = infer.run_inference(gz2_checkpoint, str(gz2_sample), out, format="gz2-catalog",

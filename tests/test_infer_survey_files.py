@@ -90,6 +90,7 @@ def manifest_run(ray_cluster, tmp_path_factory, tiny_checkpoint):
     return out, rows, checkpoint, root
 
 
+@pytest.mark.slow
 def test_a_manifest_of_good_and_bad_cutouts_gives_one_row_each_and_errors_by_reason(manifest_run, capsys):
     out, rows, checkpoint, root = manifest_run
     code = run_entry_point(infer_main, ["--checkpoint", checkpoint, "--source", str(root / "manifest.csv"),

@@ -42,6 +42,7 @@ def assert_figures(out, names):
         assert f"src='{name}'" in index, name
 
 
+@pytest.mark.slow
 def test_source_report(source, tmp_path, capsys):
     out = tmp_path / "source_report"
     assert run_entry_point(report.main, [str(source), str(out), "--top", "2"]) == 0
@@ -100,6 +101,7 @@ def fake_run(tmp_path, source, task):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["gz2", "classes"])
 def test_run_report(source, tmp_path, task):
     run = fake_run(tmp_path, source, task)

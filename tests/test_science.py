@@ -149,6 +149,7 @@ def known_run(ray_cluster, tmp_path_factory, write_shards):
     return source, root / "runs" / "known"
 
 
+@pytest.mark.slow
 def test_auto_threshold_finds_the_f1_optimum_known_by_construction(known_run):
     from galaxy_ray.model import load_checkpoint
 
@@ -173,6 +174,7 @@ def test_auto_threshold_finds_the_f1_optimum_known_by_construction(known_run):
         assert (run / png).stat().st_size > 0, png
 
 
+@pytest.mark.slow
 def test_evaluate_and_infer_use_the_stored_threshold_and_a_number_overrides(known_run, tmp_path, capsys):
     from galaxy_ray.evaluate import main as evaluate_main
     from galaxy_ray.infer import run_inference

@@ -163,6 +163,7 @@ def gz2_run(ray_cluster, survey, tmp_path_factory) -> Path:
     return runs / "gz2"
 
 
+@pytest.mark.slow
 def test_two_worker_gz2_run_learns_and_fills_its_run_directory(gz2_run):
     for name in ["model.pt", "metrics.csv", "curves.png", "evaluation.json", "rmse_per_answer.png",
                  "config.json", "validation_predictions.parquet"]:
@@ -181,6 +182,7 @@ def test_two_worker_gz2_run_learns_and_fills_its_run_directory(gz2_run):
     assert config["data"]["n_train"] + config["data"]["n_val"] == 192
 
 
+@pytest.mark.slow
 def test_checkpoint_reloads_to_identical_predictions_that_obey_the_tree(gz2_run, survey):
     from galaxy_ray.data.transforms import preprocess_batch
     from galaxy_ray.model import load_checkpoint, predict_numpy
@@ -202,6 +204,7 @@ def test_checkpoint_reloads_to_identical_predictions_that_obey_the_tree(gz2_run,
     np.testing.assert_allclose(truth, np.array([table["votes"][r] for r in rows]), atol=0)
 
 
+@pytest.mark.slow
 def test_split_is_stable_and_disjoint(gz2_run, survey):
     from galaxy_ray.train import split_of
 
@@ -212,6 +215,7 @@ def test_split_is_stable_and_disjoint(gz2_run, survey):
     assert set(pq.read_table(gz2_run / "validation_predictions.parquet").column("object_id").to_pylist()) == val
 
 
+@pytest.mark.slow
 def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys):
     from galaxy_ray.evaluate import main
 
@@ -232,6 +236,7 @@ def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys
     assert schema.tree_violation(tta).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_evaluate_split_val_scores_the_validation_rows_of_the_checkpoints_split(ray_cluster, survey, tmp_path):
     import torch
 
@@ -256,6 +261,7 @@ def test_evaluate_split_val_scores_the_validation_rows_of_the_checkpoints_split(
     assert report["rows"] == len(val) and report["split_definition"] == Split(0.1).to_dict()
 
 
+@pytest.mark.slow
 def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey, tmp_path):
     marker = tmp_path / "worker-died"
     assert _train(["--source", survey, "--task", "classes", "--workers", "2", "--epochs", "5", *FAST,
@@ -275,6 +281,7 @@ def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey,
     assert (run / "confusion_matrix.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path):
     common = ["--source", tiny, "--task", "gz2", "--workers", "1", *FAST, "--freeze-epochs", "1",
               "--name", "resume", "--storage", str(tmp_path / "runs")]
@@ -291,6 +298,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path
     assert json.loads((tmp_path / "runs" / "resume" / "config.json").read_text())["resumes"] == [1]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(ray_cluster, tiny, tmp_path):
     from galaxy_ray.data.split import Split
     from galaxy_ray.model import load_checkpoint
@@ -311,6 +319,7 @@ def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(ray_cluster,
     assert extra["split"] == Split(0.25).to_dict()
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_are_re_estimated_on_the_given_cutouts(ray_cluster):
     import ray.data
     import torch
@@ -346,6 +355,7 @@ def test_batchnorm_statistics_are_re_estimated_on_the_given_cutouts(ray_cluster)
 # --------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_with_one_line(ray_cluster, tiny, tmp_path, capsys):
     unlabelled = write_shards(cutout_table(12, seed=3, labels=False), str(tmp_path / "unlabelled"))
     torch_file = tmp_path / "other.pt"
@@ -460,6 +470,7 @@ def test_dihedral_augmentation_is_one_of_the_eight_lossless_views():
 # --------------------------------------------------------------------------- ray job submit
 
 
+@pytest.mark.slow
 def test_ray_job_submit_runs_jobs_train_end_to_end_with_storage_on_s3(submit_job, tiny, s3_bucket):
     """``ray job submit -- python jobs/train.py`` against a head node, run directory on S3 (moto)."""
     from galaxy_ray.model import load_checkpoint
