@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from shapes import shape_png
 from PIL import Image
 
 from galaxy_ray.cli import run_entry_point
@@ -291,26 +292,6 @@ def test_gz2_truth_is_the_documented_vote_cut():
 # --------------------------------------------------------------------------- model selection
 
 
-def _shape(kind: str, rng: np.random.Generator, size: int = 32) -> bytes:
-    """A noisy round, cigar or ring galaxy, or a pair of blobs (the rare "merger"), at a random angle."""
-    yy, xx = (np.mgrid[:size, :size] - size / 2 + 0.5) / size
-    th = rng.uniform(0, np.pi)
-    u, v = np.cos(th) * xx + np.sin(th) * yy, -np.sin(th) * xx + np.cos(th) * yy
-    r = rng.uniform(0.08, 0.12)
-    if kind == "round":
-        img = np.exp(-(u**2 + v**2) / (2 * r**2))
-    elif kind == "cigar":
-        img = np.exp(-(u**2 / (2 * (1.8 * r) ** 2) + v**2 / (2 * (0.45 * r) ** 2)))
-    elif kind == "ring":
-        img = np.exp(-((np.hypot(u, v) - 1.5 * r) ** 2) / (2 * (0.35 * r) ** 2))
-    else:
-        img = sum(np.exp(-((u + s * r) ** 2 + v**2) / (2 * (0.6 * r) ** 2)) for s in (-1, 1))
-    img = img / img.max() * rng.uniform(0.6, 1.0) + rng.normal(0, 0.04, img.shape)
-    buf = io.BytesIO()
-    Image.fromarray((255 * np.clip(np.stack([img, 0.85 * img, 0.7 * img], -1), 0, 1)).astype(np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def _imbalanced_table(n: int, seed: int) -> pa.Table:
     """Three common shapes and 'pair' in about 1 of 20 galaxies."""
     rng = np.random.default_rng(seed)
@@ -318,7 +299,7 @@ def _imbalanced_table(n: int, seed: int) -> pa.Table:
     return pa.table({
         "object_id": [f"s{seed}-{i:05d}" for i in range(n)],
         "ra": rng.uniform(0, 360, n), "dec": rng.uniform(-30, 60, n),
-        "image": pa.array([_shape(k, rng) for k in kinds], pa.binary()),
+        "image": pa.array([shape_png(k, rng) for k in kinds], pa.binary()),
         "source": [f"shape[{i}]" for i in range(n)],
         "label": kinds,
     })

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from shapes import shape_png
 from PIL import Image
 
 from galaxy_ray import schema
@@ -22,24 +23,6 @@ SHAPES = ["round", "cigar", "ring", "pair"]
 
 
 # --------------------------------------------------------------------------- a small learnable survey
-
-
-def _render(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A noisy galaxy-like shape at a random angle: the class is in the shape, not in one pixel statistic."""
-    yy, xx = (np.mgrid[:size, :size] - size / 2 + 0.5) / size
-    th = rng.uniform(0, np.pi)
-    u, v = np.cos(th) * xx + np.sin(th) * yy, -np.sin(th) * xx + np.cos(th) * yy
-    r = rng.uniform(0.08, 0.12)
-    if kind == "round":
-        img = np.exp(-(u**2 + v**2) / (2 * r**2))
-    elif kind == "cigar":
-        img = np.exp(-(u**2 / (2 * (1.8 * r) ** 2) + v**2 / (2 * (0.45 * r) ** 2)))
-    elif kind == "ring":
-        img = np.exp(-((np.hypot(u, v) - 1.5 * r) ** 2) / (2 * (0.35 * r) ** 2))
-    else:
-        img = sum(np.exp(-((u + s * r) ** 2 + v**2) / (2 * (0.6 * r) ** 2)) for s in (-1, 1))
-    img = img / img.max() * rng.uniform(0.6, 1.0) + rng.normal(0, 0.04, img.shape)
-    return (255 * np.clip(np.stack([img, 0.85 * img, 0.7 * img], -1), 0, 1)).astype(np.uint8)
 
 
 def _votes(kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -66,9 +49,7 @@ def cutout_table(n: int, size: int = 32, seed: int = 0, labels: bool = True) -> 
     kinds = [SHAPES[i % len(SHAPES)] for i in range(n)]
     images = []
     for kind in kinds:
-        buf = io.BytesIO()
-        Image.fromarray(_render(kind, rng, size)).save(buf, "PNG")
-        images.append(buf.getvalue())
+        images.append(shape_png(kind, rng, size))
     votes = [_votes(k, rng).tolist() for k in kinds]
     return pa.table({
         "object_id": pa.array([f"g{seed}-{i:05d}" for i in range(n)]),
