@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="Ray Train workers (default 2)")
     runtime.add_gpu_argument(p, "train on GPUs")
     runtime.add_verbose_argument(p)
-    p.set_defaults(gpu=None)  # unset, so that a --config file's value is not overridden by the default
+    p.set_defaults(gpu=None, verbose=None)  # unset, so that a --config file's value is not overridden by the default
     p.add_argument("--name", help="run name; rerunning with the same name and storage resumes (default from task, arch, source)")
     p.add_argument("--storage", help="where runs live: local path or s3:// URI (default ./runs)")
     p.add_argument("--merger", help="what the merger probability is: Class8.6 for gz2 (default), a class name for classes")
