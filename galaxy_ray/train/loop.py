@@ -5,6 +5,11 @@ network at a lower learning rate), AdamW, a cosine or plateau schedule, early
 stopping on the validation metric, bf16 autocast and channels_last on GPUs.
 Every epoch reports metrics and a checkpoint to Ray Train; a replaced worker
 (or a rerun of the same command) resumes from the last one.
+
+Rank 0 shows the training pass of each epoch as it goes (the loop config's
+``progress``: a bar on the driver's terminal, plain lines in a job log, or
+nothing) and one summary line per epoch; Ray's own INFO records stay in its
+log files unless the run is verbose.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from galaxy_ray import runtime
 from galaxy_ray.io import layout, storage
-from galaxy_ray.train.steps import (AugmentingCollate, ValidationSums, recompute_batchnorm, train_one_epoch,
-                                    validate)
+from galaxy_ray.train.steps import (AugmentingCollate, EpochProgress, ValidationSums, epoch_samples,
+                                    recompute_batchnorm, train_one_epoch, validate)
 
 __all__ = ["METRICS_COLUMNS", "SHUFFLE_BUFFER_BATCHES", "recompute_batchnorm", "train_loop_per_worker",
            "train_one_epoch", "validate", "write_metrics_csv"]
@@ -102,6 +108,7 @@ class WorkerRun:
     sched: Any = None
     phase: str | None = None
     bn_announced: bool = False
+    epoch_samples: int | None = None
     saved_optimizer: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -119,6 +126,8 @@ def _start(config: dict[str, Any]) -> WorkerRun:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if config.get("torch_threads"):  # the driver's choice, which leaves cores to Ray Data's decoding
+        torch.set_num_threads(int(config["torch_threads"]))
     torch.manual_seed(config["seed"] + rank)
     spec = ModelSpec.from_dict(config["spec"])
     state: dict[str, Any] = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "stopped": False,
@@ -141,7 +150,7 @@ def _start(config: dict[str, Any]) -> WorkerRun:
     shards["bn"] = ray.train.get_dataset_shard("bn") if config.get("bn_samples") else None
     loss_fn = loss_function(spec, config.get("class_weights"), config.get("label_smoothing", 0.0))
     return WorkerRun(config, rank, world, device, spec, net, state, loss_fn, shards,
-                     saved_optimizer=saved_optimizer)
+                     epoch_samples=epoch_samples(config.get("n_train"), world), saved_optimizer=saved_optimizer)
 
 
 def _enter_phase(run: WorkerRun, epoch: int) -> None:
@@ -219,10 +228,13 @@ def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
     t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
     collate = AugmentingCollate(run.spec.preprocess, config["seed"], epoch, target_dtype,
                                 config.get("augment", "affine"))
-    loss_sum, count, data_wait = train_one_epoch(
-        run.model, run.shards["train"], run.loss_fn, run.opt, collate, batch_size=bs,
-        shuffle_rows=shuffle_buffer_batches * bs or None, shuffle_seed=config["seed"] + 1000 * epoch + run.rank,
-        cuda=run.cuda)
+    mode = config.get("progress", "lines") if run.rank == 0 else "off"
+    with EpochProgress(epoch, config["epochs"], run.epoch_samples, world=run.world, mode=mode) as progress:
+        loss_sum, count, data_wait = train_one_epoch(
+            run.model, run.shards["train"], run.loss_fn, run.opt, collate, batch_size=bs,
+            shuffle_rows=shuffle_buffer_batches * bs or None, shuffle_seed=config["seed"] + 1000 * epoch + run.rank,
+            cuda=run.cuda, progress=progress)
+    run.epoch_samples = run.epoch_samples or progress.done  # without n_train, the first epoch tells the total
     train_seconds = time.perf_counter() - t0
     dtypes = {"pixels": torch.uint8, "target": target_dtype}  # Ray converts only the columns named here
     if run.shards["bn"] is not None:
@@ -250,7 +262,11 @@ def train_loop_per_worker(config: dict[str, Any], *, on_epoch_start: Callable[[i
     Parameters
     ----------
     config : dict
-        The ``loop_config`` of :func:`galaxy_ray.train.driver.plan_run`.
+        The ``loop_config`` of :func:`galaxy_ray.train.driver.plan_run`.  Besides the
+        training settings it may hold ``n_train`` (training rows in the split: the
+        progress total), ``progress`` (``live``, ``lines`` (default) or ``off``),
+        ``verbose`` (show Ray's INFO records; default :func:`galaxy_ray.runtime.is_verbose`)
+        and ``torch_threads`` (intra-op threads of each worker; default torch's).
     on_epoch_start : callable, optional
         Called with the epoch number before each epoch (tests use it to end a worker).
     shuffle_buffer_batches : int
@@ -259,6 +275,7 @@ def train_loop_per_worker(config: dict[str, Any], *, on_epoch_start: Callable[[i
     Ray Train calls this with ``config`` only; the keyword arguments are for a
     caller that wraps it in its own one-argument loop function.
     """
+    runtime.quiet_worker_logs(config.get("verbose"))
     run = _start(config)
     for epoch in range(run.state["epoch"] + 1, config["epochs"] + 1):
         if run.state["stopped"]:
