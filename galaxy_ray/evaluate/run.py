@@ -14,7 +14,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -22,7 +22,7 @@ from scipy.stats import rankdata
 from galaxy_ray import runtime, schema
 from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
-from galaxy_ray.data.transforms import ok_rows, preprocess_batch
+from galaxy_ray.data.transforms import check_stored_pixels, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.evaluate.merger import MERGER_VOTE_CUT, operating_summary, true_mergers, truth_rule
 from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
@@ -86,7 +86,14 @@ class LabelledPredictor:
             y_true[np.arange(n), [self.class_index[str(v)] for v in labels]] = 1.0
         return y_true
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """The batch's predictions; none for a batch with no row kept (Ray Data would pickle its empty ``y_true``)."""
+        out = self.predict(batch)
+        if len(out[C.OBJECT_ID]):
+            yield out
+
+    def predict(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Targets, predictions, TTA spread and errors of the kept rows of one batch of the cutout table."""
         labels = batch[self.label]
         keep = label_present(labels)
         if self.spec.task == "classes":
@@ -263,7 +270,6 @@ def spread_report(spread: np.ndarray, wrong: np.ndarray) -> dict[str, Any]:
     return out
 
 
-
 def headline(report: Mapping[str, Any]) -> str:
     """One line of the key figures."""
     split = {"val": "validation", "validation": "validation", "train": "training", "all": "all-rows"}.get(
@@ -340,8 +346,16 @@ def _print_summary(report: Mapping[str, Any], written: list[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``galaxy-ray evaluate CHECKPOINT SOURCE [--out DIR]``."""
-    from galaxy_ray.data.sources import read_source
+    """``galaxy-ray evaluate CHECKPOINT SOURCE [--out DIR]``.
+
+    Raises
+    ------
+    GalaxyRayError
+        An unreadable checkpoint or source, a source without the label column,
+        or cutouts packed for another model size than the checkpoint's (before
+        anything runs).
+    """
+    from galaxy_ray.data.sources import open_source
 
     args = build_parser().parse_args(argv)
     runtime.set_verbosity(args.verbose)
@@ -355,8 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     vote_cut = float((extra.get("merger") or {}).get("vote_cut", MERGER_VOTE_CUT))
     subset = None if args.split == "all" else args.split
     split = checkpoint_split(extra, args.val_fraction) if subset else None
+    source = open_source(args.source, args.format, votes=args.votes)
+    check_stored_pixels(source, spec.preprocess)
     runtime.ensure_ray()
-    ds = read_source(args.source, args.format, votes=args.votes)
+    ds = source.dataset()
     names = column_names(ds)
     if label not in names:
         raise GalaxyRayError(f"{args.source}: no column {label!r} (columns: {', '.join(names)}); pass --label-column")

@@ -14,6 +14,7 @@ from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.train.scaling import AUTO, parse_workers
 
 __all__ = ["TrainConfig", "build_parser", "config_from_args", "load_config_file", "validate"]
 
@@ -42,7 +43,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     schedule: str = "cosine"
     patience: int = 5
-    workers: int = 2
+    workers: int | str = AUTO
     gpu: str = "auto"
     verbose: bool = False
     name: str | None = None
@@ -150,7 +151,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise GalaxyRayError(f"--arch {cfg.arch!r}: unknown architecture; one of {', '.join(ARCHS)}")
     cfg.epochs = _at_least(cfg.epochs, "--epochs")
     cfg.batch_size = _at_least(cfg.batch_size, "--batch-size")
-    cfg.workers = _at_least(cfg.workers, "--workers")
+    cfg.workers = parse_workers(cfg.workers)
     cfg.lr = _at_least(cfg.lr, "--lr", float, 1e-12)
     if cfg.freeze_epochs is not None:
         cfg.freeze_epochs = _at_least(cfg.freeze_epochs, "--freeze-epochs", int, 0)
@@ -194,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.05)")
     p.add_argument("--schedule", help="cosine (default) or plateau")
     p.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 5)")
-    p.add_argument("--workers", type=int, help="Ray Train workers (default 2)")
+    p.add_argument("--workers",
+                   help="Ray Train workers: auto (default: one per GPU; on CPU clusters one single-threaded worker "
+                        "per 2 CPUs of each node, the other half left to decoding) or a number (1 CPU each)")
     runtime.add_gpu_argument(p, "train on GPUs")
     runtime.add_verbose_argument(p)
     p.set_defaults(gpu=None, verbose=None)  # unset, so that a --config file's value is not overridden by the default

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -34,8 +34,9 @@ __all__ = [
     "build_datasets",
     "class_weights",
     "default_merger",
+    "open_training_source",
     "prepare_training_batch",
-    "read_source",
+    "prepared_batches",
     "row_keys",
     "summarize_labels",
 ]
@@ -59,15 +60,24 @@ class DataSummary:
     n_unlabelled: int = 0
 
 
-def read_source(cfg: TrainConfig):
-    """The training source as a :class:`ray.data.Dataset`."""
-    from galaxy_ray.data.sources import read_source as read
+def open_training_source(cfg: TrainConfig):
+    """The training source, opened (:class:`galaxy_ray.data.sources.Source`: its format, files and ``dataset()``).
 
-    return read(cfg.source, cfg.format, votes=cfg.votes)
+    Raises
+    ------
+    GalaxyRayError
+        A missing path, or content no format reads.
+    """
+    from galaxy_ray.data.sources import open_source
+
+    return open_source(cfg.source, cfg.format, votes=cfg.votes)
 
 
-def summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
+def summarize_labels(ds, cfg: TrainConfig, workers: int | None = None) -> DataSummary:
     """Class list, training mean, baselines and split sizes from ``object_id`` + label only.
+
+    ``workers`` is the number of Ray Train workers (default ``cfg.workers``,
+    which must then be a number): each needs two training rows at least.
 
     Raises
     ------
@@ -80,12 +90,12 @@ def summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
     level = data_logger.level
     data_logger.setLevel(logging.WARNING)
     try:
-        return _summarize_labels(ds, cfg)
+        return _summarize_labels(ds, cfg, int(cfg.workers if workers is None else workers))
     finally:
         data_logger.setLevel(level)
 
 
-def _summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
+def _summarize_labels(ds, cfg: TrainConfig, workers: int) -> DataSummary:
     columns = column_names(ds)
     if cfg.label not in columns:
         hint = "pass --label-column" if cfg.task == "classes" else "is it a labelled GZ2 source? pass --label-column"
@@ -100,9 +110,9 @@ def _summarize_labels(ds, cfg: TrainConfig) -> DataSummary:
                              "train on a labelled source")
     is_val = cfg.split.mask(labelled[C.OBJECT_ID], "val")
     summary = DataSummary(len(labelled), int((~is_val).sum()), int(is_val.sum()), n_unlabelled=int((~present).sum()))
-    if summary.n_train < cfg.workers * 2 or summary.n_val < 1:
+    if summary.n_train < workers * 2 or summary.n_val < 1:
         raise GalaxyRayError(
-            f"{cfg.source}: {summary.n_train} training and {summary.n_val} validation rows for {cfg.workers} workers; "
+            f"{cfg.source}: {summary.n_train} training and {summary.n_val} validation rows for {workers} workers; "
             "use fewer --workers, another --val-fraction, or more data")
     values = labelled[cfg.label].to_numpy(dtype=object)
     if cfg.task == "gz2":
@@ -239,6 +249,20 @@ def prepare_training_batch(
     return prepared
 
 
+def prepared_batches(batch: dict[str, np.ndarray], **kwargs: Any) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data stage: :func:`prepare_training_batch` of ``batch``, or nothing when no row of it is kept.
+
+    A batch can hold no row of a subset (the tail of a small block, the other
+    side of the split, rows without labels).  Ray Data makes an Arrow tensor
+    column of a multi-dimensional array only when it has rows: an empty
+    ``pixels`` (0, 3, S, S) would go to Arrow as pickled Python objects, with a
+    warning.  Yielding no batch keeps every block a tensor block.
+    """
+    prepared = prepare_training_batch(batch, **kwargs)
+    if len(prepared["target"]):
+        yield prepared
+
+
 #: Training augmentations: any-angle affine (with shifts, zooms, brightness) or the 8 dihedral views.
 AUGMENTATIONS = ("affine", "dihedral")
 
@@ -312,7 +336,7 @@ def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, 
     base = ds.select_columns(columns)
 
     def prepared(rows, subset: str, augment: bool):
-        return rows.map_batches(prepare_training_batch, fn_kwargs=dict(common, subset=subset, augment=augment),
+        return rows.map_batches(prepared_batches, fn_kwargs=dict(common, subset=subset, augment=augment),
                                 batch_size=64, batch_format="numpy")
 
     datasets = {"train": prepared(base, "train", True), "val": prepared(base, "val", False)}

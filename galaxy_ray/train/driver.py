@@ -9,6 +9,7 @@ checkpoint directories (which a rerun with the same name resumes from).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +20,11 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
 from galaxy_ray.train.config import TrainConfig, config_from_args
 from galaxy_ray.train.data import (DataSummary, augmentation_for, build_datasets, class_weights, default_merger,
-                                   read_source, summarize_labels)
+                                   open_training_source, summarize_labels)
 from galaxy_ray.train.loop import train_loop_per_worker, write_metrics_csv
+from galaxy_ray.train.scaling import AUTO, AUTO_LOCAL_CPUS, WorkerLayout, worker_layout
 
-__all__ = ["RunPlan", "main", "make_trainer", "plan_run", "run_training"]
+__all__ = ["RunPlan", "main", "make_trainer", "ordered_ingest_options", "plan_run", "run_training"]
 
 
 @dataclass
@@ -38,9 +40,11 @@ class RunPlan:
     class_weights: list[float] | None
     use_gpu: bool
     loop_config: dict[str, Any]
+    layout: WorkerLayout
 
 
-def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, weights: list[float] | None) -> dict:
+def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, weights: list[float] | None,
+                 layout: WorkerLayout) -> dict:
     metric, mode = cfg.monitor
     extra = {"task": cfg.task, "train_mean": summary.train_mean, "class_counts": summary.class_counts,
              "source": cfg.source, "run": cfg.name,
@@ -53,18 +57,22 @@ def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, wei
         "class_weights": weights, "label_smoothing": cfg.label_smoothing, "run_dir": run_dir,
         "name": cfg.name, "extra": {k: v for k, v in extra.items() if v is not None}, "bn_samples": cfg.bn_samples,
         "augment": augmentation_for(cfg.augment, cfg.crop_fraction),
+        "n_train": summary.n_train, "torch_threads": layout.threads, "verbose": runtime.is_verbose(),
+        # a live bar only where a person watches a terminal; a job log gets one line per interval
+        "progress": "live" if sys.stderr.isatty() else "lines",
     }
 
 
 def plan_run(cfg: TrainConfig) -> RunPlan:
-    """Read the source's labels, build the model spec and the worker configuration (driver side).
+    """Read the source's labels, size the workers, build the model spec and the worker configuration (driver side).
 
     Raises
     ------
     GalaxyRayError
-        Unusable ``--weights``, source or labels (one line each).
+        Unusable ``--weights``, source or labels, or cutouts packed for another
+        model size (one line each), before anything trains.
     """
-    from galaxy_ray.data.transforms import PreprocessConfig
+    from galaxy_ray.data.transforms import PreprocessConfig, check_stored_pixels
     from galaxy_ray.model import ModelSpec, build_model
 
     preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction)).to_dict()
@@ -72,10 +80,16 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         # fail fast, before any data is read, with one line (offline, wrong file, wrong arch);
         # the backbone is all that loads from them, so any head will do for the check
         build_model(ModelSpec.for_gz2(cfg.arch, preprocess), cfg.weights)
-    ray = runtime.ensure_ray(min_cpus=cfg.workers + 2, dashboard=True)
+    source = open_training_source(cfg)
+    check_stored_pixels(source, preprocess)
+    # a local Ray gets room for the workers and for decoding; auto then sizes the run to what the cluster has
+    ray = runtime.ensure_ray(min_cpus=AUTO_LOCAL_CPUS if cfg.workers == AUTO else int(cfg.workers) + 2, dashboard=True)
+    resources = ray.cluster_resources()
+    use_gpu = runtime.resolve_gpu(cfg.gpu, resources.get("GPU", 0))
+    layout = worker_layout(cfg.workers, resources, use_gpu)
     run_dir = storage.join(cfg.storage, cfg.name)
-    ds = read_source(cfg)
-    summary = summarize_labels(ds, cfg)
+    ds = source.dataset()
+    summary = summarize_labels(ds, cfg, workers=layout.workers)
     if cfg.task == "gz2":
         spec = ModelSpec.for_gz2(cfg.arch, preprocess, cfg.merger)
         class_index = None
@@ -84,9 +98,8 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
                          default_merger(cfg, summary.class_names))
         class_index = {n: i for i, n in enumerate(summary.class_names)}
     weights = class_weights(cfg, summary) if cfg.task == "classes" else None
-    use_gpu = runtime.resolve_gpu(cfg.gpu, ray.cluster_resources().get("GPU", 0))
     return RunPlan(cfg, run_dir, ds, summary, spec, class_index, weights, use_gpu,
-                   _loop_config(cfg, run_dir, spec, summary, weights))
+                   _loop_config(cfg, run_dir, spec, summary, weights, layout), layout)
 
 
 def _storage_args(uri: str) -> tuple[Any, str]:
@@ -100,7 +113,8 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
     ``train_loop`` replaces :func:`galaxy_ray.train.loop.train_loop_per_worker`
     (a one-argument function of the loop config; tests and benchmarks wrap it).
     Ray Data keeps the order of rows, so that one worker with one seed sees the
-    same batches on every run.
+    same batches on every run.  Each worker reserves ``plan.layout.threads``
+    CPUs (and a GPU with ``use_gpu``).
     """
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -108,13 +122,12 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
     cfg = plan.cfg
     metric, mode = cfg.monitor
     datasets = build_datasets(plan.ds, cfg, plan.class_index, plan.spec.preprocess, plan.summary.n_train)
-    ingest = DataConfig.default_ingest_options()
-    ingest.preserve_order = True
     fs, storage_path = _storage_args(cfg.storage)
     return TorchTrainer(
         train_loop or train_loop_per_worker,
         train_loop_config=plan.loop_config,
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=plan.use_gpu),
+        scaling_config=ScalingConfig(num_workers=plan.layout.workers, use_gpu=plan.use_gpu,
+                                     resources_per_worker=plan.layout.resources_per_worker()),
         run_config=RunConfig(
             name=cfg.name,
             storage_path=storage_path,
@@ -124,8 +137,22 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
             failure_config=FailureConfig(max_failures=cfg.max_failures),
         ),
         datasets=datasets,
-        dataset_config=DataConfig(execution_options=ingest),
+        dataset_config=DataConfig(execution_options=ordered_ingest_options()),
     )
+
+
+def ordered_ingest_options():
+    """Ray Data options for the training ingest: the current ``DataContext``'s, with ``preserve_order``.
+
+    Built from the constructor's current arguments: ``DataConfig.default_ingest_options()``
+    passes the deprecated ``exclude_resources`` on (Ray Train reserves the
+    workers' resources from Ray Data by itself).
+    """
+    from ray.data import DataContext, ExecutionOptions
+
+    current = DataContext.get_current().execution_options
+    return ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
+                            verbose_progress=current.verbose_progress, label_selector=current.label_selector)
 
 
 def _best_checkpoint(result, metric: str, mode: str):
@@ -177,8 +204,7 @@ def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = N
     plan = plan_run(cfg)
     run_dir, summary, metric, mode = plan.run_dir, plan.summary, *cfg.monitor
     print(f"galaxy-ray train: {cfg.name}: {cfg.task} {cfg.arch} on {summary.n_train} training / {summary.n_val} "
-          f"validation galaxies from {cfg.source}; {cfg.workers} workers ({'GPU' if plan.use_gpu else 'CPU'}); "
-          f"run directory {run_dir}", flush=True)
+          f"validation galaxies from {cfg.source}; {plan.layout.describe()}; run directory {run_dir}", flush=True)
     result = _fit(make_trainer(plan, train_loop), cfg, run_dir)
     best = _best_checkpoint(result, metric, mode)
     if best is None:
@@ -189,6 +215,7 @@ def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = N
     config_json = {
         "config": asdict(cfg), "spec": plan.spec.to_dict(), "output_columns": output_columns(plan.spec),
         "data": asdict(summary), "class_weights": plan.class_weights, "use_gpu": plan.use_gpu,
+        "workers": asdict(plan.layout),
         "best": {metric: _best_value(history, metric, mode)}, "epochs_done": state["epoch"],
         "early_stopped": bool(state["stopped"]), "resumes": list(state.get("resumes", [])),
         "versions": runtime.package_versions(),
