@@ -139,16 +139,21 @@ def _identity(plan: Plan, log: Callable[[str], None]) -> dict[str, int]:
     return {"duplicate_id_rows": report.duplicate_rows}
 
 
-def _throughput(t0: float, writer: UnitWriter, streamed_until: float | None) -> dict[str, float]:
-    """Start-up time (until the first catalog rows reach the driver) and the rate after it.
+def _throughput(t0: float, writer: UnitWriter, streaming_from: float | None,
+                streamed_until: float | None) -> dict[str, float]:
+    """Start-up time (until the first catalog rows reach the driver), its planning share, and the rate after it.
 
-    Start-up (planning, starting the actors, importing torch and loading the
-    model in each) is paid once per job; the rate after it is what a survey of
-    millions of cutouts runs at.
+    Start-up is paid once per job; the rate after it is what a survey of
+    millions of cutouts runs at.  ``planning_seconds`` is the driver's share
+    (checking the checkpoint, listing and planning the input, building the
+    dataset) until the pipeline starts; the rest of ``startup_seconds`` is the
+    pipeline's (placing the model actors, loading the model in each, the
+    first batch).  All are ``time.perf_counter`` differences from ``t0``.
     """
-    if streamed_until is None or writer.first_rows_at is None:
+    if streaming_from is None or streamed_until is None or writer.first_rows_at is None:
         return {}
-    timing = {"startup_seconds": round(writer.first_rows_at - t0, 3)}
+    timing = {"startup_seconds": round(writer.first_rows_at - t0, 3),
+              "planning_seconds": round(streaming_from - t0, 3)}
     after = streamed_until - writer.first_rows_at
     later_rows = sum(writer.seen.values()) - writer.first_rows
     if later_rows > 0 and after > 0:
@@ -273,12 +278,14 @@ def run_inference(
         f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
 
     writer = UnitWriter(out, pending, provenance, log=log, progress=progress)
-    streamed_until = None
+    streaming_from = streamed_until = None
     if pending:
         ds = pipeline.build_pipeline(
             checkpoint, plan, pending, spec, batch_size=batch_size, tta=tta, merger_threshold=merger_threshold,
             actors=pipeline.actor_pool(num_actors, use_gpu, gpus, cpus), use_gpu=use_gpu, cpus=cpus,
             decode_tasks=decode_tasks,
         )
+        streaming_from = time.perf_counter()
         streamed_until = _stream(ds, writer, out)
-    return _summarise(out, plan, writer, provenance, _throughput(t0, writer, streamed_until), t0, log)
+    timing = _throughput(t0, writer, streaming_from, streamed_until)
+    return _summarise(out, plan, writer, provenance, timing, t0, log)
