@@ -16,7 +16,7 @@ from typing import Any
 from galaxy_ray.errors import GalaxyRayError
 
 __all__ = ["GPU_CHOICES", "add_gpu_argument", "add_verbose_argument", "ensure_ray", "is_verbose", "package_versions",
-           "quiet_worker_logs", "resolve_gpu", "say", "set_verbosity"]
+           "quiet_worker_logs", "resolve_gpu", "say", "set_verbosity", "QuietConsoleFilter", "RAY_DATA_LOGGING_CONFIG"]
 
 #: The values of every command's ``--gpu`` flag.
 GPU_CHOICES = ("auto", "yes", "no")
@@ -25,6 +25,9 @@ GPU_CHOICES = ("auto", "yes", "no")
 PROVENANCE_PACKAGES = ("galaxy-ray", "torch", "torchvision", "ray", "numpy", "pyarrow", "astropy",
                        "pillow", "cdshealpix")
 
+
+#: Ray Data's logging configuration for quiet workers (:func:`ensure_ray` points ``RAY_DATA_LOGGING_CONFIG`` at it).
+RAY_DATA_LOGGING_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_data_logging.yaml")
 
 #: Set to "1" by :func:`set_verbosity`; worker processes of a local Ray inherit it.
 VERBOSE_ENV = "GALAXY_RAY_VERBOSE"
@@ -63,6 +66,12 @@ def ensure_ray(min_cpus: int = 1, dashboard: bool = False) -> Any:
         return ray
     verbose = is_verbose()
     _filter_ray_deprecations(verbose)
+    if not verbose:
+        # Ray Data in the workers (a training run's SplitCoordinator, map tasks) logs its plans at INFO to
+        # the console; a local Ray's workers inherit this environment.  A user's own setting wins.
+        os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", RAY_DATA_LOGGING_CONFIG)
+    elif os.environ.get("RAY_DATA_LOGGING_CONFIG") == RAY_DATA_LOGGING_CONFIG:
+        del os.environ["RAY_DATA_LOGGING_CONFIG"]
     # Worker output (training's progress lines) must reach the driver: keep log_to_driver.
     common: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.INFO if verbose else logging.WARNING}
     address = os.environ.get("RAY_ADDRESS")
@@ -116,7 +125,7 @@ def is_verbose() -> bool:
 _NOTICES = ("Progress bars disabled", "Token authentication is enabled for this Ray cluster")
 
 
-class _QuietFilter(logging.Filter):
+class QuietConsoleFilter(logging.Filter):
     """Console filter: drops Ray's records below WARNING, and Ray's :data:`_NOTICES`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -144,10 +153,10 @@ def configure_ray_data(verbose: bool) -> None:
 
 
 def _set_quiet_filter(handler: logging.Handler, quiet: bool) -> None:
-    for f in [f for f in handler.filters if isinstance(f, _QuietFilter)]:
+    for f in [f for f in handler.filters if isinstance(f, QuietConsoleFilter)]:
         handler.removeFilter(f)
     if quiet:
-        handler.addFilter(_QuietFilter())
+        handler.addFilter(QuietConsoleFilter())
 
 
 def _set_quiet_filter_on(logger: str | None, quiet: bool) -> None:

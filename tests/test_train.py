@@ -280,14 +280,15 @@ def test_interrupted_run_resumes_from_its_last_epoch(ray_cluster, tiny, tmp_path
 
 
 @pytest.mark.slow
-def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(ray_cluster, tiny, tmp_path):
+def test_same_seed_gives_the_same_metrics_cached_or_not_and_another_seed_does_not(ray_cluster, tiny, tmp_path):
     from galaxy_ray.data.split import Split
     from galaxy_ray.model import load_checkpoint
 
     common = ["--source", tiny, "--task", "gz2", "--workers", "1", *FAST, "--epochs", "2", "--val-fraction", "0.25",
               "--storage", str(tmp_path / "runs")]
-    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
-        assert _train([*common, "--seed", seed, "--name", name]) == 0, name
+    # "a" decodes once and trains from Ray's object store (--cache auto at this size); "b" decodes every epoch
+    for name, seed, cache in (("a", "5", "auto"), ("b", "5", "no"), ("c", "6", "auto")):
+        assert _train([*common, "--seed", seed, "--cache", cache, "--name", name]) == 0, name
 
     def rows(name: str) -> list[dict[str, str]]:  # all but the wall-clock column
         return [{k: v for k, v in r.items() if k != "seconds"} for r in _metrics(tmp_path / "runs" / name)]

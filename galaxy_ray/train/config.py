@@ -14,6 +14,7 @@ from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.train.cache import CACHE_CHOICES
 from galaxy_ray.train.scaling import AUTO, parse_workers
 
 __all__ = ["TrainConfig", "build_parser", "config_from_args", "load_config_file", "validate"]
@@ -60,6 +61,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     bn_samples: int = 1024
     votes: str = "fraction"
+    cache: str = "auto"
 
     @property
     def label(self) -> str:
@@ -156,6 +158,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.freeze_epochs is not None:
         cfg.freeze_epochs = _at_least(cfg.freeze_epochs, "--freeze-epochs", int, 0)
     cfg.bn_samples = _at_least(cfg.bn_samples, "--bn-samples", int, 0)
+    if cfg.cache not in CACHE_CHOICES:
+        raise GalaxyRayError(f"--cache {cfg.cache!r}: one of {', '.join(CACHE_CHOICES)}")
     _check_ranges(cfg)
     runtime.resolve_gpu(cfg.gpu, cluster_gpus=1)  # a bad value from a --config file fails here, as a bad flag would
     PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction))  # validates both
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="un-augmented training cutouts that re-estimate the BatchNorm statistics before each "
                         "validation (default 1024; 0 keeps the running averages of augmented batches)")
     p.add_argument("--votes", help="gz2-catalog sources: fraction (default) or debiased")
+    p.add_argument("--cache",
+                   help="keep the decoded, resized cutouts in Ray's object store after the first pass: auto "
+                        "(default: when they need at most a quarter of it), yes or no (decode every epoch)")
     return p
 
 

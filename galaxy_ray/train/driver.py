@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from galaxy_ray import evaluate, runtime
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
+from galaxy_ray.train.cache import CachePlan, cache_datasets, plan_cache, prepared_bytes
 from galaxy_ray.train.config import TrainConfig, config_from_args
 from galaxy_ray.train.data import (DataSummary, augmentation_for, build_datasets, class_weights, default_merger,
                                    open_training_source, summarize_labels)
@@ -41,6 +42,7 @@ class RunPlan:
     use_gpu: bool
     loop_config: dict[str, Any]
     layout: WorkerLayout
+    cache: CachePlan | None = None
 
 
 def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, weights: list[float] | None,
@@ -98,8 +100,11 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
                          default_merger(cfg, summary.class_names))
         class_index = {n: i for i, n in enumerate(summary.class_names)}
     weights = class_weights(cfg, summary) if cfg.task == "classes" else None
+    n_bn = min(cfg.bn_samples, summary.n_train)
+    cache = plan_cache(cfg.cache, prepared_bytes(summary.n_train, summary.n_val, n_bn, preprocess),
+                       resources.get("object_store_memory", 0))
     return RunPlan(cfg, run_dir, ds, summary, spec, class_index, weights, use_gpu,
-                   _loop_config(cfg, run_dir, spec, summary, weights, layout), layout)
+                   _loop_config(cfg, run_dir, spec, summary, weights, layout), layout, cache)
 
 
 def _storage_args(uri: str) -> tuple[Any, str]:
@@ -116,12 +121,14 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
     same batches on every run.  Each worker reserves ``plan.layout.threads``
     CPUs (and a GPU with ``use_gpu``).
     """
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     cfg = plan.cfg
     metric, mode = cfg.monitor
     datasets = build_datasets(plan.ds, cfg, plan.class_index, plan.spec.preprocess, plan.summary.n_train)
+    if plan.cache is not None and plan.cache.enabled:
+        datasets = cache_datasets(datasets)
     fs, storage_path = _storage_args(cfg.storage)
     return TorchTrainer(
         train_loop or train_loop_per_worker,
@@ -135,6 +142,8 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints,
                                                checkpoint_score_attribute=metric, checkpoint_score_order=mode),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
+            # Ray Train's own INFO lines (worker group start, resources) stay in its log files unless verbose
+            logging_config=LoggingConfig(log_level="INFO" if runtime.is_verbose() else "WARNING"),
         ),
         datasets=datasets,
         dataset_config=DataConfig(execution_options=ordered_ingest_options()),
@@ -205,6 +214,7 @@ def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = N
     run_dir, summary, metric, mode = plan.run_dir, plan.summary, *cfg.monitor
     print(f"galaxy-ray train: {cfg.name}: {cfg.task} {cfg.arch} on {summary.n_train} training / {summary.n_val} "
           f"validation galaxies from {cfg.source}; {plan.layout.describe()}; run directory {run_dir}", flush=True)
+    print(f"galaxy-ray train: {plan.cache.reason}", flush=True)
     result = _fit(make_trainer(plan, train_loop), cfg, run_dir)
     best = _best_checkpoint(result, metric, mode)
     if best is None:
