@@ -6,7 +6,7 @@ before running it, so the demo doubles as a walk-through:
 1. synthesize a labelled training set (packed Parquet shards) and a larger survey
    (PNG cutouts listed in a manifest with their RA/Dec);
 2. pack the survey into shards, the fast path for catalog-scale runs;
-3. fine-tune a ResNet-18 with 2 Ray Train workers on the GZ2 vote fractions;
+3. fine-tune a ResNet-18 on the GZ2 vote fractions with Ray Train workers sized to the machine;
 4. stream the survey through the model into a Parquet morphology catalog;
 5. a cone search, merger statistics, and the science report;
 6. the survey's merger fraction corrected for the classifier, next to the true one.
@@ -107,10 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           "--format", "manifest", "--seed", "2"])
     _run("2. pack the survey into Parquet shards",
          ["pack", str(out / "survey_files"), str(out / "survey"), "--rows-per-shard", "500"])
-    _run("3. fine-tune a ResNet-18 on GZ2 vote fractions with 2 Ray Train workers",
+    _run("3. fine-tune a ResNet-18 on GZ2 vote fractions (Ray Train workers: --workers auto)",
          ["train", "--source", str(out / "train"), "--task", "gz2", "--arch", "resnet18",
           "--weights", "none", "--image-size", size, "--epochs", str(args.epochs),
-          "--freeze-epochs", "0", "--workers", "2", "--batch-size", "32",
+          "--freeze-epochs", "0", "--batch-size", "32",
           "--name", "demo-gz2", "--storage", str(out / "runs")])
     run_dir = out / "runs" / "demo-gz2"
     _run("4. stream the survey through the model into a morphology catalog",

@@ -99,7 +99,8 @@ class AugmentingCollate(NumpyBatchCollateFn):
 
         pixels = augment_batch(batch["pixels"], batch[KEY], self.preprocess, self.seed, self.epoch, self.mode)
         return {"pixels": torch.from_numpy(pixels),
-                "target": torch.as_tensor(np.asarray(batch["target"]), dtype=self.target_dtype)}
+                # a copy: cached batches are read-only views of Ray's object store
+                "target": torch.tensor(np.asarray(batch["target"]), dtype=self.target_dtype)}
 
 
 def channels_last(x, cuda: bool):
@@ -188,7 +189,7 @@ class EpochProgress:
         One of :data:`PROGRESS_MODES`.  ``live``: a bar on the driver's terminal
         through ``ray.experimental.tqdm_ray`` (the worker's own stdout is a log
         file, never a terminal).  ``lines``: :class:`galaxy_ray.progress.Progress`
-        lines (one per 5 % or 30 s, and the last).  ``off``: counts only.
+        lines (one per 30 s, and the epoch's last).  ``off``: counts only.
     stream : text stream, optional
         Where ``lines`` go; default the worker's stdout, which Ray streams to the
         driver and the job log.
@@ -216,7 +217,8 @@ class EpochProgress:
                 self._bar = tqdm_ray.tqdm(desc=self.desc, total=total, unit=" samples", flush_interval_s=0)
                 self._bar.refresh()
         elif mode == "lines":
-            self._lines = _EpochLines(total or 0, self.desc, "samples",
+            # a job log gets a line every 30 s and the epoch's last, not one per 5 %: each epoch adds its summary
+            self._lines = _EpochLines(total or 0, self.desc, "samples", interval=30.0, step=1.0,
                                       stream=stream if stream is not None else _WorkerStdout(), live=False)
 
     def update(self, n: int, loss: float) -> None:
