@@ -121,8 +121,10 @@ def is_verbose() -> bool:
 
 #: Ray's console warnings that need nothing from a galaxy-ray user: Ray Data's note that its bars
 #: are off (galaxy-ray turned them off), and the note that a new local cluster uses token
-#: authentication (Ray's secure default, on a cluster that galaxy-ray started for this process).
-_NOTICES = ("Progress bars disabled", "Token authentication is enabled for this Ray cluster")
+#: authentication (Ray's secure default, on a cluster that galaxy-ray started for this process), and the note
+#: that a bar's operator name is shortened.
+_NOTICES = ("Progress bars disabled", "Token authentication is enabled for this Ray cluster",
+            "Truncating long operator name")
 
 
 class QuietConsoleFilter(logging.Filter):
