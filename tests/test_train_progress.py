@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from ray.data.collate_fn import NumpyBatchCollateFn
 
-from galaxy_ray.train.steps import EpochProgress, epoch_samples, train_one_epoch
+from galaxy_ray.train.progress import EpochProgress, epoch_samples
+from galaxy_ray.train.steps import train_one_epoch
 
 REPORT_DICT = "Reporting training result"
 

@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping
 
 from galaxy_ray import runtime
 from galaxy_ray.io import layout, storage
-from galaxy_ray.train.steps import (AugmentingCollate, EpochProgress, ValidationSums, epoch_samples,
-                                    recompute_batchnorm, train_one_epoch, validate)
+from galaxy_ray.train.progress import EpochProgress, epoch_samples
+from galaxy_ray.train.steps import AugmentingCollate, ValidationSums, recompute_batchnorm, train_one_epoch, validate
 
 __all__ = ["METRICS_COLUMNS", "SHUFFLE_BUFFER_BATCHES", "recompute_batchnorm", "train_loop_per_worker",
            "train_one_epoch", "validate", "write_metrics_csv"]
