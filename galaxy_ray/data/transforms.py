@@ -41,7 +41,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,7 @@ __all__ = [
     "row_error",
     "model_sized_png",
     "check_stored_pixels",
+    "nonempty_batch",
 ]
 
 #: Output column of :func:`preprocess_batch`: fraction of each cutout's pixels that hold data.
@@ -233,6 +234,19 @@ def is_error_free(value: Any) -> bool:
 def ok_rows(errors: Any) -> np.ndarray:
     """Boolean mask (N,) of the rows whose ``error`` is a no-error marker (see :func:`is_error_free`)."""
     return np.fromiter((is_error_free(e) for e in errors), dtype=bool, count=len(errors))
+
+
+def nonempty_batch(batch: dict[str, np.ndarray], column: str) -> Iterator[dict[str, np.ndarray]]:
+    """A ``map_batches`` stage's output: ``batch`` itself, or no batch when ``column`` has no rows.
+
+    A stage that filters rows (one side of the split, labelled rows) can be left
+    with none of a batch.  Ray Data makes an Arrow tensor column of a
+    multi-dimensional array only when it has rows: an empty ``pixels``
+    (0, 3, S, S) or ``y_true`` (0, K) would go to Arrow as pickled Python
+    objects, with a warning.  Yielding nothing keeps every block a tensor block.
+    """
+    if len(batch[column]):
+        yield batch
 
 
 def _as_list(column: Any, n: int) -> list:

@@ -22,7 +22,7 @@ from scipy.stats import rankdata
 from galaxy_ray import runtime, schema
 from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
-from galaxy_ray.data.transforms import check_stored_pixels, ok_rows, preprocess_batch
+from galaxy_ray.data.transforms import check_stored_pixels, nonempty_batch, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.evaluate.merger import MERGER_VOTE_CUT, operating_summary, true_mergers, truth_rule
 from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
@@ -87,10 +87,8 @@ class LabelledPredictor:
         return y_true
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        """The batch's predictions; none for a batch with no row kept (Ray Data would pickle its empty ``y_true``)."""
-        out = self.predict(batch)
-        if len(out[C.OBJECT_ID]):
-            yield out
+        """The batch's predictions; none when no row is kept (:func:`~galaxy_ray.data.transforms.nonempty_batch`)."""
+        yield from nonempty_batch(self.predict(batch), C.OBJECT_ID)
 
     def predict(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Targets, predictions, TTA spread and errors of the kept rows of one batch of the cutout table."""

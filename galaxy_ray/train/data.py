@@ -21,7 +21,7 @@ from galaxy_ray import runtime, schema
 from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.sources import identity
 from galaxy_ray.data.split import Split
-from galaxy_ray.data.transforms import PreprocessConfig, ok_rows, prepare_image, preprocess_batch
+from galaxy_ray.data.transforms import PreprocessConfig, nonempty_batch, ok_rows, prepare_image, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.train.config import TrainConfig
@@ -73,11 +73,11 @@ def open_training_source(cfg: TrainConfig):
     return open_source(cfg.source, cfg.format, votes=cfg.votes)
 
 
-def summarize_labels(ds, cfg: TrainConfig, workers: int | None = None) -> DataSummary:
+def summarize_labels(ds, cfg: TrainConfig, workers: int) -> DataSummary:
     """Class list, training mean, baselines and split sizes from ``object_id`` + label only.
 
-    ``workers`` is the number of Ray Train workers (default ``cfg.workers``,
-    which must then be a number): each needs two training rows at least.
+    ``workers`` is the number of Ray Train workers (``--workers`` resolved):
+    each needs two training rows at least.
 
     Raises
     ------
@@ -90,7 +90,7 @@ def summarize_labels(ds, cfg: TrainConfig, workers: int | None = None) -> DataSu
     level = data_logger.level
     data_logger.setLevel(logging.WARNING)
     try:
-        return _summarize_labels(ds, cfg, int(cfg.workers if workers is None else workers))
+        return _summarize_labels(ds, cfg, int(workers))
     finally:
         data_logger.setLevel(level)
 
@@ -250,17 +250,9 @@ def prepare_training_batch(
 
 
 def prepared_batches(batch: dict[str, np.ndarray], **kwargs: Any) -> Iterator[dict[str, np.ndarray]]:
-    """Ray Data stage: :func:`prepare_training_batch` of ``batch``, or nothing when no row of it is kept.
-
-    A batch can hold no row of a subset (the tail of a small block, the other
-    side of the split, rows without labels).  Ray Data makes an Arrow tensor
-    column of a multi-dimensional array only when it has rows: an empty
-    ``pixels`` (0, 3, S, S) would go to Arrow as pickled Python objects, with a
-    warning.  Yielding no batch keeps every block a tensor block.
-    """
-    prepared = prepare_training_batch(batch, **kwargs)
-    if len(prepared["target"]):
-        yield prepared
+    """Ray Data stage: :func:`prepare_training_batch` of ``batch``, or nothing when no row of it is kept
+    (:func:`galaxy_ray.data.transforms.nonempty_batch`)."""
+    yield from nonempty_batch(prepare_training_batch(batch, **kwargs), "target")
 
 
 #: Training augmentations: any-angle affine (with shifts, zooms, brightness) or the 8 dihedral views.
