@@ -42,7 +42,7 @@ class RunPlan:
     use_gpu: bool
     loop_config: dict[str, Any]
     layout: WorkerLayout
-    cache: CachePlan | None = None
+    cache: CachePlan
 
 
 def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, weights: list[float] | None,
@@ -127,7 +127,7 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
     cfg = plan.cfg
     metric, mode = cfg.monitor
     datasets = build_datasets(plan.ds, cfg, plan.class_index, plan.spec.preprocess, plan.summary.n_train)
-    if plan.cache is not None and plan.cache.enabled:
+    if plan.cache.enabled:
         datasets = cache_datasets(datasets)
     fs, storage_path = _storage_args(cfg.storage)
     return TorchTrainer(
