@@ -239,7 +239,7 @@ def class_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 def merger_flag(model_uri: str, probs: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     """Ours: the merger flag at its stored threshold on the test split, and the merger fraction it implies."""
-    from galaxy_ray.catalog.fractions import corrected_from_provenance
+    from galaxy_ray.merger.fractions import corrected_from_provenance
     from galaxy_ray.catalog.stats import wilson_interval
     from galaxy_ray.model import Predictor, merger_probability, stored_operating_point
 

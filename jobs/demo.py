@@ -49,7 +49,7 @@ def merger_fraction_check(catalog_dir: Path, manifest: Path) -> bool:
     import pandas as pd
     import pyarrow.dataset as pads
 
-    from galaxy_ray.catalog.fractions import corrected_from_provenance
+    from galaxy_ray.merger.fractions import corrected_from_provenance
     from galaxy_ray.catalog.stats import wilson_interval
     from galaxy_ray.schema import GALAXY10_MERGER_CLASS
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from astropy.stats import binom_conf_interval
 
-from galaxy_ray.catalog.fractions import corrected_fraction
+from galaxy_ray.merger.fractions import corrected_fraction
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.evaluate.calibration import IsotonicCalibration, TemperatureCalibration, reliability
-from galaxy_ray.evaluate.threshold import choose_threshold, precision_recall_curve
+from galaxy_ray.merger.calibration import IsotonicCalibration, TemperatureCalibration, reliability
+from galaxy_ray.merger.operating import choose_threshold, precision_recall_curve
 
 
 def test_f1_optimal_threshold_known_by_construction():

@@ -210,7 +210,7 @@ def test_predictor_applies_exactly_the_stored_calibration(tmp_path):
     import torch
 
     from galaxy_ray import model, schema
-    from galaxy_ray.model.calibration import IsotonicCalibration, TemperatureCalibration
+    from galaxy_ray.merger.calibration import IsotonicCalibration, TemperatureCalibration
 
     torch.manual_seed(0)
     spec = model.ModelSpec("resnet18", "classes", list(schema.GALAXY10_CLASSES), {"image_size": 32},
@@ -264,7 +264,7 @@ def test_tta_views_and_their_spread(tmp_path):
 
 
 def test_corrected_fraction_from_a_catalog_provenance():
-    from galaxy_ray.catalog.fractions import corrected_from_provenance
+    from galaxy_ray.merger.fractions import corrected_from_provenance
 
     prov = {"merger_validation": {"positives": 100, "true_positives": 80, "negatives": 900,
                                   "false_positives": 18, "truth": "labelled class 'merger'"}}
@@ -279,7 +279,7 @@ def test_corrected_fraction_from_a_catalog_provenance():
 
 def test_gz2_truth_is_the_documented_vote_cut():
     from galaxy_ray import schema
-    from galaxy_ray.evaluate.merger import MERGER_VOTE_CUT, true_mergers, truth_rule
+    from galaxy_ray.merger.truth import MERGER_VOTE_CUT, true_mergers, truth_rule
     from galaxy_ray.model import ModelSpec
 
     spec = ModelSpec.for_gz2("resnet18", {"image_size": 32})

@@ -3,7 +3,7 @@
 Two fractions for every group: the raw flagged fraction with a Wilson interval
 (the fraction of classified galaxies the flag selected), and the fraction
 corrected for the classifier's completeness and false-positive rate measured
-on its validation split (:mod:`galaxy_ray.catalog.fractions`), which is the
+on its validation split (:mod:`galaxy_ray.merger.fractions`), which is the
 number to compare with a merger fraction from the literature.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from astropy.stats import binom_conf_interval
 
-from galaxy_ray.catalog.fractions import corrected_from_provenance
+from galaxy_ray.merger.fractions import corrected_from_provenance
 from galaxy_ray.catalog.query import (
     check_columns,
     quote_identifier,

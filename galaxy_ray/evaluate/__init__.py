@@ -5,8 +5,6 @@
     merger precision and recall, each beside its baseline.
 ``plots``
     Training curves, confusion matrix, RMSE per answer.
-``threshold``, ``calibration``, ``merger``
-    The merger flag: truth on validation, calibration, operating point, reliability.
 ``training``
     The end of a training run: calibrate, choose the threshold, rewrite ``model.pt``, report.
 ``run``

@@ -24,13 +24,14 @@ from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.transforms import check_stored_pixels, nonempty_batch, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.evaluate.merger import MERGER_VOTE_CUT, operating_summary, true_mergers, truth_rule
+from galaxy_ray.merger.truth import MERGER_VOTE_CUT, operating_summary, true_mergers, truth_rule
 from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
 from galaxy_ray.evaluate.plots import (curves_from_csv, plot_confusion, plot_per_answer, plot_precision_recall,
                                        plot_reliability)
 from galaxy_ray.io import layout, storage
-from galaxy_ray.model import load_checkpoint, merger_probability, stored_operating_point, view_spread
-from galaxy_ray.model.operating import parse_threshold, point_at, precision_recall_curve
+from galaxy_ray.model import load_checkpoint, merger_probability, view_spread
+from galaxy_ray.merger.operating import parse_threshold, point_at, precision_recall_curve
+from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.model.predict import Predictor
 from galaxy_ray.schema import CatalogColumns as C
 
@@ -170,12 +171,14 @@ def predict_labelled(ds, checkpoint: str, label: str, *, subset: str | None = No
 
 
 def write_predictions(uri: str, preds: Mapping[str, np.ndarray], *, p_merger: np.ndarray | None = None,
-                      true_merger: np.ndarray | None = None) -> None:
+                      true_merger: np.ndarray | None = None, rule: MergerRule | None = None) -> None:
     """``object_id``, ``y_true`` and ``y_pred`` (list<float32>, output order) as Parquet.
 
     ``p_merger`` (calibrated) and ``true_merger`` (1.0 / 0.0, NaN for rows that
     failed), float32 (N,), are added when given, so the report can redraw the
-    merger figures from this file.
+    merger figures from this file.  With a ``rule`` (and ``p_merger``),
+    ``is_merger`` (bool, null where ``p_merger`` is NaN) is the rule's flag, as
+    ``infer`` and ``predict`` set it.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -194,9 +197,22 @@ def write_predictions(uri: str, preds: Mapping[str, np.ndarray], *, p_merger: np
     for name, values in ((C.P_MERGER, p_merger), ("true_merger", true_merger)):
         if values is not None:
             columns[name] = pa.array(np.asarray(values, dtype=np.float32), type=pa.float32())
+    if rule is not None:
+        p = np.asarray(p_merger, dtype=np.float32)
+        columns[C.IS_MERGER] = pa.array(rule.flag(p), type=pa.bool_(), mask=~np.isfinite(p))
     buf = io.BytesIO()
     pq.write_table(pa.table(columns), buf)
     storage.write_bytes_atomic(uri, buf.getvalue())
+
+
+def write_flagged_predictions(uri: str, spec, preds: Mapping[str, np.ndarray], rule: MergerRule) -> None:
+    """:func:`write_predictions` with ``p_merger`` and the rule's ``is_merger`` when the model has a merger output."""
+    if spec.merger is None:
+        return write_predictions(uri, preds)
+    ok = ok_rows(preds[C.ERROR])
+    p_merger = np.full(len(ok), np.nan, dtype=np.float32)
+    p_merger[ok] = merger_probability(spec, np.asarray(preds["y_pred"])[ok])
+    return write_predictions(uri, preds, p_merger=p_merger, rule=rule)
 
 
 def merger_report(spec, y_true: np.ndarray, probs: np.ndarray, threshold: float,
@@ -226,7 +242,7 @@ def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: fl
 
     ``merger`` (when the model has a merger output) holds :func:`merger_report`
     at ``threshold``; a true merger is the labelled merger class, or for GZ2
-    votes ``Class8.6 > vote_cut`` (:mod:`galaxy_ray.evaluate.merger`).
+    votes ``Class8.6 > vote_cut`` (:mod:`galaxy_ray.merger.truth`).
 
     Raises
     ------
@@ -363,8 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt_dir = model_uri.rsplit("/", 1)[0] if "/" in model_uri else "."
     label = args.label_column or (C.VOTES if spec.task == "gz2" else C.LABEL)
     out = args.out or storage.join(ckpt_dir, f"eval-{schema.slugify(Path(str(args.source).rstrip('/')).name)}")
-    threshold, validation, how = stored_operating_point(extra, args.merger_threshold, args.merger_precision)
-    vote_cut = float((extra.get("merger") or {}).get("vote_cut", MERGER_VOTE_CUT))
+    rule = MergerRule.from_checkpoint(spec, extra, args.merger_threshold, args.merger_precision)
+    vote_cut = MERGER_VOTE_CUT if rule.vote_cut is None else rule.vote_cut
     subset = None if args.split == "all" else args.split
     split = checkpoint_split(extra, args.val_fraction) if subset else None
     source = open_source(args.source, args.format, votes=args.votes)
@@ -378,15 +394,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              tta=args.tta)
     if not len(preds[C.OBJECT_ID]):
         raise GalaxyRayError(f"{args.source}: no rows with labels the model knows in column {label!r}")
-    report = evaluate_predictions(spec, preds, threshold=threshold, train_mean=extra.get("train_mean"),
+    report = evaluate_predictions(spec, preds, threshold=rule.threshold, train_mean=extra.get("train_mean"),
                                   class_counts=extra.get("class_counts"), vote_cut=vote_cut)
     if "merger" in report:
-        report["merger"].update(threshold_source=how, validation=validation)
+        report["merger"].update(threshold_source=rule.threshold_source, validation=rule.validation)
     report.update(split=args.split, checkpoint=str(args.checkpoint), source=args.source, tta=bool(args.tta),
                   seconds=round(time.perf_counter() - t0, 2))
     if split is not None:
         report["split_definition"] = split.to_dict()
-    write_predictions(storage.join(out, layout.PREDICTIONS), preds)
+    write_flagged_predictions(storage.join(out, layout.PREDICTIONS), spec, preds, rule)
     written = write_report(report, out)
     metrics_csv = storage.join(ckpt_dir, layout.METRICS_CSV)
     if storage.exists(metrics_csv):  # evaluating a run's model.pt: its training curves too

@@ -3,11 +3,11 @@
 On the validation rows of the run's own split, with the network's own
 (uncalibrated) probabilities:
 
-1. fit the calibration (:func:`galaxy_ray.evaluate.merger.fit_calibration`)
+1. fit the calibration (:func:`galaxy_ray.merger.truth.fit_calibration`)
    and store it in the checkpoint's spec, so that every later prediction
    (``evaluate``, ``infer``, ``predict``) is calibrated the same way;
 2. choose the merger operating point on the calibrated ``p_merger``
-   (:func:`galaxy_ray.evaluate.merger.choose_operating_point`) and store it,
+   (:func:`galaxy_ray.merger.truth.choose_operating_point`) and store it,
    with the validation precision-recall table, in ``extra["merger"]``;
 3. write ``validation_predictions.parquet`` (the outputs as the rewritten
    ``model.pt`` predicts them, ``p_merger`` and the truth), ``evaluation.json``
@@ -22,13 +22,13 @@ import numpy as np
 
 from galaxy_ray import runtime
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.evaluate.merger import (MERGER_VOTE_CUT, choose_operating_point, classes_reliability,
+from galaxy_ray.merger.truth import (MERGER_VOTE_CUT, choose_operating_point, classes_reliability,
                                         fit_calibration, merger_reliability, operating_summary, true_mergers)
 from galaxy_ray.evaluate.run import (checkpoint_split, evaluate_predictions, predict_labelled, write_predictions,
                                      write_report)
 from galaxy_ray.io import layout, storage
 from galaxy_ray.model import ModelSpec, load_checkpoint, merger_probability, save_checkpoint
-from galaxy_ray.model.calibration import probability_calibration
+from galaxy_ray.merger.calibration import probability_calibration
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["calibrate_and_choose", "evaluate_run"]

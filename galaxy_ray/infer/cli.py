@@ -10,7 +10,7 @@ from galaxy_ray import catalog, runtime
 from galaxy_ray.data import sources
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE
 from galaxy_ray.infer.run import run_inference
-from galaxy_ray.model.operating import parse_threshold
+from galaxy_ray.merger.operating import parse_threshold
 
 __all__ = ["build_parser", "main"]
 

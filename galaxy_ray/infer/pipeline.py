@@ -40,6 +40,7 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.plan import UNIT_COLUMN, Plan, Unit
 from galaxy_ray.infer.writer import as_float, catalog_rows
 from galaxy_ray.io import storage
+from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.model import Predictor, output_columns, view_spread
 from galaxy_ray.schema import CatalogColumns as C
 
@@ -142,8 +143,9 @@ class CatalogModel:
     ----------
     checkpoint : str
         Checkpoint file, path or ``s3://`` URI (``model.save_checkpoint`` format).
-    merger_threshold : float
-        ``is_merger`` is ``p_merger >= merger_threshold``.
+    rule : MergerRule, optional
+        How ``p_merger`` becomes ``is_merger``; default the checkpoint's
+        stored rule (:meth:`galaxy_ray.merger.rule.MergerRule.from_checkpoint`).
     tta : bool
         Average over the 8 rotations and flips of each cutout.
     device : str
@@ -152,30 +154,48 @@ class CatalogModel:
         Torch intra-op threads on CPU.
     """
 
-    def __init__(self, checkpoint: str, merger_threshold: float = 0.5, tta: bool = False, device: str = "cpu",
+    def __init__(self, checkpoint: str, rule: MergerRule | None = None, tta: bool = False, device: str = "cpu",
                  threads: int | None = None) -> None:
         if threads:
             torch.set_num_threads(int(threads))
         self.predictor = Predictor.from_checkpoint(checkpoint, device=device, tta=tta)
         self.spec = self.predictor.spec
         self.columns = list(output_columns(self.spec))
-        self.threshold = float(merger_threshold)
+        self.rule = rule or MergerRule.from_checkpoint(self.spec, self.predictor.extra)
+        self.side = int(self.spec.preprocess["image_size"])
+
+    def check_pixels(self, pixels: np.ndarray) -> None:
+        """Refuse model input whose shape is not (N, 3, side, side) uint8 for this model's preprocessing.
+
+        Raises
+        ------
+        GalaxyRayError
+            Pixels of another size, layout or type than the checkpoint's ``preprocess`` makes.
+        """
+        shape = tuple(getattr(pixels, "shape", ()))
+        if len(shape) != 4 or shape[1:] != (3, self.side, self.side) or pixels.dtype != np.uint8:
+            raise GalaxyRayError(
+                f"model input of shape {shape[1:]} ({getattr(pixels, 'dtype', type(pixels).__name__)}); this "
+                f"checkpoint takes (3, {self.side}, {self.side}) uint8, as its preprocess (image_size {self.side}) "
+                "makes: prepare cutouts with galaxy_ray.data.transforms.preprocess_batch and the checkpoint's spec")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         """Catalog rows (with the unit tag when present) for a batch of :func:`prepare_batch`."""
         ok = ok_rows(batch[C.ERROR])
+        if ok.any():
+            self.check_pixels(batch["pixels"])
         probs = np.zeros((len(ok), len(self.columns)), dtype=np.float32)
         if not self.predictor.tta:
             if ok.any():
                 probs[ok] = self.predictor(batch["pixels"][ok])
-            return catalog_rows(self.spec, self.columns, batch, probs, ok, self.threshold)
+            return catalog_rows(self.spec, self.columns, batch, probs, ok, self.rule)
         spread = {C.P_MERGER_STD: np.full(len(ok), np.nan, np.float32),
                   C.MORPHOLOGY_PROB_STD: np.full(len(ok), np.nan, np.float32)}
         if ok.any():
             probs[ok], views = self.predictor.predict_with_views(batch["pixels"][ok])
             for name, values in view_spread(self.spec, views, probs[ok]).items():
                 spread[name][ok] = values
-        return catalog_rows(self.spec, self.columns, batch, probs, ok, self.threshold, spread)
+        return catalog_rows(self.spec, self.columns, batch, probs, ok, self.rule, spread)
 
 
 def object_store_budget(batch_bytes: int, actors: int, store_bytes: float | None = None) -> int:
@@ -221,7 +241,7 @@ def actor_pool(num_actors: int | Sequence[int] | None, use_gpu: bool, gpus: floa
 
 
 def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *, batch_size: int, tta: bool,
-                   merger_threshold: float, actors: tuple[int, int], use_gpu: bool, cpus: float,
+                   rule: MergerRule, actors: tuple[int, int], use_gpu: bool, cpus: float,
                    decode_tasks: int | None):
     """The streaming Dataset of catalog rows (tagged with their unit) for the ``pending`` units of ``plan``.
 
@@ -256,14 +276,14 @@ def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *
         compute=compute,
         num_cpus=decode_cpus,
     )
-    ds = _predict(ds, checkpoint, batch_size=batch_size, tta=tta, merger_threshold=merger_threshold,
+    ds = _predict(ds, checkpoint, batch_size=batch_size, tta=tta, rule=rule,
                   actors=actors, use_gpu=use_gpu, cpus=cpus)
     side = int(pre["image_size"])
     _limit_memory(ds, batch_size * 3 * side * side, actors[1])  # uint8 pixels
     return ds
 
 
-def _predict(ds, checkpoint: str, *, batch_size: int, tta: bool, merger_threshold: float,
+def _predict(ds, checkpoint: str, *, batch_size: int, tta: bool, rule: MergerRule,
              actors: tuple[int, int], use_gpu: bool, cpus: float):
     """The model stage: a pool of :class:`CatalogModel` actors, one GPU each on GPU clusters."""
     import ray.data
@@ -281,7 +301,7 @@ def _predict(ds, checkpoint: str, *, batch_size: int, tta: bool, merger_threshol
         batch_size=batch_size,
         batch_format="numpy",
         zero_copy_batch=True,
-        fn_constructor_kwargs=dict(checkpoint=checkpoint, merger_threshold=merger_threshold, tta=tta, **ctor),
+        fn_constructor_kwargs=dict(checkpoint=checkpoint, rule=rule, tta=tta, **ctor),
         compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
         **resources,
     )

@@ -12,6 +12,9 @@ import numpy as np
 from galaxy_ray.data.transforms import PreprocessConfig, preprocess_batch
 from galaxy_ray.infer.pipeline import CatalogModel
 from galaxy_ray.io import layout, storage
+from galaxy_ray.merger.operating import parse_threshold
+from galaxy_ray.merger.rule import MergerRule
+from galaxy_ray.model import Predictor
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["predict_files", "predict_main"]
@@ -29,7 +32,8 @@ def _read_images(images: Sequence[str]) -> np.ndarray:
 
 
 def predict_files(checkpoint: str, images: Sequence[str], *, tta: bool = False,
-                  merger_threshold: float = 0.5, top: int = 3) -> list[dict]:
+                  merger_threshold: float | str = "auto", merger_precision: float | None = None,
+                  top: int = 3) -> list[dict]:
     """Classify a few image files in this process (no Ray), on the CPU.
 
     Parameters
@@ -40,10 +44,18 @@ def predict_files(checkpoint: str, images: Sequence[str], *, tta: bool = False,
         JPEG / PNG / FITS / ``.npy`` cutouts, paths or ``s3://``.
     tta : bool
         Average over the 8 rotations and flips.
-    merger_threshold : float
-        ``is_merger = p_merger >= merger_threshold``.
+    merger_threshold : "auto" or float
+        ``auto``: the checkpoint's stored merger rule, as ``infer`` and
+        ``evaluate`` use it; a number overrides it the same way in all three.
+    merger_precision : float, optional
+        With ``auto``: the lowest stored threshold reaching this validation precision.
     top : int
         How many of the largest outputs to return per image.
+
+    Raises
+    ------
+    GalaxyRayError
+        An unreadable checkpoint, or a threshold outside [0, 1].
 
     Returns
     -------
@@ -51,7 +63,9 @@ def predict_files(checkpoint: str, images: Sequence[str], *, tta: bool = False,
         Per image: ``image``, ``morphology``, ``p_merger``, ``is_merger``,
         ``top`` (list of (column, value), largest first), or ``error``.
     """
-    model = CatalogModel(checkpoint, merger_threshold=merger_threshold, tta=tta, device="cpu")
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", tta=tta)
+    rule = MergerRule.from_checkpoint(predictor.spec, predictor.extra, merger_threshold, merger_precision)
+    model = CatalogModel(checkpoint, rule=rule, tta=tta, device="cpu")
     batch = {
         C.OBJECT_ID: np.array([os.path.basename(u) for u in images], dtype=object),
         C.IMAGE: _read_images(images),
@@ -94,11 +108,16 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("images", nargs="+", help="JPEG / PNG / FITS / .npy cutouts")
     p.add_argument("--top", type=int, default=3, help="how many probabilities or vote fractions to show")
     p.add_argument("--tta", action="store_true", help="average over the 8 rotations and flips")
-    p.add_argument("--merger-threshold", type=float, default=0.5)
+    p.add_argument("--merger-threshold", type=parse_threshold, default="auto",
+                   help="is_merger = p_merger >= this; 'auto' (default): the threshold stored in the checkpoint, "
+                        "as infer and evaluate use it")
+    p.add_argument("--merger-precision", type=float, default=None,
+                   help="with --merger-threshold auto: the lowest stored threshold reaching this validation precision")
     p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
     args = p.parse_args(argv)
     results = predict_files(layout.checkpoint_file(args.checkpoint), args.images, tta=args.tta,
-                            merger_threshold=args.merger_threshold, top=args.top)
+                            merger_threshold=args.merger_threshold,
+                            merger_precision=args.merger_precision, top=args.top)
     for r in results:
         _print_result(r, args.json)
     return 1 if any("error" in r for r in results) else 0

@@ -23,12 +23,13 @@ from galaxy_ray.data import sources
 from galaxy_ray.data.sources import identity
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer import pipeline
+from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
 from galaxy_ray.infer.writer import UnitWriter, catalog_totals
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
-__all__ = ["run_inference", "base_provenance", "merger_operating_point"]
+__all__ = ["run_inference", "base_provenance", "merger_rule"]
 
 
 def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: float, tta: bool) -> dict:
@@ -66,20 +67,19 @@ def _check_options(batch_size: int) -> None:
         raise GalaxyRayError(f"--batch-size {batch_size}: must be at least 1")
 
 
-def merger_operating_point(extra: dict, merger_threshold: float | str, merger_precision: float | None,
-                           log: Callable[[str], None]) -> tuple[float, dict]:
-    """The threshold of ``is_merger`` and the provenance entries that say what it is worth.
+def merger_rule(spec, extra: dict, merger_threshold: float | str, merger_precision: float | None,
+                log: Callable[[str], None]) -> MergerRule:
+    """The rule that sets ``is_merger``, said in one line: the checkpoint's, or the user's override.
 
     ``auto`` takes the threshold the checkpoint's training chose on its
     validation split (or, with ``merger_precision``, the lowest meeting it on
     the stored validation table); a number overrides.  The validation rates at
-    the threshold (mergers and non-mergers, and how many of each were flagged)
-    go into the provenance as ``merger_validation``, which
-    :mod:`galaxy_ray.catalog.fractions` turns into corrected merger fractions.
+    the threshold go into the provenance as ``merger_validation``, which
+    :mod:`galaxy_ray.merger.fractions` turns into corrected merger fractions.
     """
-    threshold, validation, how = model_mod.stored_operating_point(extra, merger_threshold, merger_precision)
-    log(f"is_merger = p_merger >= {threshold:.4g} ({how})")
-    return threshold, {"merger_threshold_source": how, "merger_validation": validation}
+    rule = MergerRule.from_checkpoint(spec, extra, merger_threshold, merger_precision)
+    log(f"is_merger = p_merger >= {rule.threshold:.4g} ({rule.threshold_source})")
+    return rule
 
 
 def _pending_units(out: str, plan: Plan, log: Callable[[str], None]) -> list:
@@ -262,10 +262,10 @@ def run_inference(
     _check_options(batch_size)
     checkpoint = layout.checkpoint_file(checkpoint)
     _, spec, extra = model_mod.load_checkpoint(checkpoint, with_extra=True)  # fail early on a bad checkpoint
-    merger_threshold, merger_provenance = merger_operating_point(extra, merger_threshold, merger_precision, log)
+    rule = merger_rule(spec, extra, merger_threshold, merger_precision, log)
     src = sources.open_source(source, format, **(source_options or {}))  # lists and sniffs the source once
-    provenance = base_provenance(checkpoint, spec, source, src.format, merger_threshold, tta)
-    provenance.update(merger_provenance)
+    provenance = base_provenance(checkpoint, spec, source, src.format, rule.threshold, tta)
+    provenance.update(rule.provenance())
 
     ray = runtime.ensure_ray()
     resources = ray.cluster_resources()
@@ -281,7 +281,7 @@ def run_inference(
     streaming_from = streamed_until = None
     if pending:
         ds = pipeline.build_pipeline(
-            checkpoint, plan, pending, spec, batch_size=batch_size, tta=tta, merger_threshold=merger_threshold,
+            checkpoint, plan, pending, spec, batch_size=batch_size, tta=tta, rule=rule,
             actors=pipeline.actor_pool(num_actors, use_gpu, gpus, cpus), use_gpu=use_gpu, cpus=cpus,
             decode_tasks=decode_tasks,
         )

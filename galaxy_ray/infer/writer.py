@@ -44,7 +44,7 @@ def as_float(values: np.ndarray) -> np.ndarray:
 
 
 def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, ok: np.ndarray,
-                 threshold: float, spread: dict | None = None) -> pa.Table:
+                 rule, spread: dict | None = None) -> pa.Table:
     """Catalog rows (plus the unit tag when present) as an Arrow table.
 
     Parameters
@@ -62,8 +62,8 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
     ok : numpy.ndarray
         (N,) bool, False for rows that could not be classified: they keep their
         ``object_id``, position and ``error`` with null predictions.
-    threshold : float
-        ``is_merger = p_merger >= threshold``.
+    rule : galaxy_ray.merger.rule.MergerRule
+        Sets ``is_merger`` from ``p_merger`` (:meth:`MergerRule.flag`).
     spread : dict, optional
         With TTA: ``p_merger_std`` and ``morphology_prob_std``, float32 (N,)
         (:func:`galaxy_ray.model.view_spread`), written as catalog columns.
@@ -82,7 +82,7 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
         arrays[name] = pa.array(probs[:, j], type=pa.float32(), mask=null)
     arrays[C.MORPHOLOGY] = pa.array(morph, type=pa.string(), mask=null)
     arrays[C.P_MERGER] = pa.array(p_merger, type=pa.float32(), mask=null)
-    arrays[C.IS_MERGER] = pa.array(p_merger >= threshold, type=pa.bool_(), mask=null)
+    arrays[C.IS_MERGER] = pa.array(rule.flag(p_merger), type=pa.bool_(), mask=null)
     for name in (C.P_MERGER_STD, C.MORPHOLOGY_PROB_STD) if spread is not None else ():
         arrays[name] = pa.array(np.asarray(spread[name], dtype=np.float32), type=pa.float32(), mask=null)
     arrays[C.ERROR] = pa.array([None if good else str(e) for e, good in zip(batch[C.ERROR], ok)], type=pa.string())

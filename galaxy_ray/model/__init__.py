@@ -11,10 +11,6 @@
     Saving and loading ``model.pt``.
 ``outputs``
     Catalog columns, merger probability, morphology label from probabilities, spread over views.
-``calibration``
-    Temperature scaling and isotonic maps fitted on validation, stored in the spec.
-``operating``
-    The merger flag's threshold and its validation rates, stored in the checkpoint.
 ``predict``
     :class:`Predictor`, the one way pixels become probabilities.
 """
@@ -37,7 +33,6 @@ from galaxy_ray.model.nets import (
     load_weights,
     set_backbone_trainable,
 )
-from galaxy_ray.model.operating import stored_operating_point
 from galaxy_ray.model.outputs import (merger_index, merger_probability, morphology, morphology_probability,
                                       output_columns, view_spread)
 from galaxy_ray.model.predict import Predictor, dihedral_predict, dihedral_views, predict_numpy
@@ -67,7 +62,6 @@ __all__ = [
     "morphology",
     "morphology_probability",
     "view_spread",
-    "stored_operating_point",
     "Predictor",
     "dihedral_predict",
     "dihedral_views",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from galaxy_ray import schema
-from galaxy_ray.model.calibration import merger_calibration
+from galaxy_ray.merger.calibration import merger_calibration
 from galaxy_ray.model.spec import ModelSpec
 
 __all__ = ["GZ2_MORPHOLOGY_ANSWER", "output_columns", "merger_index", "merger_probability", "morphology",

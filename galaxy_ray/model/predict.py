@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from galaxy_ray.io import layout
-from galaxy_ray.model.calibration import probability_calibration
+from galaxy_ray.merger.calibration import probability_calibration
 from galaxy_ray.model.checkpoint import load_checkpoint
 from galaxy_ray.model.nets import unwrap
 from galaxy_ray.model.spec import ModelSpec
@@ -80,7 +80,7 @@ class Predictor:
         Average over the 8 rotations and flips (:func:`dihedral_predict`).
     calibrated : bool
         Apply the class-probability calibration stored in ``spec`` (temperature
-        scaling, fitted on validation; see :mod:`galaxy_ray.model.calibration`).
+        scaling, fitted on validation; see :mod:`galaxy_ray.merger.calibration`).
         False gives the network's own probabilities (training fits the
         calibration on those).  ``p_merger`` is calibrated by
         :func:`galaxy_ray.model.outputs.merger_probability`, from the same spec.

@@ -48,7 +48,7 @@ class ModelSpec:
         for classes (None when no class is a merger).
     calibration : dict or None
         Maps fitted on the validation split at the end of training
-        (:mod:`galaxy_ray.model.calibration`): ``probabilities`` (temperature
+        (:mod:`galaxy_ray.merger.calibration`): ``probabilities`` (temperature
         scaling of class probabilities, or None) and ``merger`` (isotonic map
         of the merger output to ``p_merger``, or None).  None: outputs as the
         network gives them.

@@ -36,7 +36,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.optimize import isotonic_regression, minimize_scalar
 
-__all__ = ["IsotonicCalibration", "TemperatureCalibration", "calibration_from_dict", "merger_calibration",
+__all__ = ["reliability", "IsotonicCalibration", "TemperatureCalibration", "calibration_from_dict", "merger_calibration",
            "probability_calibration"]
 
 _EPS = 1e-7
@@ -148,3 +148,34 @@ def merger_calibration(calibration: Mapping[str, Any] | None):
 def probability_calibration(calibration: Mapping[str, Any] | None):
     """The class-probability map of a spec's ``calibration`` (None: probabilities as they are)."""
     return calibration_from_dict((calibration or {}).get("probabilities"))
+
+
+def reliability(score: np.ndarray, truth: np.ndarray, bins: int = 10) -> dict[str, np.ndarray]:
+    """Reliability-diagram points: mean score and observed frequency per score bin.
+
+    Parameters
+    ----------
+    score : array, shape (N,)
+        Predicted probabilities in [0, 1].
+    truth : array of bool, shape (N,)
+    bins : int
+        Equal-width bins over [0, 1].
+
+    Returns
+    -------
+    dict of arrays, shape (bins,)
+        ``mean_score``, ``frequency`` (NaN for empty bins) and ``count``; and
+        ``ece``, the expected calibration error (count-weighted mean gap).
+    """
+    s = np.asarray(score, dtype=np.float64)
+    y = np.asarray(truth, dtype=np.float64)
+    keep = np.isfinite(s)
+    s, y = s[keep], y[keep]
+    which = np.clip((s * bins).astype(int), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        mean_score = np.bincount(which, s, minlength=bins) / count
+        frequency = np.bincount(which, y, minlength=bins) / count
+    gap = np.nan_to_num(np.abs(mean_score - frequency))
+    return {"mean_score": mean_score, "frequency": frequency, "count": count,
+            "ece": float((gap * count).sum() / max(count.sum(), 1))}

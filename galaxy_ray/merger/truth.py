@@ -12,13 +12,13 @@ At the end of training, on the validation split:
    rule is stored with every number it produced.
 2. **calibration**: temperature scaling of class probabilities (one parameter,
    keeps the ranking) and an isotonic map of the merger output to
-   ``p_merger`` (:mod:`galaxy_ray.model.calibration` says why).
+   ``p_merger`` (:mod:`galaxy_ray.merger.calibration` says why).
 3. **operating point**: the F1-optimal threshold on the calibrated ``p_merger``,
-   or the lowest meeting ``--merger-precision`` (:mod:`galaxy_ray.model.operating`).
+   or the lowest meeting ``--merger-precision`` (:mod:`galaxy_ray.merger.operating`).
 
 The rates are measured on the same validation galaxies the threshold and the
 calibration were fitted on, so they are slightly optimistic; their Wilson
-intervals, and the bootstrap of :func:`galaxy_ray.catalog.fractions.corrected_fraction`,
+intervals, and the bootstrap of :func:`galaxy_ray.merger.fractions.corrected_fraction`,
 carry their sampling noise but not that selection.
 
 References
@@ -34,9 +34,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from galaxy_ray.evaluate.calibration import IsotonicCalibration, TemperatureCalibration, reliability
-from galaxy_ray.model import ModelSpec, merger_index, merger_probability
-from galaxy_ray.model.operating import choose_from_curve, curve_to_dict, point_at, precision_recall_curve
+from galaxy_ray.merger.calibration import IsotonicCalibration, TemperatureCalibration, reliability
+from galaxy_ray.model.outputs import merger_index, merger_probability
+from galaxy_ray.model.spec import ModelSpec
+from galaxy_ray.merger.operating import choose_from_curve, curve_to_dict, point_at, precision_recall_curve
 
 __all__ = ["MERGER_VOTE_CUT", "VOTE_CUT_REFERENCE", "choose_operating_point", "classes_reliability",
            "fit_calibration", "merger_reliability", "operating_summary", "true_mergers", "truth_rule"]
@@ -107,7 +108,7 @@ def choose_operating_point(spec, y_true: np.ndarray, probs: np.ndarray, *, thres
         number is kept and its rates measured.
     curve_points : int, optional
         Thin the stored precision-recall table to this many rows (default
-        :data:`galaxy_ray.model.operating.CURVE_POINTS`).
+        :data:`galaxy_ray.merger.operating.CURVE_POINTS`).
 
     Returns
     -------

@@ -10,7 +10,7 @@ its precision and recall and the validation precision-recall table itself
 (``evaluate``, ``infer``, ``predict``) can re-derive the F1-optimal point, the
 lowest threshold meeting a precision, or the rates at a given threshold,
 without the validation data, and pass the rates on to the catalog, where
-:mod:`galaxy_ray.catalog.fractions` corrects merger fractions with them.
+:mod:`galaxy_ray.merger.fractions` corrects merger fractions with them.
 
 References
 ----------
@@ -31,7 +31,7 @@ from astropy.stats import binom_conf_interval
 
 from galaxy_ray.errors import GalaxyRayError
 
-__all__ = ["CURVE_POINTS", "OperatingPoint", "choose_from_curve", "curve_to_dict", "parse_threshold", "point_at",
+__all__ = ["CURVE_POINTS", "OperatingPoint", "choose_from_curve", "choose_threshold", "curve_to_dict", "parse_threshold", "point_at",
            "precision_recall_curve", "stored_operating_point", "wilson"]
 
 #: Most points of the precision-recall table a checkpoint keeps (thinned by rank beyond that).
@@ -260,3 +260,31 @@ def parse_threshold(text: str) -> float | str:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be in [0, 1]")
     return value
+
+
+def choose_threshold(is_merger: np.ndarray, p_merger: np.ndarray, precision: float | None = None) -> OperatingPoint:
+    """The F1-optimal threshold, or the lowest one whose validation precision reaches ``precision``.
+
+    Parameters
+    ----------
+    is_merger, p_merger : arrays, shape (N,)
+        Validation truth and scores.
+    precision : float, optional
+        Target purity in (0, 1].  The lowest threshold meeting it keeps the
+        most mergers (highest recall) at that purity.
+
+    Returns
+    -------
+    OperatingPoint
+
+    Raises
+    ------
+    GalaxyRayError
+        No validation merger (nothing to choose from), or no threshold reaches
+        ``precision``.
+    """
+    y = np.asarray(is_merger, dtype=bool)
+    p = np.asarray(p_merger, dtype=np.float64)
+    ok = np.isfinite(p)
+    return choose_from_curve(precision_recall_curve(y[ok], p[ok]), int(y[ok].sum()), int((~y[ok]).sum()),
+                             precision)
