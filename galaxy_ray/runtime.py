@@ -13,10 +13,11 @@ import sys
 import warnings
 from typing import Any
 
+from galaxy_ray import raycompat
 from galaxy_ray.errors import GalaxyRayError
 
 __all__ = ["GPU_CHOICES", "add_gpu_argument", "add_verbose_argument", "ensure_ray", "is_verbose", "package_versions",
-           "quiet_worker_logs", "resolve_gpu", "say", "set_verbosity", "QuietConsoleFilter", "RAY_DATA_LOGGING_CONFIG"]
+           "quiet_worker_logs", "resolve_gpu", "say", "set_verbosity", "QuietConsoleFilter"]
 
 #: The values of every command's ``--gpu`` flag.
 GPU_CHOICES = ("auto", "yes", "no")
@@ -25,9 +26,6 @@ GPU_CHOICES = ("auto", "yes", "no")
 PROVENANCE_PACKAGES = ("galaxy-ray", "torch", "torchvision", "ray", "numpy", "pyarrow", "astropy",
                        "pillow", "cdshealpix")
 
-
-#: Ray Data's logging configuration for quiet workers (:func:`ensure_ray` points ``RAY_DATA_LOGGING_CONFIG`` at it).
-RAY_DATA_LOGGING_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_data_logging.yaml")
 
 #: Set to "1" by :func:`set_verbosity`; worker processes of a local Ray inherit it.
 VERBOSE_ENV = "GALAXY_RAY_VERBOSE"
@@ -66,12 +64,7 @@ def ensure_ray(min_cpus: int = 1, dashboard: bool = False) -> Any:
         return ray
     verbose = is_verbose()
     _filter_ray_deprecations(verbose)
-    if not verbose:
-        # Ray Data in the workers (a training run's SplitCoordinator, map tasks) logs its plans at INFO to
-        # the console; a local Ray's workers inherit this environment.  A user's own setting wins.
-        os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", RAY_DATA_LOGGING_CONFIG)
-    elif os.environ.get("RAY_DATA_LOGGING_CONFIG") == RAY_DATA_LOGGING_CONFIG:
-        del os.environ["RAY_DATA_LOGGING_CONFIG"]
+    raycompat.quiet_ray_data_logging(not verbose)
     # Worker output (training's progress lines) must reach the driver: keep log_to_driver.
     common: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.INFO if verbose else logging.WARNING}
     address = os.environ.get("RAY_ADDRESS")
@@ -163,7 +156,7 @@ def _set_quiet_filter(handler: logging.Handler, quiet: bool) -> None:
 
 def _set_quiet_filter_on(logger: str | None, quiet: bool) -> None:
     for handler in logging.getLogger(logger).handlers:
-        if not isinstance(handler, logging.FileHandler) and type(handler).__name__ != "SessionFileHandler":
+        if not raycompat.is_log_file_handler(handler):
             _set_quiet_filter(handler, quiet)
 
 

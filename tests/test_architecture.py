@@ -130,3 +130,115 @@ def test_no_private_name_is_imported_from_another_module():
 def test_module_is_small_enough_to_read(name):
     lines = len(package_modules()[name].read_text().splitlines())
     assert lines <= MAX_MODULE_LINES, f"{name}: {lines} lines; split it by job"
+
+
+# Ray's private names and Ray Train's print patch: galaxy_ray/raycompat.py is the one door to both.
+# raycompat.py itself may import a private name of Ray's: a workaround that can only reach Ray's
+# internals belongs there, next to its note on the Ray behaviour and issue, so that a Ray upgrade
+# has one file to check (today it needs none: its Python imports are all public).
+RAY_COMPAT = PACKAGE / "raycompat.py"
+
+
+def _is_private(part: str) -> bool:
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` of a Name/Attribute chain, None for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id, *reversed(parts)])
+    return None
+
+
+def _private_ray_module(dotted: str) -> bool:
+    parts = dotted.split(".")
+    return parts[0] == "ray" and any(_is_private(p) for p in parts[1:])
+
+
+def private_ray_names(source: str) -> list[tuple[int, str]]:
+    """(line, name) for every private name of Ray's that ``source`` imports or reaches.
+
+    Private: a module path or name under ``ray`` with a ``_``-prefixed part
+    (``ray._private``, ``ray.data._internal``, ``from ray.train import _x``),
+    by ``import``, ``from ... import``, ``importlib.import_module("...")`` or an
+    attribute chain such as ``ray._private.worker``.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if _private_ray_module(a.name)]
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "ray":
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names
+                      if _private_ray_module(f"{node.module}.{a.name}")]
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            dotted = _dotted(node)
+            if dotted and _private_ray_module(dotted) and not _private_ray_module(dotted.rpartition(".")[0]):
+                found.append((node.lineno, dotted))
+        elif isinstance(node, ast.Call) and (_dotted(node.func) or "").rpartition(".")[2] in ("import_module",
+                                                                                            "__import__"):
+            found += [(node.lineno, a.value) for a in node.args[:1]
+                      if isinstance(a, ast.Constant) and isinstance(a.value, str) and _private_ray_module(a.value)]
+    return sorted(found)
+
+
+def print_patches(source: str) -> list[tuple[int, str]]:
+    """(line, code) for every place ``source`` replaces ``print`` in another namespace.
+
+    ``builtins.print = f``, ``some_module.print = f``, ``setattr(builtins, "print", f)``,
+    ``monkeypatch.setattr("builtins.print", f)``, ``builtins.__dict__["print"] = f``.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+        for t in targets:
+            key = t.slice if isinstance(t, ast.Subscript) else None
+            if (isinstance(t, ast.Attribute) and t.attr == "print") or (
+                    isinstance(key, ast.Constant) and key.value == "print"):
+                found.append((node.lineno, ast.unparse(t)))
+        if isinstance(node, ast.Call) and (_dotted(node.func) or "").rpartition(".")[2] == "setattr":
+            names = [a.value for a in node.args[:2] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if any(n == "print" or n.endswith(".print") for n in names):
+                found.append((node.lineno, ast.unparse(node.func)))
+    return sorted(found)
+
+
+def _code_outside_raycompat() -> list[Path]:
+    return [p for p in [*package_modules().values(), *sorted((ROOT / "jobs").glob("*.py"))] if p != RAY_COMPAT]
+
+
+def test_private_ray_name_finder_finds_each_form():
+    source = ("import ray._private.worker\n"
+              "from ray.data._internal.logging import HiddenRecordFilter\n"
+              "from ray.train import _internal\n"
+              "import ray\nx = ray._private.services\n"
+              "import importlib\nimportlib.import_module('ray.train.v2._internal.constants')\n"
+              "from ray.data import DataContext, ExecutionOptions\nv = ray.__version__\n")
+    assert [line for line, _ in private_ray_names(source)] == [1, 2, 3, 5, 7]
+    assert private_ray_names("import ray.data\nfrom ray.experimental import tqdm_ray\n") == []
+
+
+def test_print_patch_finder_finds_each_form():
+    source = ("import builtins\nbuiltins.print = str\n"
+              "from ray.experimental import tqdm_ray\ntqdm_ray.print = str\n"
+              "setattr(builtins, 'print', str)\n"
+              "def t(monkeypatch):\n    monkeypatch.setattr('builtins.print', str)\n"
+              "builtins.__dict__['print'] = str\n"
+              "print('fine', file=None)\nprinter = print\n")
+    assert [line for line, _ in print_patches(source)] == [2, 4, 5, 7, 8]
+
+
+def test_no_module_but_raycompat_imports_a_private_name_of_rays():
+    offenders = [f"{p.relative_to(ROOT)}:{line}: {name}"
+                 for p in _code_outside_raycompat() for line, name in private_ray_names(p.read_text())]
+    assert not offenders, "private Ray names outside galaxy_ray/raycompat.py:\n" + "\n".join(offenders)
+
+
+def test_no_module_but_raycompat_patches_print():
+    offenders = [f"{p.relative_to(ROOT)}:{line}: {code}"
+                 for p in _code_outside_raycompat() for line, code in print_patches(p.read_text())]
+    assert not offenders, "print patched outside galaxy_ray/raycompat.py:\n" + "\n".join(offenders)

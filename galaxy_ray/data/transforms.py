@@ -217,9 +217,10 @@ def check_stored_pixels(source: Any, preprocess: PreprocessConfig | Mapping[str,
 def is_error_free(value: Any) -> bool:
     """True when a row's ``error`` value means "no error".
 
-    None is the one marker galaxy-ray writes (null in Arrow); ``""``, NaN and
-    ``pd.NA`` are accepted too, as older readers and Arrow round trips of an
-    all-null column produce them.
+    None is the one marker galaxy-ray writes (null in Arrow; its Ray Data stages
+    keep it None, see :func:`galaxy_ray.raycompat.typed_batch`).  ``""``, NaN and
+    ``pd.NA`` are accepted in what a reader hands in (a user's own table through
+    pandas), and :func:`preprocess_batch` turns them into None.
     """
     if value is None:
         return True

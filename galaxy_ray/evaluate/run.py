@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from galaxy_ray import runtime, schema
+from galaxy_ray import raycompat, runtime, schema
 from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.transforms import check_stored_pixels, nonempty_batch, ok_rows, preprocess_batch
@@ -89,7 +89,8 @@ class LabelledPredictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         """The batch's predictions; none when no row is kept (:func:`~galaxy_ray.data.transforms.nonempty_batch`)."""
-        yield from nonempty_batch(self.predict(batch), C.OBJECT_ID)
+        for kept in nonempty_batch(self.predict(batch), C.OBJECT_ID):
+            yield raycompat.typed_batch(kept)  # an error column of only None stays None
 
     def predict(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Targets, predictions, TTA spread and errors of the kept rows of one batch of the cutout table."""
@@ -109,8 +110,7 @@ class LabelledPredictor:
             spread[ok] = view_spread(self.spec, views, y_pred[ok])["p_merger_std"]
         elif ok.any():
             y_pred[ok] = self.predictor(out["pixels"][ok])
-        # "" rather than None: a column of only None would come back from Arrow as float NaN
-        errors = np.array(["" if e is None else str(e) for e in out[C.ERROR]], dtype=object)
+        errors = np.array([None if e is None else str(e) for e in out[C.ERROR]], dtype=object)
         return {C.OBJECT_ID: np.asarray(out[C.OBJECT_ID], dtype=object), "y_true": self._targets(out[self.label]),
                 "y_pred": y_pred, SPREAD: spread, C.ERROR: errors}
 
@@ -163,9 +163,6 @@ def predict_labelled(ds, checkpoint: str, label: str, *, subset: str | None = No
                 C.ERROR: np.array([], dtype=object)}
     out = {key: np.concatenate([np.asarray(p[key]) for p in parts])
            for key in (C.OBJECT_ID, "y_true", "y_pred", SPREAD, C.ERROR)}
-    errors = np.empty(len(out[C.ERROR]), dtype=object)
-    errors[:] = [str(e) if isinstance(e, str) and e else None for e in out[C.ERROR]]
-    out[C.ERROR] = errors
     order = np.argsort(out[C.OBJECT_ID].astype(str), kind="stable")  # stable output whatever the task order
     return {k: v[order] for k, v in out.items()}
 

@@ -19,7 +19,7 @@ stalled the decoder for tens of seconds at a time.
 Everything that depends on how Ray Data schedules and fuses operators (the
 resources that keep stages fused or apart, block sizes, the object-store cap,
 prefetching) is in this module; which Parquet reader Ray Data uses is
-``sources.read_parquet``'s concern.  Ray is imported inside the functions that
+``raycompat.read_parquet``'s concern.  Ray is imported inside the functions that
 use it: ``galaxy-ray predict`` imports this module for :class:`CatalogModel`
 and never starts Ray.
 """
@@ -33,8 +33,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from galaxy_ray import runtime
-from galaxy_ray.data.sources import read_parquet
+from galaxy_ray import raycompat, runtime
 from galaxy_ray.data.transforms import check_stored_pixels, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.plan import UNIT_COLUMN, Plan, Unit
@@ -67,8 +66,8 @@ def prepare_batch(
     dict of numpy arrays
         ``object_id``, ``ra``, ``dec``, the unit, ``coverage`` (N,) float32, ``pixels`` (N, 3, S, S) uint8
         (the model input, a quarter of float32's object-store traffic) and
-        ``error`` ("" for no error: a column of only None would not keep its
-        string type between stages; ``transforms.ok_rows`` reads both).
+        ``error`` (None for no error; :func:`prepare_blocks` hands the batch to
+        Ray Data typed, see :func:`galaxy_ray.raycompat.typed_batch`).
     """
     ids = batch[C.OBJECT_ID]
     n = len(ids)
@@ -89,7 +88,7 @@ def prepare_batch(
         UNIT_COLUMN: units,
         "pixels": prepared["pixels"],
         C.COVERAGE: prepared[C.COVERAGE],
-        C.ERROR: np.array(["" if e is None else str(e) for e in prepared[C.ERROR]], dtype=object),
+        C.ERROR: np.array([None if e is None else str(e) for e in prepared[C.ERROR]], dtype=object),
     }
 
 
@@ -111,7 +110,8 @@ def prepare_blocks(
         yield_cpu(niceness)
     n = len(batch[C.OBJECT_ID])
     for start in range(0, n, batch_size):
-        yield prepare_batch({k: v[start : start + batch_size] for k, v in batch.items()}, **kwargs)
+        yield raycompat.typed_batch(prepare_batch({k: v[start : start + batch_size] for k, v in batch.items()},
+                                                  **kwargs))
 
 
 def yield_cpu(niceness: int) -> None:
@@ -363,7 +363,7 @@ def _read_shards(plan: Plan, shards: Sequence[str], num_cpus: float = 1, tasks: 
                              "pack the source with `galaxy-ray pack`")
     columns = [c for c in (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE) if c in plan.columns]
     fs, _ = storage.pyarrow_filesystem(shards[0])
-    return read_parquet(
+    return raycompat.read_parquet(
         [storage.strip_scheme(s) for s in shards], fs, include_paths=True, columns=columns,
         override_num_blocks=len(shards), num_cpus=num_cpus, **({"concurrency": tasks} if tasks else {}),
     )

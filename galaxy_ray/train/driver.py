@@ -15,17 +15,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from galaxy_ray import evaluate, runtime
+from galaxy_ray import evaluate, raycompat, runtime
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
 from galaxy_ray.train.cache import CachePlan, cache_datasets, plan_cache, prepared_bytes
 from galaxy_ray.train.config import TrainConfig, config_from_args
+from galaxy_ray.train.finalize import finalize_run
 from galaxy_ray.train.data import (DataSummary, augmentation_for, build_datasets, class_weights, default_merger,
                                    open_training_source, summarize_labels)
 from galaxy_ray.train.loop import train_loop_per_worker, write_metrics_csv
 from galaxy_ray.train.scaling import AUTO, AUTO_LOCAL_CPUS, WorkerLayout, worker_layout
 
-__all__ = ["RunPlan", "main", "make_trainer", "ordered_ingest_options", "plan_run", "run_training"]
+__all__ = ["RunPlan", "main", "make_trainer", "plan_run", "run_training"]
 
 
 @dataclass
@@ -121,7 +122,7 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
     same batches on every run.  Each worker reserves ``plan.layout.threads``
     CPUs (and a GPU with ``use_gpu``).
     """
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     cfg = plan.cfg
@@ -142,26 +143,11 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints,
                                                checkpoint_score_attribute=metric, checkpoint_score_order=mode),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            # Ray Train's own INFO lines (worker group start, resources) stay in its log files unless verbose
-            logging_config=LoggingConfig(log_level="INFO" if runtime.is_verbose() else "WARNING"),
+            logging_config=raycompat.train_logging_config(runtime.is_verbose()),
         ),
         datasets=datasets,
-        dataset_config=DataConfig(execution_options=ordered_ingest_options()),
+        dataset_config=DataConfig(execution_options=raycompat.ordered_ingest_options()),
     )
-
-
-def ordered_ingest_options():
-    """Ray Data options for the training ingest: the current ``DataContext``'s, with ``preserve_order``.
-
-    Built from the constructor's current arguments: ``DataConfig.default_ingest_options()``
-    passes the deprecated ``exclude_resources`` on (Ray Train reserves the
-    workers' resources from Ray Data by itself).
-    """
-    from ray.data import DataContext, ExecutionOptions
-
-    current = DataContext.get_current().execution_options
-    return ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
-                            verbose_progress=current.verbose_progress, label_selector=current.label_selector)
 
 
 def _best_checkpoint(result, metric: str, mode: str):
@@ -177,12 +163,15 @@ def _best_value(history: list[dict[str, Any]], metric: str, mode: str) -> float:
     return (min if mode == "min" else max)(values) if values else float("nan")
 
 
-def _publish(best, latest, model_uri: str, run_dir: str, metric: str) -> dict[str, Any]:
-    """Copy the best model to ``model.pt``; final ``metrics.csv`` and ``curves.png`` from the latest state."""
+def _stage_best(best, latest, staged_uri: str, run_dir: str, metric: str) -> dict[str, Any]:
+    """Stage the best weights for :func:`finalize_run`; final ``metrics.csv`` and ``curves.png`` from the latest state.
+
+    Not ``model.pt``: that is published once, calibrated, by :func:`galaxy_ray.train.finalize.finalize_run`.
+    """
     import torch
 
     with best.as_directory() as d:
-        storage.write_bytes_atomic(model_uri, Path(d, layout.MODEL).read_bytes())
+        storage.write_bytes_atomic(staged_uri, Path(d, layout.MODEL).read_bytes())
     with (latest or best).as_directory() as d:
         state = torch.load(Path(d, layout.TRAIN_STATE), map_location="cpu", weights_only=True)
     write_metrics_csv(storage.join(run_dir, layout.METRICS_CSV), state["history"], metric)
@@ -219,8 +208,8 @@ def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = N
     best = _best_checkpoint(result, metric, mode)
     if best is None:
         raise GalaxyRayError(f"training run {cfg.name} reported no checkpoint; see the log above")
-    model_uri = storage.join(run_dir, layout.MODEL)
-    state = _publish(best, result.checkpoint, model_uri, run_dir, metric)
+    model_uri, staged_uri = storage.join(run_dir, layout.MODEL), storage.join(run_dir, layout.STAGED_MODEL)
+    state = _stage_best(best, result.checkpoint, staged_uri, run_dir, metric)
     history = state["history"]
     config_json = {
         "config": asdict(cfg), "spec": plan.spec.to_dict(), "output_columns": output_columns(plan.spec),
@@ -231,7 +220,7 @@ def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = N
         "versions": runtime.package_versions(),
     }
     storage.write_bytes_atomic(storage.join(run_dir, layout.CONFIG_JSON), json.dumps(config_json, indent=2).encode())
-    report = evaluate.evaluate_run(run_dir, plan.ds, cfg.label, batch_size=max(cfg.batch_size, 64),
+    report = finalize_run(run_dir, staged_uri, plan.ds, cfg.label, batch_size=max(cfg.batch_size, 64),
                                    train_mean=summary.train_mean, class_counts=summary.class_counts, source=cfg.source,
                                    merger_threshold=cfg.merger_threshold, merger_precision=cfg.merger_precision,
                                    vote_cut=cfg.merger_vote_cut)

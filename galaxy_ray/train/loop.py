@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from galaxy_ray import runtime
+from galaxy_ray import raycompat, runtime
 from galaxy_ray.io import layout, storage
 from galaxy_ray.train.progress import EpochProgress, epoch_samples
 from galaxy_ray.train.steps import AugmentingCollate, ValidationSums, recompute_batchnorm, train_one_epoch, validate
@@ -55,12 +54,8 @@ def write_metrics_csv(uri: str, history: list[dict[str, Any]], metric: str) -> N
 
 
 def _progress(line: str) -> None:
-    """One progress line on the worker's stdout, which Ray streams to the driver and the job log.
-
-    Not ``print``: Ray Train patches it on workers to log *and* echo, which shows every line twice.
-    """
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """One progress line on the worker's stdout, which Ray streams to the driver and the job log."""
+    raycompat.worker_print(line)
 
 
 def _phase(epoch: int, freeze_epochs: int) -> str:

@@ -8,11 +8,9 @@ streamed to the driver, never a terminal, so a live bar goes through
 
 from __future__ import annotations
 
-import builtins
-import contextlib
-import sys
 import time
 
+from galaxy_ray import raycompat
 from galaxy_ray.progress import Progress
 
 __all__ = ["PROGRESS_MODES", "EpochProgress", "epoch_samples"]
@@ -28,48 +26,6 @@ def epoch_samples(n_train: int | None, world: int) -> int | None:
     which gives every worker ``n_train // world`` rows and leaves out the rest.
     """
     return (int(n_train) // world) * world if n_train else None
-
-
-class _WorkerStdout:
-    """The worker's stdout as a file that Ray Train's ``print`` patch passes through untouched.
-
-    On a Train worker ``print`` to ``sys.stdout`` also becomes a log record, so
-    the line shows twice; ``print`` to any other file object writes to it as usual.
-    """
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-
-def _stdout_print(*objects, sep: str = " ", end: str = "\n", file=None, flush: bool = False) -> None:
-    stream = sys.stdout if file is None else file
-    stream.write(sep.join(map(str, objects)) + end)
-    if flush:
-        stream.flush()
-
-
-@contextlib.contextmanager
-def _plain_print():
-    """``print`` as Python's own for the block (Ray Train's worker patch restored after).
-
-    ``ray.experimental.tqdm_ray`` sends a bar's state to the driver as one
-    ``print``-ed stdout line.  Ray Train's patch turns a ``print`` into a log
-    record (with a copy on stdout only while Ray wraps ``sys.stdout``): the
-    record adds a blank console line after every update, and the quiet console
-    filter drops it, as a record from Ray's code.
-    """
-    patched = builtins.print
-    builtins.print = _stdout_print
-    try:
-        yield
-    finally:
-        builtins.print = patched
 
 
 class _EpochLines(Progress):
@@ -123,15 +79,13 @@ class EpochProgress:
         self._flushed_at = time.perf_counter()
         self._bar = self._lines = None
         if mode == "live":
-            from ray.experimental import tqdm_ray
-
-            with _plain_print():  # at 0 at once: the first batches of a run can take a while to arrive
-                self._bar = tqdm_ray.tqdm(desc=self.desc, total=total, unit=" samples", flush_interval_s=0)
-                self._bar.refresh()
+            self._bar = raycompat.live_bar(desc=self.desc, total=total, unit=" samples", flush_interval_s=0)
+            self._bar.refresh()  # at 0 at once: the first batches of a run can take a while to arrive
         elif mode == "lines":
             # a job log gets a line every 30 s and the epoch's last, not one per 5 %: each epoch adds its summary
             self._lines = _EpochLines(total or 0, self.desc, "samples", interval=30.0, step=1.0,
-                                      stream=stream if stream is not None else _WorkerStdout(), live=False)
+                                      stream=stream if stream is not None else raycompat.WorkerStdout(),
+                                      live=False)
 
     def update(self, n: int, loss: float) -> None:
         """Count ``n`` more samples done by this worker; ``loss`` is its mean training loss so far."""
@@ -145,11 +99,10 @@ class EpochProgress:
 
     def _flush(self, close: bool = False) -> None:
         self._flushed_at = time.perf_counter()
-        with _plain_print():
-            self._bar.n = self.done
-            self._bar.set_description(f"{self.desc} train_loss {self.loss:.4f}")
-            if close:
-                self._bar.close()
+        self._bar.n = self.done
+        self._bar.set_description(f"{self.desc} train_loss {self.loss:.4f}")
+        if close:
+            self._bar.close()
 
     def close(self) -> None:
         """Show where the epoch ended: the bar at its final count, or the last line."""

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from galaxy_ray.io import storage
+from galaxy_ray.raycompat import read_parquet  # noqa: F401  (the sources' reader, re-exported by the package)
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 from galaxy_ray.data.sources.listing import SourceListing
@@ -45,28 +46,6 @@ CUTOUT_SCHEMA = pa.schema(
 PATH = "_path"
 #: Rows of metadata per Ray Data block when reading (images are 10-200 KB each).
 ROWS_PER_BLOCK = 64
-
-
-def read_parquet(paths: str | Sequence[str], filesystem, **kwargs: Any):
-    """``ray.data.read_parquet`` through Ray Data's first (V1) Parquet reader.
-
-    Ray 2.60's default (V2) reader starts a pool of 32 footer-reading actors
-    every time a dataset executes, which costs seconds each time on a small
-    cluster: training re-executes its datasets every epoch, so an epoch of a
-    few hundred cutouts took ~10 s of process start-up.  V1 reads the footers
-    inside its read tasks.  The switch is Ray's documented ``DataContext``
-    option, set only for the duration of this call (the reader is chosen when
-    the dataset is created).
-    """
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    previous = ctx.use_datasource_v2
-    ctx.use_datasource_v2 = False
-    try:
-        return ray.data.read_parquet(paths, filesystem=filesystem, **kwargs)
-    finally:
-        ctx.use_datasource_v2 = previous
 
 
 def cutout_table(
