@@ -1,12 +1,10 @@
-"""Evaluate a trained model on labelled cutouts (end of training, and ``galaxy-ray evaluate``).
+"""Evaluate a trained model on labelled cutouts (``galaxy-ray evaluate``, and the figures of a training run).
 
 ``metrics``
     RMSE per GZ2 answer, accuracy / balanced accuracy / confusion matrix,
     merger precision and recall, each beside its baseline.
 ``plots``
     Training curves, confusion matrix, RMSE per answer.
-``training``
-    The end of a training run: calibrate, choose the threshold, rewrite ``model.pt``, report.
 ``run``
     Predictions through Ray Data, the report files, the command.
 """
@@ -25,16 +23,13 @@ from galaxy_ray.evaluate.run import (
     write_predictions,
     write_report,
 )
-from galaxy_ray.evaluate.training import calibrate_and_choose, evaluate_run
 
 __all__ = [
     "build_parser",
-    "calibrate_and_choose",
     "checkpoint_split",
     "classes_metrics",
     "curves_from_csv",
     "evaluate_predictions",
-    "evaluate_run",
     "gz2_metrics",
     "headline",
     "main",

@@ -13,6 +13,8 @@ from galaxy_ray.io import storage
 
 # A training run directory.
 MODEL = "model.pt"
+#: The best epoch's weights while the end of a run calibrates them; gone once ``model.pt`` is published.
+STAGED_MODEL = "model.uncalibrated.pt"
 TRAIN_STATE = "train_state.pt"
 METRICS_CSV = "metrics.csv"
 CURVES_PNG = "curves.png"

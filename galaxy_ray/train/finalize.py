@@ -1,7 +1,8 @@
-"""The end of a training run: calibrate on validation, choose the merger threshold, rewrite ``model.pt``, report.
+"""The end of a training run: calibrate on validation, choose the merger threshold, publish ``model.pt`` once.
 
-On the validation rows of the run's own split, with the network's own
-(uncalibrated) probabilities:
+The best epoch's weights arrive staged beside the run (``layout.STAGED_MODEL``),
+never as ``model.pt``.  On the validation rows of the run's own split, with
+the network's own (uncalibrated) probabilities:
 
 1. fit the calibration (:func:`galaxy_ray.merger.truth.fit_calibration`)
    and store it in the checkpoint's spec, so that every later prediction
@@ -9,7 +10,10 @@ On the validation rows of the run's own split, with the network's own
 2. choose the merger operating point on the calibrated ``p_merger``
    (:func:`galaxy_ray.merger.truth.choose_operating_point`) and store it,
    with the validation precision-recall table, in ``extra["merger"]``;
-3. write ``validation_predictions.parquet`` (the outputs as the rewritten
+3. publish ``model.pt``: one atomic write of the calibrated checkpoint, so a
+   run killed at any point leaves the previous ``model.pt`` or none, never
+   weights without their calibration and threshold;
+4. write ``validation_predictions.parquet`` (the outputs as the published
    ``model.pt`` predicts them, ``p_merger`` and the truth), ``evaluation.json``
    and its figures.
 """
@@ -31,7 +35,7 @@ from galaxy_ray.model import ModelSpec, load_checkpoint, merger_probability, sav
 from galaxy_ray.merger.calibration import probability_calibration
 from galaxy_ray.schema import CatalogColumns as C
 
-__all__ = ["calibrate_and_choose", "evaluate_run"]
+__all__ = ["calibrate_and_choose", "finalize_run", "publish_checkpoint"]
 
 #: Validation mergers below which the operating point gets a warning.
 FEW_MERGERS = 10
@@ -75,9 +79,9 @@ def calibrate_and_choose(spec, y_true: np.ndarray, y_raw: np.ndarray, *, thresho
     return calibrated, probs, merger
 
 
-def _rewrite_checkpoint(model_uri: str, spec, merger: dict[str, Any] | None) -> None:
-    """``model.pt`` again, with the calibrated spec and the operating point in its ``extra``."""
-    model, _, extra = load_checkpoint(model_uri, with_extra=True)
+def publish_checkpoint(staged_uri: str, model_uri: str, spec, merger: dict[str, Any] | None) -> None:
+    """Write ``model_uri`` once, atomically: the staged weights with the calibrated spec and the operating point."""
+    model, _, extra = load_checkpoint(staged_uri, with_extra=True)
     extra = dict(extra)
     if merger is not None:
         extra["merger"] = merger
@@ -108,16 +112,27 @@ def _thin(curve: dict[str, list], points: int) -> dict[str, list]:
     return {k: [v[i] for i in keep] for k, v in curve.items()}
 
 
-def evaluate_run(run_dir: str, ds, label: str, *, batch_size: int = 64, train_mean: Sequence[float] | None = None,
+def finalize_run(run_dir: str, staged_uri: str, ds, label: str, *, batch_size: int = 64,
+                 train_mean: Sequence[float] | None = None,
                  class_counts: Sequence[int] | None = None, source: str | None = None,
                  merger_threshold: float | str = "auto", merger_precision: float | None = None,
                  vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
-    """End-of-training evaluation of ``run_dir/model.pt`` on the validation rows of its own split.
+    """Calibrate the staged best weights on the validation rows of their own split and publish ``model.pt``.
 
-    Calibrates, chooses the merger threshold (``auto``: F1-optimal, or the
-    lowest meeting ``merger_precision``; a number is kept), rewrites
-    ``model.pt`` with both, and writes ``validation_predictions.parquet``,
-    ``evaluation.json`` and its PNGs in ``run_dir``.
+    Chooses the merger threshold (``auto``: F1-optimal, or the lowest meeting
+    ``merger_precision``; a number is kept), publishes ``run_dir/model.pt``
+    with both in one atomic write, removes the staged file, and writes
+    ``validation_predictions.parquet``, ``evaluation.json`` and its PNGs in
+    ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : str
+        The run directory, path or ``s3://``.
+    staged_uri : str
+        The best epoch's checkpoint, uncalibrated (``layout.STAGED_MODEL``).
+    ds : ray.data.Dataset
+        The labelled training source.
 
     Raises
     ------
@@ -125,20 +140,16 @@ def evaluate_run(run_dir: str, ds, label: str, *, batch_size: int = 64, train_me
         No validation row could be evaluated.
     """
     model_uri = storage.join(run_dir, layout.MODEL)
-    _, spec, extra = load_checkpoint(model_uri, with_extra=True)
+    _, spec, extra = load_checkpoint(staged_uri, with_extra=True)
     spec = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})
-    preds = predict_labelled(ds, model_uri, label, subset="val", split=checkpoint_split(extra), batch_size=batch_size,
+    preds = predict_labelled(ds, staged_uri, label, subset="val", split=checkpoint_split(extra), batch_size=batch_size,
                              calibrated=False)
     ok = np.array([e is None for e in preds[C.ERROR]], dtype=bool)
     y_true, y_raw = np.asarray(preds["y_true"])[ok], np.asarray(preds["y_pred"])[ok]
     spec, probs, merger = calibrate_and_choose(spec, y_true, y_raw, threshold=merger_threshold,
                                                precision=merger_precision, vote_cut=vote_cut)
-    _rewrite_checkpoint(model_uri, spec, merger)
     calibrated_preds = dict(preds, y_pred=np.asarray(preds["y_pred"]).copy())
     calibrated_preds["y_pred"][ok] = probs
-    write_predictions(storage.join(run_dir, layout.VALIDATION_PREDICTIONS), calibrated_preds,
-                      p_merger=_column(ok, merger_probability(spec, probs)) if merger else None,
-                      true_merger=_column(ok, true_mergers(spec, y_true, vote_cut)) if merger else None)
     report = evaluate_predictions(spec, calibrated_preds, threshold=merger["threshold"] if merger else 0.5,
                                   train_mean=train_mean, class_counts=class_counts, vote_cut=vote_cut)
     if merger is not None:
@@ -147,6 +158,12 @@ def evaluate_run(run_dir: str, ds, label: str, *, batch_size: int = 64, train_me
         report["calibration"] = {"probabilities": (spec.calibration or {}).get("probabilities"),
                                  "top_class_reliability": classes_reliability(y_true, y_raw, probs)}
     report.update(split="validation", checkpoint=model_uri, source=source)
+    # Published only once everything it is judged by is known, and before the files that describe it.
+    publish_checkpoint(staged_uri, model_uri, spec, merger)
+    storage.remove(staged_uri)
+    write_predictions(storage.join(run_dir, layout.VALIDATION_PREDICTIONS), calibrated_preds,
+                      p_merger=_column(ok, merger_probability(spec, probs)) if merger else None,
+                      true_merger=_column(ok, true_mergers(spec, y_true, vote_cut)) if merger else None)
     write_report(report, run_dir)
     if merger is not None:
         print(f"galaxy-ray train: {operating_summary(merger)}; p_merger calibrated on validation "
