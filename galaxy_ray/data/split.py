@@ -16,7 +16,7 @@ import numpy as np
 
 from galaxy_ray.errors import GalaxyRayError
 
-__all__ = ["DEFAULT_SALT", "SPLITS", "Split", "split_mask", "split_of"]
+__all__ = ["DEFAULT_SALT", "SPLITS", "Split", "split_of"]
 
 #: Key of the BLAKE2b hash; changing it reshuffles every split.
 DEFAULT_SALT = "galaxy-ray-split-v1"
@@ -67,6 +67,3 @@ def split_of(object_id: Any, val_fraction: float) -> str:
     return Split(val_fraction).of(object_id)
 
 
-def split_mask(object_ids: Iterable[Any], val_fraction: float, split: str) -> np.ndarray:
-    """Boolean mask of the rows in ``split`` under the default salt."""
-    return Split(val_fraction).mask(object_ids, split)

@@ -24,15 +24,14 @@ Rerunning with the same ``--name`` and ``--storage`` resumes from the last
 checkpoint, and a worker that dies is replaced and the run recovers by itself.
 """
 
-from galaxy_ray.data.split import split_mask, split_of
+from galaxy_ray.data.split import split_of
 from galaxy_ray.train.config import TrainConfig, build_parser, config_from_args, validate
 from galaxy_ray.train.data import augment_batch, build_datasets, prepare_training_batch, summarize_labels
 from galaxy_ray.train.driver import RunPlan, main, make_trainer, plan_run, run_training
-from galaxy_ray.train.loop import METRICS_COLUMNS, recompute_batchnorm, train_loop_per_worker
+from galaxy_ray.train.loop import recompute_batchnorm, train_loop_per_worker
 from galaxy_ray.train.scaling import WorkerLayout, auto_layout, worker_layout
 
 __all__ = [
-    "METRICS_COLUMNS",
     "RunPlan",
     "TrainConfig",
     "WorkerLayout",
@@ -47,7 +46,6 @@ __all__ = [
     "prepare_training_batch",
     "recompute_batchnorm",
     "run_training",
-    "split_mask",
     "split_of",
     "summarize_labels",
     "train_loop_per_worker",

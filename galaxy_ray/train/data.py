@@ -27,7 +27,6 @@ from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.train.config import TrainConfig
 
 __all__ = [
-    "AUGMENTATIONS",
     "DataSummary",
     "augment_batch",
     "augmentation_for",
@@ -253,10 +252,6 @@ def prepared_batches(batch: dict[str, np.ndarray], **kwargs: Any) -> Iterator[di
     """Ray Data stage: :func:`prepare_training_batch` of ``batch``, or nothing when no row of it is kept
     (:func:`galaxy_ray.data.transforms.nonempty_batch`)."""
     yield from nonempty_batch(prepare_training_batch(batch, **kwargs), "target")
-
-
-#: Training augmentations: any-angle affine (with shifts, zooms, brightness) or the 8 dihedral views.
-AUGMENTATIONS = ("affine", "dihedral")
 
 
 def augmentation_for(mode: str, crop_fraction: float) -> str:

@@ -27,17 +27,16 @@ from galaxy_ray.io import layout, storage
 from galaxy_ray.train.progress import EpochProgress, epoch_samples
 from galaxy_ray.train.steps import AugmentingCollate, ValidationSums, recompute_batchnorm, train_one_epoch, validate
 
-__all__ = ["METRICS_COLUMNS", "SHUFFLE_BUFFER_BATCHES", "recompute_batchnorm", "train_loop_per_worker",
+__all__ = ["SHUFFLE_BUFFER_BATCHES", "recompute_batchnorm", "train_loop_per_worker",
            "train_one_epoch", "validate", "write_metrics_csv"]
 
 #: Columns of ``metrics.csv`` besides the validation metrics (which follow ``val_loss``).
-METRICS_COLUMNS = ("epoch", "phase", "train_loss", "val_loss", "lr", "seconds")
 #: Training batches held in each worker's local shuffle buffer.
 SHUFFLE_BUFFER_BATCHES = 4
 
 
 def write_metrics_csv(uri: str, history: list[dict[str, Any]], metric: str) -> None:
-    """``metrics.csv``: one row per epoch, the columns of :data:`METRICS_COLUMNS` with the validation metrics.
+    """``metrics.csv``: one row per epoch, ``epoch``, ``phase``, ``train_loss``, ``val_loss``, the validation metrics, ``lr``, ``seconds``.
 
     ``metric`` (the one that picks the best epoch) comes first after ``val_loss``,
     then any other ``val_*`` metric the rows hold (``val_accuracy`` beside

@@ -32,9 +32,8 @@ from galaxy_ray.data.sources._common import Source, cutout_table
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename
 from galaxy_ray.data.sources.positions import check_positions
 
-#: The file names of the DECaLS and SDSS releases (any ``.h5``/``.hdf5`` name is read).
+#: The file name of the DECaLS release (any ``.h5``/``.hdf5`` name is read).
 FILE_NAME = "Galaxy10_DECals.h5"
-SDSS_FILE_NAME = "Galaxy10.h5"
 #: The releases, their class names, and their cutout size in pixels.
 DECALS, SDSS = "decals", "sdss"
 RELEASES: dict[str, tuple[str, ...]] = {DECALS: GALAXY10_CLASSES, SDSS: GALAXY10_SDSS_CLASSES}
