@@ -122,7 +122,7 @@ def yield_cpu(niceness: int) -> None:
     with decoding on equal terms, and each preempted thread stalls a whole
     parallel region.  Decoding is about a tenth of the work and the object
     store buffers its output, so it can run at a lower priority and fill the
-    gaps.  On 2 cores this raised the rate after start-up by 5-10 %.
+    gaps.
     Raising a nice value needs no privilege; Ray's workers belong to one job,
     so only this job's later tasks on the same worker inherit it.
     """
@@ -208,8 +208,7 @@ def object_store_budget(batch_bytes: int, actors: int, store_bytes: float | None
     that operator's outputs; when a decode task's next output does not fit in
     what is left of its share, the executor stops reading it.  With reading
     and decoding as separate operators (a twelfth of the budget each), 128 MiB
-    and 12 MiB float32 batches (ResNet-18 at 128 px on 2 cores), runs stalled
-    for tens of seconds, at 13-44 images/s; with 384 MiB they ran at 50-53.
+    and large batches, runs stalled for tens of seconds (``docs/measurements.md``).
     So the budget is room for 24 decoded batches (two per output share even
     with three operators) plus 4 queued per model actor, at least 256 MiB, and
     at most half the object store.

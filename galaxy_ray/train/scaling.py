@@ -9,29 +9,11 @@ The rule of ``--workers auto`` (:func:`auto_layout`):
   decoding and the driver.  A local Ray that galaxy-ray starts for it gets at
   least :data:`AUTO_LOCAL_CPUS` logical CPUs (as ``--workers 2`` always had).
 
-Measured with ``galaxy-ray train`` itself on the 2-core development machine
-(ResNet-18 from scratch at 64 px, batch 32 per worker, 3 epochs, training
-samples per second of epochs 2-3; local Ray of 4 logical CPUs; other sessions
-were loading the same 2 cores, load average 3-54, so each figure is one noisy
-draw), workers x threads per worker:
-
-=========================================================  =====  =====  =====
-source (machine load)                                      2 x 1  1 x 1  1 x 2
-=========================================================  =====  =====  =====
-synthetic 64-px PNG shards, 506 training rows (load ~10)   102.3   65.9   50.1
-the same, saturated machine (load 25-37), two runs each     35.7   40.6   34.1
-                                                            31.2   40.5   30.3
-real SDSS 300-px JPEGs, 360 training rows (load 3-14)       57.9   50.8   39.0
-the same, saturated machine (load 54)                       32.1   20.9   17.9
-=========================================================  =====  =====  =====
-
-Torch's intra-op threads scale worst (1 x 2 is the slowest layout every time:
-a 64-px ResNet step is too small to split, and a thread that loses its core
-stalls the others at each barrier); data-parallel processes of one thread each
-scale best and pay only a gradient all-reduce per step.  Decoding kept up in
-every layout that left it half the CPUs (under 1 s per epoch of waiting for
-shards, 3 s for JPEGs).  Only on a saturated machine did one worker beat two
-(on shards).  Hence one single-threaded worker per 2 CPUs.
+Data-parallel processes of one torch thread each scale best: a small
+ResNet step is too small to split over intra-op threads, and a thread that
+loses its core stalls the others at each barrier, while a worker pays only
+a gradient all-reduce per step.  The measurements behind the rule are in
+``docs/measurements.md``.
 """
 
 from __future__ import annotations
