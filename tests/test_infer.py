@@ -461,7 +461,7 @@ def test_tta_catalog_rows_carry_the_spread_over_the_eight_views(gz2_checkpoint):
     model = pipeline.CatalogModel(gz2_checkpoint, tta=True)
     pixels = (np.random.default_rng(4).random((3, 3, SIZE, SIZE)) * 255).astype(np.uint8)
     batch = {C.OBJECT_ID: np.array(["a", "b", "c"], dtype=object), C.RA: np.array([1.0, 2.0, 3.0]),
-             C.DEC: np.array([0.0, 0.0, 0.0]), "pixels": pixels, C.ERROR: np.array(["", "broken", ""], dtype=object)}
+             C.DEC: np.array([0.0, 0.0, 0.0]), "pixels": pixels, C.ERROR: np.array([None, "broken", None], dtype=object)}
     rows = model(batch)
     views = model.predictor.predict_views(pixels[[0, 2]])  # (8, 2, K), independently of the catalog path
     merger = views[:, :, schema.GZ2_MERGER_INDEX]
@@ -469,3 +469,16 @@ def test_tta_catalog_rows_carry_the_spread_over_the_eight_views(gz2_checkpoint):
     assert got[1] is None  # the broken row has no prediction, so no spread
     np.testing.assert_allclose([got[0], got[2]], merger.std(axis=0), rtol=1e-5)
     assert rows[C.MORPHOLOGY_PROB_STD].null_count == 1
+
+
+@pytest.mark.slow
+def test_astropy_reads_every_part_and_the_whole_catalog(shard_run):
+    import pandas as pd
+    from astropy.table import Table
+
+    out, summary = shard_run
+    files, _ = _read_catalog(out)
+    parts = [Table.read(f) for f in files]  # astropy's own reader (tests/catalog: an all-null error column)
+    assert sum(len(t) for t in parts) == summary["rows"]
+    whole = Table.from_pandas(pd.read_parquet(out, dtype_backend="numpy_nullable"))  # the README's one-liner
+    assert len(whole) == summary["rows"] and int((~whole[C.ERROR].mask).sum()) == summary["error_rows"]

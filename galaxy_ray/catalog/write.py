@@ -32,6 +32,7 @@ __all__ = [
     "TRAILING_COLUMNS",
     "healpix29",
     "catalog_schema",
+    "astropy_string_lengths",
     "write_catalog_file",
     "write_catalog_summary",
     "file_provenance",
@@ -141,6 +142,29 @@ def _conform(table: pa.Table, output_columns: Sequence[str] | None) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
+#: astropy's Parquet reader shows a null string as the text "None": its columns are at least this wide.
+_ASTROPY_NULL_TEXT = len("None")
+
+
+def astropy_string_lengths(table: pa.Table) -> dict[bytes, bytes]:
+    """astropy's ``table::len::<column>`` Parquet metadata: the widest value of each string column.
+
+    ``astropy.table.Table.read`` gives a string column the width stored under
+    this key; without it, it measures every value, and stops at the first null
+    (``TypeError: object of type 'NoneType' has no len()``): the ``error`` of a
+    galaxy without one, the ``morphology`` of an error row.  astropy's reader
+    has no nulls, so a null string reads as the text "None" (floats as NaN); the
+    width is never below that text's, so that it reads whole.
+    """
+    out = {}
+    for field in table.schema:
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            longest = pc.max(pc.utf8_length(table[field.name])).as_py() if table.num_rows else None
+            width = max(int(longest or 0), _ASTROPY_NULL_TEXT)
+            out[f"table::len::{field.name}".encode()] = str(width).encode()
+    return out
+
+
 def write_catalog_file(
     table: pa.Table, uri: str, provenance: dict, row_group_size: int = 100_000
 ) -> None:
@@ -172,6 +196,7 @@ def write_catalog_file(
         table = table.take(order)
     meta = dict(table.schema.metadata or {})
     meta[METADATA_KEY.encode()] = json.dumps(provenance, sort_keys=True, default=str).encode()
+    meta.update(astropy_string_lengths(table))
     table = table.replace_schema_metadata(meta)
     buf = io.BytesIO()
     pq.write_table(table, buf, row_group_size=max(1, int(row_group_size)), compression="zstd")
