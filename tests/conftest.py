@@ -222,9 +222,10 @@ def _tiny_checkpoint(out: str, task: str = "gz2", size: int = 32, seed: int = 0)
     import torch
 
     from galaxy_ray import model, schema
+    from galaxy_ray.data.transforms import PreprocessConfig
 
     torch.manual_seed(seed)
-    pre = {"image_size": size, "crop_fraction": 1.0}
+    pre = PreprocessConfig(size)
     if task == "gz2":
         spec = model.ModelSpec.for_gz2("resnet18", pre)
     else:

@@ -22,7 +22,7 @@ from galaxy_ray.io import storage
 from galaxy_ray import model as model_mod
 from galaxy_ray.data import sources
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.data.transforms import preprocess_batch
+from galaxy_ray.data.transforms import PreprocessConfig, preprocess_batch
 from galaxy_ray.infer import pipeline
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.synthetic import synthetic_table
@@ -138,8 +138,8 @@ def test_decode_stage_splits_a_block_into_model_batches_with_every_row():
     table = _survey(23, seed=4, bad=True)
     block = {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
     block["_unit"] = np.zeros(23, dtype=np.int32)
-    spec = model_mod.ModelSpec.for_gz2("resnet18", {"image_size": SIZE, "crop_fraction": 1.0})
-    kwargs = dict(preprocess_config=dict(spec.preprocess), shard_unit=None)
+    spec = model_mod.ModelSpec.for_gz2("resnet18", PreprocessConfig(SIZE))
+    kwargs = dict(preprocess_config=spec.preprocess, shard_unit=None)
     tables = list(infer.prepare_blocks(block, batch_size=10, **kwargs))
     assert all(t.schema.field(C.ERROR).type == pa.string() for t in tables)  # typed: None stays None in Ray Data
     from ray.data.block import BlockAccessor  # what the model stage receives of each

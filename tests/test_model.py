@@ -11,7 +11,7 @@ from PIL import Image
 
 from galaxy_ray import schema
 from galaxy_ray.cli import run_entry_point
-from galaxy_ray.data.transforms import preprocess_batch
+from galaxy_ray.data.transforms import PreprocessConfig, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.model import (
     CHECKPOINT_FORMAT,
@@ -29,7 +29,7 @@ from galaxy_ray.model import (
     set_backbone_trainable,
 )
 
-PRE = {"image_size": 32, "crop_fraction": 1.0}
+PRE = PreprocessConfig(32)
 
 
 def _pixels(n: int, seed: int = 0) -> np.ndarray:

@@ -42,11 +42,11 @@ def test_packed_pixels_equal_preprocessing_of_the_original(packed):
     for data in stored["image"].to_pylist():
         image = Image.open(io.BytesIO(data))
         assert (image.format, image.size, image.mode) == ("PNG", (32, 32), "RGB")
-    expected = preprocess_batch(_rows(original), {"image_size": 32})["pixels"]
+    expected = preprocess_batch(_rows(original), PreprocessConfig(32))["pixels"]
     decoded = np.stack([np.asarray(Image.open(io.BytesIO(d))).transpose(2, 0, 1) for d in stored["image"].to_pylist()])
     assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 1
     # the model's own preprocessing of the stored cutouts: the resize is a no-op
-    again = preprocess_batch(_rows(stored), {"image_size": 32})["pixels"]
+    again = preprocess_batch(_rows(stored), PreprocessConfig(32))["pixels"]
     assert np.abs(again.astype(int) - expected.astype(int)).max() <= 1
 
 
@@ -66,9 +66,9 @@ def test_the_pack_records_its_pixels(packed):
 def test_another_model_size_is_refused_with_one_line(packed, tmp_path, tiny_checkpoint):
     src, out = packed
     assert stored_pixels(Shards(src)) is None  # original images: any preprocessing applies
-    assert check_stored_pixels(Shards(src), {"image_size": 48}) is None
+    assert check_stored_pixels(Shards(src), PreprocessConfig(48)) is None
     with pytest.raises(GalaxyRayError) as info:
-        check_stored_pixels(Shards(str(out)), {"image_size": 48, "crop_fraction": 1.0})
+        check_stored_pixels(Shards(str(out)), PreprocessConfig(48))
     message = str(info.value)
     assert "\n" not in message and "32 px" in message and "48" in message and "--image-size 48" in message
     # inference refuses before it starts the model

@@ -16,6 +16,7 @@ import pytest
 from shapes import shape_png
 from PIL import Image
 
+from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.data.split import Split
 from galaxy_ray.io import storage
@@ -213,7 +214,7 @@ def test_predictor_applies_exactly_the_stored_calibration(tmp_path):
     from galaxy_ray.merger.calibration import IsotonicCalibration, TemperatureCalibration
 
     torch.manual_seed(0)
-    spec = model.ModelSpec("resnet18", "classes", list(schema.GALAXY10_CLASSES), {"image_size": 32},
+    spec = model.ModelSpec("resnet18", "classes", list(schema.GALAXY10_CLASSES), PreprocessConfig(32),
                            schema.GALAXY10_MERGER_CLASS)
     net = model.build_model(spec)
     iso = IsotonicCalibration((0.0, 0.05, 0.2, 1.0), (0.0, 0.1, 0.7, 0.9))
@@ -239,7 +240,7 @@ def test_tta_views_and_their_spread(tmp_path):
     from galaxy_ray import model
 
     torch.manual_seed(1)
-    spec = model.ModelSpec.for_gz2("resnet18", {"image_size": 32, "crop_fraction": 1.0})
+    spec = model.ModelSpec.for_gz2("resnet18", PreprocessConfig(32))
     predictor = model.Predictor(model.build_model(spec), spec, device="cpu", tta=True)
     pixels = np.random.default_rng(2).integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
     probs, views = predictor.predict_with_views(pixels)
@@ -282,7 +283,7 @@ def test_gz2_truth_is_the_documented_vote_cut():
     from galaxy_ray.merger.truth import MERGER_VOTE_CUT, true_mergers, truth_rule
     from galaxy_ray.model import ModelSpec
 
-    spec = ModelSpec.for_gz2("resnet18", {"image_size": 32})
+    spec = ModelSpec.for_gz2("resnet18", PreprocessConfig(32))
     votes = np.zeros((3, 37))
     votes[:, schema.GZ2_MERGER_INDEX] = [0.39, 0.40, 0.41]
     assert MERGER_VOTE_CUT == 0.4 and true_mergers(spec, votes).tolist() == [False, False, True]

@@ -15,6 +15,7 @@ import pytest
 from shapes import shape_png
 from PIL import Image
 
+from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray import schema
 from galaxy_ray.io import storage
 from galaxy_ray.cli import run_entry_point
@@ -226,7 +227,7 @@ def test_evaluate_split_val_scores_the_validation_rows_of_the_checkpoints_split(
     from galaxy_ray.model import ModelSpec, build_model, save_checkpoint
 
     torch.manual_seed(0)
-    spec = ModelSpec.for_gz2("resnet18", {"image_size": 32, "crop_fraction": 1.0})
+    spec = ModelSpec.for_gz2("resnet18", PreprocessConfig(32))
     model = save_checkpoint(tmp_path / "model.pt", build_model(spec), spec,
                             {"split": Split(0.1).to_dict(), "merger_threshold": 0.5})
     assert run_entry_point(main, [model, survey, "--out", str(tmp_path / "ev"), "--split", "val"]) == 0
@@ -311,7 +312,7 @@ def test_batchnorm_statistics_are_re_estimated_on_the_given_cutouts(ray_cluster)
     from galaxy_ray.train import recompute_batchnorm
 
     torch.manual_seed(0)
-    net = build_model(ModelSpec.for_gz2("resnet18", {"image_size": 32, "crop_fraction": 1.0}))
+    net = build_model(ModelSpec.for_gz2("resnet18", PreprocessConfig(32)))
     pixels = np.random.default_rng(1).normal(0.3, 2.0, (40, 3, 32, 32)).astype(np.float32)
     ds = ray.data.from_items([{"pixels": p, "target": np.zeros(37, np.float32)} for p in pixels])
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -321,7 +322,7 @@ def test_batchnorm_statistics_are_re_estimated_on_the_given_cutouts(ray_cluster)
     dtypes = {"pixels": torch.float32, "target": torch.float32}
     used = recompute_batchnorm(net, ds, 8, dtypes, torch.device("cpu"))
     assert used == 40 and net.training  # the caller's mode is kept
-    reference = build_model(ModelSpec.for_gz2("resnet18", {"image_size": 32, "crop_fraction": 1.0}))
+    reference = build_model(ModelSpec.for_gz2("resnet18", PreprocessConfig(32)))
     reference.load_state_dict(net.state_dict())
     update_bn([torch.from_numpy(pixels[i:i + 8]) for i in range(0, 40, 8)], reference)
     for mine, ref in zip(norms, [m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)]):
@@ -375,7 +376,7 @@ def test_weights_imagenet_offline_is_one_line(capsys):
         pytest.skip("this machine can reach download.pytorch.org; the offline message cannot be shown here")
     except OSError:
         pass
-    spec = ModelSpec.for_gz2("resnet18", {"image_size": 32, "crop_fraction": 1.0})
+    spec = ModelSpec.for_gz2("resnet18", PreprocessConfig(32))
     assert run_entry_point(lambda argv: build_model(spec, "imagenet")) == 2
     err = capsys.readouterr().err.strip()
     assert "--weights imagenet" in err and "\n" not in err
@@ -415,7 +416,7 @@ def test_augmentation_is_drawn_from_seed_epoch_and_object():
     from galaxy_ray.train.data import row_keys
 
     pixels = np.random.default_rng(0).integers(0, 256, (3, 3, 40, 40), dtype=np.uint8)
-    preprocess = {"image_size": 32, "crop_fraction": 0.8}  # resized to 40, augmented, then cropped to 32
+    preprocess = PreprocessConfig(32, 0.8)  # resized to 40, augmented, then cropped to 32
     keys = row_keys(["a", "b", "c"])
     views = augment_batch(pixels, keys, preprocess, seed=1, epoch=1)
     assert views.shape == (3, 3, 32, 32) and views.dtype == np.uint8
@@ -435,12 +436,12 @@ def test_dihedral_augmentation_is_one_of_the_eight_lossless_views():
     assert augmentation_for("auto", 1.0) == "dihedral" and augmentation_for("auto", 0.8) == "affine"
     assert augmentation_for("affine", 1.0) == "affine"
     pixels = np.random.default_rng(0).integers(0, 256, (6, 3, 40, 40), dtype=np.uint8)
-    preprocess = {"image_size": 32, "crop_fraction": 0.8}
+    preprocess = PreprocessConfig(32, 0.8)
     keys = row_keys([f"g{i}" for i in range(6)])
     views = augment_batch(pixels, keys, preprocess, seed=1, epoch=1, mode="dihedral")
     drawn = set()
     for i in range(6):
-        crop = prepare_image(pixels[i].transpose(1, 2, 0) / 255.0, PreprocessConfig.from_dict(preprocess)).numpy()
+        crop = prepare_image(pixels[i].transpose(1, 2, 0) / 255.0, preprocess).numpy()
         matches = [(k, f) for k in range(4) for f in (False, True)
                    if np.array_equal(views[i], np.rot90(crop[:, :, ::-1] if f else crop, k, axes=(1, 2)))]
         assert matches, i  # no pixel invented: no black corners, no resampling

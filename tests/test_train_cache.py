@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.synthetic import synthesize
 from galaxy_ray.train import TrainConfig, build_datasets, validate
 from galaxy_ray.train.cache import OBJECT_STORE_SHARE, cache_datasets, plan_cache, prepared_bytes
@@ -17,8 +18,8 @@ from galaxy_ray.train.data import open_training_source
 def test_prepared_bytes_counts_training_rows_at_the_resize_side_and_the_rest_at_the_input_side():
     # 64 px with a 0.8 centre crop: training rows are kept at round(64 / 0.8) = 80 px for the augmentation
     expected = 3 * (100 * 80 * 80 + (20 + 50) * 64 * 64)
-    assert prepared_bytes(100, 20, 50, {"image_size": 64, "crop_fraction": 0.8}) == expected
-    assert prepared_bytes(10, 0, 0, {"image_size": 32, "crop_fraction": 1.0}) == 10 * 3 * 32 * 32
+    assert prepared_bytes(100, 20, 50, PreprocessConfig(64, 0.8)) == expected
+    assert prepared_bytes(10, 0, 0, PreprocessConfig(32)) == 10 * 3 * 32 * 32
 
 
 def test_auto_caches_up_to_its_share_of_the_object_store():
@@ -43,7 +44,7 @@ def test_cached_rows_are_the_prepared_rows_and_outlive_the_source(ray_cluster, t
     cfg = validate(TrainConfig(source=src, image_size=32, crop_fraction=0.8, bn_samples=0, val_fraction=0.25,
                                storage=str(tmp_path / "runs")))
     ds = open_training_source(cfg).dataset()
-    preprocess = {"image_size": 32, "crop_fraction": 0.8}
+    preprocess = PreprocessConfig(32, 0.8)
     expected = {name: d.take_all() for name, d in build_datasets(ds, cfg, None, preprocess).items()}
     cached = cache_datasets(build_datasets(ds, cfg, None, preprocess))
     shutil.rmtree(tmp_path / "src")  # every cutout file is gone: only a cache can still give the rows

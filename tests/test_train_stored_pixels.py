@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.data.sources import pack_main
 from galaxy_ray.evaluate import main as evaluate_main
@@ -74,7 +75,7 @@ def test_training_batches_are_the_stored_pixels_as_tensors(packed, tmp_path):
     fallback = context.enable_fallback_to_arrow_object_ext_type
     context.enable_fallback_to_arrow_object_ext_type = False  # a pickled column raises instead of warning
     try:
-        datasets = build_datasets(ray.data.from_arrow(ordered), cfg, None, {"image_size": 32, "crop_fraction": 1.0})
+        datasets = build_datasets(ray.data.from_arrow(ordered), cfg, None, PreprocessConfig(32))
         val = datasets["val"].materialize()
     finally:
         context.enable_fallback_to_arrow_object_ext_type = fallback

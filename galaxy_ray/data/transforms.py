@@ -107,10 +107,8 @@ class PreprocessConfig:
         return {"image_size": int(self.image_size), "crop_fraction": float(self.crop_fraction)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "PreprocessConfig") -> "PreprocessConfig":
-        """Inverse of :meth:`to_dict`; a config passes through unchanged."""
-        if isinstance(d, PreprocessConfig):
-            return d
+    def from_dict(cls, d: Mapping[str, Any]) -> "PreprocessConfig":
+        """Inverse of :meth:`to_dict` (``crop_fraction`` defaults to 1.0, as old checkpoints have it)."""
         return cls(image_size=int(d["image_size"]), crop_fraction=float(d.get("crop_fraction", 1.0)))
 
 
@@ -176,14 +174,14 @@ def model_sized_png(data: bytes | None, source: str, config: PreprocessConfig) -
     return buf.getvalue()
 
 
-def check_stored_pixels(source: Any, preprocess: PreprocessConfig | Mapping[str, Any]) -> dict[str, Any] | None:
+def check_stored_pixels(source: Any, preprocess: PreprocessConfig) -> dict[str, Any] | None:
     """Refuse model input from cutouts packed at another size than ``preprocess`` resizes to.
 
     Parameters
     ----------
     source : Source, str or sequence of str
         An opened source or shard URIs (see :func:`galaxy_ray.data.sources.shards.stored_pixels`).
-    preprocess : PreprocessConfig or its dict
+    preprocess : PreprocessConfig
         The model's preprocessing.
 
     Returns
@@ -200,7 +198,7 @@ def check_stored_pixels(source: Any, preprocess: PreprocessConfig | Mapping[str,
     stored = stored_pixels(source)
     if stored is None:
         return None
-    config = PreprocessConfig.from_dict(preprocess)
+    config = preprocess
     side = int(stored.get("stored_size", 0))
     if side != config.resize_to:
         name = getattr(source, "uri", source if isinstance(source, str) else "the source")
@@ -293,7 +291,7 @@ def _prepare_rows(
 
 def preprocess_batch(
     batch: Mapping[str, np.ndarray],
-    config: PreprocessConfig | Mapping[str, Any],
+    config: PreprocessConfig,
     augment: bool = False,
     seed: int | None = None,
 ) -> dict[str, np.ndarray]:
@@ -306,7 +304,7 @@ def preprocess_batch(
         ``source`` (else ``object_id``) names each row in error messages; an
         ``error`` column already set by a reader is kept (its no-error
         markers, see :func:`is_error_free`, become None).
-    config : PreprocessConfig or its dict
+    config : PreprocessConfig
     augment : bool
         Random training augmentation; False is deterministic.
     seed : int, optional
@@ -323,7 +321,6 @@ def preprocess_batch(
         measured fraction for a blank cutout; NaN where the cutout could not
         be read).
     """
-    config = PreprocessConfig.from_dict(config)
     images = batch[C.IMAGE]
     n = len(images)
     names = _as_list(batch.get(C.SOURCE, batch.get(C.OBJECT_ID)), n)

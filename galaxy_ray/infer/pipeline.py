@@ -34,7 +34,7 @@ import pyarrow as pa
 import torch
 
 from galaxy_ray import raycompat, runtime
-from galaxy_ray.data.transforms import check_stored_pixels, ok_rows, preprocess_batch
+from galaxy_ray.data.transforms import PreprocessConfig, check_stored_pixels, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.plan import UNIT_COLUMN, Plan, Unit
 from galaxy_ray.infer.writer import as_float, catalog_rows
@@ -53,7 +53,7 @@ CPU_NICENESS = 19
 def prepare_batch(
     batch: dict[str, np.ndarray],
     *,
-    preprocess_config: dict,
+    preprocess_config: PreprocessConfig,
     shard_unit: dict[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode and preprocess a batch of cutout rows for the model stage.
@@ -162,7 +162,7 @@ class CatalogModel:
         self.spec = self.predictor.spec
         self.columns = list(output_columns(self.spec))
         self.rule = rule or MergerRule.from_checkpoint(self.spec, self.predictor.extra)
-        self.side = int(self.spec.preprocess["image_size"])
+        self.side = self.spec.preprocess.image_size
 
     def check_pixels(self, pixels: np.ndarray) -> None:
         """Refuse model input whose shape is not (N, 3, side, side) uint8 for this model's preprocessing.
@@ -252,7 +252,7 @@ def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *
     """
     import ray.data
 
-    pre = spec.preprocess if isinstance(spec.preprocess, dict) else spec.preprocess.to_dict()
+    pre = spec.preprocess
     check_stored_pixels(plan.source if plan.kind != "shards" else [s for u in pending for s in u.shards][:1], pre)
     # Ray Data's own bars and INFO lines only with --verbose: the writer's bar is the one to watch.
     runtime.configure_ray_data(runtime.is_verbose())
@@ -277,7 +277,7 @@ def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *
     )
     ds = _predict(ds, checkpoint, batch_size=batch_size, tta=tta, rule=rule,
                   actors=actors, use_gpu=use_gpu, cpus=cpus)
-    side = int(pre["image_size"])
+    side = pre.image_size
     _limit_memory(ds, batch_size * 3 * side * side, actors[1])  # uint8 pixels
     return ds
 

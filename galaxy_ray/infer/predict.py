@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from galaxy_ray.data.transforms import PreprocessConfig, preprocess_batch
+from galaxy_ray.data.transforms import preprocess_batch
 from galaxy_ray.infer.pipeline import CatalogModel
 from galaxy_ray.io import layout, storage
 from galaxy_ray.merger.operating import parse_threshold
@@ -73,7 +73,7 @@ def predict_files(checkpoint: str, images: Sequence[str], *, tta: bool = False,
         C.RA: np.full(len(images), np.nan),
         C.DEC: np.full(len(images), np.nan),
     }
-    prepared = preprocess_batch(dict(batch), PreprocessConfig.from_dict(model.spec.preprocess), augment=False)
+    prepared = preprocess_batch(dict(batch), model.spec.preprocess, augment=False)
     batch.update(pixels=prepared["pixels"], error=prepared[C.ERROR])
     results = []
     for uri, row in zip(images, model(batch).to_pylist()):

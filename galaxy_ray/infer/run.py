@@ -42,7 +42,7 @@ def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: flo
         "merger": spec.merger,
         "merger_threshold": float(threshold),
         "tta": bool(tta),
-        "preprocess": dict(spec.preprocess) if isinstance(spec.preprocess, dict) else spec.preprocess.to_dict(),
+        "preprocess": spec.preprocess.to_dict(),
         "checkpoint": checkpoint,
         "checkpoint_sha256": storage.file_sha256(checkpoint),
         "source": source,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from galaxy_ray import schema
+from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.errors import GalaxyRayError
 
 __all__ = ["ARCHS", "TASKS", "ModelSpec"]
@@ -41,8 +42,10 @@ class ModelSpec:
         ``gz2`` (37 tree-consistent vote fractions) or ``classes``.
     output_names : list of str
         The 37 Kaggle column names (``Class1.1`` ...) or the class names.
-    preprocess : dict
-        :class:`galaxy_ray.data.transforms.PreprocessConfig` as a dict.
+    preprocess : PreprocessConfig
+        How cutouts become this model's input (image size, crop, the stored
+        side packed shards must have).  Stored dicts become one in
+        :meth:`from_dict`, the one converter.
     merger : str or None
         What the merger probability is: ``"Class8.6"`` for gz2, a class name
         for classes (None when no class is a merger).
@@ -63,7 +66,7 @@ class ModelSpec:
     arch: str
     task: str
     output_names: list[str]
-    preprocess: dict[str, Any] = field(default_factory=lambda: {"image_size": 64, "crop_fraction": 1.0})
+    preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(64))
     merger: str | None = None
     calibration: dict[str, Any] | None = None
 
@@ -73,6 +76,8 @@ class ModelSpec:
         if self.task not in TASKS:
             raise GalaxyRayError(f"--task {self.task!r}: unknown task; one of {', '.join(TASKS)}")
         self.output_names = [str(n) for n in self.output_names]
+        if not isinstance(self.preprocess, PreprocessConfig):
+            raise GalaxyRayError(f"preprocess {self.preprocess!r}: a PreprocessConfig (stored dicts: ModelSpec.from_dict)")
         if self.task == "gz2":
             if tuple(self.output_names) != schema.GZ2_KAGGLE_COLUMNS:
                 raise GalaxyRayError("gz2 models have the 37 Kaggle outputs Class1.1 ... Class11.6, in order")
@@ -86,9 +91,9 @@ class ModelSpec:
             raise GalaxyRayError(f"--merger {self.merger!r}: not one of the outputs {self.output_names}")
 
     @classmethod
-    def for_gz2(cls, arch: str, preprocess: Mapping[str, Any], merger: str | None = None) -> "ModelSpec":
+    def for_gz2(cls, arch: str, preprocess: PreprocessConfig, merger: str | None = None) -> "ModelSpec":
         """A gz2 spec: the 37 Kaggle outputs, merger ``Class8.6`` unless given."""
-        return cls(arch, "gz2", list(schema.GZ2_KAGGLE_COLUMNS), dict(preprocess), merger)
+        return cls(arch, "gz2", list(schema.GZ2_KAGGLE_COLUMNS), preprocess, merger)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain strings, numbers and lists (stored in checkpoints and JSON)."""
@@ -96,16 +101,16 @@ class ModelSpec:
             "arch": self.arch,
             "task": self.task,
             "output_names": list(self.output_names),
-            "preprocess": dict(self.preprocess),
+            "preprocess": self.preprocess.to_dict(),
             "merger": self.merger,
             "calibration": self.calibration,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
-        """Inverse of :meth:`to_dict`."""
-        return cls(d["arch"], d["task"], list(d["output_names"]), dict(d["preprocess"]), d.get("merger"),
-                   d.get("calibration"))
+        """Inverse of :meth:`to_dict`, and the one converter of stored specs (old checkpoints' too)."""
+        return cls(d["arch"], d["task"], list(d["output_names"]), PreprocessConfig.from_dict(d["preprocess"]),
+                   d.get("merger"), d.get("calibration"))
 
     @property
     def num_outputs(self) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from galaxy_ray import runtime
 from galaxy_ray.data.transforms import PreprocessConfig
@@ -46,7 +46,7 @@ class CachePlan:
     reason: str
 
 
-def prepared_bytes(n_train: int, n_val: int, n_bn: int, preprocess: Mapping[str, Any]) -> int:
+def prepared_bytes(n_train: int, n_val: int, n_bn: int, preprocess: PreprocessConfig) -> int:
     """Bytes of the prepared pixels of a run: uint8, 3 bands.
 
     Training rows are kept at the resize side ``R = round(image_size / crop_fraction)``
@@ -58,7 +58,7 @@ def prepared_bytes(n_train: int, n_val: int, n_bn: int, preprocess: Mapping[str,
     int
         ``3 (n_train R^2 + (n_val + n_bn) S^2)``.
     """
-    config = PreprocessConfig.from_dict(preprocess)
+    config = preprocess
     return 3 * (n_train * config.resize_to ** 2 + (n_val + n_bn) * config.image_size ** 2)
 
 

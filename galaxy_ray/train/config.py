@@ -172,6 +172,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    D = TrainConfig()  # every default below is the dataclass's: one place to change it
     p = argparse.ArgumentParser(
         prog="galaxy-ray train",
         description="Fine-tune a ResNet on labelled galaxy cutouts with Ray Train (all workers of the cluster).",
@@ -183,22 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", help="target column (default: votes for gz2, label for classes)")
     p.add_argument("--arch", help="resnet18 (default), resnet34 or resnet50")
     p.add_argument("--weights", help="starting weights: none (default), imagenet, or PATH (state dict / our checkpoint)")
-    p.add_argument("--image-size", type=int, help="model input side in pixels (default 64)")
-    p.add_argument("--crop-fraction", type=float, help="centre crop kept before resizing (default 1.0)")
+    p.add_argument("--image-size", type=int, help=f"model input side in pixels (default {D.image_size})")
+    p.add_argument("--crop-fraction", type=float, help=f"centre crop kept before resizing (default {D.crop_fraction})")
     p.add_argument("--augment",
                    help="training augmentation: auto (default: dihedral when --crop-fraction is 1, which leaves no "
                         "sky to fill rotated corners, else affine), affine (rotation by any angle, small shift and "
                         "zoom, flip, brightness) or dihedral (the 8 rotations by 90 degrees and flips, lossless)")
-    p.add_argument("--epochs", type=int, help="total epochs (default 10)")
+    p.add_argument("--epochs", type=int, help=f"total epochs (default {D.epochs})")
     p.add_argument("--freeze-epochs", type=int, help="epochs with a frozen backbone first (default 1 with pretrained weights, else 0)")
     p.add_argument("--batch-size", type=int,
-                   help="per-worker batch size (default 16: from scratch on a few thousand galaxies, more optimizer "
+                   help=f"per-worker batch size (default {D.batch_size}: from scratch on a few thousand galaxies, more optimizer "
                         "steps per epoch beat a bigger batch; raise it on GPUs and large sets)")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3); the whole-network phase after a frozen one uses lr x --finetune-lr-scale")
-    p.add_argument("--finetune-lr-scale", type=float, help="(default 0.1)")
-    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.05)")
-    p.add_argument("--schedule", help="cosine (default) or plateau")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 5)")
+    p.add_argument("--lr", type=float, help=f"AdamW learning rate (default {D.lr:g}); the whole-network phase after a frozen one uses lr x --finetune-lr-scale")
+    p.add_argument("--finetune-lr-scale", type=float, help=f"(default {D.finetune_lr_scale})")
+    p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {D.weight_decay})")
+    p.add_argument("--schedule", help=f"cosine or plateau (default {D.schedule})")
+    p.add_argument("--patience", type=int, help=f"early stopping: epochs without improvement (default {D.patience})")
     p.add_argument("--workers",
                    help="Ray Train workers: auto (default: one per GPU; on CPU clusters one single-threaded worker "
                         "per 2 CPUs of each node, the other half left to decoding) or a number (1 CPU each)")
@@ -215,18 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --merger-threshold auto: the lowest threshold whose validation precision reaches this")
     p.add_argument("--merger-vote-cut", type=float,
                    help="gz2: a validation galaxy is a true merger when its Class8.6 vote fraction exceeds this "
-                        "(default 0.4, the Galaxy Zoo merger cut of Darg et al. 2010)")
+                        f"(default {D.merger_vote_cut}, the Galaxy Zoo merger cut of Darg et al. 2010)")
     p.add_argument("--class-weights", help="classes: 'balanced' or comma-separated weights in class order")
-    p.add_argument("--label-smoothing", type=float, help="classes: cross-entropy label smoothing (default 0)")
-    p.add_argument("--val-fraction", type=float, help="fraction of galaxies held out for validation (default 0.2)")
+    p.add_argument("--label-smoothing", type=float, help=f"classes: cross-entropy label smoothing (default {D.label_smoothing})")
+    p.add_argument("--val-fraction", type=float, help=f"fraction of galaxies held out for validation (default {D.val_fraction})")
     p.add_argument("--seed", type=int,
-                   help="random seed of the model, the shuffles and the augmentation (default 0); with one worker "
+                   help=f"random seed of the model, the shuffles and the augmentation (default {D.seed}); with one worker "
                         "the same seed and data give the same metrics")
-    p.add_argument("--max-failures", type=int, help="worker failures the run recovers from (default 3)")
-    p.add_argument("--keep-checkpoints", type=int, help="best checkpoints kept (default 3)")
+    p.add_argument("--max-failures", type=int, help=f"worker failures the run recovers from (default {D.max_failures})")
+    p.add_argument("--keep-checkpoints", type=int, help=f"best checkpoints kept (default {D.keep_checkpoints})")
     p.add_argument("--bn-samples", type=int,
                    help="un-augmented training cutouts that re-estimate the BatchNorm statistics before each "
-                        "validation (default 1024; 0 keeps the running averages of augmented batches)")
+                        f"validation (default {D.bn_samples}; 0 keeps the running averages of augmented batches)")
     p.add_argument("--votes", help="gz2-catalog sources: fraction (default) or debiased")
     p.add_argument("--cache",
                    help="keep the decoded, resized cutouts in Ray's object store after the first pass: auto "

@@ -203,7 +203,7 @@ def prepare_training_batch(
     label: str,
     task: str,
     class_index: Mapping[str, int] | None,
-    preprocess: Mapping[str, Any],
+    preprocess: PreprocessConfig,
     augment: bool,
 ) -> dict[str, np.ndarray]:
     """Ray Data stage: keep ``subset``'s labelled rows, decode, attach targets.
@@ -214,7 +214,7 @@ def prepare_training_batch(
         Rows of the cutout table.
     split : Split
         The run's train/validation split; ``subset`` is ``"train"`` or ``"val"``.
-    preprocess : mapping
+    preprocess : PreprocessConfig
         The model's :class:`~galaxy_ray.data.transforms.PreprocessConfig` as a dict.
     augment : bool
         False: ``pixels`` are the model input, uint8 (N, 3, S, S).  True: they are
@@ -234,7 +234,7 @@ def prepare_training_batch(
     if class_index is not None:
         keep &= np.array([str(v) in class_index for v in batch[label]], dtype=bool)
     sub = {k: v[keep] for k, v in batch.items() if k in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, label)}
-    config = PreprocessConfig.from_dict(preprocess)
+    config = preprocess
     if augment:  # the augmentation rotates before the centre crop: keep the margin for the worker
         config = PreprocessConfig(config.resize_to, 1.0)
     out = preprocess_batch(sub, config, augment=False)
@@ -268,7 +268,7 @@ def augmentation_for(mode: str, crop_fraction: float) -> str:
     return mode
 
 
-def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: Mapping[str, Any], seed: int,
+def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: PreprocessConfig, seed: int,
                   epoch: int, mode: str = "affine") -> np.ndarray:
     """The training augmentation, one draw per row.
 
@@ -278,7 +278,7 @@ def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: Mapping[s
         From :func:`prepare_training_batch` with ``augment=True``.
     keys : sequence of int, length N
         Its ``key`` column.
-    preprocess : mapping
+    preprocess : PreprocessConfig
         The model's preprocessing config.
     seed, epoch : int
         Row i is augmented with ``numpy.random.default_rng([seed, epoch, keys[i]])``:
@@ -294,7 +294,7 @@ def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: Mapping[s
     numpy.ndarray
         uint8 (N, 3, S, S), the model input.
     """
-    config = PreprocessConfig.from_dict(preprocess)
+    config = preprocess
     out = np.empty((len(pixels), 3, config.image_size, config.image_size), dtype=np.uint8)
     for i, key in enumerate(keys):
         image = np.asarray(pixels[i], dtype=np.float32).transpose(1, 2, 0) / 255.0
@@ -308,7 +308,7 @@ def augment_batch(pixels: np.ndarray, keys: Sequence[int], preprocess: Mapping[s
     return out
 
 
-def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, preprocess: Mapping[str, Any],
+def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, preprocess: PreprocessConfig,
                    n_train: int | None = None) -> dict[str, Any]:
     """The Ray Datasets the workers consume (columns ``pixels``, ``target``).
 
@@ -318,7 +318,7 @@ def build_datasets(ds, cfg: TrainConfig, class_index: Mapping[str, int] | None, 
     validation, that re-estimates the BatchNorm statistics every epoch.
     """
     common = dict(split=cfg.split, label=cfg.label, task=cfg.task, class_index=class_index,
-                  preprocess=dict(preprocess))
+                  preprocess=preprocess)
     columns = [c for c in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, cfg.label) if c in column_names(ds)]
     base = ds.select_columns(columns)
 

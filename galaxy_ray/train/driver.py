@@ -78,7 +78,7 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
     from galaxy_ray.data.transforms import PreprocessConfig, check_stored_pixels
     from galaxy_ray.model import ModelSpec, build_model
 
-    preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction)).to_dict()
+    preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction))
     if cfg.weights not in ("none", "", None):
         # fail fast, before any data is read, with one line (offline, wrong file, wrong arch);
         # the backbone is all that loads from them, so any head will do for the check

@@ -142,7 +142,7 @@ def _start(config: dict[str, Any]) -> WorkerRun:
         net = net.to(memory_format=torch.channels_last)
     shards = {name: ray.train.get_dataset_shard(name) for name in ("train", "val")}
     shards["bn"] = ray.train.get_dataset_shard("bn") if config.get("bn_samples") else None
-    loss_fn = loss_function(spec, config.get("class_weights"), config.get("label_smoothing", 0.0))
+    loss_fn = loss_function(spec, config["class_weights"], config["label_smoothing"])
     return WorkerRun(config, rank, world, device, spec, net, state, loss_fn, shards,
                      epoch_samples=epoch_samples(config.get("n_train"), world), saved_optimizer=saved_optimizer)
 
@@ -221,7 +221,7 @@ def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
     target_dtype = torch.float32 if run.spec.task == "gz2" else torch.int64
     t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
     collate = AugmentingCollate(run.spec.preprocess, config["seed"], epoch, target_dtype,
-                                config.get("augment", "affine"))
+                                config["augment"])
     mode = config.get("progress", "lines") if run.rank == 0 else "off"
     with EpochProgress(epoch, config["epochs"], run.epoch_samples, world=run.world, mode=mode) as progress:
         loss_sum, count, data_wait = train_one_epoch(

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.train.data import KEY, augment_batch
 from galaxy_ray.train.progress import EpochProgress
 
@@ -82,9 +83,9 @@ class AugmentingCollate(NumpyBatchCollateFn):
     It runs in Ray Data's prefetch threads on the worker, overlapping the training step.
     """
 
-    def __init__(self, preprocess: Mapping[str, Any], seed: int, epoch: int, target_dtype,
+    def __init__(self, preprocess: PreprocessConfig, seed: int, epoch: int, target_dtype,
                  mode: str = "affine") -> None:
-        self.preprocess, self.seed, self.epoch, self.target_dtype = dict(preprocess), seed, epoch, target_dtype
+        self.preprocess, self.seed, self.epoch, self.target_dtype = preprocess, seed, epoch, target_dtype
         self.mode = mode
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, Any]:

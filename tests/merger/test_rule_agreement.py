@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from galaxy_ray import infer, model
-from galaxy_ray.data.transforms import preprocess_batch
+from galaxy_ray.data.transforms import PreprocessConfig, preprocess_batch
 from galaxy_ray.evaluate import main as evaluate_main
 from galaxy_ray.infer.predict import predict_files
 from galaxy_ray.merger.operating import curve_to_dict, precision_recall_curve
@@ -49,7 +49,7 @@ def flagged_survey(tmp_path_factory, write_shards):
         Path(files[-1]).parent.mkdir(exist_ok=True)
         Path(files[-1]).write_bytes(png)
     torch.manual_seed(1)
-    spec = model.ModelSpec.for_gz2("resnet18", {"image_size": SIZE, "crop_fraction": 1.0})
+    spec = model.ModelSpec.for_gz2("resnet18", PreprocessConfig(SIZE))
     plain = model.save_checkpoint(str(root / "plain.pt"), model.build_model(spec), spec)
     p = _p_merger(plain, table)
     threshold = _threshold_in_a_gap(p)
@@ -104,7 +104,7 @@ def test_a_users_threshold_overrides_the_stored_one_in_all_three(ray_cluster, fl
 
 
 def test_the_rule_compares_in_float32_so_a_stored_float32_score_at_the_threshold_is_flagged():
-    spec = model.ModelSpec.for_gz2("resnet18", {"image_size": SIZE})
+    spec = model.ModelSpec.for_gz2("resnet18", PreprocessConfig(SIZE))
     t = float(np.float32(0.46666667))  # stored as float64 from a float32 score
     rule = MergerRule.from_checkpoint(spec, {"merger_threshold": 0.46666667})
     assert rule.flag(np.array([t, np.nextafter(np.float32(t), np.float32(0))], dtype=np.float32)).tolist() == [True,

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray import model
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
@@ -19,7 +20,7 @@ SIZE = 32
 def _stage(run_dir, seed: int) -> str:
     """An untrained gz2 checkpoint staged as the best epoch's, with its split, as the driver stages it."""
     torch.manual_seed(seed)
-    spec = model.ModelSpec.for_gz2("resnet18", {"image_size": SIZE, "crop_fraction": 1.0})
+    spec = model.ModelSpec.for_gz2("resnet18", PreprocessConfig(SIZE))
     staged = storage.join(str(run_dir), layout.STAGED_MODEL)
     storage.write_bytes_atomic(staged, model.checkpoint_bytes(model.build_model(spec), spec,
                                                               {"split": {"val_fraction": 0.5, "salt": "test"}}))
