@@ -286,8 +286,8 @@ def test_gz2_truth_is_the_documented_vote_cut():
     spec = ModelSpec.for_gz2("resnet18", PreprocessConfig(32))
     votes = np.zeros((3, 37))
     votes[:, schema.GZ2_MERGER_INDEX] = [0.39, 0.40, 0.41]
-    assert MERGER_VOTE_CUT == 0.4 and true_mergers(spec, votes).tolist() == [False, False, True]
-    assert "Darg et al. 2010" in truth_rule(spec)
+    assert MERGER_VOTE_CUT == 0.4 and true_mergers(spec, votes, MERGER_VOTE_CUT).tolist() == [False, False, True]
+    assert "Darg et al. 2010" in truth_rule(spec, MERGER_VOTE_CUT)
 
 
 # --------------------------------------------------------------------------- model selection

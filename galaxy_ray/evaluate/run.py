@@ -24,7 +24,7 @@ from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.transforms import check_stored_pixels, nonempty_batch, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.merger.truth import MERGER_VOTE_CUT, operating_summary, true_mergers, truth_rule
+from galaxy_ray.merger.truth import operating_summary, true_mergers, truth_rule
 from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
 from galaxy_ray.evaluate.plots import (curves_from_csv, plot_confusion, plot_per_answer, plot_precision_recall,
                                        plot_reliability)
@@ -213,7 +213,7 @@ def write_flagged_predictions(uri: str, spec, preds: Mapping[str, np.ndarray], r
 
 
 def merger_report(spec, y_true: np.ndarray, probs: np.ndarray, threshold: float,
-                  vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
+                  vote_cut: float | None) -> dict[str, Any]:
     """Precision and recall of ``p_merger >= threshold`` (95% Wilson intervals), the truth rule, the counts.
 
     Parameters
@@ -232,9 +232,9 @@ def merger_report(spec, y_true: np.ndarray, probs: np.ndarray, threshold: float,
                 false_positives=point.false_positives)
 
 
-def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: float = 0.5,
-                         train_mean: Sequence[float] | None = None, class_counts: Sequence[int] | None = None,
-                         vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
+def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: float, vote_cut: float | None,
+                         train_mean: Sequence[float] | None = None,
+                         class_counts: Sequence[int] | None = None) -> dict[str, Any]:
     """The evaluation report (a JSON-ready dict) of predictions made by a model of ``spec``.
 
     ``merger`` (when the model has a merger output) holds :func:`merger_report`
@@ -377,7 +377,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     label = args.label_column or (C.VOTES if spec.task == "gz2" else C.LABEL)
     out = args.out or storage.join(ckpt_dir, f"eval-{schema.slugify(Path(str(args.source).rstrip('/')).name)}")
     rule = MergerRule.from_checkpoint(spec, extra, args.merger_threshold, args.merger_precision)
-    vote_cut = MERGER_VOTE_CUT if rule.vote_cut is None else rule.vote_cut
     subset = None if args.split == "all" else args.split
     split = checkpoint_split(extra, args.val_fraction) if subset else None
     source = open_source(args.source, args.format, votes=args.votes)
@@ -392,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not len(preds[C.OBJECT_ID]):
         raise GalaxyRayError(f"{args.source}: no rows with labels the model knows in column {label!r}")
     report = evaluate_predictions(spec, preds, threshold=rule.threshold, train_mean=extra.get("train_mean"),
-                                  class_counts=extra.get("class_counts"), vote_cut=vote_cut)
+                                  class_counts=extra.get("class_counts"), vote_cut=rule.vote_cut)
     if "merger" in report:
         report["merger"].update(threshold_source=rule.threshold_source, validation=rule.validation)
     report.update(split=args.split, checkpoint=str(args.checkpoint), source=args.source, tta=bool(args.tta),

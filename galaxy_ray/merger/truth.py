@@ -34,6 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.merger.calibration import IsotonicCalibration, TemperatureCalibration, reliability
 from galaxy_ray.model.outputs import merger_index, merger_probability
 from galaxy_ray.model.spec import ModelSpec
@@ -48,22 +49,28 @@ VOTE_CUT_REFERENCE = ("Darg et al. 2010, MNRAS 401, 1043: Galaxy Zoo 1 mergers h
                       "f_m > 0.4; Class8.6 (odd x merger) is GZ2's fraction of all volunteers answering merger")
 
 
-def truth_rule(spec, vote_cut: float = MERGER_VOTE_CUT) -> str:
+def truth_rule(spec, vote_cut: float | None) -> str:
     """The sentence stored with every merger rate: what counted as a true merger."""
     if spec.task == "gz2":
         return f"{spec.merger} vote fraction > {vote_cut:g} ({VOTE_CUT_REFERENCE})"
     return f"labelled class {spec.merger!r}"
 
 
-def true_mergers(spec, y_true: np.ndarray, vote_cut: float = MERGER_VOTE_CUT) -> np.ndarray:
-    """The truth per row, bool (N,), from evaluation targets (votes, or one-hot classes), shape (N, K)."""
+def true_mergers(spec, y_true: np.ndarray, vote_cut: float | None) -> np.ndarray:
+    """The truth per row, bool (N,), from evaluation targets (votes, or one-hot classes), shape (N, K).
+
+    ``vote_cut`` is the rule's (:attr:`galaxy_ray.merger.rule.MergerRule.vote_cut`,
+    training's ``--merger-vote-cut``); class labels need none.
+    """
+    if spec.task == "gz2" and vote_cut is None:
+        raise GalaxyRayError("gz2 merger truth needs the rule's vote cut (MergerRule.vote_cut)")
     index = spec.output_names.index(spec.merger)
     column = np.asarray(y_true, dtype=np.float64)[:, index]
     return column > (vote_cut if spec.task == "gz2" else 0.5)
 
 
 def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
-                    vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any] | None:
+                    vote_cut: float | None) -> dict[str, Any] | None:
     """The spec's ``calibration`` fitted on validation: temperature (classes), then isotonic on the merger output.
 
     Parameters
@@ -93,7 +100,7 @@ def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
 
 
 def choose_operating_point(spec, y_true: np.ndarray, probs: np.ndarray, *, threshold: float | str = "auto",
-                           precision: float | None = None, vote_cut: float = MERGER_VOTE_CUT,
+                           precision: float | None = None, vote_cut: float | None,
                            curve_points: int | None = None) -> dict[str, Any]:
     """The merger operating point on validation, for the checkpoint's ``extra["merger"]``.
 
@@ -148,7 +155,7 @@ def _reliability_lists(score: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
 
 
 def merger_reliability(spec, y_true: np.ndarray, raw: np.ndarray, probs: np.ndarray,
-                       vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
+                       vote_cut: float | None) -> dict[str, Any]:
     """Reliability of the merger output before (raw) and after calibration (``p_merger``)."""
     is_merger = true_mergers(spec, y_true, vote_cut)
     uncalibrated = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})

@@ -14,6 +14,7 @@ from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.merger.truth import MERGER_VOTE_CUT
 from galaxy_ray.train.cache import CACHE_CHOICES
 from galaxy_ray.train.scaling import AUTO, parse_workers
 
@@ -52,7 +53,7 @@ class TrainConfig:
     merger: str | None = None
     merger_threshold: float | str = "auto"
     merger_precision: float | None = None
-    merger_vote_cut: float = 0.4
+    merger_vote_cut: float = MERGER_VOTE_CUT
     class_weights: str | None = None
     label_smoothing: float = 0.0
     val_fraction: float = 0.2

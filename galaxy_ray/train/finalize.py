@@ -26,7 +26,7 @@ import numpy as np
 
 from galaxy_ray import runtime
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.merger.truth import (MERGER_VOTE_CUT, choose_operating_point, classes_reliability,
+from galaxy_ray.merger.truth import (choose_operating_point, classes_reliability,
                                         fit_calibration, merger_reliability, operating_summary, true_mergers)
 from galaxy_ray.evaluate.run import (checkpoint_split, evaluate_predictions, predict_labelled, write_predictions,
                                      write_report)
@@ -45,7 +45,7 @@ REPORT_CURVE_POINTS = 200
 
 def calibrate_and_choose(spec, y_true: np.ndarray, y_raw: np.ndarray, *, threshold: float | str = "auto",
                          precision: float | None = None,
-                         vote_cut: float = MERGER_VOTE_CUT) -> tuple[Any, np.ndarray, dict[str, Any] | None]:
+                         vote_cut: float | None) -> tuple[Any, np.ndarray, dict[str, Any] | None]:
     """Calibration and operating point from validation targets and uncalibrated probabilities.
 
     Returns
@@ -116,7 +116,7 @@ def finalize_run(run_dir: str, staged_uri: str, ds, label: str, *, batch_size: i
                  train_mean: Sequence[float] | None = None,
                  class_counts: Sequence[int] | None = None, source: str | None = None,
                  merger_threshold: float | str = "auto", merger_precision: float | None = None,
-                 vote_cut: float = MERGER_VOTE_CUT) -> dict[str, Any]:
+                 vote_cut: float | None) -> dict[str, Any]:
     """Calibrate the staged best weights on the validation rows of their own split and publish ``model.pt``.
 
     Chooses the merger threshold (``auto``: F1-optimal, or the lowest meeting

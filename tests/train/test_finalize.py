@@ -39,7 +39,7 @@ def _labelled(n: int, broken: bool = False):
 
 def test_a_finished_run_publishes_a_calibrated_model_and_removes_the_staged_weights(ray_cluster, tmp_path):
     staged = _stage(tmp_path, seed=0)
-    finalize_run(str(tmp_path), staged, _labelled(40), C.VOTES, batch_size=16, merger_threshold=0.3)
+    finalize_run(str(tmp_path), staged, _labelled(40), C.VOTES, batch_size=16, merger_threshold=0.3, vote_cut=0.4)
     _, spec, extra = model.load_checkpoint(str(tmp_path / layout.MODEL), with_extra=True)
     assert spec.calibration is not None and (spec.calibration or {}).get("merger") is not None or \
         extra["merger"].get("reason")  # isotonic needs mergers on both sides; else the reason is stored
@@ -50,14 +50,14 @@ def test_a_finished_run_publishes_a_calibrated_model_and_removes_the_staged_weig
 def test_a_run_that_dies_before_publishing_leaves_no_model(ray_cluster, tmp_path):
     staged = _stage(tmp_path, seed=0)
     with pytest.raises(GalaxyRayError, match="could be evaluated"):
-        finalize_run(str(tmp_path), staged, _labelled(12, broken=True), C.VOTES, batch_size=16)
+        finalize_run(str(tmp_path), staged, _labelled(12, broken=True), C.VOTES, batch_size=16, vote_cut=0.4)
     assert not (tmp_path / layout.MODEL).exists()  # never the uncalibrated weights under the published name
 
 
 def test_a_rerun_that_dies_before_publishing_keeps_the_previous_model(ray_cluster, tmp_path):
     finalize_run(str(tmp_path), _stage(tmp_path, seed=0), _labelled(40), C.VOTES, batch_size=16,
-                 merger_threshold=0.3)
+                 merger_threshold=0.3, vote_cut=0.4)
     published = (tmp_path / layout.MODEL).read_bytes()
     with pytest.raises(GalaxyRayError):
-        finalize_run(str(tmp_path), _stage(tmp_path, seed=1), _labelled(12, broken=True), C.VOTES, batch_size=16)
+        finalize_run(str(tmp_path), _stage(tmp_path, seed=1), _labelled(12, broken=True), C.VOTES, batch_size=16, vote_cut=0.4)
     assert (tmp_path / layout.MODEL).read_bytes() == published
