@@ -39,6 +39,7 @@ only.  The last line of output is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -162,7 +163,7 @@ class _Batches:
         out = prepare_training_batch(batch, split=cfg.split, subset="train", label=cfg.label, task=cfg.task,
                                      class_index=self.plan.class_index, preprocess=preprocess, augment=True)
         pixels = augment_batch(out["pixels"], out["key"], preprocess, cfg.seed, self.epoch + 1,
-                               self.plan.loop_config["augment"])
+                               self.plan.worker.augment)
         return torch.from_numpy(pixels), torch.from_numpy(out["target"])
 
 
@@ -269,7 +270,7 @@ def bare_loop_in_memory(plan, decoded, epochs: int, threads: int, use_gpu: bool)
 
     cfg, (pixels, keys, targets) = plan.cfg, decoded
     trainer = BareTrainer(plan, threads, use_gpu)
-    mode, preprocess, bs = plan.loop_config["augment"], plan.spec.preprocess, cfg.batch_size
+    mode, preprocess, bs = plan.worker.augment, plan.spec.preprocess, cfg.batch_size
     out = []
     for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(len(pixels))
@@ -314,7 +315,7 @@ def ray_train(plan, shuffle_buffer_batches: int | None = None, side: str = "Ray 
     from galaxy_ray.train import make_trainer
 
     threads_file = Path(plan.cfg.storage, f"{plan.cfg.name}.threads")
-    plan.loop_config["progress"] = "off"  # this benchmark prints its own lines
+    plan.worker = dataclasses.replace(plan.worker, progress="off")  # this benchmark prints its own lines
     t0 = time.perf_counter()
     trainer = make_trainer(plan, train_loop=recording_loop(str(threads_file), shuffle_buffer_batches))
     cache_seconds = time.perf_counter() - t0 if plan.cache.enabled else 0.0

@@ -113,14 +113,15 @@ def known_net_loop(config):
     import torch
 
     from galaxy_ray.io import layout
-    from galaxy_ray.model import ModelSpec, checkpoint_bytes
+    from galaxy_ray.model import checkpoint_bytes
 
-    spec = ModelSpec.from_dict(config["spec"])
+    worker = config["worker"]
+    spec = worker.spec
     row = {"epoch": 1, "phase": "full", "train_loss": 0.0, "val_loss": 0.0, "val_accuracy": 0.5,
            "val_balanced_accuracy": 0.5, "lr": 0.0, "seconds": 0.0}
     state = {"epoch": 1, "best": 0.5, "bad_epochs": 0, "history": [row], "stopped": False, "resumes": []}
     with tempfile.TemporaryDirectory() as tmp:
-        extra = {"epoch": 1, **config["extra"]}
+        extra = {"epoch": 1, **worker.extra}
         Path(tmp, layout.MODEL).write_bytes(checkpoint_bytes(brightness_net(spec), spec, extra))
         torch.save(state, Path(tmp, layout.TRAIN_STATE))
         ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(tmp))

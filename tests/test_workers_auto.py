@@ -84,9 +84,9 @@ def test_auto_on_the_real_local_cluster(ray_cluster, tmp_path):
     cfg = config_from_args(["--source", source, "--image-size", "16", "--gpu", "no", "--storage", str(tmp_path / "runs")])
     plan = plan_run(cfg)
     assert (plan.layout.workers, plan.layout.threads, plan.use_gpu) == (2, 1, False)
-    config = plan.loop_config
-    assert config["torch_threads"] == 1 and config["n_train"] == plan.summary.n_train
-    assert config["progress"] == "lines"  # pytest captures stderr: not a terminal
-    assert config["verbose"] == runtime.is_verbose()
+    config = plan.worker
+    assert config.torch_threads == 1 and config.n_train == plan.summary.n_train
+    assert config.progress == "lines"  # pytest captures stderr: not a terminal
+    assert config.verbose == runtime.is_verbose()
     scaling = make_trainer(plan).scaling_config
     assert scaling.num_workers == 2 and scaling.resources_per_worker == {"CPU": 1.0}

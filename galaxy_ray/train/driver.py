@@ -25,6 +25,7 @@ from galaxy_ray.train.data import (DataSummary, augmentation_for, build_datasets
                                    open_training_source, summarize_labels)
 from galaxy_ray.train.loop import train_loop_per_worker, write_metrics_csv
 from galaxy_ray.train.scaling import AUTO, AUTO_LOCAL_CPUS, WorkerLayout, worker_layout
+from galaxy_ray.train.worker_config import WORKER_KEY, WorkerConfig
 
 __all__ = ["RunPlan", "main", "make_trainer", "plan_run", "run_training"]
 
@@ -41,29 +42,28 @@ class RunPlan:
     class_index: dict[str, int] | None
     class_weights: list[float] | None
     use_gpu: bool
-    loop_config: dict[str, Any]
+    worker: WorkerConfig
     layout: WorkerLayout
     cache: CachePlan
 
 
-def _loop_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, weights: list[float] | None,
-                 layout: WorkerLayout) -> dict:
+def _worker_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, weights: list[float] | None,
+                   layout: WorkerLayout) -> WorkerConfig:
     metric, mode = cfg.monitor
     extra = {"task": cfg.task, "train_mean": summary.train_mean, "class_counts": summary.class_counts,
              "source": cfg.source, "run": cfg.name,
              "split": cfg.split.to_dict()}
-    return {
-        "spec": spec.to_dict(), "weights": cfg.weights, "epochs": cfg.epochs,
-        "freeze_epochs": cfg.resolved_freeze_epochs(), "batch_size": cfg.batch_size, "lr": cfg.lr,
-        "finetune_lr_scale": cfg.finetune_lr_scale, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
-        "patience": cfg.patience, "seed": cfg.seed, "monitor": metric, "monitor_mode": mode,
-        "class_weights": weights, "label_smoothing": cfg.label_smoothing, "run_dir": run_dir,
-        "name": cfg.name, "extra": {k: v for k, v in extra.items() if v is not None}, "bn_samples": cfg.bn_samples,
-        "augment": augmentation_for(cfg.augment, cfg.crop_fraction),
-        "n_train": summary.n_train, "torch_threads": layout.threads, "verbose": runtime.is_verbose(),
+    return WorkerConfig(
+        spec=spec, weights=cfg.weights, epochs=cfg.epochs, freeze_epochs=cfg.resolved_freeze_epochs(),
+        batch_size=cfg.batch_size, lr=cfg.lr, finetune_lr_scale=cfg.finetune_lr_scale,
+        weight_decay=cfg.weight_decay, schedule=cfg.schedule, patience=cfg.patience, seed=cfg.seed,
+        monitor=metric, monitor_mode=mode, augment=augmentation_for(cfg.augment, cfg.crop_fraction),
+        run_dir=run_dir, name=cfg.name, bn_samples=cfg.bn_samples, label_smoothing=cfg.label_smoothing,
+        extra={k: v for k, v in extra.items() if v is not None}, class_weights=weights,
+        n_train=summary.n_train, torch_threads=layout.threads, verbose=runtime.is_verbose(),
         # a live bar only where a person watches a terminal; a job log gets one line per interval
-        "progress": "live" if sys.stderr.isatty() else "lines",
-    }
+        progress="live" if sys.stderr.isatty() else "lines",
+    )
 
 
 def plan_run(cfg: TrainConfig) -> RunPlan:
@@ -105,7 +105,7 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
     cache = plan_cache(cfg.cache, prepared_bytes(summary.n_train, summary.n_val, n_bn, preprocess),
                        resources.get("object_store_memory", 0))
     return RunPlan(cfg, run_dir, ds, summary, spec, class_index, weights, use_gpu,
-                   _loop_config(cfg, run_dir, spec, summary, weights, layout), layout, cache)
+                   _worker_config(cfg, run_dir, spec, summary, weights, layout), layout, cache)
 
 
 def _storage_args(uri: str) -> tuple[Any, str]:
@@ -117,7 +117,7 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
     """The :class:`ray.train.torch.TorchTrainer` of a planned run.
 
     ``train_loop`` replaces :func:`galaxy_ray.train.loop.train_loop_per_worker`
-    (a one-argument function of the loop config; tests and benchmarks wrap it).
+    (a one-argument function of the loop config ``{"worker": WorkerConfig}``; tests and benchmarks wrap it).
     Ray Data keeps the order of rows, so that one worker with one seed sees the
     same batches on every run.  Each worker reserves ``plan.layout.threads``
     CPUs (and a GPU with ``use_gpu``).
@@ -133,7 +133,7 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
     fs, storage_path = _storage_args(cfg.storage)
     return TorchTrainer(
         train_loop or train_loop_per_worker,
-        train_loop_config=plan.loop_config,
+        train_loop_config={WORKER_KEY: plan.worker},
         scaling_config=ScalingConfig(num_workers=plan.layout.workers, use_gpu=plan.use_gpu,
                                      resources_per_worker=plan.layout.resources_per_worker()),
         run_config=RunConfig(

@@ -6,7 +6,7 @@ stopping on the validation metric, bf16 autocast and channels_last on GPUs.
 Every epoch reports metrics and a checkpoint to Ray Train; a replaced worker
 (or a rerun of the same command) resumes from the last one.
 
-Rank 0 shows the training pass of each epoch as it goes (the loop config's
+Rank 0 shows the training pass of each epoch as it goes (the worker config's
 ``progress``: a bar on the driver's terminal, plain lines in a job log, or
 nothing) and one summary line per epoch; Ray's own INFO records stay in its
 log files unless the run is verbose.
@@ -20,11 +20,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from galaxy_ray import raycompat, runtime
 from galaxy_ray.io import layout, storage
 from galaxy_ray.train.progress import EpochProgress, epoch_samples
+from galaxy_ray.train.worker_config import WorkerConfig, worker_config
 from galaxy_ray.train.steps import AugmentingCollate, ValidationSums, recompute_batchnorm, train_one_epoch, validate
 
 __all__ = ["SHUFFLE_BUFFER_BATCHES", "recompute_batchnorm", "train_loop_per_worker",
@@ -61,14 +62,14 @@ def _phase(epoch: int, freeze_epochs: int) -> str:
     return "frozen" if epoch <= freeze_epochs else "full"
 
 
-def _make_optimizer(net, cfg: Mapping[str, Any], phase: str, n_epochs: int):
+def _make_optimizer(net, cfg: WorkerConfig, phase: str, n_epochs: int):
     import torch
 
     params = [p for p in net.parameters() if p.requires_grad]
-    lr = cfg["lr"] if phase == "frozen" or cfg["freeze_epochs"] == 0 else cfg["lr"] * cfg["finetune_lr_scale"]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"])
-    if cfg["schedule"] == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=cfg["monitor_mode"], factor=0.3, patience=1)
+    lr = cfg.lr if phase == "frozen" or cfg.freeze_epochs == 0 else cfg.lr * cfg.finetune_lr_scale
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=cfg.monitor_mode, factor=0.3, patience=1)
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, n_epochs), eta_min=lr * 0.01)
     return opt, sched
@@ -88,7 +89,7 @@ def _all_reduce(values: list[float], device) -> list[float]:
 class WorkerRun:
     """What one worker holds across epochs."""
 
-    config: dict[str, Any]
+    config: WorkerConfig
     rank: int
     world: int
     device: Any
@@ -110,24 +111,24 @@ class WorkerRun:
         return self.device.type == "cuda"
 
 
-def _start(config: dict[str, Any]) -> WorkerRun:
+def _start(config: WorkerConfig) -> WorkerRun:
     """Seed, build (or restore from Ray Train's checkpoint) the model and the early-stopping state."""
     import ray.train
     import ray.train.torch
     import torch
 
-    from galaxy_ray.model import ModelSpec, build_model, loss_function
+    from galaxy_ray.model import build_model, loss_function
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if config.get("torch_threads"):  # the driver's choice, which leaves cores to Ray Data's decoding
-        torch.set_num_threads(int(config["torch_threads"]))
-    torch.manual_seed(config["seed"] + rank)
-    spec = ModelSpec.from_dict(config["spec"])
+    if config.torch_threads:  # the driver's choice, which leaves cores to Ray Data's decoding
+        torch.set_num_threads(int(config.torch_threads))
+    torch.manual_seed(config.seed + rank)
+    spec = config.spec
     state: dict[str, Any] = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "stopped": False,
                              "resumes": []}
     checkpoint = ray.train.get_checkpoint()
-    net = build_model(spec, "none" if checkpoint else config["weights"])
+    net = build_model(spec, "none" if checkpoint else config.weights)
     saved_optimizer = None
     if checkpoint:
         with checkpoint.as_directory() as d:
@@ -136,15 +137,15 @@ def _start(config: dict[str, Any]) -> WorkerRun:
         saved_optimizer = {"optimizer": state.pop("optimizer"), "scheduler": state.pop("scheduler")}
         state["resumes"] = list(state.get("resumes", [])) + [state["epoch"]]
         if rank == 0:
-            _progress(f"galaxy-ray: resuming {config['name']} after epoch {state['epoch']}")
+            _progress(f"galaxy-ray: resuming {config.name} after epoch {state['epoch']}")
     device = ray.train.torch.get_device()
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     shards = {name: ray.train.get_dataset_shard(name) for name in ("train", "val")}
-    shards["bn"] = ray.train.get_dataset_shard("bn") if config.get("bn_samples") else None
-    loss_fn = loss_function(spec, config["class_weights"], config["label_smoothing"])
+    shards["bn"] = ray.train.get_dataset_shard("bn") if config.bn_samples else None
+    loss_fn = loss_function(spec, config.class_weights, config.label_smoothing)
     return WorkerRun(config, rank, world, device, spec, net, state, loss_fn, shards,
-                     epoch_samples=epoch_samples(config.get("n_train"), world), saved_optimizer=saved_optimizer)
+                     epoch_samples=epoch_samples(config.n_train, world), saved_optimizer=saved_optimizer)
 
 
 def _enter_phase(run: WorkerRun, epoch: int) -> None:
@@ -153,14 +154,14 @@ def _enter_phase(run: WorkerRun, epoch: int) -> None:
 
     from galaxy_ray.model import set_backbone_trainable
 
-    phase = _phase(epoch, run.config["freeze_epochs"])
+    phase = _phase(epoch, run.config.freeze_epochs)
     if phase == run.phase:
         return
     run.phase = phase
     set_backbone_trainable(run.net, phase == "full")
     # DDP must be rebuilt when the set of trainable parameters changes.
     run.model = ray.train.torch.prepare_model(run.net)
-    freeze, epochs = run.config["freeze_epochs"], run.config["epochs"]
+    freeze, epochs = run.config.freeze_epochs, run.config.epochs
     run.opt, run.sched = _make_optimizer(run.net, run.config, phase, freeze if phase == "frozen" else epochs - freeze)
     previous = run.state["history"][-1]["phase"] if run.state["history"] else None
     if run.saved_optimizer is not None and previous == phase:
@@ -173,13 +174,13 @@ def _record(run: WorkerRun, row: dict[str, Any]) -> float:
     """Append the epoch's row, update best / patience / early stop, step the schedule; returns the metric."""
     import torch
 
-    state, metric, mode = run.state, run.config["monitor"], run.config["monitor_mode"]
+    state, metric, mode = run.state, run.config.monitor, run.config.monitor_mode
     value = row[metric]
     better = state["best"] is None or (value < state["best"] if mode == "min" else value > state["best"])
     state["best"] = value if better else state["best"]
     state["bad_epochs"] = 0 if better else state["bad_epochs"] + 1
     # Early stopping only judges the whole-network phase: the frozen one is expected to plateau.
-    state["stopped"] = row["phase"] == "full" and state["bad_epochs"] >= run.config["patience"]
+    state["stopped"] = row["phase"] == "full" and state["bad_epochs"] >= run.config.patience
     state["epoch"] = row["epoch"]
     state["history"].append(row)
     if isinstance(run.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -199,14 +200,14 @@ def _report(run: WorkerRun, row: dict[str, Any], metrics: dict[str, Any]) -> Non
     if run.rank != 0:
         ray.train.report(metrics, checkpoint=None)
         return
-    config, metric = run.config, run.config["monitor"]
+    config, metric = run.config, run.config.monitor
     seconds = max(row["seconds"], 1e-9)
-    _progress(f"epoch {row['epoch']}/{config['epochs']} [{row['phase']}] train_loss {row['train_loss']:.4f} "
+    _progress(f"epoch {row['epoch']}/{config.epochs} [{row['phase']}] train_loss {row['train_loss']:.4f} "
               f"val_loss {row['val_loss']:.4f} {metric} {row[metric]:.4f} lr {row['lr']:.2e} {row['seconds']:.1f} s "
               f"({metrics['samples'] / seconds:.0f} samples/s)" + ("  early stop" if run.state["stopped"] else ""))
-    write_metrics_csv(storage.join(config["run_dir"], layout.METRICS_CSV), run.state["history"], metric)
+    write_metrics_csv(storage.join(config.run_dir, layout.METRICS_CSV), run.state["history"], metric)
     with tempfile.TemporaryDirectory(prefix="galaxy-ray-ckpt-") as tmp:
-        extra = {"epoch": row["epoch"], metric: row[metric], **config["extra"]}
+        extra = {"epoch": row["epoch"], metric: row[metric], **config.extra}
         Path(tmp, layout.MODEL).write_bytes(checkpoint_bytes(run.net, run.spec, extra))
         torch.save(dict(run.state, optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict()),
                    Path(tmp, layout.TRAIN_STATE))
@@ -217,16 +218,16 @@ def _report(run: WorkerRun, row: dict[str, Any], metrics: dict[str, Any]) -> Non
 def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
     import torch
 
-    config, bs = run.config, run.config["batch_size"]
+    config, bs = run.config, run.config.batch_size
     target_dtype = torch.float32 if run.spec.task == "gz2" else torch.int64
     t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
-    collate = AugmentingCollate(run.spec.preprocess, config["seed"], epoch, target_dtype,
-                                config["augment"])
-    mode = config.get("progress", "lines") if run.rank == 0 else "off"
-    with EpochProgress(epoch, config["epochs"], run.epoch_samples, world=run.world, mode=mode) as progress:
+    collate = AugmentingCollate(run.spec.preprocess, config.seed, epoch, target_dtype,
+                                config.augment)
+    mode = config.progress if run.rank == 0 else "off"
+    with EpochProgress(epoch, config.epochs, run.epoch_samples, world=run.world, mode=mode) as progress:
         loss_sum, count, data_wait = train_one_epoch(
             run.model, run.shards["train"], run.loss_fn, run.opt, collate, batch_size=bs,
-            shuffle_rows=shuffle_buffer_batches * bs or None, shuffle_seed=config["seed"] + 1000 * epoch + run.rank,
+            shuffle_rows=shuffle_buffer_batches * bs or None, shuffle_seed=config.seed + 1000 * epoch + run.rank,
             cuda=run.cuda, progress=progress)
     run.epoch_samples = run.epoch_samples or progress.done  # without n_train, the first epoch tells the total
     train_seconds = time.perf_counter() - t0
@@ -256,11 +257,8 @@ def train_loop_per_worker(config: dict[str, Any], *, on_epoch_start: Callable[[i
     Parameters
     ----------
     config : dict
-        The ``loop_config`` of :func:`galaxy_ray.train.driver.plan_run`.  Besides the
-        training settings it may hold ``n_train`` (training rows in the split: the
-        progress total), ``progress`` (``live``, ``lines`` (default) or ``off``),
-        ``verbose`` (show Ray's INFO records; default :func:`galaxy_ray.runtime.is_verbose`)
-        and ``torch_threads`` (intra-op threads of each worker; default torch's).
+        The loop config of :func:`galaxy_ray.train.driver.make_trainer`, ``{"worker": WorkerConfig}``
+        (:class:`galaxy_ray.train.worker_config.WorkerConfig`, built by the driver).
     on_epoch_start : callable, optional
         Called with the epoch number before each epoch (tests use it to end a worker).
     shuffle_buffer_batches : int
@@ -269,9 +267,10 @@ def train_loop_per_worker(config: dict[str, Any], *, on_epoch_start: Callable[[i
     Ray Train calls this with ``config`` only; the keyword arguments are for a
     caller that wraps it in its own one-argument loop function.
     """
-    runtime.quiet_worker_logs(config.get("verbose"))
+    config = worker_config(config)
+    runtime.quiet_worker_logs(config.verbose)
     run = _start(config)
-    for epoch in range(run.state["epoch"] + 1, config["epochs"] + 1):
+    for epoch in range(run.state["epoch"] + 1, config.epochs + 1):
         if run.state["stopped"]:
             break
         if on_epoch_start is not None:
