@@ -24,6 +24,7 @@ from galaxy_ray.data import sources
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.data.transforms import PreprocessConfig, preprocess_batch
 from galaxy_ray.infer import pipeline
+from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.synthetic import synthetic_table
 
@@ -248,9 +249,10 @@ def test_reading_and_decoding_run_as_one_task_per_shard(ray_cluster, gz2_checkpo
     source, _ = survey
     plan = infer.make_plan(sources.open_source(source, "shards"), rows_per_file=15)
     _, spec = model_mod.load_checkpoint(gz2_checkpoint)
+    rule = MergerRule.from_checkpoint(spec, {}, threshold=0.5)
     for decode_tasks in (None, 2):
         ds = pipeline.build_pipeline(gz2_checkpoint, plan, plan.units, spec, batch_size=8, tta=False,
-                                     merger_threshold=0.5, actors=(1, 1), use_gpu=False, cpus=2,
+                                     rule=rule, actors=(1, 1), use_gpu=False, cpus=2,
                                      decode_tasks=decode_tasks)
         done = ds.materialize()
         assert done.count() == plan.rows
