@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = out / "runs" / "demo-gz2"
     _run("4. stream the survey through the model into a morphology catalog",
          ["infer", "--checkpoint", str(run_dir / "model.pt"), "--source", str(out / "survey"),
-          "--out", str(out / "catalog"), "--batch-size", "64"])
+          "--out", str(out / "catalog"), "--batch-size", "64", "--overwrite"])
     _run("5. everything within 5 degrees of (RA, Dec) = (180, 30)",
          ["query", str(out / "catalog"), "--cone", "180", "30", "5",
           "--columns", "object_id,ra,dec,morphology,p_merger", "--limit", "10",

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     runtime.add_gpu_argument(p, "one GPU per model actor")
     p.add_argument("--hats", nargs="?", const="", metavar="DIR",
                    help="also write the catalog as a HATS collection for LSDB to DIR (default <out>_hats)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the catalog in --out when another model, input, preprocessing or merger "
+                        "threshold made it (without this, such a rerun is refused)")
     runtime.add_verbose_argument(p)
     p.add_argument("--decode-tasks", type=int, default=None, help="cap on concurrent decode tasks")
     return p
@@ -77,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows_per_file=args.rows_per_file, tta=args.tta, merger_threshold=args.merger_threshold,
         merger_precision=args.merger_precision,
         num_actors=args.num_actors, use_gpu=args.gpu, decode_tasks=args.decode_tasks,
-        source_options=sources.source_options(args), log=lambda s: print(s, flush=True),
+        source_options=sources.source_options(args), overwrite=args.overwrite, log=lambda s: print(s, flush=True),
     )
     print(f"rows with errors: {summary['error_rows']}", flush=True)
     if args.hats is not None:

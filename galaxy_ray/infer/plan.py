@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.infer import run_key
 from galaxy_ray.io import layout, storage
 
 __all__ = ["DEFAULT_ROWS_PER_FILE", "UNIT_COLUMN", "Unit", "Plan", "plan_shard_units", "plan_row_units",
@@ -76,6 +77,8 @@ class Plan:
     #: row plans: the source (a galaxy_ray.data.sources.Source) and its metadata table
     source: Any = None
     metadata: Any = None
+    #: what the plan knows of the input, hashed (galaxy_ray.infer.run_key): another input, another fingerprint
+    fingerprint: str = ""
 
     @property
     def rows(self) -> int:
@@ -194,8 +197,10 @@ def make_plan(source, rows_per_file: int) -> Plan:
         footers = _shard_footers(shards)
         plan = plan_shard_units(shards, [f.num_rows for f in footers], rows_per_file)
         plan.columns = footers[0].schema.to_arrow_schema().names if footers else []
+        plan.fingerprint = run_key.shard_fingerprint(shards, footers)
         return plan
     meta = source.metadata()  # ids, positions, file locations: no pixels
     plan = plan_row_units(len(meta), rows_per_file)
     plan.source, plan.metadata = source, meta
+    plan.fingerprint = run_key.metadata_fingerprint(meta)
     return plan

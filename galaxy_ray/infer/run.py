@@ -22,7 +22,7 @@ from galaxy_ray import runtime
 from galaxy_ray.data import sources
 from galaxy_ray.data.sources import identity
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.infer import pipeline
+from galaxy_ray.infer import pipeline, run_key
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
 from galaxy_ray.infer.writer import UnitWriter, catalog_totals
@@ -82,16 +82,20 @@ def merger_rule(spec, extra: dict, merger_threshold: float | str, merger_precisi
     return rule
 
 
-def _pending_units(out: str, plan: Plan, log: Callable[[str], None]) -> list:
+def _pending_units(out: str, plan: Plan, key: dict, overwrite: bool, log: Callable[[str], None]) -> list:
     """The units of ``plan`` whose file ``out`` does not hold yet; removes a killed run's temp files.
 
     Raises
     ------
     GalaxyRayError
-        ``out`` holds catalog files of a different plan.
+        ``out`` holds catalog files made by another run key
+        (:func:`galaxy_ray.infer.run_key.check_run_key`) or of a different plan.
     """
     storage.makedirs(out)
     state = resume.scan_output(out)
+    run_key.check_run_key(out, key, state.published, overwrite, log)
+    if overwrite:
+        state = resume.scan_output(out)
     published = state.published
     stale = resume.remove_temps(state)
     if stale:
@@ -100,8 +104,8 @@ def _pending_units(out: str, plan: Plan, log: Callable[[str], None]) -> list:
     if foreign:
         raise GalaxyRayError(
             f"{out}: holds {len(foreign)} catalog file(s) from a different split of the input "
-            f"(e.g. {foreign[0]}; another --rows-per-file or source?); rerun with the same options, "
-            "or write to a new --out"
+            f"(e.g. {foreign[0]}; another --rows-per-file?); rerun with the same options, "
+            "write to a new --out, or pass --overwrite to replace them"
         )
     return [u for u in plan.units if u.name not in published]
 
@@ -206,6 +210,7 @@ def run_inference(
     use_gpu: bool | str = "auto",
     decode_tasks: int | None = None,
     source_options: dict | None = None,
+    overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -241,6 +246,9 @@ def run_inference(
         Cap on concurrent decode/preprocess tasks (default: Ray Data decides).
     source_options : dict, optional
         Keywords of ``sources.open_source`` (``filename_mapping``, ``galaxy10``).
+    overwrite : bool
+        Replace the catalog ``out`` holds when it was made by another run key
+        (another model, input, preprocessing or merger rule) instead of refusing.
     progress : bool
         Show a progress bar (a plain line per 5% when stderr is not a terminal).
     log : callable
@@ -255,8 +263,8 @@ def run_inference(
     Raises
     ------
     GalaxyRayError
-        Bad options, a missing checkpoint or source, an output holding another
-        plan's files, or a stream that ended early.
+        Bad options, a missing checkpoint or source, an output holding files
+        of another run key or plan (without ``overwrite``), or a stream that ended early.
     """
     t0 = time.perf_counter()
     _check_options(batch_size)
@@ -273,7 +281,8 @@ def run_inference(
     use_gpu = runtime.resolve_gpu(use_gpu, gpus)
     plan = make_plan(src, rows_per_file)
     provenance.update(_identity(plan, log))
-    pending = _pending_units(out, plan, log)
+    provenance["source_fingerprint"] = plan.fingerprint
+    pending = _pending_units(out, plan, run_key.run_key(provenance, plan.fingerprint), overwrite, log)
     log(f"{source} ({src.format}): {plan.rows} rows in {len(plan.units)} output file(s); "
         f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
 

@@ -80,6 +80,7 @@ def _flags_by_id(ray_cluster, s, threshold: str | None) -> dict[str, dict[str, b
     return {"predict": by_predict, "evaluate": by_evaluate, "infer": by_infer}
 
 
+@pytest.mark.slow
 def test_predict_evaluate_and_infer_flag_by_the_checkpoints_stored_threshold(ray_cluster, flagged_survey):
     s = flagged_survey
     assert abs(s["threshold"] - 0.5) > 0.01
@@ -91,6 +92,7 @@ def test_predict_evaluate_and_infer_flag_by_the_checkpoints_stored_threshold(ray
         assert got == expected, stage
 
 
+@pytest.mark.slow
 def test_a_users_threshold_overrides_the_stored_one_in_all_three(ray_cluster, flagged_survey):
     s = flagged_survey
     user = float(np.quantile(s["p"].astype(np.float64), 0.8))

@@ -37,6 +37,7 @@ def _labelled(n: int, broken: bool = False):
     return ray.data.from_arrow(table)
 
 
+@pytest.mark.slow
 def test_a_finished_run_publishes_a_calibrated_model_and_removes_the_staged_weights(ray_cluster, tmp_path):
     staged = _stage(tmp_path, seed=0)
     finalize_run(str(tmp_path), staged, _labelled(40), C.VOTES, batch_size=16, merger_threshold=0.3, vote_cut=0.4)
@@ -54,6 +55,7 @@ def test_a_run_that_dies_before_publishing_leaves_no_model(ray_cluster, tmp_path
     assert not (tmp_path / layout.MODEL).exists()  # never the uncalibrated weights under the published name
 
 
+@pytest.mark.slow
 def test_a_rerun_that_dies_before_publishing_keeps_the_previous_model(ray_cluster, tmp_path):
     finalize_run(str(tmp_path), _stage(tmp_path, seed=0), _labelled(40), C.VOTES, batch_size=16,
                  merger_threshold=0.3, vote_cut=0.4)
