@@ -124,7 +124,8 @@ class GZ2Catalog(FileRowsSource):
 
     def metadata(self) -> pd.DataFrame:
         text = list(self.position_columns or ())
-        table = read_table(self.table_uri, columns_as_string=[self.id_column], csv_text=text)
+        table = read_table(self.table_uri, columns_as_string=[self.id_column], csv_text=text,
+                           id_columns=[self.id_column])
         ids = table[self.id_column].astype(str).str.strip()
         if table[self.id_column].isna().any():
             raise GalaxyRayError(f"{self.table_uri}: empty values in id column '{self.id_column}'")

@@ -40,7 +40,7 @@ def read_mapping(uri: str) -> pd.DataFrame:
             f"{OBJID}, {SAMPLE}, {ASSET_ID} (columns here start {', '.join(columns[:6])})"
         )
     wanted = [c for c in (OBJID, SAMPLE, ASSET_ID) if c in columns]
-    table = read_table(uri, columns_as_string=wanted, columns=wanted)
+    table = read_table(uri, columns_as_string=wanted, columns=wanted, id_columns=[OBJID])
     table = table.dropna(subset=[OBJID, ASSET_ID])
     for c in wanted:
         table[c] = table[c].str.strip()

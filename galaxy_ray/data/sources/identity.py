@@ -176,3 +176,73 @@ def refuse_duplicate_ids(ids: Sequence[object], where: str) -> None:
             f"{where}: {len(dup)} object_id{'s are' if len(dup) > 1 else ' is'} on several rows ({shown}"
             f"{' ...' if len(dup) > SHOWN else ''}); give each cutout its own id or drop the repeats"
         )
+
+
+#: Largest integer every float64 holds exactly (2**53): above it, ids stored as floats lose digits.
+EXACT_FLOAT_ID = 2**53
+#: How a CSV writes a float id: a decimal point or an exponent (``5.877229817410355e+17``).
+_FLOAT_TEXT = r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$"
+
+
+def _float_id_error(column: str, where: str, example: object, why: str) -> GalaxyRayError:
+    return GalaxyRayError(
+        f"{where}: id column '{column}' holds {why} (e.g. {example}), so ids have lost digits and two objects "
+        f"can share one; write '{column}' as int64 or as strings (pandas turns an int column with a missing "
+        f"value into float64: read it with dtype={{'{column}': str}} or 'Int64')"
+    )
+
+
+def exact_float_ids(values: pd.Series, column: str, where: str) -> pd.Series:
+    """Ids that a table stores as floats, as exact integers, or a refusal.
+
+    Parameters
+    ----------
+    values : pandas.Series of float
+        An id column of float type (what pandas makes of an int column with a missing value).
+    column, where
+        The column and the table, for the message.
+
+    Returns
+    -------
+    pandas.Series of str
+        Each id as its integer digits (``1.0`` -> ``"1"``); NaN stays missing.
+
+    Raises
+    ------
+    GalaxyRayError
+        A value that is not an integer, or above 2**53 in size (float64 cannot
+        hold every such integer, so distinct ids may have become one).
+    """
+    arr = values.to_numpy(dtype="float64", na_value=float("nan"))
+    finite = arr[~pd.isna(arr)]
+    big = finite[abs(finite) > EXACT_FLOAT_ID]
+    if big.size:
+        raise _float_id_error(column, where, repr(float(big[0])), "float values above 2**53")
+    fractional = finite[finite != finite.round()]
+    if fractional.size:
+        raise _float_id_error(column, where, repr(float(fractional[0])), "float values that are not integers")
+    return values.astype("Int64").astype("string").astype(object).where(values.notna(), None)
+
+
+def refuse_float_text_ids(values: pd.Series, column: str, where: str) -> None:
+    """Refuse ids read as text that a CSV writer printed from floats above 2**53 (``5.877229817410355e+17``).
+
+    Parameters
+    ----------
+    values : pandas.Series of str
+        An id column read as text.
+    column, where
+        The column and the table, for the message.
+
+    Raises
+    ------
+    GalaxyRayError
+        An id written as a float (a decimal point or an exponent) whose value exceeds 2**53.
+    """
+    text = values.dropna().astype(str).str.strip()
+    floaty = text[text.str.contains(r"[.eE]", regex=True) & text.str.match(_FLOAT_TEXT)]
+    if floaty.empty:
+        return
+    big = floaty[pd.to_numeric(floaty, errors="coerce").abs() > EXACT_FLOAT_ID]
+    if not big.empty:
+        raise _float_id_error(column, where, big.iloc[0], "floats above 2**53 written as text")

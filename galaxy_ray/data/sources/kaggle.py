@@ -52,7 +52,7 @@ class KaggleGZ2(FileRowsSource):
             if not files:
                 raise GalaxyRayError(f"{self.root}: no {SOLUTIONS} and no .jpg cutouts; not a Kaggle GZ2 folder")
             return pd.DataFrame({C.OBJECT_ID: [basename(f).rsplit(".", 1)[0] for f in files], PATH: files})
-        table = read_table(self.solutions, columns_as_string=[ID])
+        table = read_table(self.solutions, columns_as_string=[ID], id_columns=[ID])
         if ID not in table.columns:
             raise GalaxyRayError(f"{self.solutions}: no '{ID}' column; expected GalaxyID, Class1.1 ... Class11.6")
         missing = [c for c in GZ2_KAGGLE_COLUMNS if c not in table.columns]

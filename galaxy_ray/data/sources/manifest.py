@@ -22,6 +22,7 @@ from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 from galaxy_ray.data.sources._common import PATH, FileRowsSource, read_parquet, require_kaggle_columns, resolve
+from galaxy_ray.data.sources.identity import exact_float_ids
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, parent
 from galaxy_ray.data.sources.positions import parse_positions
 from galaxy_ray.data.sources.tables import file_compression, is_parquet, read_table
@@ -92,6 +93,8 @@ class Manifest(FileRowsSource):
         ids = table[self.id_column]
         if ids.isna().any():
             raise GalaxyRayError(f"{self.table_uri}: empty values in id column '{self.id_column}'")
+        if pd.api.types.is_float_dtype(ids):  # a Parquet manifest streamed by Ray Data keeps its types
+            ids = exact_float_ids(ids, self.id_column, self.table_uri)
         meta[C.OBJECT_ID] = ids.astype(str).str.strip()
         if C.RA in table.columns or C.DEC in table.columns:
             ra, dec = (table[c] if c in table.columns else pd.Series(pd.NA, index=table.index) for c in (C.RA, C.DEC))
@@ -101,7 +104,8 @@ class Manifest(FileRowsSource):
         return meta
 
     def metadata(self) -> pd.DataFrame:
-        meta = self.normalise(read_table(self.table_uri, columns_as_string=self.strings, csv_text=self.positions))
+        meta = self.normalise(read_table(self.table_uri, columns_as_string=self.strings, csv_text=self.positions,
+                                          id_columns=[self.id_column]))
         self._check_cutouts(meta)
         exclude = [C.OBJECT_ID, C.RA, C.DEC, C.LABEL, *GZ2_KAGGLE_COLUMNS]
         self.set_extras(meta, exclude)
@@ -125,7 +129,8 @@ class Manifest(FileRowsSource):
             # Ray's readers take the wrapping from the file name only; read such a manifest here.
             return super().dataset(rows_per_block)
         needed = [self.id_column, PATH_COLUMN, *self.positions]
-        head = read_table(self.table_uri, columns_as_string=self.strings, csv_text=self.positions, columns=needed)
+        head = read_table(self.table_uri, columns_as_string=self.strings, csv_text=self.positions, columns=needed,
+                          id_columns=[self.id_column])
         self._check_cutouts(self.located(head))
         fs, path = storage.pyarrow_filesystem(self.table_uri)
         if is_parquet(self.table_uri):

@@ -26,6 +26,7 @@ from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.data.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
+from galaxy_ray.data.sources.identity import exact_float_ids
 from galaxy_ray.data.sources.listing import SourceListing, as_listing
 
 SUFFIX = ".parquet"
@@ -109,6 +110,34 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
+def check_shard_ids(files: Sequence[str]) -> None:
+    """Refuse shards whose ``object_id`` is a float column holding values that cannot be exact ids.
+
+    ``pack`` writes ids as strings; a shard written by other tools may store
+    them as float64.  Only then are the id columns read (the first footer says).
+
+    Raises
+    ------
+    GalaxyRayError
+        Float ids above 2**53 or not integers, naming the shard and the fix.
+    """
+    fs, path = storage.pyarrow_filesystem(files[0])
+    try:
+        with fs.open_input_file(path) as f:
+            field = pq.ParquetFile(f).schema_arrow.field(C.OBJECT_ID)
+    except (OSError, pa.ArrowInvalid, KeyError):
+        return  # reading reports an unreadable shard
+    if not pa.types.is_floating(field.type):
+        return
+    for uri in files:
+        fs, path = storage.pyarrow_filesystem(uri)
+        try:
+            ids = pq.read_table(path, filesystem=fs, columns=[C.OBJECT_ID])[C.OBJECT_ID].to_pandas()
+        except (OSError, pa.ArrowInvalid):
+            continue  # a shard that cannot be read is reported where its rows are read
+        exact_float_ids(ids, C.OBJECT_ID, uri)
+
+
 class Shards(Source):
     """A directory of Parquet shards with an ``image`` column."""
 
@@ -122,6 +151,7 @@ class Shards(Source):
         for needed in (C.OBJECT_ID, C.IMAGE):
             if needed not in columns:
                 raise GalaxyRayError(f"{self.files[0]}: no '{needed}' column; not a shard of the cutout table")
+        check_shard_ids(self.files)
 
     def dataset(self, rows_per_block: int = 64):
         fs, _ = storage.pyarrow_filesystem(self.files[0])

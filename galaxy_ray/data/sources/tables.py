@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import storage
+from galaxy_ray.data.sources.identity import exact_float_ids, refuse_float_text_ids
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
@@ -100,7 +101,7 @@ def open_table(uri: str) -> Iterator[tuple[IO[bytes], str | None]]:
 
 def read_table(
     uri: str, columns_as_string: Sequence[str] = (), *, csv_text: Sequence[str] = (),
-    columns: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None, id_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """A CSV or Parquet table (compressed or not) as pandas, read with one open of the file.
 
@@ -116,11 +117,16 @@ def read_table(
         ``12:30:49.42`` that Arrow would take for times); Parquet keeps its types.
     columns : sequence of str, optional
         Read only these columns, all of which the table has; every column when None.
+    id_columns : sequence of str
+        Object-id columns among ``columns_as_string``: float ids become their integer
+        digits, and floats that cannot be exact ids are refused
+        (:func:`galaxy_ray.data.sources.identity.exact_float_ids`).
 
     Raises
     ------
     GalaxyRayError
-        The file is missing or not a readable (or decompressible) table.
+        The file is missing or not a readable (or decompressible) table, or an id
+        column holds floats above 2**53 or that are not integers.
     """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -142,8 +148,19 @@ def read_table(
         raise GalaxyRayError(f"{uri}: not a readable CSV/Parquet table ({one_line(exc)})") from None
     for c in columns_as_string:
         if c in table.column_names:
-            table = table.set_column(table.column_names.index(c), c, table[c].cast(pa.string()))
+            table = table.set_column(table.column_names.index(c), c, _as_text(table[c], c, uri, c in id_columns))
     return table.to_pandas()
+
+
+def _as_text(values: pa.ChunkedArray, column: str, uri: str, is_id: bool) -> pa.Array | pa.ChunkedArray:
+    """A column as strings; an id column's floats checked first (exact integers only)."""
+    if not is_id:
+        return values.cast(pa.string())
+    if pa.types.is_floating(values.type):
+        return pa.array(exact_float_ids(values.to_pandas(), column, uri), type=pa.string())
+    text = values.cast(pa.string())
+    refuse_float_text_ids(text.to_pandas(), column, uri)
+    return text
 
 
 def table_columns(uri: str, parquet: bool | None = None) -> list[str]:
