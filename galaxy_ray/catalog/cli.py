@@ -80,7 +80,9 @@ def query_main(argv: Sequence[str] | None = None) -> int:
         n = write_kaggle_submission(table, args.kaggle_submission)
         print(f"wrote {n} rows to {args.kaggle_submission} (Kaggle submission layout)")
     if args.out:
-        fmt = write_table(table, args.out)
+        asked = {"catalog": args.catalog, "cone": args.cone, "box": args.box, "where": args.where,
+                 "sort": args.sort, "limit": args.limit}
+        fmt = write_table(table, args.out, provenance=cat.provenance, query=asked)
         print(f"wrote {table.num_rows} rows to {args.out} ({fmt})")
     if not (args.out or args.kaggle_submission):
         print_rows(table, args.max_print)

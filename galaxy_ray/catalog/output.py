@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import warnings
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from galaxy_ray.catalog.write import METADATA_KEY
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import storage
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
@@ -74,12 +75,26 @@ def _out_format(uri: str) -> str:
     raise GalaxyRayError(f"--out {uri}: unknown format; end the name with .csv, .parquet, .fits or .vot")
 
 
-def write_table(table: pa.Table, uri: str) -> str:
+def write_table(table: pa.Table, uri: str, provenance: dict | None = None, query: dict | None = None) -> str:
     """Write query results to ``uri`` (local or ``s3://``), format from the suffix.
 
-    CSV and Parquet via pyarrow; FITS and VOTable via astropy (nulls masked;
-    FITS stores masked strings as empty and masked floats as NaN); ``.fits.gz``
-    is gzip-compressed FITS.
+    CSV and Parquet via pyarrow; FITS and VOTable via astropy, with each
+    column's unit, UCD and description and the catalog's provenance
+    (:mod:`~galaxy_ray.catalog.export`; nulls masked: FITS stores masked
+    strings as empty and masked floats as NaN); ``.fits.gz`` is
+    gzip-compressed FITS.  Parquet keeps the provenance JSON in its key-value
+    metadata (key ``galaxy_ray``), as the catalog's own files do.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The rows.
+    uri : str
+        Output file; its suffix picks the format.
+    provenance : dict, optional
+        The catalog's provenance, stated in FITS, VOTable and Parquet outputs.
+    query : dict, optional
+        What was asked (``catalog``, ``cone``, ``box``, ``where``, ...), stated in FITS and VOTable.
 
     Returns
     -------
@@ -91,21 +106,24 @@ def write_table(table: pa.Table, uri: str) -> str:
     GalaxyRayError
         The suffix names no known format.
     """
+    from galaxy_ray.catalog.export import fits_bytes, votable_bytes
+
     fmt = _out_format(uri)
     buf = io.BytesIO()
     if fmt == "csv":
         pacsv.write_csv(table, buf)
     elif fmt == "parquet":
+        if provenance:
+            meta = dict(table.schema.metadata or {})
+            meta[METADATA_KEY.encode()] = json.dumps(provenance, sort_keys=True, default=str).encode()
+            table = table.replace_schema_metadata(meta)
         pq.write_table(table, buf)
-    else:
-        from astropy.io.fits.verify import VerifyWarning
-
-        with warnings.catch_warnings():
-            # FITS column names longer than 8 characters are fine in binary tables (TTYPE)
-            warnings.simplefilter("ignore", VerifyWarning)
-            to_astropy(table).write(buf, format=fmt)
+    elif fmt == "fits":
+        buf.write(fits_bytes(table, provenance, query))
         if str(uri).lower().endswith(".gz"):
             buf = io.BytesIO(gzip.compress(buf.getvalue()))
+    else:
+        buf.write(votable_bytes(table, provenance, query))
     storage.write_bytes_atomic(str(uri), buf.getvalue())
     return fmt
 

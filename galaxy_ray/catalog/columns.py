@@ -1,0 +1,81 @@
+"""What each catalog column is: its unit, its UCD and a one-line description.
+
+FITS and VOTable exports (:mod:`~galaxy_ray.catalog.export`) carry these so
+that TOPCAT, Aladin, astropy or a VO service find RA/Dec, the identifier and
+the probabilities by meaning, not by guessing from column names.
+
+UCDs are words of the IVOA UCD1+ controlled vocabulary (UCDlist 1.6, IVOA
+Endorsed Note 2024-12-18; astropy ships the list and checks it with
+``astropy.io.votable.ucd.check_ucd(..., check_controlled_vocabulary=True)``).
+Units are strings of the IAU/FITS unit syntax (``deg``, ``arcsec``); columns
+without a unit (probabilities, fractions, flags, text) get none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_column
+
+__all__ = ["ColumnInfo", "column_info", "POSITION_UCDS"]
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """Unit (or None), UCD (or None) and description of one column."""
+
+    unit: str | None
+    ucd: str | None
+    description: str
+
+
+#: UCDs that mark a table's main position (what TOPCAT and Aladin plot and cross-match on).
+POSITION_UCDS = {C.RA: "pos.eq.ra;meta.main", C.DEC: "pos.eq.dec;meta.main"}
+
+_PROBABILITY = "stat.probability;src.morph"
+
+_FIXED = {
+    C.OBJECT_ID: ColumnInfo(None, "meta.id;meta.main", "object identifier, as the source gave it"),
+    C.RA: ColumnInfo("deg", POSITION_UCDS[C.RA], "right ascension (ICRS) of the cutout centre"),
+    C.DEC: ColumnInfo("deg", POSITION_UCDS[C.DEC], "declination (ICRS) of the cutout centre"),
+    C.HEALPIX: ColumnInfo(None, "pos.healpix", "HEALPix order-29 NESTED index of (ra, dec)"),
+    C.MORPHOLOGY: ColumnInfo(None, "src.morph.type", "morphology label (most probable class or GZ2 branch)"),
+    C.P_MERGER: ColumnInfo(None, _PROBABILITY, "merger probability (calibrated on validation)"),
+    C.IS_MERGER: ColumnInfo(None, "meta.code.class;src.morph", "merger flag: p_merger >= MRGTHR"),
+    C.ERROR: ColumnInfo(None, "meta.note", "why the cutout was not classified (null if it was)"),
+    C.COVERAGE: ColumnInfo(None, "stat.filling;obs.image", "fraction of the cutout's pixels holding data"),
+    C.P_MERGER_STD: ColumnInfo(None, "stat.stdev;stat.probability", "std of p_merger over the 8 TTA views"),
+    C.MORPHOLOGY_PROB_STD: ColumnInfo(None, "stat.stdev;stat.probability",
+                                      "std of the morphology's probability over the 8 TTA views"),
+    "separation_arcsec": ColumnInfo("arcsec", "pos.angDistance", "separation of the cross-matched pair"),
+}
+
+_GZ2 = {a.column: ColumnInfo(None, _PROBABILITY, f"GZ2 cumulative vote fraction, {a.kaggle} {a.question} {a.key}")
+        for a in GZ2_ANSWERS}
+
+
+def column_info(name: str, provenance: Mapping | None = None) -> ColumnInfo | None:
+    """Unit, UCD and description of a catalog column; None for a column galaxy-ray did not make.
+
+    Parameters
+    ----------
+    name : str
+        Column name.
+    provenance : mapping, optional
+        The catalog's provenance: its ``output_names`` name the class of each
+        ``prob_<class>`` column.
+
+    Returns
+    -------
+    ColumnInfo or None
+    """
+    if name in _FIXED:
+        return _FIXED[name]
+    if name in _GZ2:
+        return _GZ2[name]
+    if name.startswith("prob_"):
+        classes = {class_column(n): n for n in (provenance or {}).get("output_names") or []}
+        label = classes.get(name, name[len("prob_"):])
+        return ColumnInfo(None, _PROBABILITY, f"probability of class '{label}'")
+    return None
