@@ -34,7 +34,7 @@ def _query_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="galaxy-ray query", description=query_main.__doc__)
     _add_region_args(p)
     p.add_argument("--columns", help="comma-separated columns to return (default: all)")
-    p.add_argument("--sort", help="COLUMN, COLUMN DESC or -COLUMN; several separated by commas")
+    p.add_argument("--sort", help="COLUMN, COLUMN DESC or -COLUMN (descending); several separated by commas")
     p.add_argument("--limit", type=int, help="at most this many rows")
     p.add_argument("--out", help="write the rows to a .csv, .parquet, .fits or .vot file (local or s3://)")
     p.add_argument("--kaggle-submission", metavar="FILE",
@@ -42,6 +42,34 @@ def _query_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-print", type=int, default=20, help="rows shown on the terminal (default 20)")
     p.add_argument("-v", "--verbose", action="store_true", help="print what the scan read")
     return p
+
+
+def _dash_values(argv: Sequence[str], parser: argparse.ArgumentParser, options: tuple[str, ...]) -> list[str]:
+    """``argv`` with ``OPTION -VALUE`` written ``OPTION=-VALUE`` for each of ``options``.
+
+    argparse reads any word starting with ``-`` as an option (unless it looks
+    like a negative number), so ``--sort -p_merger`` would fail with "expected
+    one argument"; ``--sort=-p_merger`` is the form it takes.  A word after
+    the option that is itself one of the parser's options (``--sort -v``) is
+    left alone, as is everything after ``--``.
+    """
+    known = {s for action in parser._actions for s in action.option_strings}
+    out: list[str] = []
+    words = list(argv)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            return out + words[i:]
+        nxt = words[i + 1] if i + 1 < len(words) else None
+        if (word in options and nxt is not None and nxt.startswith("-") and not nxt.startswith("--")
+                and nxt.split("=", 1)[0] not in known and len(nxt) > 1):
+            out.append(f"{word}={nxt}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
 
 
 def _kaggle_columns(cat: Catalog, args: argparse.Namespace) -> list[str]:
@@ -65,7 +93,8 @@ def print_rows(table: pa.Table, max_print: int) -> None:
 
 def query_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray query``: cone/box searches, filters, output to the terminal or a file."""
-    args = _query_parser().parse_args(argv)
+    parser = _query_parser()
+    args = parser.parse_args(_dash_values(sys.argv[1:] if argv is None else argv, parser, ("--sort",)))
     cat = open_catalog(args.catalog)
     columns = _kaggle_columns(cat, args) if args.kaggle_submission else args.columns
     start = time.perf_counter()
