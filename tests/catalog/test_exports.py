@@ -21,7 +21,8 @@ VALIDATION = {"threshold": 0.46666667, "rule": "f1", "precision": 0.75, "recall"
               "precision_interval": [0.55, 0.88], "recall_interval": [0.45, 0.73], "false_positive_rate": 0.021,
               "positives": 50, "negatives": 950, "true_positives": 30, "false_positives": 20,
               "truth": "Class8.6 vote fraction > 0.4", "vote_cut": 0.4, "calibration": "isotonic"}
-FULL = {**PROVENANCE, "arch": "resnet18", "checkpoint": "runs/g10/model.pt", "checkpoint_sha256": SHA,
+FULL = {**PROVENANCE, "arch": "resnet18", "checkpoint": "/home/u/runs/g10/model.pt", "checkpoint_sha256": SHA,
+        "checkpoint_portable": "../runs/g10/model.pt",
         "source": "s3://survey/shards", "source_format": "shards", "tta": False, "merger_threshold": 0.46666667,
         "merger_threshold_source": "validation (F1-optimal)", "merger_validation": VALIDATION}
 
@@ -60,7 +61,8 @@ def test_fits_has_units_ucds_and_the_provenance(catalog_dir, tmp_path, name):
     assert "right ascension" in header[f"TCOMM{_column_number(header, 'ra')}"]
     # the provenance, keyword by keyword, as the test wrote it
     assert header["GRCKSHA"] == SHA and header["GRTASK"] == "gz2" and header["GRARCH"] == "resnet18"
-    assert header["GRCKPT"] == "runs/g10/model.pt" and header["GRSOURCE"] == "s3://survey/shards"
+    assert header["GRCKPT"] == "/home/u/runs/g10/model.pt" and header["GRCKPTP"] == "../runs/g10/model.pt"
+    assert header["GRSOURCE"] == "s3://survey/shards"
     assert header["MRGTHR"] == 0.46666667 and header["MRGTHSRC"] == "validation (F1-optimal)"
     assert (header["MRGPREC"], header["MRGPRLO"], header["MRGPRHI"]) == (0.75, 0.55, 0.88)
     assert (header["MRGRECAL"], header["MRGRCLO"], header["MRGRCHI"]) == (0.6, 0.45, 0.73)
