@@ -50,6 +50,7 @@ def merger_fraction_check(catalog_dir: Path, manifest: Path) -> bool:
     import pyarrow.dataset as pads
 
     from galaxy_ray.merger.fractions import corrected_from_provenance
+    from galaxy_ray.merger.operating import format_threshold
     from galaxy_ray.catalog.stats import wilson_interval
     from galaxy_ray.schema import GALAXY10_MERGER_CLASS
 
@@ -63,7 +64,7 @@ def merger_fraction_check(catalog_dir: Path, manifest: Path) -> bool:
     true_fraction = float((survey["Class8.6"] > cut).mean())
     est = corrected_from_provenance(flagged, total, provenance)
     lo, hi = wilson_interval(flagged, total)
-    print(f"flagged:   {flagged} of {total} galaxies at p_merger >= {provenance['merger_threshold']:.3f} "
+    print(f"flagged:   {flagged} of {total} galaxies at p_merger >= {format_threshold(provenance['merger_threshold'])} "
           f"({provenance.get('merger_threshold_source')}): raw fraction {flagged / max(total, 1):.4f} "
           f"(95% Wilson {lo:.4f} - {hi:.4f})")
     if est["corrected_fraction"] is None:

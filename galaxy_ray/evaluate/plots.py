@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from galaxy_ray.io import storage
+from galaxy_ray.merger.operating import format_threshold
 
 __all__ = ["curves_from_csv", "plot_confusion", "plot_curves", "plot_per_answer", "plot_precision_recall",
            "plot_reliability"]
@@ -133,7 +134,7 @@ def plot_precision_recall(merger: Mapping[str, Any], uri: str) -> None:
         ax.errorbar([merger["recall"]], [merger["precision"]],
                     xerr=[[merger["recall"] - rlo], [rhi - merger["recall"]]],
                     yerr=[[merger["precision"] - plo], [phi - merger["precision"]]], fmt="o", color="C3",
-                    capsize=3, label=f"p_merger >= {merger['threshold']:.3f} ({merger.get('rule', 'given')})")
+                    capsize=3, label=f"p_merger >= {format_threshold(merger['threshold'])} ({merger.get('rule', 'given')})")
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall (completeness)")
@@ -162,7 +163,9 @@ def plot_reliability(before: Mapping[str, Any], after: Mapping[str, Any] | None,
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="perfectly calibrated")
-    for rel, label, color in ((before, "network output", "C1"), (after, "calibrated", "C0")):
+    # "scored" says the calibrated curve is out of sample (cross-fitted); older reports lack it.
+    after_label = "calibrated, out of sample" if after and after.get("scored") else "calibrated"
+    for rel, label, color in ((before, "network output", "C1"), (after, after_label, "C0")):
         if rel is None:
             continue
         pairs = [(m, f, c) for m, f, c in zip(rel["mean_score"], rel["frequency"], rel["count"]) if c and m is not None]

@@ -24,6 +24,7 @@ from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.transforms import check_stored_pixels, nonempty_batch, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.truth import operating_summary, true_mergers, truth_rule
 from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
 from galaxy_ray.evaluate.plots import (curves_from_csv, plot_confusion, plot_per_answer, plot_precision_recall,
@@ -343,7 +344,7 @@ def _print_summary(report: Mapping[str, Any], written: list[str]) -> None:
     if "merger" in report:
         m = report["merger"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"galaxy-ray evaluate: mergers at p_merger >= {m['threshold']:.3f} ({m.get('threshold_source', 'given')})"
+        print(f"galaxy-ray evaluate: mergers at p_merger >= {format_threshold(m['threshold'])} ({m.get('threshold_source', 'given')})"
               f": precision {fmt(m['precision'])}, recall {fmt(m['recall'])} ({m['true_mergers']} true, "
               f"{m['predicted_mergers']} predicted; truth: {m['truth'].split(' (')[0]})")
         if m.get("validation"):

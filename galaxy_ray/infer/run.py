@@ -23,6 +23,7 @@ from galaxy_ray.data import sources
 from galaxy_ray.data.sources import identity
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer import pipeline, run_key
+from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
 from galaxy_ray.infer.writer import UnitWriter, catalog_totals
@@ -78,7 +79,7 @@ def merger_rule(spec, extra: dict, merger_threshold: float | str, merger_precisi
     :mod:`galaxy_ray.merger.fractions` turns into corrected merger fractions.
     """
     rule = MergerRule.from_checkpoint(spec, extra, merger_threshold, merger_precision)
-    log(f"is_merger = p_merger >= {rule.threshold:.4g} ({rule.threshold_source})")
+    log(f"is_merger = p_merger >= {format_threshold(rule.threshold)} ({rule.threshold_source})")
     return rule
 
 

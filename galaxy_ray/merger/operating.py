@@ -23,6 +23,7 @@ Wilson, E. B. 1927, JASA 22, 209: the score interval of a binomial proportion.
 from __future__ import annotations
 
 import argparse
+from decimal import ROUND_FLOOR, Decimal
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
@@ -32,7 +33,7 @@ from astropy.stats import binom_conf_interval
 from galaxy_ray.errors import GalaxyRayError
 
 __all__ = ["CURVE_POINTS", "OperatingPoint", "choose_from_curve", "choose_threshold", "curve_to_dict", "parse_threshold", "point_at",
-           "precision_recall_curve", "stored_operating_point", "wilson"]
+           "precision_recall_curve", "format_threshold", "printable_threshold", "stored_operating_point", "wilson"]
 
 #: Most points of the precision-recall table a checkpoint keeps (thinned by rank beyond that).
 CURVE_POINTS = 4000
@@ -139,6 +140,52 @@ def _point(curve: Mapping[str, np.ndarray], i: int | None, rule: str, threshold:
         positives=positives, negatives=negatives, true_positives=tp, false_positives=fp)
 
 
+def printable_threshold(score: float, below: float) -> float:
+    """A short decimal ``t`` in ``(below, score]`` with which ``p >= t`` selects exactly what ``p >= score`` does.
+
+    A threshold equal to a calibrated score sits on a tie: isotonic
+    calibration maps whole runs of galaxies to one value, and a threshold
+    printed with fewer digits than it is stored with (0.4667 for 0.46666667)
+    then selects another set.  Any ``t`` between the chosen score and the next
+    lower validation score flags the same validation galaxies; this one has
+    the fewest decimals (at least 4, rounded down from ``score``) such that
+    ``float32(t) >= t``, so that comparing a float32 ``p_merger`` with ``t``
+    in float32 (numpy, pandas, :meth:`galaxy_ray.merger.rule.MergerRule.flag`)
+    or in float64 (DuckDB, astropy, SQL) gives the same answer, and
+    ``p_merger >= t`` as printed gives ``is_merger`` exactly.
+
+    Parameters
+    ----------
+    score : float
+        The chosen threshold (a validation score, in [0, 1]).
+    below : float
+        The next lower validation score (``-inf`` when there is none).
+
+    Returns
+    -------
+    float
+        ``t``; ``score`` itself when no decimal of up to 9 places fits.
+    """
+    exact = Decimal(repr(float(score)))
+    for places in range(4, 10):
+        step = Decimal(1).scaleb(-places)
+        floor = exact.quantize(step, rounding=ROUND_FLOOR)
+        for candidate in (floor, floor - step):
+            t = float(candidate)
+            if below < t <= score and float(np.float32(t)) >= t:
+                return t
+    return float(score)
+
+
+def format_threshold(threshold: float) -> str:
+    """The threshold as galaxy-ray prints it: every digit it is stored with (``0.4666``, not ``0.467``).
+
+    With :func:`printable_threshold`'s thresholds, ``p_merger >= <this text>``
+    in any tool reproduces ``is_merger`` exactly.
+    """
+    return repr(float(threshold))
+
+
 def choose_from_curve(curve: Mapping[str, np.ndarray], positives: int, negatives: int,
                       precision: float | None = None) -> OperatingPoint:
     """The F1-optimal row of a precision-recall table, or the lowest threshold meeting ``precision``.
@@ -163,7 +210,9 @@ def choose_from_curve(curve: Mapping[str, np.ndarray], positives: int, negatives
                 f"--merger-precision {precision}: no threshold reaches it on validation (best "
                 f"{np.nanmax(curve['precision']):.2f}); ask for less, or use --merger-threshold auto")
         best, rule = int(meets[-1]), f"precision>={precision:g}"  # thresholds descend: last = lowest
-    return _point(curve, best, rule, float(curve["threshold"][best]), positives, negatives)
+    below = float(curve["threshold"][best + 1]) if best + 1 < len(curve["threshold"]) else float("-inf")
+    threshold = printable_threshold(float(curve["threshold"][best]), below)
+    return _point(curve, best, rule, threshold, positives, negatives)
 
 
 def point_at(curve: Mapping[str, np.ndarray], positives: int, negatives: int, threshold: float) -> OperatingPoint:
