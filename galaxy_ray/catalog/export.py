@@ -23,9 +23,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import warnings
 from typing import Any, Mapping
 
+import numpy as np
 import pyarrow as pa
 
 from galaxy_ray import __version__
@@ -61,6 +63,8 @@ PROVENANCE_KEYWORDS: tuple[tuple[str, tuple, str], ...] = (
     ("MRGVNEG", ("merger_validation", "negatives"), "validation non-mergers"),
     ("MRGVFP", ("merger_validation", "false_positives"), "validation non-mergers flagged"),
 )
+#: Characters XML 1.0 cannot hold (its Char production), escaped or not.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 #: Name of the VOTable INFO holding the whole provenance JSON (FITS: keyword GRPROV).
 PROVENANCE_INFO = "galaxy_ray_provenance"
 
@@ -152,6 +156,30 @@ def _provenance_cards(header, provenance: Mapping | None, query: Mapping | None)
     header.add_comment("galaxy-ray provenance: the GR* and MRG* keywords; GRPROV holds all of it as JSON")
 
 
+def _utf8_columns(t) -> list[str]:
+    """Store text columns holding non-ASCII characters as UTF-8 bytes (FITS ``A`` columns hold bytes).
+
+    astropy's FITS writer encodes text as ASCII and fails on anything else;
+    UTF-8 bytes keep an id such as ``é-1`` exactly (astropy's reader decodes
+    them back).  Returns the names of the columns changed.
+    """
+    from astropy.table import Column, MaskedColumn
+
+    changed = []
+    for name in t.colnames:
+        col = t[name]
+        values = np.asarray(col).tolist()  # masked entries hold "" (to_astropy)
+        if col.dtype.kind != "U" or all(v.isascii() for v in values):
+            continue
+        data = np.array([v.encode("utf-8") for v in values], dtype=bytes)
+        kind = MaskedColumn if isinstance(col, MaskedColumn) else Column
+        extra = {"mask": col.mask} if kind is MaskedColumn else {}
+        t.replace_column(name, kind(data, name=name, unit=col.unit, description=col.description,
+                                    meta=col.meta, **extra))
+        changed.append(name)
+    return changed
+
+
 def fits_bytes(table: pa.Table, provenance: Mapping | None = None, query: Mapping | None = None) -> bytes:
     """A FITS file (empty primary HDU, then the BINTABLE ``CATALOG``) of ``table``, annotated.
 
@@ -173,6 +201,7 @@ def fits_bytes(table: pa.Table, provenance: Mapping | None = None, query: Mappin
     from astropy.io.fits.verify import VerifyWarning
 
     t = annotated_table(table, provenance)
+    utf8 = _utf8_columns(t)
     with warnings.catch_warnings():
         # FITS column names longer than 8 characters are fine in binary tables (TTYPE)
         warnings.simplefilter("ignore", VerifyWarning)
@@ -184,6 +213,8 @@ def fits_bytes(table: pa.Table, provenance: Mapping | None = None, query: Mappin
             header["EXTNAME"] = ("CATALOG", "galaxy-ray morphology catalog rows")
             _column_cards(header, t.colnames, provenance)
             _provenance_cards(header, provenance, query)
+            if utf8:
+                header.add_comment(f"text of column(s) {', '.join(utf8)} is UTF-8 (it holds non-ASCII characters)")
             out = io.BytesIO()
             hdus.writeto(out)
     return out.getvalue()
@@ -228,5 +259,8 @@ def votable_bytes(table: pa.Table, provenance: Mapping | None = None, query: Map
     if provenance:
         vtable.infos.append(Info(name=PROVENANCE_INFO, value=json.dumps(provenance, sort_keys=True, default=str)))
     buf = io.BytesIO()
-    vot.to_xml(buf)
+    # XML 1.0 cannot hold most control characters, even escaped: text holding one goes in a BINARY2 stream
+    binary = any(_XML_ILLEGAL.search(str(v)) for f in table.schema if pa.types.is_string(f.type)
+                 for v in table[f.name].drop_null().unique().to_pylist())
+    vot.to_xml(buf, tabledata_format="binary2" if binary else "tabledata")
     return buf.getvalue()

@@ -38,7 +38,7 @@ def to_astropy(table: pa.Table):
     for name in table.column_names:
         col = table[name]
         mask = np.asarray(col.is_null())
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type):
             values = np.array([v if v is not None else "" for v in col.to_pylist()], dtype=str)
         elif pa.types.is_boolean(col.type):
             values = pc.fill_null(col, False).to_numpy()
@@ -128,11 +128,25 @@ def write_table(table: pa.Table, uri: str, provenance: dict | None = None, query
     return fmt
 
 
+def _id_quoting(ids: pa.ChunkedArray) -> str:
+    """pyarrow's CSV quoting for an id column: ``"none"`` (the challenge's plain layout) unless an id needs quotes.
+
+    An id holding a comma, a double quote or a line break (RFC 4180's structural
+    characters) makes every id quoted (``"needed"`` quotes each string), so that
+    it reads back as written.
+    """
+    text = pc.cast(ids, pa.string())
+    needs = pc.any(pc.match_substring_regex(text, '[,"\r\n]')).as_py()
+    return "needed" if needs else "none"
+
+
 def write_kaggle_submission(table: pa.Table, uri: str) -> int:
     """Write a GZ2 catalog's rows in the Kaggle Galaxy Challenge submission layout.
 
     ``GalaxyID`` (the ``object_id``) and ``Class1.1`` ... ``Class11.6`` in
     challenge order.  Rows without predictions (``error`` set) are left out.
+    Ids are written as they are: unquoted, or, when one holds a comma, a quote
+    or a line break, every id quoted (RFC 4180) so that each reads back whole.
 
     Returns
     -------
@@ -154,6 +168,6 @@ def write_kaggle_submission(table: pa.Table, uri: str) -> int:
     cols = [table[C.OBJECT_ID]] + [pc.cast(table[a], pa.float64()) for a in GZ2_ANSWER_COLUMNS]
     out = pa.Table.from_arrays(cols, names=["GalaxyID", *GZ2_KAGGLE_COLUMNS])
     buf = io.BytesIO()
-    pacsv.write_csv(out, buf, pacsv.WriteOptions(quoting_style="none"))
+    pacsv.write_csv(out, buf, pacsv.WriteOptions(quoting_style=_id_quoting(out["GalaxyID"])))
     storage.write_bytes_atomic(str(uri), buf.getvalue())
     return out.num_rows

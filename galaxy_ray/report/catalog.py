@@ -10,7 +10,7 @@ from cdshealpix import nested
 from matplotlib.figure import Figure
 
 from galaxy_ray.catalog import LOCAL_MERGER_FRACTION, Catalog, merger_stats, open_catalog
-from galaxy_ray.report.page import Report, panel_grid, short
+from galaxy_ray.report.page import Report, literal_text, panel_grid, short
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["sky_cells", "catalog_figures"]
@@ -63,7 +63,7 @@ def _sky_maps(rep: Report, cells: dict[str, np.ndarray], order: int) -> None:
         frac = np.where(cells["classified"] > 0, cells["mergers"] / np.maximum(cells["classified"], 1), np.nan)
     fig = Figure(figsize=(14, 4.6))
     size = max(1.0, 2.5e4 / 4**order)  # marker area ~ cell area on a 14-inch figure
-    for k, (values, label, cmap) in enumerate([(density, "galaxies per deg$^2$", "magma"),
+    for k, (values, label, cmap) in enumerate([(density, "galaxies per deg²", "magma"),
                                                (frac, "merger fraction", "coolwarm")]):
         ax = fig.add_subplot(1, 2, k + 1, projection="mollweide")
         good = np.isfinite(values)
@@ -109,6 +109,7 @@ def _morphology(rep: Report, morph: dict[str, int]) -> None:
     rep.save(fig, "morphology.png", "Morphology mix", "Rows per morphology label (error rows excluded).")
 
 
+@literal_text
 def catalog_figures(rep: Report, catalog_uri: str, order: int | None = None) -> None:
     """Sky maps of density and merger fraction, prediction histograms and morphology mix.
 

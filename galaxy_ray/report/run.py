@@ -13,7 +13,7 @@ from galaxy_ray.io import storage
 from galaxy_ray.io.layout import (CONFIG_JSON, CONFUSION_PNG, CURVES_PNG, METRICS_CSV, PRECISION_RECALL_PNG,
                                   RELIABILITY_PNG, VALIDATION_PREDICTIONS)
 from galaxy_ray.report.images import highest, images_for, plot_image_grid
-from galaxy_ray.report.page import Report, panel_grid, short
+from galaxy_ray.report.page import Report, literal_text, panel_grid, short
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
 __all__ = ["read_predictions", "run_figures"]
@@ -122,6 +122,7 @@ def _merger_figures(rep, run_dir: str) -> None:
             rep.figures.append((name, title, caption))
 
 
+@literal_text
 def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int = 4) -> None:
     """Curves, confusion matrix, predicted vs true, top images and prediction histograms of a run.
 

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from galaxy_ray.data.sources import open_source
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.report.images import Cutouts, highest, plot_image_grid
-from galaxy_ray.report.page import Report, panel_grid, short
+from galaxy_ray.report.page import Report, literal_text, panel_grid, short
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
 __all__ = ["Labelled", "read_labelled", "prototypes", "answer_correlation", "source_figures"]
@@ -148,6 +148,7 @@ def _class_figures(rep: Report, data: Labelled, top: int) -> None:
                     f"The first {top} galaxies of each class.")
 
 
+@literal_text
 def source_figures(rep: Report, data: Labelled, top: int = 4) -> None:
     """Label histograms, GZ2 answer correlations and prototypical images of a labelled source."""
     if data.votes is None and data.label is None:
