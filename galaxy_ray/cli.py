@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Callable, Sequence
 
-from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.errors import GalaxyRayError, os_error_line
 
 #: sub-command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -31,11 +31,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 def run_entry_point(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a stage's ``main``, turning a :class:`GalaxyRayError` into one line and exit 2."""
+    """Run a stage's ``main``, turning a :class:`GalaxyRayError` or an ``OSError`` into one line and exit 2."""
     try:
         return int(fn(argv) or 0)
     except GalaxyRayError as exc:
         print(f"galaxy-ray: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # reading inputs or writing outputs: a full disk, a file where --out should be
+        print(f"galaxy-ray: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("galaxy-ray: interrupted", file=sys.stderr)

@@ -34,3 +34,29 @@ def error_reason(message: str, width: int = 60) -> str:
     for stop in (" (", "; ", ": "):
         reason = reason.split(stop, 1)[0]
     return reason.strip()[:width] or "unknown"
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a failure to read or write a file: the file, what went wrong, what to do.
+
+    A command that stops on a full disk, an ``--out`` that is a file, or a
+    folder it may not write prints this instead of a traceback; every stage
+    publishes its files atomically, so rerunning the same command after the
+    fix completes the run.
+    """
+    import errno
+
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f) or "a file"
+    advice = {
+        errno.ENOSPC: "no space left on the device; free space or write to another --out, then rerun the "
+                      "same command to finish",
+        errno.EDQUOT: "disk quota exceeded; free space or write to another --out, then rerun the same command",
+        errno.EEXIST: "a file is in the way of a folder; give a folder path (remove or rename the file)",
+        errno.ENOTDIR: "a file is in the way of a folder; give a folder path (remove or rename the file)",
+        errno.EISDIR: "a folder where a file was expected; give a file path",
+        errno.EACCES: "permission denied; choose a place you may write, or fix the permissions",
+        errno.EPERM: "operation not permitted; choose a place you may write, or fix the permissions",
+        errno.ENOENT: "no such file or folder; check the path",
+        errno.EROFS: "read-only file system; write to another place",
+    }.get(exc.errno, (exc.strerror or one_line(exc)).lower())
+    return f"{where}: {advice}"

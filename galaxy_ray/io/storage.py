@@ -232,6 +232,11 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
 
     Locally: write a temporary file beside it and rename.  On S3 a single PUT
     is already atomic.
+
+    Raises
+    ------
+    OSError
+        The write failed (a full disk, no permission); the temporary file is removed.
     """
     fs, path = fsspec_filesystem(uri)
     if is_remote(uri):
@@ -239,6 +244,10 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{path}{TEMP_MARKER}{uuid.uuid4().hex}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:  # a full disk: leave no partial file behind (a killed process's is removed on rerun)
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -108,7 +108,17 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
-        """Inverse of :meth:`to_dict`, and the one converter of stored specs (old checkpoints' too)."""
+        """Inverse of :meth:`to_dict`, and the one converter of stored specs (old checkpoints' too).
+
+        Raises
+        ------
+        GalaxyRayError
+            ``d`` lacks one of ``arch``, ``task``, ``output_names``, ``preprocess``.
+        """
+        missing = [key for key in ("arch", "task", "output_names", "preprocess") if key not in d]
+        if missing:
+            raise GalaxyRayError(f"model spec without {', '.join(missing)}: a damaged checkpoint, or one not written "
+                                 "by `galaxy-ray train`; retrain, or use the model.pt a training run published")
         return cls(d["arch"], d["task"], list(d["output_names"]), PreprocessConfig.from_dict(d["preprocess"]),
                    d.get("merger"), d.get("calibration"))
 
