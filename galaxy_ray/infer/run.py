@@ -19,6 +19,7 @@ from typing import Any, Callable
 from galaxy_ray import catalog
 from galaxy_ray import model as model_mod
 from galaxy_ray import runtime
+from galaxy_ray.catalog.metadata import portable_uri
 from galaxy_ray.data import sources
 from galaxy_ray.data.sources import identity
 from galaxy_ray.errors import GalaxyRayError
@@ -274,6 +275,8 @@ def run_inference(
     rule = merger_rule(spec, extra, merger_threshold, merger_precision, log)
     src = sources.open_source(source, format, **(source_options or {}))  # lists and sniffs the source once
     provenance = base_provenance(checkpoint, spec, source, src.format, rule.threshold, tta)
+    # as given, and in a form that still means the same file once the catalog is moved or shared
+    provenance.update(checkpoint_portable=portable_uri(checkpoint, out), source_portable=portable_uri(source, out))
     provenance.update(rule.provenance())
 
     ray = runtime.ensure_ray()

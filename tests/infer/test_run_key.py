@@ -74,6 +74,8 @@ def test_reruns_with_another_model_or_survey_are_refused_and_overwrite_replaces_
     for part in Path(out).glob("part-*.parquet"):
         prov = file_provenance(str(part))
         assert prov["checkpoint_sha256"] == sha_b and prov["source"] == other_survey
+        assert prov["source_portable"] == "../other" and prov["checkpoint_portable"].endswith("b.pt")
+        assert not prov["checkpoint_portable"].startswith("/")  # no path of the machine that ran it
         ids |= set(pq.read_table(part, columns=[C.OBJECT_ID])[C.OBJECT_ID].to_pylist())
     assert ids == set(synthetic_table(12, size=SIZE, seed=4)[C.OBJECT_ID].to_pylist())
     key = json.loads(Path(out, layout.RUN_KEY).read_text())
