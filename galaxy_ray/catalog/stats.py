@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from astropy.stats import binom_conf_interval
 
-from galaxy_ray.merger.fractions import corrected_from_provenance
+from galaxy_ray.merger.fractions import MIN_FLAGGED, corrected_from_provenance
 from galaxy_ray.catalog.query import (
     check_columns,
     quote_identifier,
@@ -217,9 +217,10 @@ def format_stats(stats: dict) -> str:
         lo, hi = d["merger_fraction_95"]
         return f"{d['merger_fraction']:.4f} (95% Wilson interval {lo:.4f} - {hi:.4f})"
 
-    def corrected(d: dict) -> str:
+    def corrected(d: dict, brief: bool = False) -> str:
         if d.get("corrected_fraction") is None:
-            return "n/a"
+            reason = str(d.get("correction") or "").removeprefix("unavailable: ")
+            return f"n/a ({reason.split('; ')[0] if brief else reason})" if reason else "n/a"
         lo, hi = d["corrected_fraction_95"]
         return f"{d['corrected_fraction']:.4f} (95% interval {lo:.4f} - {hi:.4f})"
 
@@ -235,7 +236,7 @@ def format_stats(stats: dict) -> str:
         f"flagged fraction: {frac(stats)}",
         f"merger fraction corrected for the classifier: {corrected(stats)}"
         + (f" (completeness {stats['completeness']:.3f}, false-positive rate {stats['false_positive_rate']:.4f}"
-           " on validation)" if stats.get("completeness") is not None else f" ({stats.get('correction')})"),
+           " on validation)" if stats.get("completeness") is not None else ""),
         f"local merger fraction ({stats['reference']}): {stats['reference_merger_fraction']:.2f}",
         "morphology:",
     ]
@@ -246,5 +247,8 @@ def format_stats(stats: dict) -> str:
         lines.append(f"  {'group':<24} {'rows':>10} {'errors':>8} {'mergers':>8}  flagged fraction; corrected")
         for g in stats["groups"]:
             lines.append(f"  {str(g['group']):<24} {g['rows']:>10} {g['error_rows']:>8} {g['mergers']:>8}  "
-                         f"{frac(g)}; {corrected(g)}")
+                         f"{frac(g)}; {corrected(g, brief=True)}")
+        if any(str(g.get("correction")).startswith("unavailable: too few") for g in stats["groups"]):
+            lines.append(f"  corrected n/a (too few galaxies): a group needs at least {MIN_FLAGGED} flagged and "
+                         f"{MIN_FLAGGED} unflagged galaxies; below that the bootstrap interval cannot be trusted")
     return "\n".join(lines)

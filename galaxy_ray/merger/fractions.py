@@ -14,12 +14,20 @@ they carry sampling noise of their own; the interval here comes from a
 bootstrap that redraws the validation galaxies (hence ``c`` and ``e``) and
 the catalog's flags together, so it is wide when validation held few mergers.
 
+A group (or catalog) with fewer than :data:`MIN_FLAGGED` flagged galaxies, or
+fewer than that many not flagged, is too small for the correction, and one
+whose bootstrap draws all give the same value (its flagged fraction lies
+outside the range the validation rates map onto [0, 1]) gets none either:
+both would print an interval of zero width, which reads as certainty.
+
 References
 ----------
 Rogan, W. J. & Gladen, B. 1978, American Journal of Epidemiology 107, 71,
 "Estimating prevalence from the results of a screening test".
 Efron, B. & Tibshirani, R. 1993, An Introduction to the Bootstrap (percentile
 intervals).
+Brown, L. D., Cai, T. T. & DasGupta, A. 2001, Statistical Science 16, 101,
+"Interval estimation for a binomial proportion" (plug-in intervals at small counts).
 """
 
 from __future__ import annotations
@@ -28,7 +36,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["classifier_rates", "corrected_fraction", "corrected_from_provenance"]
+__all__ = ["MIN_FLAGGED", "classifier_rates", "corrected_fraction", "corrected_from_provenance"]
+
+#: Fewest flagged (and fewest unflagged) galaxies a group needs for a corrected fraction.  The
+#: bootstrap draws the group's flag count from a binomial at its observed fraction; below about 10
+#: counts that plug-in distribution is too discrete and skewed for a percentile interval to hold its
+#: coverage (the n p >= 10 rule for binomial approximations; Brown, Cai & DasGupta 2001), and at 0 it
+#: has no spread at all: the interval is [0, 0] whatever the group's size.
+MIN_FLAGGED = 10
 
 
 def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true_positives: int,
@@ -55,16 +70,23 @@ def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true
     -------
     dict
         ``fraction`` (point estimate), ``interval`` [lo, hi], ``completeness``,
-        ``false_positive_rate`` and ``method``.  The fraction is NaN when the
-        classifier cannot tell mergers apart on validation (``c <= e``) or the
-        catalog is empty.
+        ``false_positive_rate``, ``method`` and ``reason`` (None, or why there is
+        no estimate).  The fraction and interval are NaN when the catalog is
+        empty, when the classifier cannot tell mergers apart on validation
+        (``c <= e``), when fewer than :data:`MIN_FLAGGED` galaxies are flagged
+        or not flagged, or when every bootstrap draw gives the same value.
     """
     c = val_true_positives / val_positives if val_positives else np.nan
     e = val_false_positives / val_negatives if val_negatives else np.nan
     out: dict[str, Any] = {"completeness": float(c), "false_positive_rate": float(e),
                            "method": "Rogan & Gladen (1978), bootstrap over validation and catalog"}
+    nan = {"fraction": float("nan"), "interval": [float("nan"), float("nan")]}
     if total == 0 or not np.isfinite(c - e) or c <= e:
-        return {**out, "fraction": float("nan"), "interval": [float("nan"), float("nan")]}
+        return {**out, **nan, "reason": "no classified rows, or the flag does not separate mergers on "
+                                        "validation (completeness <= false-positive rate)"}
+    if min(flagged, total - flagged) < MIN_FLAGGED:
+        return {**out, **nan, "reason": f"too few galaxies: {flagged} flagged and {total - flagged} not, of "
+                                        f"{total}; the correction needs at least {MIN_FLAGGED} of each"}
     point = float(np.clip((flagged / total - e) / (c - e), 0.0, 1.0))
     rng = np.random.default_rng(seed)
     c_b = rng.binomial(val_positives, c, draws) / val_positives
@@ -75,7 +97,11 @@ def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true
     est = np.where(c_b > e_b, est, np.nan)  # a draw where the classifier is no better than chance says nothing
     alpha = (1 - confidence) / 2
     lo, hi = np.nanquantile(est, [alpha, 1 - alpha])
-    return {**out, "fraction": point, "interval": [float(lo), float(hi)]}
+    if lo == hi:
+        return {**out, **nan, "reason": f"every bootstrap draw gives {lo:g}: the flagged fraction "
+                                        f"{flagged / total:.4f} lies outside the false-positive rate {e:.4f} to "
+                                        f"completeness {c:.4f} range the correction maps onto [0, 1]"}
+    return {**out, "fraction": point, "interval": [float(lo), float(hi)], "reason": None}
 
 
 def classifier_rates(provenance: Mapping[str, Any] | None) -> dict[str, int] | None:
@@ -119,7 +145,8 @@ def corrected_from_provenance(flagged: int, total: int, provenance: Mapping[str,
         ``completeness``, ``false_positive_rate``, ``correction`` (method) and
         ``truth`` (what a true merger was on validation); the two fractions are
         None, with ``correction`` saying why, when the provenance has no rates,
-        the catalog part is empty or the classifier is no better than chance.
+        the catalog part is empty, the classifier is no better than chance, the
+        group is too small (:data:`MIN_FLAGGED`) or its interval would have no width.
     """
     rates = classifier_rates(provenance)
     if rates is None:
@@ -137,5 +164,4 @@ def corrected_from_provenance(flagged: int, total: int, provenance: Mapping[str,
             "corrected_fraction_95": [num(est["interval"][0]), num(est["interval"][1])] if ok else None,
             "completeness": num(est["completeness"]), "false_positive_rate": num(est["false_positive_rate"]),
             "truth": (provenance or {}).get("merger_validation", {}).get("truth"),
-            "correction": est["method"] if ok else "unavailable: no classified rows, or the flag does not "
-                                                   "separate mergers on validation (completeness <= false-positive rate)"}
+            "correction": est["method"] if ok else f"unavailable: {est['reason']}"}
