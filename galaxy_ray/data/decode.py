@@ -27,8 +27,12 @@ cutout's source.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
 import warnings
+import zlib
 
 import numpy as np
 
@@ -45,7 +49,7 @@ from galaxy_ray.data.cutout import (
     lupton_rgb,
     source_name,
 )
-from galaxy_ray.data.unwrap import UnwrapError, unwrap
+from galaxy_ray.data.unwrap import MAX_WRAPPINGS, UnwrapError, unwrap, wrapping
 from galaxy_ray.errors import one_line
 
 __all__ = [
@@ -55,6 +59,8 @@ __all__ = [
     "DecodeError",
     "BlankCutoutError",
     "detect_encoding",
+    "image_encoding",
+    "NOT_AN_IMAGE",
     "decode_cutout",
     "decode_image",
     "lupton_rgb",
@@ -79,6 +85,47 @@ def detect_encoding(data: bytes) -> str | None:
         if head.startswith(magic):
             return name
     return None
+
+
+#: The reason given for bytes of no format galaxy-ray reads (never their content: files may hold secrets).
+NOT_AN_IMAGE = "not JPEG, PNG, TIFF, FITS or .npy bytes (nor one of these in gzip, bzip2 or xz)"
+#: Decompressed bytes read to tell what a wrapped file holds.
+_PEEK = 16
+_PEEKERS = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
+
+
+def image_encoding(data: bytes | None) -> str | None:
+    """The image format of a cutout's bytes, looking inside gzip / bzip2 / xz wrappers; None if none.
+
+    Only the first bytes are decompressed, so this is cheap however large the
+    file; whether the image itself is intact is for :func:`decode_cutout` to say.
+
+    Parameters
+    ----------
+    data : bytes or None
+        A cutout's bytes as read (None or empty: no image).
+
+    Returns
+    -------
+    str or None
+        ``jpeg``, ``png``, ``tiff``, ``fits`` or ``npy`` (as :func:`detect_encoding`).
+    """
+    if not data:
+        return None
+    head, kinds = bytes(data[:_PEEK]), []
+    for _ in range(MAX_WRAPPINGS):
+        kind = wrapping(head)
+        if kind is None:
+            break
+        kinds.append(kind)
+        stream = io.BytesIO(bytes(data))
+        try:
+            for k in kinds:  # each wrapper read through the one outside it
+                stream = _PEEKERS[k](stream)
+            head = stream.read(_PEEK)
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
+            return None
+    return detect_encoding(head)
 
 
 def _open_pillow(data: bytes, name: str, kind: str):
@@ -244,10 +291,7 @@ def decode_cutout(data: bytes | None, source: str = "") -> Cutout:
         return _decode_fits(data, name)
     if kind == "npy":
         return _decode_npy(data, name)
-    raise DecodeError(
-        f"{name}: not JPEG, PNG, FITS or .npy bytes (nor TIFF, nor one of these in gzip, bzip2 or xz); "
-        f"starts with {data[:8]!r}"
-    )
+    raise DecodeError(f"{name}: {NOT_AN_IMAGE}; check that the file is a cutout")
 
 
 def decode_image(data: bytes | None, source: str = "") -> np.ndarray:

@@ -26,6 +26,7 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_HART_COLUMNS, GZ2_KAGGLE_COLUMNS, GZ2_QUESTIONS, CatalogColumns as C
 from galaxy_ray.schema import conditional_to_cumulative
 from galaxy_ray.data.sources._common import PATH, FileRowsSource, resolve
+from galaxy_ray.data.sources.containment import refuse_outside_paths
 from galaxy_ray.data.sources.gz2_mapping import ASSET_SUFFIX, MAPPING_NAME, SAMPLE, asset_ids, read_mapping
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename, list_source, parent
 from galaxy_ray.data.sources.positions import parse_positions
@@ -70,7 +71,7 @@ class GZ2Catalog(FileRowsSource):
     format = "gz2-catalog"
 
     def __init__(self, source: SourceListing | str, votes: str = "fraction", id_column: str | None = None,
-                 filename_mapping: str | None = None) -> None:
+                 filename_mapping: str | None = None, allow_outside_paths: bool = False) -> None:
         if votes not in VOTE_KINDS:
             raise GalaxyRayError(f"votes={votes!r}: unknown; one of {', '.join(VOTE_KINDS)}")
         listing = as_listing(source)
@@ -93,6 +94,8 @@ class GZ2Catalog(FileRowsSource):
                                      None)
         #: the GZ2 release's filename mapping used for cutout names (found in :meth:`metadata` when None)
         self.filename_mapping = filename_mapping
+        #: whether the image column may name files outside the catalog's folder (:mod:`.containment`)
+        self.allow_outside_paths = bool(allow_outside_paths)
 
     def _mapping_uri(self) -> str | None:
         """The filename mapping named by the user, else the one beside the catalog (one listing for a file)."""
@@ -109,6 +112,8 @@ class GZ2Catalog(FileRowsSource):
         """
         if IMAGE_COLUMN in table.columns and self.filename_mapping is None:
             paths = [None if pd.isna(p) else resolve(p, self.base) for p in table[IMAGE_COLUMN]]
+            if not self.allow_outside_paths:
+                refuse_outside_paths(paths, self.base, self.table_uri, IMAGE_COLUMN)
             return paths, f"the '{IMAGE_COLUMN}' column's files", "check the paths in the catalog's image column"
         mapping_uri = self._mapping_uri()
         if mapping_uri is None:

@@ -1,7 +1,8 @@
 """A manifest: a CSV or Parquet table listing cutout files (JPEG, PNG or FITS), local or ``s3://``.
 
 Columns: ``object_id`` (or the column named by ``id_column``), ``path``
-(relative to the manifest, absolute, or ``s3://``), optional ``ra``/``dec``
+(relative to the manifest, absolute, or ``s3://``; files outside the
+manifest's folder only with ``allow_outside_paths``, :mod:`.containment`), optional ``ra``/``dec``
 (degrees, or sexagesimal text: RA in hours, :mod:`.positions`), ``label`` and the 37 ``Class1.1`` ... ``Class11.6`` cumulative vote
 fractions; any other column is carried through.  The manifest may be
 gzip/bzip2-compressed (``manifest.csv.bz2``).  A listed file that is missing
@@ -22,6 +23,7 @@ from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 from galaxy_ray.data.sources._common import PATH, FileRowsSource, read_parquet, require_kaggle_columns, resolve
+from galaxy_ray.data.sources.containment import refuse_outside_paths
 from galaxy_ray.data.sources.identity import exact_float_ids
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, parent
 from galaxy_ray.data.sources.positions import parse_positions
@@ -53,9 +55,12 @@ class Manifest(FileRowsSource):
 
     format = "manifest"
 
-    def __init__(self, source: SourceListing | str, id_column: str | None = None) -> None:
+    def __init__(self, source: SourceListing | str, id_column: str | None = None,
+                 allow_outside_paths: bool = False) -> None:
         listing = as_listing(source)
         super().__init__(listing)
+        #: whether the manifest may name files outside its own folder (:mod:`.containment`)
+        self.allow_outside_paths = bool(allow_outside_paths)
         self.table_uri = find_manifest(listing)
         self.base = parent(self.table_uri)
         columns = listing.table_columns(self.table_uri)
@@ -112,6 +117,8 @@ class Manifest(FileRowsSource):
         return meta
 
     def _check_cutouts(self, meta: pd.DataFrame) -> None:
+        if not self.allow_outside_paths:
+            refuse_outside_paths(meta[PATH].tolist(), self.base, self.table_uri, PATH_COLUMN)
         self.check_cutouts(meta[PATH], self.table_uri, f"the files of its '{PATH_COLUMN}' column",
                            f"check the '{PATH_COLUMN}' column (relative to {self.base}, absolute, or s3://)")
 

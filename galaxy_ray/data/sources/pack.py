@@ -22,6 +22,15 @@ Resume design
 Each shard carries its provenance (source, format, shard index, first row) in
 the Parquet key-value metadata under ``galaxy_ray_pack``.
 
+Only images
+-----------
+Shards are what people upload and share, and a manifest can name any file.
+A manifest naming files outside its own folder is refused unless the user
+allows it (:mod:`.containment`, ``--allow-outside-paths``), and only bytes
+that are an image format galaxy-ray reads reach a shard (:func:`screened`):
+any other file's row keeps its id and source, with a null ``image`` and the
+reason in ``error``, a column every shard carries (null where all is well).
+
 Model-sized pixels
 ------------------
 By default a shard keeps each cutout's original encoded bytes.  With
@@ -83,6 +92,35 @@ def pixels_record(image_size: int | None, crop_fraction: float = 1.0) -> dict | 
             "stored_size": config.resize_to}
 
 
+def screened(table: pa.Table) -> tuple[pa.Table, int]:
+    """``table`` without the bytes of any cutout that is not an image galaxy-ray reads, and how many (in workers).
+
+    A manifest can name any file; only images (JPEG, PNG, TIFF, FITS, ``.npy``,
+    plain or wrapped: :func:`galaxy_ray.data.decode.image_encoding`) reach a
+    shard.  Any other row keeps its id and source, a null ``image`` and the
+    reason in ``error``, which every shard carries (null where the cutout is fine).
+    """
+    from galaxy_ray.data.decode import NOT_AN_IMAGE, image_encoding
+
+    n = table.num_rows
+    images = table.column(C.IMAGE).to_pylist()
+    names = table.column(C.SOURCE).to_pylist() if C.SOURCE in table.column_names else [None] * n
+    errors = table.column(C.ERROR).to_pylist() if C.ERROR in table.column_names else [None] * n
+    refused = 0
+    for i, data in enumerate(images):
+        if data is not None and image_encoding(data) is None:
+            images[i] = None
+            name = names[i] or table.column(C.OBJECT_ID)[i].as_py()
+            errors[i] = f"{name}: {NOT_AN_IMAGE}; its bytes were not packed"
+            refused += 1
+    index = table.column_names.index(C.IMAGE)
+    table = table.set_column(index, table.schema.field(index), pa.array(images, type=pa.binary()))
+    error = pa.array(errors, type=pa.string())
+    if C.ERROR in table.column_names:
+        return table.set_column(table.column_names.index(C.ERROR), C.ERROR, error), refused
+    return table.append_column(C.ERROR, error), refused
+
+
 def model_sized(table: pa.Table, pixels: dict) -> pa.Table:
     """``table`` with each decodable cutout's ``image`` replaced by its model-sized PNG (runs in workers)."""
     from galaxy_ray.data.transforms import PreprocessConfig, model_sized_png
@@ -115,7 +153,7 @@ class _ShardWriter:
             expected = min(self.rows_per_shard, self.total - k * self.rows_per_shard)
             if len(rows) != expected:  # a shard's rows must arrive together
                 raise RuntimeError(f"shard {k}: got {len(rows)} of its {expected} rows in one batch")
-            table = self.source.read_rows(rows.drop(columns=[_SHARD]))
+            table, refused = screened(self.source.read_rows(rows.drop(columns=[_SHARD])))
             if self.pixels:
                 table = model_sized(table, self.pixels)
             provenance = {"source": self.source.uri, "format": self.source.format, "shard": k,
@@ -126,8 +164,9 @@ class _ShardWriter:
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd")
             storage.write_bytes_atomic(storage.join(self.out, layout.part_name(k)), sink.getvalue().to_pybytes())
-            done.append((k, table.num_rows))
-        return pd.DataFrame({"shard": [d[0] for d in done], "rows": [d[1] for d in done]})
+            done.append((k, table.num_rows, refused))
+        return pd.DataFrame({"shard": [d[0] for d in done], "rows": [d[1] for d in done],
+                             "not_images": [d[2] for d in done]})
 
 
 def _check_plan(out: str, plan: dict, existing: set[int]) -> None:
@@ -166,6 +205,7 @@ def pack(
     galaxy10: str | None = None,
     image_size: int | None = None,
     crop_fraction: float = 1.0,
+    allow_outside_paths: bool = False,
     verbose: bool = True,
 ) -> dict:
     """Pack a source into ``OUT/part-00000.parquet`` ... of at most ``rows_per_shard`` cutouts.
@@ -187,6 +227,9 @@ def pack(
         PNG of ``round(image_size / crop_fraction)`` pixels; None keeps the original bytes.
     crop_fraction : float
         The model's centre-crop fraction (with ``image_size``).
+    allow_outside_paths : bool
+        Let a manifest name files outside its own folder (refused by default:
+        :mod:`galaxy_ray.data.sources.containment`).
     verbose : bool
         Print progress (:mod:`galaxy_ray.progress`) and the summary to stderr.
 
@@ -195,19 +238,20 @@ def pack(
     dict
         ``out``, ``format``, ``rows`` (in the whole pack), ``shards``, ``written`` (by this run),
         ``skipped`` (already complete), ``rows_per_shard``, ``pixels`` (None or the stored-pixel
-        record), ``seconds``.
+        record), ``not_images`` (rows of this run whose file was not an image: no bytes packed), ``seconds``.
 
     Raises
     ------
     GalaxyRayError
-        Bad options, an empty source, or an OUT holding another packing.
+        Bad options, an empty source, a manifest naming files outside its folder, or an OUT
+        holding another packing.
     """
     if rows_per_shard < 1:
         raise GalaxyRayError(f"--rows-per-shard {rows_per_shard}: must be at least 1")
     start = time.time()
     pixels = pixels_record(image_size, crop_fraction)
     src, meta = _list_cutouts(source, format, votes=votes, id_column=id_column, filename_mapping=filename_mapping,
-                              galaxy10=galaxy10)
+                              galaxy10=galaxy10, allow_outside_paths=allow_outside_paths)
     total = len(meta)
     n_shards = math.ceil(total / rows_per_shard)
     plan = {"source": str(source), "format": src.format, "rows": total, "rows_per_shard": rows_per_shard,
@@ -218,10 +262,10 @@ def pack(
     sized = f", stored at {pixels['stored_size']} px for --image-size {image_size}" if pixels else ""
     _say(verbose, f"pack: {total} cutouts from {source} ({src.format}) -> {n_shards} shards in {out}{sized}"
                   + (f"; {skipped} already complete" if skipped else ""))
-    written = _write_shards(src, meta, todo, out, rows_per_shard, pixels, verbose) if todo else 0
+    written, not_images = _write_shards(src, meta, todo, out, rows_per_shard, pixels, verbose) if todo else (0, 0)
     summary = {"out": str(out), "format": src.format, "rows": total, "shards": n_shards, "written": written,
                "skipped": skipped, "rows_per_shard": rows_per_shard, PIXELS_KEY: pixels,
-               "seconds": round(time.time() - start, 2)}
+               "not_images": not_images, "seconds": round(time.time() - start, 2)}
     storage.write_bytes_atomic(storage.join(out, layout.PACK_PLAN),
                                json.dumps({**plan, **summary, "complete": True}, indent=1).encode())
     _say(verbose, f"pack: done: {n_shards} shards ({written} written, {skipped} skipped), {total} rows, "
@@ -245,8 +289,8 @@ def _list_cutouts(source: str, format: str | None, **options) -> tuple[Source, p
 
 
 def _write_shards(src: Source, meta: pd.DataFrame, todo: list[int], out: str, rows_per_shard: int,
-                  pixels: dict | None, verbose: bool) -> int:
-    """Write shards ``todo`` of ``meta`` through Ray Data, one task per shard; how many were written."""
+                  pixels: dict | None, verbose: bool) -> tuple[int, int]:
+    """Write shards ``todo`` of ``meta`` through Ray Data, one task per shard; (shards written, rows not images)."""
     import ray.data
 
     meta[_SHARD] = meta.index // rows_per_shard
@@ -254,12 +298,16 @@ def _write_shards(src: Source, meta: pd.DataFrame, todo: list[int], out: str, ro
     writer = _ShardWriter(src, out, rows_per_shard, len(meta), pixels)
     runtime.ensure_ray()
     results = ray.data.from_pandas(chunks).map_batches(writer, batch_format="pandas", batch_size=None)
-    written = 0
+    written = not_images = 0
     with Progress(len(todo), "pack", "shards", enabled=verbose) as progress:
-        for _ in results.iter_rows():
+        for row in results.iter_rows():
             written += 1
+            not_images += int(row["not_images"])
             progress.update(1)
-    return written
+    if not_images:
+        _say(verbose, f"pack: {not_images} listed files are not images galaxy-ray reads: their rows hold the "
+                      "reason in 'error' and no bytes")
+    return written, not_images
 
 
 def _say(verbose: bool, message: str) -> None:
