@@ -220,6 +220,8 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
     assert "NaN" in rows["bad-nan_fits"][C.ERROR]
     good = cat.filter(pa.compute.is_null(cat[C.ERROR]))
     assert good.num_rows == table.num_rows - 5
+    # the one good cutout without RA/Dec (row 1) is counted, in the summary and in its file's footer
+    assert summary["rows_without_position"] == good[C.RA].null_count == 1
     assert good[C.P_MERGER].null_count == 0 and good[C.MORPHOLOGY].null_count == 0
     assert good[C.COVERAGE].to_numpy().min() == 1.0  # synthetic cutouts lie wholly inside the footprint
     votes = np.column_stack([good[c].to_numpy() for c in schema.GZ2_ANSWER_COLUMNS])

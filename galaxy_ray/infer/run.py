@@ -171,12 +171,11 @@ def _summarise(out: str, plan: Plan, writer: UnitWriter, provenance: dict, timin
                log: Callable[[str], None]) -> dict[str, Any]:
     """Write ``_catalog.json`` (the provenance plus the whole catalog's counts) and return it."""
     names = sorted(u.name for u in plan.units)
-    rows, error_rows, by_reason = catalog_totals(out, names)
+    totals = catalog_totals(out, names)
+    rows, error_rows, by_reason = totals["rows"], totals["error_rows"], totals["errors_by_reason"]
     summary = dict(
         provenance,
-        rows=rows,
-        error_rows=error_rows,
-        errors_by_reason=by_reason,
+        **totals,
         files=len(names),
         rows_this_run=writer.rows,
         error_rows_this_run=writer.error_rows,
@@ -194,6 +193,9 @@ def _summarise(out: str, plan: Plan, writer: UnitWriter, provenance: dict, timin
         f"({writer.rows} rows written this run in {summary['seconds']:.1f} s{pace})")
     for reason, count in by_reason.items():
         log(f"  {count} row(s): {reason}")
+    if totals["rows_without_position"]:
+        log(f"warning: {totals['rows_without_position']} classified row(s) have no RA/Dec: cone searches and HATS "
+            "cannot place them; give ra/dec in a manifest, or cutouts with a celestial WCS")
     return summary
 
 

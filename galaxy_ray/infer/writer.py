@@ -19,10 +19,11 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from galaxy_ray import catalog
 from galaxy_ray import model as model_mod
@@ -170,8 +171,10 @@ class UnitWriter:
         table = pa.concat_tables(self.parts.pop(index)).drop_columns([UNIT_COLUMN])
         errors = table.num_rows - table.column(C.ERROR).null_count
         reasons = Counter(error_reason(e) for e in table.column(C.ERROR).drop_null().to_pylist())
+        # classified rows a cone search or HATS cannot place: counted, so no position is lost unsaid
+        unplaced = pc.sum(pc.and_(pc.is_null(table.column(C.ERROR)), pc.is_null(table.column(C.RA)))).as_py() or 0
         provenance = dict(self.provenance, rows=table.num_rows, error_rows=errors, file=unit.name,
-                          errors_by_reason=dict(reasons))
+                          errors_by_reason=dict(reasons), rows_without_position=int(unplaced))
         if unit.shards:
             provenance["input_shards"] = [os.path.basename(s) for s in unit.shards]
         if unit.row_range:
@@ -196,8 +199,15 @@ class UnitWriter:
                 for i, u in self.units.items() if self.seen.get(i, 0) < u.rows]
 
 
-def catalog_totals(out: str, names: Sequence[str]) -> tuple[int, int, dict[str, int]]:
-    """Rows, error rows and error rows by reason of the published files ``names`` in ``out``, from their footers."""
+def catalog_totals(out: str, names: Sequence[str]) -> dict[str, Any]:
+    """Totals of the published files ``names`` in ``out``, from their footers.
+
+    Returns
+    -------
+    dict
+        ``rows``, ``error_rows``, ``errors_by_reason`` (most common first) and
+        ``rows_without_position`` (rows without an error but without RA/Dec).
+    """
 
     def read(name: str) -> dict:
         return catalog.read_provenance(storage.join(out, name)) or {}
@@ -207,5 +217,7 @@ def catalog_totals(out: str, names: Sequence[str]) -> tuple[int, int, dict[str, 
     reasons: Counter[str] = Counter()
     for prov in footers:
         reasons.update(prov.get("errors_by_reason", {}))
-    return (sum(int(p.get("rows", 0)) for p in footers), sum(int(p.get("error_rows", 0)) for p in footers),
-            dict(reasons.most_common()))
+    return {"rows": sum(int(p.get("rows", 0)) for p in footers),
+            "error_rows": sum(int(p.get("error_rows", 0)) for p in footers),
+            "errors_by_reason": dict(reasons.most_common()),
+            "rows_without_position": sum(int(p.get("rows_without_position", 0)) for p in footers)}

@@ -89,6 +89,18 @@ def plain_bytes(data: bytes, limit: int = MAX_PLAIN_BYTES) -> bytes:
     return bytes(out)
 
 
+def _image_axes(header) -> bool:
+    """True for an image of (H, W) or (bands, H, W), also with axes of length 1 beyond them.
+
+    Radio cutouts are (STOKES, FREQ, H, W) = (1, 1, H, W), ``NAXIS = 4``: the
+    degenerate axes carry no pixels, and the celestial WCS is still the first
+    two axes (``astropy.wcs.WCS.celestial`` takes them out).
+    """
+    naxis = int(header.get("NAXIS", 0))
+    beyond = [int(header.get(f"NAXIS{i}", 0)) for i in range(3, naxis + 1)]
+    return naxis >= 2 and sum(n != 1 for n in beyond) <= 1
+
+
 def parse(data: bytes, where: str):
     """Header and ``(height, width)`` of a FITS cutout's image HDU; ``GalaxyRayError`` when unreadable.
 
@@ -104,7 +116,7 @@ def parse(data: bytes, where: str):
     try:
         with fits.open(io.BytesIO(data), memmap=False) as hdul:
             # The header says what the HDU holds (a CompImageHDU's is the image's own header).
-            hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) in (2, 3)), None)
+            hdu = next((h for h in hdul if h.is_image and _image_axes(h.header)), None)
             if hdu is None or hdu.data is None:
                 raise GalaxyRayError(f"{where}: no image HDU with 1 or 3 bands; expected (bands, height, width)")
             header = hdu.header.copy()

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from galaxy_ray import runtime
 from galaxy_ray.errors import GalaxyRayError, one_line
 
 #: What a table's positions may look like, for error messages.
@@ -146,4 +147,31 @@ def parse_positions(ra: Any, dec: Any, ids: Sequence[Any], where: str) -> tuple[
                 f"({bad.why}); give {FORMS}"
             ) from None
     check_positions(out[0], out[1], ids, where, given=(ra, dec))
+    if pd.api.types.is_numeric_dtype(pd.Series(ra).dtype) and looks_like_hours(out[0], out[1]):
+        finite = np.isfinite(out[1])
+        runtime.say(f"galaxy-ray: warning: {where}: every RA lies in [0, 24] while Dec spans "
+                    f"{np.min(out[1][finite]):.1f} to {np.max(out[1][finite]):.1f} deg: is the ra column in hours? "
+                    "galaxy-ray reads numbers as degrees; multiply it by 15, or give hh:mm:ss text")
     return out[0], out[1]
+
+
+def looks_like_hours(ra: np.ndarray, dec: np.ndarray, min_rows: int = 10) -> bool:
+    """True when numeric RA values read as degrees look like hours of RA instead.
+
+    Every finite RA lies in [0, 24] while the Dec values span more degrees than
+    the RA values do: a footprint of hours read as degrees is squeezed 15
+    times in RA.  A real field within RA 0-24 deg that is taller than wide
+    also matches; the caller only warns.
+
+    Parameters
+    ----------
+    ra, dec : numpy.ndarray of float, shape (N,)
+        Degrees (NaN for absent).
+    min_rows : int
+        Fewer positions than this say nothing.
+    """
+    keep = np.isfinite(ra) & np.isfinite(dec)
+    if keep.sum() < min_rows:
+        return False
+    ra, dec = ra[keep], dec[keep]
+    return bool(ra.max() <= 24.0 and np.ptp(dec) > max(np.ptp(ra), 1.0))
