@@ -38,7 +38,6 @@ from galaxy_ray.data.transforms import PreprocessConfig, check_stored_pixels, ok
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.plan import UNIT_COLUMN, Plan, Unit
 from galaxy_ray.infer.writer import as_float, catalog_rows
-from galaxy_ray.io import storage
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.model import Predictor, output_columns, view_spread
 from galaxy_ray.schema import CatalogColumns as C
@@ -354,15 +353,14 @@ def _read_shards(plan: Plan, shards: Sequence[str], num_cpus: float = 1, tasks: 
 
     One block per shard, read with ``num_cpus`` per task: with the decode
     stage's resources (and its cap of ``tasks`` at once) and whole-block
-    batches, Ray Data fuses the two into one task per shard (it does not fuse
-    a read that splits its output blocks).
+    batches, Ray Data fuses the two into one task per shard.  A row group that
+    cannot be read (corrupt data pages) becomes error rows naming its shard
+    (:func:`galaxy_ray.data.sources.shards.read_shard`); the other shards' rows go on.
     """
+    from galaxy_ray.data.sources.shards import read_shards
+
     if C.OBJECT_ID not in plan.columns or C.IMAGE not in plan.columns:
         raise GalaxyRayError(f"{shards[0]}: not a cutout shard (needs object_id and image columns); "
                              "pack the source with `galaxy-ray pack`")
     columns = [c for c in (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE) if c in plan.columns]
-    fs, _ = storage.pyarrow_filesystem(shards[0])
-    return raycompat.read_parquet(
-        [storage.strip_scheme(s) for s in shards], fs, include_paths=True, columns=columns,
-        override_num_blocks=len(shards), num_cpus=num_cpus, **({"concurrency": tasks} if tasks else {}),
-    )
+    return read_shards(shards, columns, num_cpus=num_cpus, **({"concurrency": tasks} if tasks else {}))

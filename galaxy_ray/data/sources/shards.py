@@ -6,6 +6,12 @@ of :mod:`galaxy_ray.io.storage`.  Repacking (``pack`` of a shards source) needs
 the rows in a fixed order: the driver reads only the Parquet footers to count
 each file's rows, and workers read their slice back by file and row.
 
+A shard whose footer is valid but whose data pages are corrupt (a bad copy, a
+truncated upload) is read row group by row group (:func:`read_shard`): the
+rows of a row group that cannot be read become rows with a null ``image`` and
+an ``error`` naming the shard and its rows, with their ids and positions when
+those columns can still be read, so one bad shard never stops a job.
+
 ``galaxy-ray pack --image-size N`` stores cutouts already resized for a model;
 its footers say so under ``galaxy_ray_pack`` -> ``pixels``
 (:func:`stored_pixels`), and the stages that prepare model input check it
@@ -23,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from galaxy_ray.io import storage
-from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.data.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
 from galaxy_ray.data.sources.identity import exact_float_ids
@@ -138,6 +144,149 @@ def check_shard_ids(files: Sequence[str]) -> None:
         exact_float_ids(ids, C.OBJECT_ID, uri)
 
 
+#: What pyarrow raises on corrupt data pages (``OSError: Unexpected end of stream``, bad thrift, codec errors).
+_READ_ERRORS = (OSError, pa.ArrowException, ValueError, EOFError)
+#: Columns a row group's unreadable rows are not salvaged from (the large ones; the rows become errors anyway).
+_PAYLOAD = (C.IMAGE, C.VOTES)
+
+
+def unreadable_id(uri: str, row: int) -> str:
+    """The ``object_id`` of a shard row whose id column cannot be read either (never a survey id)."""
+    return f"unreadable:{uri.rstrip('/').rsplit('/', 1)[-1]}:{row}"
+
+
+def _salvage(pf: pq.ParquetFile, group: int, names: Sequence[str]) -> dict[str, pa.ChunkedArray]:
+    """The columns of a bad row group that can still be read, one by one (the payload is not tried)."""
+    kept = {}
+    for name in names:
+        if name in _PAYLOAD:
+            continue
+        try:
+            kept[name] = pf.read_row_group(group, columns=[name])[name]
+        except _READ_ERRORS:
+            continue
+    return kept
+
+
+def _unreadable_rows(pf: pq.ParquetFile, group: int, names: Sequence[str], uri: str, first: int,
+                     exc: BaseException) -> pa.Table:
+    """Rows of row group ``group`` with a null payload and an ``error`` naming the shard and the rows."""
+    n = pf.metadata.row_group(group).num_rows
+    schema = pf.schema_arrow
+    kept = _salvage(pf, group, names)
+    message = (f"{uri}: unreadable Parquet data (rows {first}-{first + n - 1}, row group {group}: "
+               f"{one_line(exc)[:200]}); repack this shard from its source")
+    columns = {name: kept.get(name, pa.nulls(n, schema.field(name).type)) for name in names}
+    if C.OBJECT_ID not in kept:
+        columns[C.OBJECT_ID] = pa.array([unreadable_id(uri, first + i) for i in range(n)], type=pa.string())
+    if C.SOURCE in columns and C.SOURCE not in kept:
+        columns[C.SOURCE] = pa.array([uri] * n, type=schema.field(C.SOURCE).type)
+    columns[C.ERROR] = pa.array([message] * n, type=pa.string())
+    return pa.table(columns)
+
+
+def read_shard(uri: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """A shard's rows, row group by row group; a row group that cannot be read becomes error rows.
+
+    Parameters
+    ----------
+    uri : str
+        The shard, local or ``s3://``.
+    columns : sequence of str, optional
+        Columns to read (those the shard has); all when None.
+
+    Returns
+    -------
+    pyarrow.Table
+        The columns asked for and an ``error`` column (string): the shard's own,
+        or null, except on the rows of an unreadable row group, whose ``image``
+        is null and whose ``error`` names the shard, the rows and the way out.
+        Their ``object_id`` is :func:`unreadable_id` when the ids cannot be read.
+
+    Raises
+    ------
+    GalaxyRayError
+        The shard's footer cannot be read (the driver checks every footer first).
+    """
+    fs, path = storage.pyarrow_filesystem(uri)
+    try:
+        f = fs.open_input_file(path)
+        pf = pq.ParquetFile(f)
+    except _READ_ERRORS as exc:
+        raise GalaxyRayError(f"{uri}: not a readable Parquet shard ({one_line(exc)}); repack the source") from None
+    with f:
+        have = pf.schema_arrow.names
+        names = [c for c in (have if columns is None else columns) if c in have and c != C.ERROR]
+        if C.ERROR in have:
+            names.append(C.ERROR)
+        parts, first = [], 0
+        for group in range(pf.num_row_groups):
+            try:
+                part = pf.read_row_group(group, columns=names)
+                if C.ERROR not in part.column_names:
+                    part = part.append_column(C.ERROR, pa.nulls(part.num_rows, pa.string()))
+            except _READ_ERRORS as exc:
+                part = _unreadable_rows(pf, group, names, uri, first, exc)
+            parts.append(part.select([*[c for c in names if c != C.ERROR], C.ERROR]))
+            first += pf.metadata.row_group(group).num_rows
+    if not parts:
+        empty = pf.schema_arrow.empty_table().select([c for c in names if c != C.ERROR])
+        return empty.append_column(C.ERROR, pa.nulls(0, pa.string()))
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def read_shards(shards: Sequence[str], columns: Sequence[str] | None = None, **read_args):
+    """The rows of packed shards as a Ray Dataset, one block per shard, a bad row group as error rows.
+
+    Parameters
+    ----------
+    shards : sequence of str
+        Shard URIs (local or ``s3://``, all on one filesystem).
+    columns : sequence of str, optional
+        Columns to read; an ``error`` column and ``path`` (the shard's path
+        without its scheme, as ``include_paths`` gives it) are always added.
+    **read_args
+        For ``ray.data.read_datasource`` (``num_cpus``, ``concurrency``, ``compute``...).
+
+    Returns
+    -------
+    ray.data.Dataset
+    """
+    import ray.data
+
+    return ray.data.read_datasource(_datasource(list(shards), columns), override_num_blocks=len(shards),
+                                    **read_args)
+
+
+def _read_task_fn(uri: str, columns: Sequence[str] | None):
+    def read():
+        table = read_shard(uri, columns)
+        yield table.append_column("path", pa.array([storage.strip_scheme(uri)] * table.num_rows, pa.string()))
+    return read
+
+
+def _datasource(shards: list[str], columns: Sequence[str] | None):
+    """A ``ray.data.Datasource`` over ``shards`` (defined here so that importing this module needs no Ray)."""
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+
+    class _Shards(Datasource):
+        def get_name(self) -> str:
+            return "Parquet"  # Ray Data's stats name the fused read+decode stage ReadParquet->..., as before
+
+        def estimate_inmemory_data_size(self) -> int | None:
+            return None
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                           data_context=None) -> list:
+            return [ReadTask(_read_task_fn(uri, columns),
+                             BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=(uri,)),
+                             per_task_row_limit=per_task_row_limit)
+                    for uri in shards]
+
+    return _Shards()
+
+
 class Shards(Source):
     """A directory of Parquet shards with an ``image`` column."""
 
@@ -173,6 +322,5 @@ class Shards(Source):
     def read_rows(self, meta: pd.DataFrame) -> pa.Table:
         parts = []
         for k, rows in meta.groupby(_FILE, sort=False)[_ROW]:
-            fs, path = storage.pyarrow_filesystem(self.files[int(k)])
-            parts.append(conform(pq.read_table(path, filesystem=fs)).take(pa.array(rows.to_numpy())))
+            parts.append(conform(read_shard(self.files[int(k)])).take(pa.array(rows.to_numpy())))
         return pa.concat_tables(parts, promote_options="permissive")

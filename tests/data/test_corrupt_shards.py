@@ -1,0 +1,123 @@
+"""Issue 21, item 10: a shard with a valid footer and corrupt data pages costs its own rows, never the job.
+
+The shards are real: written by pyarrow (the project's ``write_shards`` fixture
+and ``pack``), then a column chunk's page header is overwritten in the middle of
+the file, the footer left as it was.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from galaxy_ray import infer
+from galaxy_ray.data.sources import open_source, pack
+from galaxy_ray.data.sources.shards import read_shard, unreadable_id
+from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.synthetic import synthetic_table
+
+SIZE = 32
+
+
+def _corrupt(uri: str, column: str, group: int = 0) -> None:
+    """Overwrite the first 64 bytes of ``column``'s chunk in row group ``group`` (its page header)."""
+    meta = pq.ParquetFile(uri).metadata
+    index = meta.schema.to_arrow_schema().names.index(column)
+    chunk = meta.row_group(group).column(index)
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    data = bytearray(open(uri, "rb").read())
+    assert start + 64 < len(data) - meta.serialized_size  # the middle of the file, not the footer
+    data[start : start + 64] = bytes(np.random.default_rng(7).integers(0, 256, 64, dtype=np.uint8))
+    with open(uri, "wb") as f:
+        f.write(bytes(data))
+    pq.ParquetFile(uri).metadata  # the footer still reads ...
+    with pytest.raises(OSError):
+        pq.read_table(uri)  # ... and the data does not: what made the whole job die
+
+
+def _two_group_shard(tmp_path) -> tuple[str, pa.Table]:
+    table = synthetic_table(20, size=SIZE, seed=4)
+    uri = str(tmp_path / "part-00000.parquet")
+    pq.write_table(table, uri, compression="zstd", row_group_size=10)
+    assert pq.ParquetFile(uri).metadata.num_row_groups == 2
+    return uri, table
+
+
+def test_a_bad_row_group_becomes_error_rows_naming_the_shard_and_the_rest_reads(tmp_path):
+    uri, table = _two_group_shard(tmp_path)
+    _corrupt(uri, C.IMAGE, group=1)
+    got = read_shard(uri, [C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE])
+    assert got.column_names == [C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE, C.ERROR]
+    assert got.num_rows == 20
+    good, bad = got.slice(0, 10), got.slice(10)
+    for c in (C.OBJECT_ID, C.RA, C.DEC, C.IMAGE, C.SOURCE):
+        assert good[c].to_pylist() == table[c].slice(0, 10).to_pylist(), c
+    assert good[C.ERROR].null_count == 10
+    # the bad group keeps what can still be read (ids, positions, source), never its image
+    for c in (C.OBJECT_ID, C.RA, C.DEC, C.SOURCE):
+        assert bad[c].to_pylist() == table[c].slice(10).to_pylist(), c
+    assert bad[C.IMAGE].null_count == 10
+    errors = set(bad[C.ERROR].to_pylist())
+    assert len(errors) == 1
+    (error,) = errors
+    assert error.startswith(f"{uri}: unreadable Parquet data (rows 10-19, row group 1: ") and "\n" not in error
+    assert error.endswith("; repack this shard from its source")
+
+
+def test_rows_whose_ids_are_unreadable_get_ids_that_say_so(tmp_path):
+    uri, table = _two_group_shard(tmp_path)
+    _corrupt(uri, C.OBJECT_ID, group=0)
+    got = read_shard(uri)
+    assert got[C.OBJECT_ID].to_pylist()[:10] == [f"unreadable:part-00000.parquet:{k}" for k in range(10)]
+    assert unreadable_id(uri, 3) == "unreadable:part-00000.parquet:3"
+    assert got[C.OBJECT_ID].to_pylist()[10:] == table[C.OBJECT_ID].slice(10).to_pylist()
+    assert got[C.ERROR].null_count == 10 and got[C.IMAGE].null_count == 10
+
+
+def test_pack_of_shards_with_a_corrupt_one_completes_with_its_rows_as_errors(ray_cluster, tmp_path, write_shards):
+    table = synthetic_table(12, size=SIZE, seed=5)
+    uris = write_shards(table, str(tmp_path / "in"), 4)
+    _corrupt(uris[1], C.IMAGE)
+    summary = pack(str(tmp_path / "in"), str(tmp_path / "out"), rows_per_shard=6, verbose=False)
+    assert summary["rows"] == 12 and summary["written"] == 2
+    assert json.loads((tmp_path / "out" / "_pack.json").read_text())["complete"] is True
+    out = pa.concat_tables([pq.read_table(p) for p in sorted(glob.glob(str(tmp_path / "out" / "part-*.parquet")))])
+    assert out[C.OBJECT_ID].to_pylist() == table[C.OBJECT_ID].to_pylist()
+    errors = out[C.ERROR].to_pylist()
+    assert [e is not None for e in errors] == [False] * 4 + [True] * 4 + [False] * 4
+    assert all(e.startswith(f"{uris[1]}: unreadable Parquet data (rows 0-3, row group 0: ") for e in errors[4:8])
+    assert out[C.IMAGE].to_pylist()[:4] == table[C.IMAGE].to_pylist()[:4]
+    assert out[C.IMAGE].to_pylist()[8:] == table[C.IMAGE].to_pylist()[8:]
+
+
+@pytest.mark.slow
+def test_infer_writes_every_shards_rows_and_the_corrupt_ones_as_errors(ray_cluster, tmp_path, write_shards,
+                                                                       tiny_checkpoint):
+    table = synthetic_table(15, size=SIZE, seed=6)
+    uris = write_shards(table, str(tmp_path / "shards"), 5)
+    _corrupt(uris[1], C.IMAGE)
+    checkpoint = tiny_checkpoint(str(tmp_path / "model.pt"), size=SIZE)
+    out = str(tmp_path / "catalog")
+    summary = infer.run_inference(checkpoint, str(tmp_path / "shards"), out, batch_size=8, rows_per_file=5,
+                                  num_actors=1, log=lambda _line: None)
+    assert summary["rows"] == 15 and summary["error_rows"] == 5
+    parts = sorted(glob.glob(os.path.join(out, "part-*.parquet")))
+    assert [os.path.basename(p) for p in parts] == [f"part-0000{k}-0000{k}.parquet" for k in range(3)]
+    catalog = pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas().set_index(C.OBJECT_ID)
+    ids = table[C.OBJECT_ID].to_pylist()
+    assert sorted(catalog.index) == sorted(ids)
+    bad, good = ids[5:10], ids[:5] + ids[10:]
+    for oid in bad:
+        assert catalog.loc[oid, C.ERROR].startswith(f"{uris[1]}: unreadable Parquet data (rows 0-4, row group 0: ")
+        assert np.isnan(catalog.loc[oid, C.P_MERGER])
+    for oid in good:  # the other shards' rows are classified
+        assert pd.isna(catalog.loc[oid, C.ERROR]) and 0.0 <= catalog.loc[oid, C.P_MERGER] <= 1.0
+    assert summary["errors_by_reason"] == {"unreadable Parquet data": 5}
+    open_source(str(tmp_path / "shards"))  # the source still opens: the footers are fine
