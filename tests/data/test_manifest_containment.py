@@ -118,3 +118,11 @@ def test_image_formats_are_told_from_their_first_bytes_even_when_wrapped():
         "png", "png", "png", "fits", "jpeg"]
     assert [image_encoding(x) for x in (SECRET.encode(), gzip.compress(SECRET.encode()), b"\x1f\x8b broken",
                                         gzip.compress(gzip.compress(gzip.compress(png))), b"", None)] == [None] * 6
+
+
+def test_a_table_that_does_not_parse_is_named_not_quoted(tmp_path):
+    (tmp_path / "manifest.csv").write_text(f"object_id,path\ng0,images/a.png\n{SECRET}\n")
+    with pytest.raises(GalaxyRayError) as err:
+        open_source(str(tmp_path)).metadata()
+    assert str(err.value) == (f"{tmp_path / 'manifest.csv'}: not a readable CSV/Parquet table "
+                              "(CSV parse error: Expected 2 columns, got 1)")

@@ -18,6 +18,7 @@ import contextlib
 import csv
 import gzip
 import lzma
+import re
 from typing import IO, Iterator, Sequence
 
 import pandas as pd
@@ -145,11 +146,22 @@ def read_table(
     except GalaxyRayError:
         raise
     except (pa.ArrowInvalid, OSError, EOFError, lzma.LZMAError) as exc:
-        raise GalaxyRayError(f"{uri}: not a readable CSV/Parquet table ({one_line(exc)})") from None
+        raise GalaxyRayError(f"{uri}: not a readable CSV/Parquet table ({_without_content(exc)})") from None
     for c in columns_as_string:
         if c in table.column_names:
             table = table.set_column(table.column_names.index(c), c, _as_text(table[c], c, uri, c in id_columns))
     return table.to_pandas()
+
+
+#: Arrow's CSV parse errors end with the offending line itself: what a message must not show.
+_CSV_ROW = re.compile(r"^(CSV parse error: .*?Expected \d+ columns, got \d+)(: .*)?$")
+
+
+def _without_content(exc: BaseException) -> str:
+    """One line of a table reader's error, less the file's text that Arrow's CSV parse errors quote."""
+    line = one_line(exc)
+    match = _CSV_ROW.match(line)
+    return match.group(1) if match else line
 
 
 def _as_text(values: pa.ChunkedArray, column: str, uri: str, is_id: bool) -> pa.Array | pa.ChunkedArray:
