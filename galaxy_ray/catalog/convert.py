@@ -15,6 +15,16 @@ partition file and of ``_common_metadata``; its scalar entries are also
 ``galaxy_ray_*`` keys of the properties files.  Rows without a position
 cannot be placed on the sky and are left out (counted in the properties).
 
+Success is judged by what was written: the command succeeds when the
+collection at OUT is complete (``hats.io.validation.is_valid_collection``,
+strict) and holds every row with a position, even if Dask then fails to shut
+down in time (a warning); a collection that is not complete is an error,
+whatever Dask said.  hats-import's scratch files and Dask's spill space live
+in galaxy-ray's own folder, :func:`work_dir` (``<OUT>.galaxy-ray-hats-tmp``
+beside a local OUT), which every run empties first, so a killed run's 100 MB
+are removed by the next one.  A local collection is written inside that
+folder and moved to OUT only once complete, so OUT never holds half of one.
+
 hats-import, hats and Dask are imported inside the functions: the rest of the
 catalog package (``galaxy-ray query``) must stay light.
 """
@@ -22,12 +32,14 @@ catalog package (``galaxy-ray query``) must stay light.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from typing import Sequence
 
 import pyarrow.compute as pc
@@ -37,10 +49,12 @@ from galaxy_ray.catalog.hats import COLLECTION_PROPERTIES, hats_parts, hats_upat
 from galaxy_ray.catalog.scan import open_catalog
 from galaxy_ray.catalog.write import METADATA_KEY
 from galaxy_ray.errors import GalaxyRayError, one_line
+from galaxy_ray import runtime
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
 
-__all__ = ["DEFAULT_MARGIN_ARCSEC", "DEFAULT_PARTITION_ROWS", "default_hats_path", "to_hats", "hats_main"]
+__all__ = ["DEFAULT_MARGIN_ARCSEC", "DEFAULT_PARTITION_ROWS", "SHUTDOWN_TIMEOUT", "WORK_SUFFIX", "default_hats_path",
+           "work_dir", "to_hats", "hats_main"]
 
 #: Margin cache width, arcsec: cross-matches with radii up to this are complete at partition edges.
 DEFAULT_MARGIN_ARCSEC = 10.0
@@ -50,6 +64,10 @@ DEFAULT_PARTITION_ROWS = 1_000_000
 DEFAULT_ROW_GROUP_ROWS = 10_000
 #: Longest provenance value copied into the properties files (longer ones stay in the Parquet metadata).
 _MAX_PROPERTY_CHARS = 200
+#: Seconds Dask's client and local cluster get to shut down after the work; past that, a warning, not a failure.
+SHUTDOWN_TIMEOUT = 60.0
+#: Suffix of galaxy-ray's own scratch folder beside a local OUT (hats-import's and Dask's temporary files).
+WORK_SUFFIX = ".galaxy-ray-hats-tmp"
 
 
 def default_hats_path(catalog_dir: str) -> str:
@@ -133,12 +151,11 @@ def _dask_client(workers: int, scheduler: str | None, tmp: str):
                   local_directory=tmp)
 
 
-def _collection_args(cat, out: str, tmp: str, props: dict, options: dict):
-    """hats-import's arguments for a collection: the catalog from ``cat``'s files and its margin cache."""
+def _collection_args(cat, parent: str, name: str, tmp: str, props: dict, options: dict):
+    """hats-import's arguments for a collection ``parent/name``: the catalog from ``cat``'s files and its margin cache."""
     from hats_import.collection.arguments import CollectionArguments
 
-    parent, name = _split_out(out)
-    common = dict(output_path=hats_upath(parent) if storage.is_remote(out) else parent, output_artifact_name=name,
+    common = dict(output_path=hats_upath(parent) if storage.is_remote(parent) else parent, output_artifact_name=name,
                   addl_hats_properties=props, tmp_dir=tmp, dask_tmp=tmp, resume=False,
                   progress_bar=options["progress"], simple_progress_bar=True,
                   row_group_kwargs={"num_rows": int(options["row_group_rows"])})
@@ -151,25 +168,127 @@ def _collection_args(cat, out: str, tmp: str, props: dict, options: dict):
             .add_margin(margin_threshold=float(options["margin_arcsec"]), is_default=True))
 
 
-def _run_import(cat, out: str, props: dict, options: dict) -> None:
-    """Run hats-import's collection pipeline on Dask, its scratch files in a local temporary directory."""
-    tmp = tempfile.mkdtemp(prefix="galaxy_ray_hats_")
-    try:
-        from hats_import.pipeline import pipeline_with_client
+def _describe(exc: BaseException) -> str:
+    """``TimeoutError: timed out after 60 s`` (or the type alone when the message is empty)."""
+    text = one_line(exc)
+    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
-        args = _collection_args(cat, out, tmp, props, options)
-        with _dask_client(max(1, int(options["workers"])), options["dask_scheduler"], tmp) as client:
-            pipeline_with_client(args, client)
+
+def _close_dask(client, timeout: float, own_cluster: bool) -> list[str]:
+    """Close the Dask client (and the local cluster it started); what failed, one line each."""
+    problems = []
+    closers = [("client", client.close)] + ([("local cluster", client.cluster.close)]
+                                            if own_cluster and client.cluster is not None else [])
+    for what, close in closers:
+        try:
+            close(timeout=timeout)
+        except (OSError, RuntimeError) as exc:  # a shutdown past its timeout raises TimeoutError, an OSError
+            problems.append(f"Dask {what} shutdown: {_describe(exc)}")
+    return problems
+
+
+def _run_import(cat, target: str, props: dict, options: dict, scratch: str) -> str | None:
+    """Run hats-import's collection pipeline into ``target`` on Dask; what went wrong (one line), or None.
+
+    Raises
+    ------
+    GalaxyRayError
+        hats-import refuses its arguments (nothing ran).
+    """
+    from hats_import.pipeline import pipeline_with_client
+
+    parent, name = _split_out(target)
+    try:
+        args = _collection_args(cat, parent, name, scratch, props, options)
     except (ValueError, OSError, RuntimeError) as exc:
         raise GalaxyRayError(f"hats-import: {one_line(exc)}") from None
+    scheduler = options["dask_scheduler"]
+    client = _dask_client(max(1, int(options["workers"])), scheduler, scratch)
+    problems = []
+    try:
+        pipeline_with_client(args, client)
+    except (ValueError, OSError, RuntimeError) as exc:
+        problems.append(f"hats-import: {_describe(exc)}")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        problems += _close_dask(client, float(options["shutdown_timeout"]), own_cluster=not scheduler)
+    return "; ".join(problems) or None
+
+
+def work_dir(out: str) -> str:
+    """galaxy-ray's scratch folder for writing the HATS collection ``out`` (always local).
+
+    ``<OUT>.galaxy-ray-hats-tmp`` beside a local OUT (the same file system, so
+    the finished collection moves into place in one rename); for an ``s3://``
+    OUT, ``galaxy-ray-hats-tmp-<first 12 hex of SHA-256(OUT)>`` in the system
+    temporary folder.  The same OUT always gets the same folder, so a rerun
+    finds what a killed run left.
+    """
+    text = str(out).rstrip("/")
+    if storage.is_remote(text):
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return os.path.join(tempfile.gettempdir(), f"galaxy-ray-hats-tmp-{digest}")
+    return storage.strip_scheme(text) + WORK_SUFFIX
+
+
+def _fresh_work_dir(out: str) -> str:
+    """:func:`work_dir` of ``out``, emptied of what an interrupted run left, and created."""
+    work = work_dir(out)
+    if os.path.exists(work):
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(work) for f in files)
+        shutil.rmtree(work)
+        runtime.say(f"galaxy-ray: removed {work} ({size / 1e6:.1f} MB) left by an interrupted hats run")
+    os.makedirs(os.path.join(work, "scratch"))
+    return work
+
+
+def _incomplete(uri: str, expected_rows: int) -> str | None:
+    """None when ``uri`` holds a complete HATS collection with ``expected_rows`` rows; else what is wrong."""
+    from hats.io.validation import is_valid_collection
+
+    try:
+        with warnings.catch_warnings():
+            # hats says listing a margin cache's files "may be slow": it is what the check is for
+            warnings.filterwarnings("ignore", "Computing partitions from catalog parquet files", UserWarning)
+            if not is_valid_collection(hats_upath(uri), strict=True):
+                return "hats does not read it as a complete collection"
+        written = hats_parts(uri)
+    except (GalaxyRayError, OSError, ValueError) as exc:
+        return one_line(exc)
+    if written.total_rows != expected_rows:
+        return f"it holds {written.total_rows} rows, not the {expected_rows} with a position"
+    return None
+
+
+def _publish(target: str, out: str, replace: bool) -> None:
+    """Move the finished local collection ``target`` to ``out`` (replacing one there when ``replace``)."""
+    if target == out:
+        return
+    final = storage.strip_scheme(out)
+    if replace and os.path.exists(final):
+        shutil.rmtree(final)
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    os.replace(target, final)
+
+
+def _check_out(out: str, replace: bool) -> None:
+    """Refuse an OUT that holds a collection (unless ``replace``) or anything else that is not empty."""
+    holds = storage.exists(storage.join(str(out), COLLECTION_PROPERTIES))
+    if holds and replace:
+        if storage.is_remote(out):
+            fs, path = storage.fsspec_filesystem(str(out))
+            fs.rm(path, recursive=True)
+        return
+    if holds:
+        raise GalaxyRayError(f"{out}: already holds a HATS collection; delete it or choose another OUT")
+    if not storage.is_remote(out) and os.path.isdir(storage.strip_scheme(out)) and os.listdir(storage.strip_scheme(out)):
+        raise GalaxyRayError(f"{out}: exists and is not a HATS collection galaxy-ray wrote; delete it or choose "
+                             "another OUT")
 
 
 def to_hats(catalog_dir: str, out: str, *, margin_arcsec: float = DEFAULT_MARGIN_ARCSEC,
             partition_rows: int = DEFAULT_PARTITION_ROWS, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
             highest_order: int = 10, workers: int = 1, dask_scheduler: str | None = None,
-            progress: bool = False, replace: bool = False) -> dict:
+            progress: bool = False, replace: bool = False, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> dict:
     """Write a HATS collection (catalog, margin cache, properties) of a plain galaxy-ray catalog.
 
     Parameters
@@ -193,40 +312,55 @@ def to_hats(catalog_dir: str, out: str, *, margin_arcsec: float = DEFAULT_MARGIN
     progress : bool
         Print hats-import's progress bars (stderr).
     replace : bool
-        Delete a collection already at ``out`` first (``infer --hats`` after a
+        Replace a collection already at ``out`` (``infer --hats`` after a
         rerun that added rows); otherwise such an ``out`` is refused.
+    shutdown_timeout : float
+        Seconds Dask gets to shut down after the work; a shutdown past it
+        leaves a complete collection in place, with a warning.
 
     Returns
     -------
     dict
-        ``out``, ``rows``, ``rows_without_position``, ``partitions``, ``margin_arcsec``, ``seconds``.
+        ``out``, ``rows``, ``rows_without_position``, ``partitions``, ``margin_arcsec``, ``seconds``
+        and ``warnings`` (what went wrong after the collection was complete; also printed).
 
     Raises
     ------
     GalaxyRayError
         ``catalog_dir`` is not a plain galaxy-ray catalog, ``out`` already
-        holds a collection, or hats-import fails (its message, one line).
+        holds a collection or something else, hats-import refuses its
+        arguments, or the collection written is not complete (with hats-import's
+        or Dask's message, one line).
     """
     start = time.perf_counter()
     cat = open_catalog(catalog_dir)
     if cat.layout != "plain":
         raise GalaxyRayError(f"{catalog_dir}: already a HATS catalog; open it with lsdb.open_catalog")
-    if replace and storage.exists(storage.join(str(out), COLLECTION_PROPERTIES)):
-        fs, path = storage.fsspec_filesystem(str(out))
-        fs.rm(path, recursive=True)
-    if storage.exists(storage.join(str(out), COLLECTION_PROPERTIES)):
-        raise GalaxyRayError(f"{out}: already holds a HATS collection; delete it or choose another OUT")
+    _check_out(str(out), replace)
     rows, missing = _rows_without_position(cat)
     if rows == missing:
         raise GalaxyRayError(f"{catalog_dir}: no row has a position (ra, dec); HATS partitions by position")
     props = _properties(cat.provenance, cat.uri, missing)
     options = dict(margin_arcsec=margin_arcsec, partition_rows=partition_rows, row_group_rows=row_group_rows,
-                   highest_order=highest_order, progress=progress, workers=workers, dask_scheduler=dask_scheduler)
-    _run_import(cat, str(out), props, options)
+                   highest_order=highest_order, progress=progress, workers=workers, dask_scheduler=dask_scheduler,
+                   shutdown_timeout=shutdown_timeout)
+    work = _fresh_work_dir(str(out))
+    target = str(out) if storage.is_remote(out) else os.path.join(work, _split_out(out)[1])
+    problem = _run_import(cat, target, props, options, os.path.join(work, "scratch"))
+    wrong = _incomplete(target, rows - missing)
+    if wrong:
+        shutil.rmtree(work, ignore_errors=True)
+        raise GalaxyRayError(f"{out}: the HATS collection is not complete ({problem or wrong}); rerun the "
+                             "command, it starts again")
+    _publish(target, str(out), replace)
+    shutil.rmtree(work, ignore_errors=True)
     written = hats_parts(str(out))
+    late = [f"{out} is complete ({written.total_rows} rows, checked with hats); {problem}"] if problem else []
+    for line in late:
+        runtime.say(f"galaxy-ray: warning: {line}")
     return {"out": str(out), "rows": written.total_rows, "rows_without_position": missing,
             "partitions": len(written.files), "margin_arcsec": float(margin_arcsec),
-            "seconds": round(time.perf_counter() - start, 3)}
+            "seconds": round(time.perf_counter() - start, 3), "warnings": late}
 
 
 def hats_main(argv: Sequence[str] | None = None) -> int:
