@@ -126,3 +126,20 @@ def test_a_table_that_does_not_parse_is_named_not_quoted(tmp_path):
         open_source(str(tmp_path)).metadata()
     assert str(err.value) == (f"{tmp_path / 'manifest.csv'}: not a readable CSV/Parquet table "
                               "(CSV parse error: Expected 2 columns, got 1)")
+
+
+def test_a_gz2_catalogs_image_column_is_held_to_its_folder_too(tmp_path):
+    from galaxy_ray import synthetic
+    from galaxy_ray.data.sources import gz2_catalog
+
+    root = tmp_path / "gz2"
+    assert synthetic.main([str(root), "--n", "3", "--size", "32", "--format", "gz2-catalog", "--seed", "1"]) == 0
+    (table_path,) = [p for p in root.glob("*.csv")]
+    table = pd.read_csv(table_path, dtype={gz2_catalog.ID_COLUMN: str})
+    (tmp_path / "stolen.jpg").write_bytes((root / table[gz2_catalog.IMAGE_COLUMN][0]).read_bytes())
+    table.loc[2, gz2_catalog.IMAGE_COLUMN] = "../stolen.jpg"
+    table.to_csv(table_path, index=False)
+    with pytest.raises(GalaxyRayError) as err:
+        open_source(str(root)).metadata()
+    assert f"row 3 of its '{gz2_catalog.IMAGE_COLUMN}' column names {root}/../stolen.jpg" in str(err.value)
+    assert len(open_source(str(root), allow_outside_paths=True).metadata()) == 3
