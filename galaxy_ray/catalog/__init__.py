@@ -22,8 +22,10 @@ Modules: :mod:`~galaxy_ray.catalog.write` (files and provenance),
 :mod:`~galaxy_ray.catalog.scan` (opening, region scans),
 :mod:`~galaxy_ray.catalog.query` (filters and queries),
 :mod:`~galaxy_ray.catalog.output` (tables and files),
+:mod:`~galaxy_ray.catalog.columns` (each column's unit, UCD and description),
+:mod:`~galaxy_ray.catalog.export` (FITS and VOTable files with units, UCDs and provenance),
 :mod:`~galaxy_ray.catalog.stats` (merger statistics),
-:mod:`~galaxy_ray.catalog.metadata` (the ``_metadata`` footer summary),
+:mod:`~galaxy_ray.catalog.metadata` (the ``_metadata`` footer summary, portable provenance URIs),
 :mod:`~galaxy_ray.catalog.hats` (reading the HATS layout),
 :mod:`~galaxy_ray.catalog.convert` (``galaxy-ray hats``: writing it with hats-import),
 :mod:`~galaxy_ray.catalog.crossmatch` (``galaxy-ray crossmatch``, with LSDB) and
@@ -33,7 +35,7 @@ Modules: :mod:`~galaxy_ray.catalog.write` (files and provenance),
 from galaxy_ray.catalog.cli import query_main, stats_main
 from galaxy_ray.catalog.convert import DEFAULT_MARGIN_ARCSEC, default_hats_path, hats_main, to_hats
 from galaxy_ray.catalog.crossmatch import crossmatch, crossmatch_main, parse_radius
-from galaxy_ray.catalog.metadata import METADATA_NAME, write_parquet_metadata
+from galaxy_ray.catalog.metadata import METADATA_NAME, portable_uri, write_parquet_metadata
 from galaxy_ray.catalog.output import to_astropy, write_kaggle_submission, write_table
 from galaxy_ray.catalog.query import box_search, cone_search, query, validate_where
 from galaxy_ray.catalog.regions import Box, Cone, in_ranges
@@ -78,6 +80,7 @@ __all__ = [
     "stats_main",
     "METADATA_NAME",
     "write_parquet_metadata",
+    "portable_uri",
     "DEFAULT_MARGIN_ARCSEC",
     "default_hats_path",
     "to_hats",

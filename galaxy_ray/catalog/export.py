@@ -29,11 +29,12 @@ from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from galaxy_ray import __version__
 from galaxy_ray.catalog.columns import column_info
 
-__all__ = ["PROVENANCE_KEYWORDS", "provenance_entries", "annotated_table", "fits_bytes", "votable_bytes"]
+__all__ = ["PROVENANCE_KEYWORDS", "provenance_entries", "to_astropy", "annotated_table", "fits_bytes", "votable_bytes"]
 
 #: (FITS keyword, path in the provenance, comment): what a FITS header or VOTable says of the catalog.
 PROVENANCE_KEYWORDS: tuple[tuple[str, tuple, str], ...] = (
@@ -112,10 +113,30 @@ def provenance_entries(provenance: Mapping | None) -> list[tuple[str, str, Any, 
     return out
 
 
+def to_astropy(table: pa.Table):
+    """An astropy ``Table`` (masked where null) from an Arrow table."""
+    # astropy.table and its FITS writer are imported only for the outputs that need them:
+    # they would add about half a second to every `galaxy-ray query`.
+    from astropy.table import MaskedColumn, Table
+
+    out = Table()
+    for name in table.column_names:
+        col = table[name]
+        mask = np.asarray(col.is_null())
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type):
+            values = np.array([v if v is not None else "" for v in col.to_pylist()], dtype=str)
+        elif pa.types.is_boolean(col.type):
+            values = pc.fill_null(col, False).to_numpy()
+        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            values = pc.fill_null(col, 0).to_numpy()
+        else:
+            values = np.array(col.to_pylist(), dtype=object)
+        out[name] = MaskedColumn(values, mask=mask) if mask.any() else values
+    return out
+
+
 def annotated_table(table: pa.Table, provenance: Mapping | None = None):
     """An astropy ``Table`` of ``table`` (masked where null) with each column's unit, UCD and description."""
-    from galaxy_ray.catalog.output import to_astropy
-
     out = to_astropy(table)
     for name in out.colnames:
         info = column_info(name, provenance)

@@ -1,6 +1,6 @@
 """Query results as pandas, astropy or Arrow tables, and as files.
 
-CSV and Parquet are written by pyarrow; FITS and VOTable by astropy; the
+CSV and Parquet are written by pyarrow; FITS and VOTable by astropy (:mod:`~galaxy_ray.catalog.export`); the
 Kaggle Galaxy Challenge submission is a CSV in the challenge's column layout.
 """
 
@@ -10,12 +10,12 @@ import gzip
 import io
 import json
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from galaxy_ray.catalog.export import fits_bytes, to_astropy, votable_bytes
 from galaxy_ray.catalog.write import METADATA_KEY
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import storage
@@ -26,28 +26,6 @@ __all__ = ["to_astropy", "convert_table", "write_table", "write_kaggle_submissio
 #: --out file suffix -> format
 _OUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits",
                 ".fits.gz": "fits", ".vot": "votable", ".votable": "votable", ".xml": "votable"}
-
-
-def to_astropy(table: pa.Table):
-    """An astropy ``Table`` (masked where null) from an Arrow table."""
-    # astropy.table and its FITS writer are imported only for the outputs that need them:
-    # they would add about half a second to every `galaxy-ray query`.
-    from astropy.table import MaskedColumn, Table
-
-    out = Table()
-    for name in table.column_names:
-        col = table[name]
-        mask = np.asarray(col.is_null())
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type):
-            values = np.array([v if v is not None else "" for v in col.to_pylist()], dtype=str)
-        elif pa.types.is_boolean(col.type):
-            values = pc.fill_null(col, False).to_numpy()
-        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-            values = pc.fill_null(col, 0).to_numpy()
-        else:
-            values = np.array(col.to_pylist(), dtype=object)
-        out[name] = MaskedColumn(values, mask=mask) if mask.any() else values
-    return out
 
 
 def convert_table(table: pa.Table, output: str):
@@ -106,8 +84,6 @@ def write_table(table: pa.Table, uri: str, provenance: dict | None = None, query
     GalaxyRayError
         The suffix names no known format.
     """
-    from galaxy_ray.catalog.export import fits_bytes, votable_bytes
-
     fmt = _out_format(uri)
     buf = io.BytesIO()
     if fmt == "csv":
