@@ -121,3 +121,16 @@ def test_infer_writes_every_shards_rows_and_the_corrupt_ones_as_errors(ray_clust
         assert pd.isna(catalog.loc[oid, C.ERROR]) and 0.0 <= catalog.loc[oid, C.P_MERGER] <= 1.0
     assert summary["errors_by_reason"] == {"unreadable Parquet data": 5}
     open_source(str(tmp_path / "shards"))  # the source still opens: the footers are fine
+
+
+def test_pack_of_shards_with_a_broken_footer_stops_in_one_line_naming_it(tmp_path, write_shards, capsys):
+    from galaxy_ray.cli import main as cli_main
+
+    uris = write_shards(synthetic_table(6, size=SIZE, seed=8), str(tmp_path / "in"), 3)
+    data = open(uris[1], "rb").read()
+    with open(uris[1], "wb") as f:
+        f.write(data[: len(data) // 2])  # a cut-off upload: no footer
+    assert cli_main(["pack", str(tmp_path / "in"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"galaxy-ray: error: {uris[1]}: not a readable Parquet shard (")
+    assert not (tmp_path / "out").exists()

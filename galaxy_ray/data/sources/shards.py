@@ -313,7 +313,12 @@ class Shards(Source):
         counts = []
         for f in self.files:
             fs, path = storage.pyarrow_filesystem(f)
-            counts.append(pq.ParquetFile(fs.open_input_file(path)).metadata.num_rows)
+            try:
+                with fs.open_input_file(path) as handle:
+                    counts.append(pq.ParquetFile(handle).metadata.num_rows)
+            except _READ_ERRORS as exc:
+                raise GalaxyRayError(f"{f}: not a readable Parquet shard ({one_line(exc)}); repack it from its "
+                                     "source or move it out of the folder") from None
         return pd.DataFrame({
             _FILE: np.repeat(np.arange(len(self.files)), counts),
             _ROW: np.concatenate([np.arange(c) for c in counts]) if counts else np.zeros(0, int),
