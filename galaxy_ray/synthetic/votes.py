@@ -1,19 +1,32 @@
-"""Simulated Galaxy Zoo 2 votes: volunteers walking the decision tree with class-dependent answers.
+"""Simulated Galaxy Zoo votes: volunteers walking a decision tree with class-dependent answers.
 
-Each galaxy's 37 cumulative vote fractions come from 30 to 55 volunteers,
+Each galaxy's 37 cumulative GZ2 vote fractions come from 30 to 55 volunteers,
 each answering with the class's probabilities perturbed per galaxy, so the
 fractions obey the GZ2 tree exactly and are noisy the way volunteer votes
 are.  :func:`expected_votes` gives the probabilities themselves: the RMSE of
 those against the votes is the floor any model can reach.
+
+GZ DECaLS-style vote-count tables (:func:`decals_vote_table`) follow the same
+galaxies down the DECaLS / DESI tree with a number of volunteers that varies
+from galaxy to galaxy (3 to 40), and carry each galaxy's true vote
+probabilities, so a vote-count model can be scored against known truth.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import gzip
+import io
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from galaxy_ray import schema
+from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.io import storage
+from galaxy_ray.trees import DECALS_DR5, Schema, TreeMatch
+
+if TYPE_CHECKING:
+    import pandas as pd
 from galaxy_ray.synthetic.recipes import (
     BARRED, CIGAR, DISTURBED, EDGE_ON, EDGE_ON_BULGE, IN_BETWEEN, LOOSE, MERGING, ROUND, TIGHT, draw_galaxy,
 )
@@ -184,3 +197,169 @@ def expected_votes(seed: int, index: int, footprint: Sequence[float] = DEFAULT_F
     for question in schema.GZ2_QUESTIONS:
         conditional[question.indices] = probs[question.key]
     return schema.conditional_to_cumulative(conditional)
+
+
+#: Volunteers per galaxy in a synthetic DECaLS table: half the galaxies get 3 to 8, half 30 to 40,
+#: after GZ DECaLS DR5, where most galaxies were retired at about 5 classifications or at 40
+#: (Walmsley et al. 2022, MNRAS 509, 3966, on the retirement limits and active learning).
+FEW_VOLUNTEERS, MANY_VOLUNTEERS = (3, 8), (30, 40)
+#: Stream of the DECaLS votes of galaxy ``index``: ``default_rng([seed, index, DECALS_STREAM])``,
+#: apart from the stream its pixels and GZ2 votes come from.
+DECALS_STREAM = 22
+#: Concentration of the galaxy-to-galaxy scatter of the true vote probabilities around a class's
+#: (a Dirichlet of ``25 * p + 0.05``, as for the GZ2 votes above).
+SCATTER = 25.0
+#: Prefix of the true-probability columns of a synthetic vote table: ``true_{question}_{answer}``.
+TRUE_PREFIX = "true_"
+
+
+def _normalised(values: Sequence[float]) -> np.ndarray:
+    v = np.clip(np.asarray(values, dtype=float), 1e-6, None)
+    return v / v.sum()
+
+
+def decals_probabilities(galaxy10: int, info: dict[str, Any]) -> np.ndarray:
+    """A class's answer probabilities on the GZ DECaLS / DESI tree, from its GZ2 ones.
+
+    Questions present in both trees take the GZ2 probabilities (``edge-on-bulge`` reorders GZ2's
+    bulge shape); the DECaLS-only answers split GZ2's: a bar is 55% strong, 45% weak; the five
+    bulge sizes share GZ2's four prominences; ``merging`` takes GZ2's "odd" times its merger,
+    disturbed and irregular answers.  The split is this simulation's choice, not a measurement.
+
+    Returns
+    -------
+    numpy.ndarray, shape (34,)
+        Conditional probabilities in :data:`galaxy_ray.trees.DECALS_DR5` answer order; each
+        question sums to 1.
+    """
+    p = answer_probabilities(galaxy10, info)
+    bar, (none, just, obvious, dominant) = p["bar"][0], p["bulge_prominence"]
+    rounded, boxy, no_bulge = p["bulge_shape"]
+    odd, of = p["odd"][0], p["odd_feature"]  # ring, lens, disturbed, irregular, other, merger, dust lane
+    merger, major, minor = odd * of[5], odd * of[2], odd * (of[3] + 0.5 * of[4])
+    per_question = {
+        "smooth-or-featured": p["smooth_or_features"], "disk-edge-on": p["edgeon"],
+        "has-spiral-arms": p["spiral"], "bar": (0.55 * bar, 0.45 * bar, 1.0 - bar),
+        "bulge-size": (dominant, 0.6 * obvious, 0.4 * obvious + 0.3 * just, 0.7 * just, none),
+        "how-rounded": p["rounded"], "edge-on-bulge": (boxy, no_bulge, rounded),
+        "spiral-winding": p["arms_winding"], "spiral-arm-count": p["arms_number"],
+        "merging": (1.0 - merger - major - minor, minor, major, merger),
+    }
+    return np.concatenate([_normalised(per_question[q.key]) for q in DECALS_DR5.questions])
+
+
+def tree_vote_counts(rng: np.random.Generator, tree: Schema, probabilities: np.ndarray,
+                     volunteers: int) -> np.ndarray:
+    """``volunteers`` volunteers walk ``tree``: multinomial votes per question, parents first.
+
+    A root question is answered by every volunteer; any other by exactly the volunteers who
+    chose its parent answer, so a question's total is its parent answer's count.
+
+    Parameters
+    ----------
+    probabilities : numpy.ndarray, shape (K,)
+        Conditional answer probabilities (each question sums to 1) in the tree's answer order.
+    volunteers : int
+        Volunteers who classified the galaxy.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K,), int64
+        Vote counts.
+    """
+    counts = np.zeros(len(tree.answers), dtype=np.int64)
+    for q in tree.questions:
+        reached = volunteers if q.parent is None else int(counts[q.parent])
+        p = probabilities[q.start : q.stop]
+        counts[q.start : q.stop] = rng.multinomial(reached, p / p.sum())
+    return counts
+
+
+def draw_true_probabilities(rng: np.random.Generator, tree: Schema, base: np.ndarray,
+                            scatter: float = SCATTER) -> np.ndarray:
+    """One galaxy's true vote probabilities: per question a Dirichlet(``scatter * base + 0.05``), shape (K,)."""
+    return np.concatenate([rng.dirichlet(base[q.start : q.stop] * scatter + 0.05) for q in tree.questions])
+
+
+def decals_vote_table(seed: int, n: int, tree: Schema = DECALS_DR5, form: str = "galaxy-datasets",
+                      start: int = 0, footprint: Sequence[float] = DEFAULT_FOOTPRINT,
+                      volunteers: tuple[int, int] | None = None) -> pd.DataFrame:
+    """A GZ DECaLS-style vote table for galaxies ``start .. start + n - 1`` of synthetic survey ``seed``.
+
+    Parameters
+    ----------
+    seed, n, start : int
+        The galaxies: the same ``object_id``, class and position as ``galaxy-ray synth --seed seed``
+        renders, so the table joins the survey's cutouts on ``object_id``.
+    tree : Schema
+        ``DECALS_DR5`` or ``DECALS_DR8`` (same questions, other campaign in the column names).
+    form : str
+        ``"galaxy-datasets"`` (``{question}-{campaign}_{answer}``) or ``"release"``
+        (``{question}_{answer}``, as GZ DECaLS and GZ DESI release them).
+    volunteers : (int, int), optional
+        Draw each galaxy's volunteer count uniformly in this inclusive range instead of the
+        default half :data:`FEW_VOLUNTEERS`, half :data:`MANY_VOLUNTEERS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``object_id``, ``ra``, ``dec`` (ICRS degrees), ``galaxy10``, the vote counts (int64),
+        ``{question}_total-votes``, the conditional ``..._fraction`` columns (NaN where nobody
+        reached a question) and the true probabilities ``true_{question}_{answer}`` (float64).
+    """
+    import pandas as pd
+
+    if form not in tree.count_forms:
+        raise GalaxyRayError(f"vote-table naming {form!r}: choose one of {', '.join(tree.count_forms)}")
+    names, fraction_names = tree.count_forms[form], tree.fraction_forms[form]
+    rows, truth, counts = [], [], []
+    for index in range(start, start + n):
+        draw = draw_galaxy(seed, index, footprint)
+        rng = np.random.default_rng([seed, index, DECALS_STREAM])
+        p = draw_true_probabilities(rng, tree, decals_probabilities(draw.galaxy10, draw.recipe.info))
+        low, high = volunteers or (FEW_VOLUNTEERS if rng.random() < 0.5 else MANY_VOLUNTEERS)
+        counts.append(tree_vote_counts(rng, tree, p, int(rng.integers(low, high + 1))))
+        truth.append(p)
+        rows.append((f"synth-{seed}-{index:07d}", *draw.position, draw.galaxy10))
+    counts, truth = np.array(counts).reshape(n, -1), np.array(truth).reshape(n, -1)
+    table = pd.DataFrame(rows, columns=["object_id", "ra", "dec", "galaxy10"])
+    columns = {name: counts[:, k] for k, name in enumerate(names)}
+    for q in tree.questions:
+        total = counts[:, q.start : q.stop].sum(axis=1)
+        columns[names[q.start][: -len(q.answers[0].key) - 1] + "_total-votes"] = total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for k in q.indices:
+                columns[fraction_names[k]] = np.where(total > 0, counts[:, k] / total, np.nan)
+    columns.update({TRUE_PREFIX + a: truth[:, k] for k, a in enumerate(tree.answer_names)})
+    return pd.concat([table, pd.DataFrame(columns)], axis=1)
+
+
+def write_vote_table(table: pd.DataFrame, uri: str) -> None:
+    """Write a vote table as Parquet (``.parquet``) or CSV (``.csv``, ``.csv.gz``), atomically.
+
+    Raises
+    ------
+    GalaxyRayError
+        Another suffix.
+    """
+    name = uri.lower()
+    if name.endswith(".parquet"):
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
+    elif name.endswith((".csv", ".csv.gz")):
+        text = table.to_csv(index=False).encode()
+        data = gzip.compress(text, mtime=0) if name.endswith(".gz") else text
+    else:
+        raise GalaxyRayError(f"{uri}: write a vote table as .parquet, .csv or .csv.gz")
+    storage.write_bytes_atomic(uri, data)
+
+
+def true_probabilities(table: pd.DataFrame, tree: Schema) -> np.ndarray:
+    """The ``true_{question}_{answer}`` columns of a synthetic vote table, shape (N, K) float64."""
+    return table[[TRUE_PREFIX + a for a in tree.answer_names]].to_numpy(dtype=np.float64)
+
+
+def count_matrix(table: pd.DataFrame, match: TreeMatch) -> np.ndarray:
+    """A vote table's counts in answer order (:func:`galaxy_ray.trees.vote_columns`), shape (N, K) float64."""
+    return table[list(match.columns)].to_numpy(dtype=np.float64)
