@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from galaxy_ray.figures import literal_text
 from galaxy_ray.io import storage
 from galaxy_ray.merger.operating import format_threshold
 
@@ -39,6 +40,7 @@ def _pyplot():
     return plt
 
 
+@literal_text
 def plot_curves(history: Sequence[Mapping[str, Any]], uri: str, metric: str | None = None) -> None:
     """Training and validation loss per epoch, and the validation metric (``curves.png``)."""
     plt = _pyplot()
@@ -69,6 +71,7 @@ def curves_from_csv(metrics_csv: str, uri: str) -> None:
     plot_curves(rows, uri)
 
 
+@literal_text
 def plot_confusion(classes: Mapping[str, Any], uri: str) -> None:
     """Row-normalised confusion matrix with counts (``confusion_matrix.png``)."""
     plt = _pyplot()
@@ -92,6 +95,7 @@ def plot_confusion(classes: Mapping[str, Any], uri: str) -> None:
     _save_figure(fig, uri)
 
 
+@literal_text
 def plot_per_answer(gz2: Mapping[str, Any], uri: str) -> None:
     """RMSE per GZ2 answer, model next to the mean baseline (``rmse_per_answer.png``)."""
     plt = _pyplot()
@@ -108,6 +112,7 @@ def plot_per_answer(gz2: Mapping[str, Any], uri: str) -> None:
     _save_figure(fig, uri)
 
 
+@literal_text
 def plot_precision_recall(merger: Mapping[str, Any], uri: str) -> None:
     """Validation precision against recall of ``p_merger >= t``, with the chosen operating point.
 
@@ -145,6 +150,7 @@ def plot_precision_recall(merger: Mapping[str, Any], uri: str) -> None:
     _save_figure(fig, uri)
 
 
+@literal_text
 def plot_reliability(before: Mapping[str, Any], after: Mapping[str, Any] | None, uri: str,
                      what: str = "p_merger") -> None:
     """Reliability diagram: observed frequency against mean predicted probability per bin.

@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", help="source format, when detection is not enough")
     p.add_argument("--label-column", help="target column (default: votes for gz2, label for classes)")
     p.add_argument("--votes", default="fraction", choices=["fraction", "debiased"], help="gz2-catalog sources")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let a manifest name files outside its own folder (default: refused; only for a table "
+                        "you trust)")
     p.add_argument("--split", choices=["all", "train", "val"], default="all",
                    help="evaluate only one side of the training split of object ids (default all)")
     p.add_argument("--val-fraction", type=float, default=None, help="of the split (default: the checkpoint's run)")
@@ -380,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rule = MergerRule.from_checkpoint(spec, extra, args.merger_threshold, args.merger_precision)
     subset = None if args.split == "all" else args.split
     split = checkpoint_split(extra, args.val_fraction) if subset else None
-    source = open_source(args.source, args.format, votes=args.votes)
+    source = open_source(args.source, args.format, votes=args.votes, allow_outside_paths=args.allow_outside_paths)
     check_stored_pixels(source, spec.preprocess)
     runtime.ensure_ray()
     ds = source.dataset()

@@ -10,18 +10,14 @@ instead of failing to parse.
 
 from __future__ import annotations
 
-import functools
 import html
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
-
-import matplotlib
-
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from galaxy_ray.figures import LITERAL_TEXT, literal_text
 from galaxy_ray.io import storage
 
 __all__ = ["Report", "INDEX_HTML", "LITERAL_TEXT", "literal_text", "short", "panel_grid"]
@@ -30,28 +26,6 @@ __all__ = ["Report", "INDEX_HTML", "LITERAL_TEXT", "literal_text", "short", "pan
 INDEX_HTML = "index.html"
 _STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto}img{max-width:100%}"
           "figure{margin:2em 0}figcaption{color:#444}")
-
-#: matplotlib settings under which report figures are drawn: no mathtext ($...$) and no TeX in any text.
-LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
-
-F = TypeVar("F", bound=Callable)
-
-
-def literal_text(fn: F) -> F:
-    """Decorator: run ``fn`` (which draws figures) with :data:`LITERAL_TEXT`.
-
-    matplotlib reads ``text.parse_math`` and ``text.usetex`` when each text
-    object is made, and draws tick labels when the figure is saved, so the
-    settings must hold while a figure is built and saved: the whole call.
-    """
-
-    @functools.wraps(fn)
-    def drawing_literally(*args, **kwargs):
-        with matplotlib.rc_context(LITERAL_TEXT):
-            return fn(*args, **kwargs)
-
-    return drawing_literally  # type: ignore[return-value]
-
 
 def short(name: str, width: int = 28) -> str:
     """``name`` cut to ``width`` characters, with an ellipsis when cut."""

@@ -63,6 +63,7 @@ class TrainConfig:
     bn_samples: int = 1024
     votes: str = "fraction"
     cache: str = "auto"
+    allow_outside_paths: bool = False
 
     @property
     def label(self) -> str:
@@ -230,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="un-augmented training cutouts that re-estimate the BatchNorm statistics before each "
                         f"validation (default {D.bn_samples}; 0 keeps the running averages of augmented batches)")
     p.add_argument("--votes", help="gz2-catalog sources: fraction (default) or debiased")
+    p.add_argument("--allow-outside-paths", action="store_true", default=None,
+                   help="let a manifest name files outside its own folder (default: refused; only for a table "
+                        "you trust)")
     p.add_argument("--cache",
                    help="keep the decoded, resized cutouts in Ray's object store after the first pass: auto "
                         "(default: when they need at most a quarter of it), yes or no (decode every epoch)")

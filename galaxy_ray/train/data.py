@@ -69,7 +69,7 @@ def open_training_source(cfg: TrainConfig):
     """
     from galaxy_ray.data.sources import open_source
 
-    return open_source(cfg.source, cfg.format, votes=cfg.votes)
+    return open_source(cfg.source, cfg.format, votes=cfg.votes, allow_outside_paths=cfg.allow_outside_paths)
 
 
 def summarize_labels(ds, cfg: TrainConfig, workers: int) -> DataSummary:
