@@ -18,8 +18,9 @@ stalled the decoder for tens of seconds at a time.
 
 Everything that depends on how Ray Data schedules and fuses operators (the
 resources that keep stages fused or apart, block sizes, the object-store cap,
-prefetching) is in this module; which Parquet reader Ray Data uses is
-``raycompat.read_parquet``'s concern.  Ray is imported inside the functions that
+prefetching) is in this module; packed shards are read row group by row
+group by :func:`galaxy_ray.data.sources.shards.read_shards`, so that a
+corrupt one becomes error rows naming its shard.  Ray is imported inside the functions that
 use it: ``galaxy-ray predict`` imports this module for :class:`CatalogModel`
 and never starts Ray.
 """
