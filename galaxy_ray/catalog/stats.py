@@ -16,6 +16,7 @@ import pyarrow as pa
 from astropy.stats import binom_conf_interval
 
 from galaxy_ray.merger.fractions import MIN_FLAGGED, corrected_from_provenance
+from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.catalog.query import (
     check_columns,
     quote_identifier,
@@ -141,6 +142,27 @@ def _group_stats(con, rel: str, cat: Catalog, by: str, bins: str | int | None) -
     return out
 
 
+#: Half a unit of the 4th decimal: a threshold printed with 4 decimals moves at most this far.
+ROUNDING = 5e-5
+
+
+def _near_threshold(con, rel: str, provenance: dict | None, names: Sequence[str]) -> dict:
+    """The threshold as stored and printed, and the classified rows within :data:`ROUNDING` of it.
+
+    Those rows are the ones a threshold rounded to 4 decimals (or a score read
+    off a rounded table) could flag the other way; galaxy-ray's own thresholds
+    sit between validation scores (:func:`galaxy_ray.merger.operating.printable_threshold`),
+    so the count is usually 0, but a ``--merger-threshold`` given by hand may land on a tie.
+    """
+    threshold = (provenance or {}).get("merger_threshold")
+    if threshold is None or C.P_MERGER not in names:
+        return {}
+    near = con.execute(f'SELECT count(*) FROM {rel} WHERE "error" IS NULL AND '
+                       f'abs(CAST("p_merger" AS DOUBLE) - {float(threshold)!r}) < {ROUNDING!r}').fetchone()[0]
+    return {"merger_threshold": float(threshold), "merger_threshold_printed": format_threshold(threshold),
+            "near_threshold_rows": int(near)}
+
+
 def merger_stats(
     catalog: Catalog | str,
     cone: Sequence[float] | Cone | None = None,
@@ -171,7 +193,9 @@ def merger_stats(
         ``false_positive_rate`` behind them (None, with ``correction`` saying
         why, when the catalog records no validation rates), ``morphology``
         counts, the reference local merger fraction, and ``groups`` (one such
-        dict per group) when ``by`` is given.
+        dict per group) when ``by`` is given.  With a recorded threshold:
+        ``merger_threshold``, ``merger_threshold_printed`` (every digit) and
+        ``near_threshold_rows`` (classified rows within :data:`ROUNDING` of it).
 
     Raises
     ------
@@ -183,7 +207,7 @@ def merger_stats(
     names = cat.columns
     where_cols = validate_where(where, names) if where else set()
     by_col = check_columns([by], names, "--by")[0] if by else None
-    needed_set = {C.MORPHOLOGY, C.IS_MERGER, C.ERROR} | where_cols | ({by_col} if by_col else set())
+    needed_set = {C.MORPHOLOGY, C.IS_MERGER, C.ERROR, C.P_MERGER} | where_cols | ({by_col} if by_col else set())
     con = source_connection(cat, region, [c for c in names if c in needed_set])
     if where:
         # a bad filter fails here, as one line naming it, before any statistic runs
@@ -198,6 +222,7 @@ def merger_stats(
         "reference_merger_fraction": LOCAL_MERGER_FRACTION,
         "reference": "Lotz et al. 2011",
     }
+    result.update(_near_threshold(con, rel, cat.provenance, names))
     morph = con.execute(
         f'SELECT "morphology", count(*) AS n FROM {rel} WHERE "error" IS NULL GROUP BY 1 ORDER BY n DESC, 1'
     ).fetchall()
@@ -232,7 +257,10 @@ def format_stats(stats: dict) -> str:
     lines += [
         f"rows:             {stats['rows']}",
         f"error rows:       {stats['error_rows']}",
-        f"mergers:          {stats['mergers']} of {stats['classified_rows']} classified",
+        f"mergers:          {stats['mergers']} of {stats['classified_rows']} classified"
+        + (f" (is_merger = p_merger >= {stats['merger_threshold_printed']}; {stats['near_threshold_rows']} "
+           f"within {ROUNDING:g} of it, where a rounded threshold would flag differently)"
+           if "merger_threshold_printed" in stats else ""),
         f"flagged fraction: {frac(stats)}",
         f"merger fraction corrected for the classifier: {corrected(stats)}"
         + (f" (completeness {stats['completeness']:.3f}, false-positive rate {stats['false_positive_rate']:.4f}"
