@@ -28,6 +28,8 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "GZ2TreeHead",
+    "ConcentrationHead",
+    "MAX_EXTRA_CONCENTRATION",
     "GalaxyNet",
     "unwrap",
     "build_model",
@@ -69,6 +71,27 @@ class GZ2TreeHead(nn.Module):
             for k in range(start, stop):
                 out[k] = probs[:, k - start : k - start + 1]
         return torch.cat(out, dim=1)
+
+
+#: A :class:`ConcentrationHead` maps logits into (1, 1 + this): Zoobot's range for Dirichlet concentrations.
+MAX_EXTRA_CONCENTRATION = 100.0
+
+
+class ConcentrationHead(nn.Module):
+    """Logits (N, K) -> Dirichlet concentrations in (1, 101) for a vote-count model.
+
+    ``1 + 100 * sigmoid(logits)``, Zoobot's activation for the GZ DECaLS models
+    (``ScaledSigmoid`` in ``zoobot/pytorch/estimators/efficientnet_custom.py``, Zoobot at commit
+    fda17b0f; Walmsley et al. 2022, MNRAS 509, 3966).  Concentrations of at least 1 keep every
+    Dirichlet unimodal or flat (never piling up at 0 or 1); the upper bound keeps the most
+    confident prediction about as certain as ~100 volunteers, so one galaxy cannot drive the
+    likelihood to infinity.  Computed in float32 even under bf16 autocast, as the lgamma of
+    the loss needs.
+    """
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, K) logits -> (N, K) float32 concentrations."""
+        return 1.0 + MAX_EXTRA_CONCENTRATION * torch.sigmoid(logits.float())
 
 
 def _imagenet_buffer(values: tuple[float, float, float]) -> torch.Tensor:

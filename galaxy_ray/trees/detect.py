@@ -130,11 +130,14 @@ def vote_columns(columns: Iterable[str], schema: Schema, where: str = "vote tabl
     own = [m for m in matches if m.schema.name == schema.name]
     if own and own[0].complete:
         return own[0]
-    other = next((m for m in matches if m.schema.name != schema.name and m.complete), None)
-    if other is not None:
+    others = [m for m in matches if m.schema.name != schema.name and m.complete]
+    if others:
+        other = others[0]  # trees with the very same columns (DR5 and DR8 in release naming) are all named
+        alike = [m.schema for m in others if m.columns == other.columns and m.form == other.form]
         raise GalaxyRayError(
-            f"{where}: a {other.schema.title} table ({other.found} {other.kind} columns in {other.form} naming, "
-            f"e.g. {other.columns[0]!r}), not {schema.title}; pass --schema {other.schema.name}")
+            f"{where}: a {' or '.join(s.title for s in alike)} table ({other.found} {other.kind} columns in "
+            f"{other.form} naming, e.g. {other.columns[0]!r}), not {schema.title}; "
+            f"pass --schema {' or '.join(s.name for s in alike)}")
     if own:
         best = own[0]
         raise GalaxyRayError(

@@ -106,8 +106,9 @@ def test_another_tree_is_named_in_one_line():
         vote_columns(release, GZ2, where="gz_desi.parquet")
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("gz_desi.parquet: a GZ DECaLS DR5 table (34 counts columns in release naming")
-    assert message.endswith("not Galaxy Zoo 2; pass --schema decals-dr5")
+    assert message.startswith("gz_desi.parquet: a GZ DECaLS DR5 or GZ DECaLS DR8 / GZ DESI table "
+                              "(34 counts columns in release naming, e.g. 'smooth-or-featured_smooth')")
+    assert message.endswith("not Galaxy Zoo 2; pass --schema decals-dr5 or decals-dr8")
     dr8 = _table(DECALS_DR8.count_forms["galaxy-datasets"]).columns
     with pytest.raises(GalaxyRayError, match=r"a GZ DECaLS DR8 / GZ DESI table .* not GZ DECaLS DR5; "
                                               r"pass --schema decals-dr8"):
