@@ -21,6 +21,7 @@ from PIL import Image
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.infer import main as infer_main
 from galaxy_ray.schema import CatalogColumns as C
+from builders import encode_image, fits_bytes
 
 SIZE = 48
 
@@ -33,22 +34,6 @@ def _galaxy(seed: int) -> np.ndarray:
     return np.clip(0.05 + 0.8 * blob + rng.normal(0, 0.02, blob.shape), 0, 1)
 
 
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _fits(cube: np.ndarray, compressed: bool = False) -> bytes:
-    buf = io.BytesIO()
-    if compressed:
-        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(cube.astype(np.float32), compression_type="GZIP_2",
-                                                            quantize_level=0.0)]).writeto(buf)
-    else:
-        fits.PrimaryHDU(cube.astype(np.float32)).writeto(buf)
-    return buf.getvalue()
-
-
 def _cutouts() -> dict[str, tuple[str, bytes, str | None]]:
     """name -> (file name, bytes, the error reason expected, or None for a classified row)."""
     rgb = [(np.stack([_galaxy(k)] * 3, axis=-1) * 255).astype(np.uint8) for k in range(4)]
@@ -56,16 +41,16 @@ def _cutouts() -> dict[str, tuple[str, bytes, str | None]]:
     edge = rgb[3].copy()
     edge[:, : SIZE // 3] = 0  # the survey's edge: a third of the cutout is outside the footprint
     return {
-        "good0": ("good0.png", _png(Image.fromarray(rgb[0])), None),
-        "good1": ("good1.png", _png(Image.fromarray(rgb[1])), None),
-        "sixteen_bit": ("g16.png", _png(Image.fromarray((_galaxy(2) * 65535).astype(np.uint16))), None),
-        "fits_gz": ("cube.fits.gz", gzip.compress(_fits(cube)), None),
-        "fits_bz2": ("cube.fits.bz2", bz2.compress(_fits(cube)), None),
-        "fits_fz": ("cube.fits.fz", _fits(cube, compressed=True), None),
-        "edge": ("edge.png", _png(Image.fromarray(edge)), None),
-        "bomb": ("tile.png", _png(Image.new("1", (13500, 13500))), "over the cap"),
+        "good0": ("good0.png", encode_image(Image.fromarray(rgb[0])), None),
+        "good1": ("good1.png", encode_image(Image.fromarray(rgb[1])), None),
+        "sixteen_bit": ("g16.png", encode_image(Image.fromarray((_galaxy(2) * 65535).astype(np.uint16))), None),
+        "fits_gz": ("cube.fits.gz", gzip.compress(fits_bytes(cube)), None),
+        "fits_bz2": ("cube.fits.bz2", bz2.compress(fits_bytes(cube)), None),
+        "fits_fz": ("cube.fits.fz", fits_bytes(cube, compressed=True), None),
+        "edge": ("edge.png", encode_image(Image.fromarray(edge)), None),
+        "bomb": ("tile.png", encode_image(Image.new("1", (13500, 13500))), "over the cap"),
         "blank_jpeg": ("blank.jpg", _jpeg_zeros(), "no signal"),
-        "blank_fits": ("blank.fits", _fits(np.zeros((3, SIZE, SIZE))), "no signal"),
+        "blank_fits": ("blank.fits", fits_bytes(np.zeros((3, SIZE, SIZE))), "no signal"),
         "garbage": ("junk.png", b"<html>404 not found</html>", "not JPEG, PNG"),
     }
 

@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.data.sources import open_source, pack_main
 from galaxy_ray.data.sources.identity import exact_float_ids
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer import main as infer_main
+from builders import noise_png
 
 #: Two SDSS DR7 ids one apart: as float64 both are 587722981741035520.0.
 SDSS_IDS = [587722981741035521, 587722981741035522]
-
-
-def _png(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(20, 235, (16, 16, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _images(root, n: int) -> list[str]:
     (root / "images").mkdir(parents=True, exist_ok=True)
     paths = [f"images/{k}.png" for k in range(n)]
     for k, p in enumerate(paths):
-        (root / p).write_bytes(_png(k))
+        (root / p).write_bytes(noise_png(k))
     return paths
 
 
@@ -95,7 +87,7 @@ def test_pack_and_infer_refuse_float_ids_in_one_line_before_any_work(tmp_path, c
 
 def test_shards_with_float_ids_are_refused(tmp_path):
     (tmp_path / "shards").mkdir()
-    pq.write_table(pa.table({"object_id": [float(i) for i in SDSS_IDS], "image": [_png(0), _png(1)]}),
+    pq.write_table(pa.table({"object_id": [float(i) for i in SDSS_IDS], "image": [noise_png(0), noise_png(1)]}),
                    tmp_path / "shards" / "part-00000.parquet")
     with pytest.raises(GalaxyRayError, match=r"part-00000\.parquet: id column 'object_id' holds float values above"):
         open_source(str(tmp_path / "shards"))

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from galaxy_ray.cli import main as cli_main
 from galaxy_ray.data.decode import DecodeError, decode_cutout, image_encoding
 from galaxy_ray.data.sources import open_source
 from galaxy_ray.data.sources.containment import outside_paths
 from galaxy_ray.errors import GalaxyRayError
+from builders import noise_png
 
 SECRET = "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG"
-
-
-def _png(seed: int = 0) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(20, 235, (16, 16, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -31,8 +23,8 @@ def tree(tmp_path):
     root, elsewhere = tmp_path / "survey", tmp_path / "elsewhere"
     (root / "images").mkdir(parents=True)
     elsewhere.mkdir()
-    (root / "images" / "a.png").write_bytes(_png(1))
-    (elsewhere / "b.png").write_bytes(_png(2))  # an image: what is refused is where it is, not what it is
+    (root / "images" / "a.png").write_bytes(noise_png(1))
+    (elsewhere / "b.png").write_bytes(noise_png(2))  # an image: what is refused is where it is, not what it is
     os.symlink(elsewhere / "b.png", root / "images" / "out.png")
     os.symlink(root / "images" / "a.png", root / "images" / "in.png")
     os.symlink(elsewhere, root / "linked")
@@ -112,7 +104,7 @@ def test_image_formats_are_told_from_their_first_bytes_even_when_wrapped():
     import gzip
     import lzma
 
-    png = _png()
+    png = noise_png()
     assert [image_encoding(x) for x in (png, gzip.compress(png), bz2.compress(lzma.compress(png)),
                                         b"SIMPLE  =                    T", b"\xff\xd8\xff\xe0")] == [
         "png", "png", "png", "fits", "jpeg"]

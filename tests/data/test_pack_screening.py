@@ -11,18 +11,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from astropy.io import fits
-from PIL import Image
 
 from galaxy_ray.data.sources import pack
+from builders import noise_png
 
 SECRET = "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG"
 NOT_AN_IMAGE = "not JPEG, PNG, TIFF, FITS or .npy bytes (nor one of these in gzip, bzip2 or xz); its bytes were not packed"
-
-
-def _png(seed: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(20, 235, (16, 16, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _fits_gz() -> bytes:
@@ -35,7 +29,7 @@ def test_pack_keeps_the_bytes_of_images_only(ray_cluster, tmp_path):
     root, elsewhere = tmp_path / "survey", tmp_path / "home"
     (root / "images").mkdir(parents=True)
     elsewhere.mkdir()
-    files = {"images/a.png": _png(1), "images/b.fits.gz": _fits_gz(),
+    files = {"images/a.png": noise_png(1), "images/b.fits.gz": _fits_gz(),
              "images/error_page.png": b"<html><body>503 Service Unavailable</body></html>",
              "notes/credentials": SECRET.encode()}
     for name, data in files.items():

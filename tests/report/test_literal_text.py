@@ -9,30 +9,23 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from matplotlib.figure import Figure
-from PIL import Image
 
 from galaxy_ray import catalog, report
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.report.page import literal_text
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS
+from builders import noise_png
 
 IDS = ["$\\x$", "a$b$c", "two\nlines", "plain-1"]
 LABELS = ["$\\alpha$ merger", "$\\alpha$ merger", "Round_Smooth %", "Round_Smooth %"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _png(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 255, (16, 16, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_source_report_with_mathtext_ids_and_labels(tmp_path, capsys):
     src = tmp_path / "survey"
     (src / "images").mkdir(parents=True)
     for k in range(len(IDS)):
-        (src / "images" / f"{k}.png").write_bytes(_png(k))
+        (src / "images" / f"{k}.png").write_bytes(noise_png(k))
     pd.DataFrame({"object_id": IDS, "ra": [10.0, 11.0, 12.0, 13.0], "dec": [1.0, 2.0, 3.0, 4.0],
                   "path": [f"images/{k}.png" for k in range(len(IDS))], "label": LABELS}
                  ).to_parquet(src / "manifest.parquet")
