@@ -23,7 +23,7 @@ SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def survey() -> list[synthetic.SyntheticGalaxy]:
+def drawn() -> list[synthetic.SyntheticGalaxy]:
     """100 small galaxies of seed 11, shared by the statistical tests (about a second)."""
     return list(synthetic.render_range(11, 0, 100, SIZE))
 
@@ -64,9 +64,9 @@ def test_sky_positions_fill_the_footprint():
     assert (g.ra >= 350 or g.ra <= 10) and -10 <= g.dec <= -5
 
 
-def test_votes_obey_the_tree_and_follow_the_class(survey):
-    votes = np.stack([g.votes for g in survey]).astype(np.float64)
-    classes = np.array([g.galaxy10 for g in survey])
+def test_votes_obey_the_tree_and_follow_the_class(drawn):
+    votes = np.stack([g.votes for g in drawn]).astype(np.float64)
+    classes = np.array([g.galaxy10 for g in drawn])
     schema.check_tree(votes, atol=1e-5)
     odd = [schema.GZ2_KAGGLE_COLUMNS.index(c) for c in ("Class6.1", "Class6.2")]
     np.testing.assert_allclose(votes[:, odd].sum(axis=1), 1.0, atol=1e-5)
@@ -86,9 +86,9 @@ def test_votes_obey_the_tree_and_follow_the_class(survey):
 
 
 
-def test_expected_votes_are_what_the_votes_scatter_around(survey):
-    votes = np.stack([g.votes for g in survey]).astype(np.float64)
-    expected = np.stack([synthetic.expected_votes(11, g.index) for g in survey])
+def test_expected_votes_are_what_the_votes_scatter_around(drawn):
+    votes = np.stack([g.votes for g in drawn]).astype(np.float64)
+    expected = np.stack([synthetic.expected_votes(11, g.index) for g in drawn])
     schema.check_tree(expected, atol=1e-9)
     floor = np.sqrt(((votes - expected) ** 2).mean())
     baseline = np.sqrt(((votes - votes.mean(axis=0)) ** 2).mean())
@@ -107,9 +107,9 @@ def _loo_nearest_mean_accuracy(feature: np.ndarray, classes: np.ndarray) -> floa
     return hits / len(feature)
 
 
-def test_no_class_from_one_pixel_statistic(survey):
-    classes = np.array([g.galaxy10 for g in survey])
-    rgb = np.stack([g.rgb for g in survey]).astype(np.float64)
+def test_no_class_from_one_pixel_statistic(drawn):
+    classes = np.array([g.galaxy10 for g in drawn])
+    rgb = np.stack([g.rgb for g in drawn]).astype(np.float64)
     brightness = rgb.mean(axis=(1, 2, 3))
     colour = rgb[..., 0].mean(axis=(1, 2)) / (rgb[..., 2].mean(axis=(1, 2)) + 1.0)
     # chance is 0.1 over 10 classes; a class told apart by brightness or colour would score far higher
@@ -122,8 +122,8 @@ def test_no_class_from_one_pixel_statistic(survey):
     assert best < 0.3
 
 
-def test_images_look_like_cutouts(survey):
-    g = survey[0]
+def test_images_look_like_cutouts(drawn):
+    g = drawn[0]
     # sky noise: the corners are dark but not empty; the galaxy is the brightest thing near the centre
     corner = g.bands[1, :6, :6]
     assert corner.std() > 0 and abs(np.median(corner)) < 3 * corner.std()

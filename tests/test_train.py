@@ -63,24 +63,19 @@ def cutout_table(n: int, size: int = 32, seed: int = 0, labels: bool = True) -> 
     })
 
 
-def write_shards(table: pa.Table, out: str, shards: int = 2) -> str:
-    storage.makedirs(out)
-    step = -(-len(table) // shards)
-    for k in range(shards):
-        buf = io.BytesIO()
-        pq.write_table(table.slice(k * step, step), buf)
-        storage.write_bytes_atomic(storage.join(out, f"part-{k:05d}.parquet"), buf.getvalue())
+@pytest.fixture(scope="module")
+def labelled_shards(tmp_path_factory, write_shards) -> str:
+    """192 learnable labelled cutouts (votes and classes) in 2 shards."""
+    out = str(tmp_path_factory.mktemp("survey") / "shards")
+    write_shards(cutout_table(192, size=32, seed=1), out, rows_per_shard=96)
     return out
 
 
 @pytest.fixture(scope="module")
-def survey(tmp_path_factory) -> str:
-    return write_shards(cutout_table(192, size=32, seed=1), str(tmp_path_factory.mktemp("survey") / "shards"))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_shards(cutout_table(40, size=32, seed=2), str(tmp_path_factory.mktemp("tiny") / "shards"))
+def tiny(tmp_path_factory, write_shards) -> str:
+    out = str(tmp_path_factory.mktemp("tiny") / "shards")
+    write_shards(cutout_table(40, size=32, seed=2), out, rows_per_shard=20)
+    return out
 
 
 def _train(argv: list[str], train_loop=None) -> int:
@@ -134,12 +129,12 @@ FAST = ["--image-size", "32", "--batch-size", "8", "--lr", "1e-3"]
 
 
 @pytest.fixture(scope="module")
-def gz2_run(ray_cluster, survey, tmp_path_factory) -> Path:
+def gz2_run(ray_cluster, labelled_shards, tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     # a frozen-backbone first epoch too: DDP is rebuilt when the backbone thaws.  From scratch on
     # 150 cutouts, validation is noisy for the first full epochs (BatchNorm statistics still
     # settling) and then falls well below the baseline; early stopping must not cut that short.
-    assert _train(["--source", survey, "--task", "gz2", "--workers", "2", "--epochs", "8", *FAST,
+    assert _train(["--source", labelled_shards, "--task", "gz2", "--workers", "2", "--epochs", "8", *FAST,
                    "--freeze-epochs", "1", "--finetune-lr-scale", "1", "--patience", "8",
                    "--name", "gz2", "--storage", str(runs)]) == 0
     return runs / "gz2"
@@ -165,7 +160,7 @@ def test_two_worker_gz2_run_learns_and_fills_its_run_directory(gz2_run):
 
 
 @pytest.mark.slow
-def test_checkpoint_reloads_to_identical_predictions_that_obey_the_tree(gz2_run, survey):
+def test_checkpoint_reloads_to_identical_predictions_that_obey_the_tree(gz2_run, labelled_shards):
     from galaxy_ray.data.transforms import preprocess_batch
     from galaxy_ray.model import load_checkpoint, predict_numpy
 
@@ -175,7 +170,7 @@ def test_checkpoint_reloads_to_identical_predictions_that_obey_the_tree(gz2_run,
     assert y_pred.shape[1] == 37 and schema.tree_violation(y_pred).max() < 1e-5
     # the same validation galaxies through a freshly loaded model.pt, outside Ray: the same numbers
     model, spec = load_checkpoint(gz2_run / "model.pt")
-    table = pq.read_table(survey).to_pydict()
+    table = pq.read_table(labelled_shards).to_pydict()
     index = {oid: i for i, oid in enumerate(table["object_id"])}
     ids = preds.column("object_id").to_pylist()
     rows = [index[i] for i in ids]
@@ -187,10 +182,10 @@ def test_checkpoint_reloads_to_identical_predictions_that_obey_the_tree(gz2_run,
 
 
 @pytest.mark.slow
-def test_split_is_stable_and_disjoint(gz2_run, survey):
+def test_split_is_stable_and_disjoint(gz2_run, labelled_shards):
     from galaxy_ray.train import split_of
 
-    ids = pq.read_table(survey).column("object_id").to_pylist()
+    ids = pq.read_table(labelled_shards).column("object_id").to_pylist()
     val = {i for i in ids if split_of(i, 0.2) == "val"}
     assert val == {i for i in ids if split_of(i, 0.2) == "val"}
     assert 0.1 < len(val) / len(ids) < 0.3
@@ -198,10 +193,10 @@ def test_split_is_stable_and_disjoint(gz2_run, survey):
 
 
 @pytest.mark.slow
-def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys):
+def test_evaluate_command_on_a_labelled_source(gz2_run, labelled_shards, tmp_path, capsys):
     from galaxy_ray.evaluate import main
 
-    assert run_entry_point(main, [str(gz2_run / "model.pt"), survey, "--out", str(tmp_path / "ev"), "--split", "val"]) == 0
+    assert run_entry_point(main, [str(gz2_run / "model.pt"), labelled_shards, "--out", str(tmp_path / "ev"), "--split", "val"]) == 0
     report = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     at_end = json.loads((gz2_run / "evaluation.json").read_text())
     assert report["gz2"]["rmse"] == pytest.approx(at_end["gz2"]["rmse"], abs=1e-6)
@@ -209,7 +204,7 @@ def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys
     assert "validation RMSE" in capsys.readouterr().out
     assert (tmp_path / "ev" / "curves.png").stat().st_size > 0 and (tmp_path / "ev" / "predictions.parquet").exists()
     # --tta: the average over rotations and flips, still obeying the tree (a mean of consistent outputs)
-    assert run_entry_point(main, [str(gz2_run / "model.pt"), survey, "--out", str(tmp_path / "tta"), "--split", "val",
+    assert run_entry_point(main, [str(gz2_run / "model.pt"), labelled_shards, "--out", str(tmp_path / "tta"), "--split", "val",
                                   "--tta"]) == 0
     assert json.loads((tmp_path / "tta" / "evaluation.json").read_text())["tta"] is True
     plain = np.array(pq.read_table(tmp_path / "ev" / "predictions.parquet").column("y_pred").to_pylist())
@@ -219,7 +214,7 @@ def test_evaluate_command_on_a_labelled_source(gz2_run, survey, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_evaluate_split_val_scores_the_validation_rows_of_the_checkpoints_split(ray_cluster, survey, tmp_path):
+def test_evaluate_split_val_scores_the_validation_rows_of_the_checkpoints_split(ray_cluster, labelled_shards, tmp_path):
     import torch
 
     from galaxy_ray.data.split import Split
@@ -230,10 +225,10 @@ def test_evaluate_split_val_scores_the_validation_rows_of_the_checkpoints_split(
     spec = ModelSpec.for_gz2("resnet18", PreprocessConfig(32))
     model = save_checkpoint(tmp_path / "model.pt", build_model(spec), spec,
                             {"split": Split(0.1).to_dict(), "merger_threshold": 0.5})
-    assert run_entry_point(main, [model, survey, "--out", str(tmp_path / "ev"), "--split", "val"]) == 0
+    assert run_entry_point(main, [model, labelled_shards, "--out", str(tmp_path / "ev"), "--split", "val"]) == 0
     scored = pq.read_table(tmp_path / "ev" / "predictions.parquet").column("object_id").to_pylist()
     # counted here from the definition: BLAKE2b-64 of the id keyed by the salt, as a fraction of 2**64, below 0.1
-    ids = pq.read_table(survey).column("object_id").to_pylist()
+    ids = pq.read_table(labelled_shards).column("object_id").to_pylist()
     val = sorted(i for i in ids if int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8,
                                                                   key=b"galaxy-ray-split-v1").digest(), "big")
                  < 0.1 * 2**64)
@@ -244,9 +239,9 @@ def test_evaluate_split_val_scores_the_validation_rows_of_the_checkpoints_split(
 
 
 @pytest.mark.slow
-def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, survey, tmp_path):
+def test_classes_run_recovers_from_a_dead_worker_and_learns(ray_cluster, labelled_shards, tmp_path):
     marker = tmp_path / "worker-died"
-    assert _train(["--source", survey, "--task", "classes", "--workers", "2", "--epochs", "5", *FAST,
+    assert _train(["--source", labelled_shards, "--task", "classes", "--workers", "2", "--epochs", "5", *FAST,
                    "--class-weights", "balanced", "--label-smoothing", "0.05", "--merger", "pair",
                    "--name", "cls", "--storage", str(tmp_path / "runs"), "--max-failures", "1"],
                   train_loop=_dying_loop(2, marker)) == 0
@@ -339,8 +334,9 @@ def test_batchnorm_statistics_are_re_estimated_on_the_given_cutouts(ray_cluster)
 
 
 @pytest.mark.slow
-def test_bad_inputs_fail_with_one_line(ray_cluster, tiny, tmp_path, capsys):
-    unlabelled = write_shards(cutout_table(12, seed=3, labels=False), str(tmp_path / "unlabelled"))
+def test_bad_inputs_fail_with_one_line(ray_cluster, tiny, tmp_path, capsys, write_shards):
+    unlabelled = str(tmp_path / "unlabelled")
+    write_shards(cutout_table(12, seed=3, labels=False), unlabelled, rows_per_shard=6)
     torch_file = tmp_path / "other.pt"
     import torch
 

@@ -30,20 +30,20 @@ def checkpoint(tmp_path_factory, tiny_checkpoint) -> str:
 
 
 @pytest.fixture(scope="module")
-def survey(tmp_path_factory, write_shards) -> str:
+def shard_source(tmp_path_factory, write_shards) -> str:
     out = str(tmp_path_factory.mktemp("survey"))
     write_shards(synthetic_table(12, size=SIZE, seed=3), out, rows_per_shard=4)
     return out
 
 
-def test_an_out_that_is_a_file_is_one_line_in_infer_pack_and_report(ray_cluster, checkpoint, survey, tmp_path,
+def test_an_out_that_is_a_file_is_one_line_in_infer_pack_and_report(ray_cluster, checkpoint, shard_source, tmp_path,
                                                                     capsys):
     in_the_way = tmp_path / "catalog"
     in_the_way.write_text("not a folder")
     commands = {
-        "infer": ["infer", "--checkpoint", checkpoint, "--source", survey, "--out", str(in_the_way)],
-        "pack": ["pack", survey, str(in_the_way)],
-        "report": ["report", survey, str(in_the_way)],
+        "infer": ["infer", "--checkpoint", checkpoint, "--source", shard_source, "--out", str(in_the_way)],
+        "pack": ["pack", shard_source, str(in_the_way)],
+        "report": ["report", shard_source, str(in_the_way)],
     }
     for name, argv in commands.items():
         assert cli.main(argv) == 2, name
@@ -72,7 +72,7 @@ def _mount_small_tmpfs(where: Path) -> bool:
 
 @pytest.mark.slow
 def test_a_full_disk_during_infer_is_one_line_leaves_no_partial_file_and_the_rerun_completes(
-        ray_cluster, checkpoint, survey, tmp_path):
+        ray_cluster, checkpoint, shard_source, tmp_path):
     disk = tmp_path / "small_disk"
     if not _mount_small_tmpfs(disk):
         pytest.skip("cannot mount a small tmpfs here (needs root); the full-disk case is not exercised")
@@ -83,7 +83,7 @@ def test_a_full_disk_during_infer_is_one_line_leaves_no_partial_file_and_the_rer
         free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
         filler.write_bytes(b"\0" * (free - 8 * 1024))  # room for the run key, not for the catalog files
         env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address)
-        cmd = [sys.executable, str(ROOT / "jobs" / "infer.py"), "--checkpoint", checkpoint, "--source", survey,
+        cmd = [sys.executable, str(ROOT / "jobs" / "infer.py"), "--checkpoint", checkpoint, "--source", shard_source,
                "--out", str(out), "--rows-per-file", "4", "--batch-size", "4", "--num-actors", "1"]
         full = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
         assert full.returncode == 2
