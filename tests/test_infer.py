@@ -27,6 +27,7 @@ from galaxy_ray.infer import pipeline
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.synthetic import synthetic_table
+from galaxy_ray.trees import GZ2
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32  # model input side, pixels: tiny and fast
@@ -200,10 +201,14 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
     _, table = survey
     files, cat = _read_catalog(out)
     _, spec = model_mod.load_checkpoint(gz2_checkpoint)
-    # The contract's columns, then the coverage of each cutout (an optional column: older catalogs lack it).
-    expected = catalog.catalog_schema(model_mod.output_columns(spec)).append(pa.field(C.COVERAGE, pa.float32()))
+    # The contract's columns: the 37 cumulative outputs, then the conditional fractions and proportions
+    # asked as Galaxy Zoo publishes them (issue 22), then the coverage of each cutout (an optional
+    # column: older catalogs lack it).
+    tree = [*GZ2.fraction_columns, *GZ2.proportion_asked_columns]
+    expected = catalog.catalog_schema(model_mod.output_columns(spec), tree).append(pa.field(C.COVERAGE, pa.float32()))
     assert cat.schema.remove_metadata().equals(expected)
     assert cat.column_names[:4] == [C.OBJECT_ID, C.RA, C.DEC, C.HEALPIX]
+    assert cat.column_names[4:41] == list(schema.GZ2_ANSWER_COLUMNS) and cat.column_names[41:89] == tree
     assert cat.column_names[-5:] == [C.MORPHOLOGY, C.P_MERGER, C.IS_MERGER, C.ERROR, C.COVERAGE]
 
     # every input row exactly once, broken cutouts included
@@ -215,7 +220,7 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
         r = rows[oid]
         assert r[C.ERROR], oid
         assert r[C.MORPHOLOGY] is None and r[C.P_MERGER] is None and r[C.IS_MERGER] is None
-        assert all(r[c] is None for c in schema.GZ2_ANSWER_COLUMNS)
+        assert all(r[c] is None for c in (*schema.GZ2_ANSWER_COLUMNS, *tree))
     assert "truncated" in rows["bad-truncated"][C.ERROR] or "corrupt" in rows["bad-truncated"][C.ERROR]
     assert "NaN" in rows["bad-nan_fits"][C.ERROR]
     good = cat.filter(pa.compute.is_null(cat[C.ERROR]))
@@ -226,6 +231,13 @@ def test_catalog_columns_types_rows_and_errors(shard_run, survey, gz2_checkpoint
     assert good[C.COVERAGE].to_numpy().min() == 1.0  # synthetic cutouts lie wholly inside the footprint
     votes = np.column_stack([good[c].to_numpy() for c in schema.GZ2_ANSWER_COLUMNS])
     schema.check_tree(votes, atol=1e-4)
+    # each question's conditional fractions sum to 1; its proportion asked is its parent answer's cumulative value
+    for q, asked in zip(GZ2.questions, GZ2.proportion_asked_columns):
+        fractions = np.column_stack([good[GZ2.fraction_columns[i]].to_numpy() for i in q.indices])
+        np.testing.assert_allclose(fractions.sum(axis=1), 1.0, atol=1e-5)
+        parent = np.ones(good.num_rows) if q.parent is None else votes[:, q.parent]
+        np.testing.assert_allclose(good[asked].to_numpy(), parent, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(fractions * parent[:, None], votes[:, q.indices], rtol=1e-5, atol=1e-7)
     p = good[C.P_MERGER].to_numpy()
     np.testing.assert_array_equal(good[C.IS_MERGER].to_numpy(), p >= 0.5)
     np.testing.assert_allclose(p, good["odd_feature_merger"].to_numpy())
@@ -306,6 +318,13 @@ def test_provenance_in_file_metadata_and_catalog_json(shard_run, survey, gz2_che
     assert summary["merger_threshold"] == 0.5
     assert summary["output_columns"] == list(schema.GZ2_ANSWER_COLUMNS)
     assert summary["kaggle_columns"] == list(schema.GZ2_KAGGLE_COLUMNS)
+    assert summary["tree_columns"] == [*GZ2.fraction_columns, *GZ2.proportion_asked_columns]
+    # every probability column described; the tiny checkpoint has no merger calibration, so p_merger says so
+    described = summary["column_descriptions"]
+    assert set(described) == {*schema.GZ2_ANSWER_COLUMNS, *summary["tree_columns"], C.P_MERGER, C.IS_MERGER,
+                              C.MORPHOLOGY}
+    assert described[C.P_MERGER].startswith("uncalibrated: the model's Class8.6 cumulative vote fraction")
+    assert described[C.IS_MERGER].startswith("merger flag: p_merger >= 0.5")
     assert summary["rows"] == table.num_rows and summary["error_rows"] == 5
     # every error counted once, by its reason, with the cutouts' names left out
     assert sum(summary["errors_by_reason"].values()) == 5

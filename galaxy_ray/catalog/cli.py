@@ -37,6 +37,10 @@ def _query_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort", help="COLUMN, COLUMN DESC or -COLUMN (descending); several separated by commas")
     p.add_argument("--limit", type=int, help="at most this many rows")
     p.add_argument("--out", help="write the rows to a .csv, .parquet, .fits or .vot file (local or s3://)")
+    p.add_argument("--friendly", action="store_true",
+                   help="GZ DESI's friendly view: each question's {question}_{answer}_fraction columns are null where "
+                        "its {question}_proportion_asked is below 0.5 (Walmsley et al. 2023); --where and --sort "
+                        "see the masked values")
     p.add_argument("--kaggle-submission", metavar="FILE",
                    help="GZ2 catalog: write GalaxyID, Class1.1 ... Class11.6 in the challenge's layout")
     p.add_argument("--max-print", type=int, default=20, help="rows shown on the terminal (default 20)")
@@ -99,7 +103,7 @@ def query_main(argv: Sequence[str] | None = None) -> int:
     columns = _kaggle_columns(cat, args) if args.kaggle_submission else args.columns
     start = time.perf_counter()
     table = query(cat, cone=args.cone, box=args.box, where=args.where, columns=columns, sort=args.sort,
-                  limit=args.limit, output="arrow")
+                  limit=args.limit, output="arrow", friendly=args.friendly)
     seconds = time.perf_counter() - start
     if args.verbose:
         s = cat.last_scan
@@ -110,7 +114,7 @@ def query_main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {n} rows to {args.kaggle_submission} (Kaggle submission layout)")
     if args.out:
         asked = {"catalog": args.catalog, "cone": args.cone, "box": args.box, "where": args.where,
-                 "sort": args.sort, "limit": args.limit}
+                 "sort": args.sort, "limit": args.limit, "friendly": args.friendly or None}
         fmt = write_table(table, args.out, provenance=cat.provenance, query=asked)
         print(f"wrote {table.num_rows} rows to {args.out} ({fmt})")
     if not (args.out or args.kaggle_submission):

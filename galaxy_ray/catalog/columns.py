@@ -8,7 +8,10 @@ UCDs are words of the IVOA UCD1+ controlled vocabulary (UCDlist 1.6, IVOA
 Endorsed Note 2024-12-18; astropy ships the list and checks it with
 ``astropy.io.votable.ucd.check_ucd(..., check_controlled_vocabulary=True)``).
 Units are strings of the IAU/FITS unit syntax (``deg``, ``arcsec``); columns
-without a unit (probabilities, fractions, flags, text) get none.
+without a unit (probabilities, fractions, flags, text) get none.  Where the
+catalog's provenance holds ``column_descriptions`` (what ``infer`` writes: what
+each probability column is and, for ``p_merger``, the truth it was calibrated
+on), those descriptions are the ones given.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_column
+from galaxy_ray.trees import GZ2
 
 __all__ = ["ColumnInfo", "column_info", "POSITION_UCDS"]
 
@@ -53,6 +57,18 @@ _FIXED = {
 
 _GZ2 = {a.column: ColumnInfo(None, _PROBABILITY, f"GZ2 cumulative vote fraction, {a.kaggle} {a.question} {a.key}")
         for a in GZ2_ANSWERS}
+_GZ2.update({name: ColumnInfo(None, _PROBABILITY, f"GZ2 conditional vote fraction, {a.question} {a.key}")
+             for a, name in zip(GZ2_ANSWERS, GZ2.fraction_columns)})
+_GZ2.update({name: ColumnInfo(None, _PROBABILITY, f"GZ2 proportion of volunteers asked {q.key}")
+             for q, name in zip(GZ2.questions, GZ2.proportion_asked_columns)})
+
+
+def _described(info: ColumnInfo | None, name: str, provenance: Mapping | None) -> ColumnInfo | None:
+    """``info`` with the description the catalog's provenance gives ``name`` (``column_descriptions``), if any."""
+    text = ((provenance or {}).get("column_descriptions") or {}).get(name)
+    if not text:
+        return info
+    return ColumnInfo(info.unit if info else None, info.ucd if info else None, str(text))
 
 
 def column_info(name: str, provenance: Mapping | None = None) -> ColumnInfo | None:
@@ -63,19 +79,24 @@ def column_info(name: str, provenance: Mapping | None = None) -> ColumnInfo | No
     name : str
         Column name.
     provenance : mapping, optional
-        The catalog's provenance: its ``output_names`` name the class of each
-        ``prob_<class>`` column.
+        The catalog's provenance: its ``column_descriptions`` (written by
+        ``infer``, :func:`galaxy_ray.catalog.galaxy_zoo.column_descriptions`)
+        give the description where they name the column; its ``output_names``
+        name the class of each ``prob_<class>`` column.
 
     Returns
     -------
     ColumnInfo or None
+        None for a column neither galaxy-ray nor the provenance describes.
     """
     if name in _FIXED:
-        return _FIXED[name]
-    if name in _GZ2:
-        return _GZ2[name]
-    if name.startswith("prob_"):
+        info = _FIXED[name]
+    elif name in _GZ2:
+        info = _GZ2[name]
+    elif name.startswith("prob_"):
         classes = {class_column(n): n for n in (provenance or {}).get("output_names") or []}
         label = classes.get(name, name[len("prob_"):])
-        return ColumnInfo(None, _PROBABILITY, f"probability of class '{label}'")
-    return None
+        info = ColumnInfo(None, _PROBABILITY, f"probability of class '{label}'")
+    else:
+        info = None
+    return _described(info, name, provenance)

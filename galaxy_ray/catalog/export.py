@@ -1,6 +1,9 @@
 """FITS and VOTable exports that keep units, UCDs and the catalog's provenance.
 
-Columns carry their unit, UCD and description (:mod:`~galaxy_ray.catalog.columns`):
+Columns carry their unit, UCD and description (:mod:`~galaxy_ray.catalog.columns`; the
+description is the catalog's own ``column_descriptions`` where its provenance has them, so a
+cumulative fraction, a conditional ``_fraction`` and the calibrated ``p_merger`` each say what
+they are):
 
 * FITS: ``TUNITn`` (standard), ``TUCDn`` and ``TCOMMn`` (the column UCD and
   description keywords that STIL/TOPCAT read and write; ``TCOMMn`` is also the

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 import duckdb
 import pyarrow as pa
 
+from galaxy_ray.catalog.galaxy_zoo import catalog_tree, friendly_expressions
 from galaxy_ray.catalog.output import convert_table
 from galaxy_ray.catalog.regions import Box, Cone, as_region
 from galaxy_ray.catalog.scan import Catalog, ScanStats, as_catalog
@@ -216,6 +217,7 @@ def query(
     limit: int | None = None,
     output: str = "pandas",
     prune: bool = True,
+    friendly: bool = False,
 ):
     """Query a catalog.
 
@@ -237,6 +239,11 @@ def query(
     output : {"pandas", "astropy", "arrow"}
     prune : bool
         Use the HEALPix row-group pruning (False: scan every row group).
+    friendly : bool
+        GZ DESI's friendly view (Walmsley et al. 2023, MNRAS 526, 4768): each question's
+        ``{question}_{answer}_fraction`` columns are NULL where its ``{question}_proportion_asked``
+        is below 0.5 (:func:`galaxy_ray.catalog.galaxy_zoo.friendly_expressions`); the filter
+        and the sort see the masked values.
 
     Returns
     -------
@@ -245,7 +252,8 @@ def query(
     Raises
     ------
     GalaxyRayError
-        A bad region, filter, column, sort key, limit or output, or a catalog that cannot be opened.
+        A bad region, filter, column, sort key, limit or output, a catalog that cannot be
+        opened, or ``friendly`` on a catalog without conditional fraction columns.
     """
     cat = as_catalog(catalog)
     region = as_region(cone, box)
@@ -256,14 +264,37 @@ def query(
     if limit is not None and int(limit) < 0:
         raise GalaxyRayError(f"--limit {limit}: must be >= 0")
     needed_set = set(selected) | where_cols | {k for k, _ in keys}
-    con = source_connection(cat, region, [c for c in names if c in needed_set], prune=prune)
-    sql = f"SELECT {', '.join(map(quote_identifier, selected))} FROM catalog" + where_clause(where)
+    source, asked = _friendly_source(cat, needed_set) if friendly else ("catalog", set())
+    con = source_connection(cat, region, [c for c in names if c in needed_set | asked], prune=prune)
+    sql = f"SELECT {', '.join(map(quote_identifier, selected))} FROM {source}" + where_clause(where)
     if keys:
         order = (f"{quote_identifier(k)} {'DESC' if d else 'ASC'} NULLS LAST" for k, d in keys)
         sql += " ORDER BY " + ", ".join(order)
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return convert_table(run_sql(con, sql, where), output)
+
+
+def _friendly_source(cat: Catalog, needed: set[str]) -> tuple[str, set[str]]:
+    """The friendly view of ``catalog`` as an SQL ``FROM`` item, and the proportion-asked columns it reads.
+
+    Raises
+    ------
+    GalaxyRayError
+        The catalog has no tree's ``_fraction`` and ``_proportion_asked`` columns.
+    """
+    tree = catalog_tree(cat.columns)
+    if tree is None:
+        raise GalaxyRayError(
+            f"--friendly: {cat.uri} has no {{question}}_{{answer}}_fraction and {{question}}_proportion_asked "
+            "columns (a classes catalog, or a GZ2 catalog written before they were added: rerun infer)")
+    masked = friendly_expressions(tree, sorted(needed), quote_identifier)
+    if not masked:
+        return "catalog", set()
+    asked = {tree.proportion_asked_columns[k] for k, q in enumerate(tree.questions)
+             if any(tree.fraction_columns[i] in masked for i in q.indices)}
+    replace = ", ".join(f"{expr} AS {quote_identifier(name)}" for name, expr in masked.items())
+    return f"(SELECT * REPLACE ({replace}) FROM catalog) AS catalog", asked
 
 
 def cone_search(catalog: Catalog | str, ra: float, dec: float, radius: float, **kwargs):

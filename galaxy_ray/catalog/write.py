@@ -89,7 +89,7 @@ def healpix29(ra: Any, dec: Any) -> pa.Array:
     return pa.array(out, type=pa.int64(), mask=~ok)
 
 
-def catalog_schema(output_columns: Sequence[str]) -> pa.Schema:
+def catalog_schema(output_columns: Sequence[str], tree_columns: Sequence[str] = ()) -> pa.Schema:
     """Arrow schema of a catalog, columns in contract order.
 
     Parameters
@@ -97,6 +97,12 @@ def catalog_schema(output_columns: Sequence[str]) -> pa.Schema:
     output_columns : sequence of str
         The model's output columns (``schema.GZ2_ANSWER_COLUMNS`` or
         ``schema.class_column(name)`` for each class), float32.
+    tree_columns : sequence of str
+        Columns derived from the outputs that follow them, float32: for GZ2 the
+        conditional ``{question}_{answer}_fraction`` and ``{question}_proportion_asked``
+        columns as Galaxy Zoo publishes them
+        (:func:`galaxy_ray.catalog.galaxy_zoo.tree_column_names`; Walmsley et al. 2023,
+        MNRAS 526, 4768).  Catalogs written before them have none.
     """
     fields = [
         pa.field(C.OBJECT_ID, pa.string()),
@@ -104,9 +110,20 @@ def catalog_schema(output_columns: Sequence[str]) -> pa.Schema:
         pa.field(C.DEC, pa.float64()),
         pa.field(C.HEALPIX, pa.int64()),
     ]
-    fields += [pa.field(name, pa.float32()) for name in output_columns]
+    fields += [pa.field(name, pa.float32()) for name in [*output_columns, *tree_columns]]
     fields += [pa.field(n, t) for n, t in zip(TRAILING_COLUMNS, _TRAILING_TYPES)]
     return pa.schema(fields)
+
+
+def _layout_columns(provenance: dict) -> list[str] | None:
+    """The float32 columns between ``_healpix_29`` and ``morphology`` the provenance fixes, or None.
+
+    ``output_columns`` then ``tree_columns`` (the conditional fractions and proportions asked).
+    """
+    outputs = provenance.get("output_columns")
+    if outputs is None:
+        return None
+    return [*outputs, *(provenance.get("tree_columns") or ())]
 
 
 def _split_columns(names: Sequence[str], output_columns: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -180,7 +197,9 @@ def write_catalog_file(
         Destination file, local path or ``s3://``; published atomically.
     provenance : dict
         JSON-serialisable provenance; its ``output_columns`` (when present)
-        fixes the output columns, otherwise every non-contract column is one.
+        fixes the output columns, followed by its ``tree_columns`` (GZ2's
+        ``_fraction`` and ``_proportion_asked`` columns), otherwise every
+        non-contract column is an output column.
     row_group_size : int
         Maximum rows per Parquet row group (the unit that spatial queries skip).
 
@@ -189,7 +208,7 @@ def write_catalog_file(
     GalaxyRayError
         ``table`` lacks a contract column, or one cannot be cast to its type.
     """
-    table = _conform(table, provenance.get("output_columns"))
+    table = _conform(table, _layout_columns(provenance))
     if table.num_rows:
         # nulls (no position) go last so that the row-group min/max stay tight
         order = pc.sort_indices(table, sort_keys=[(C.HEALPIX, "ascending", "at_end")])

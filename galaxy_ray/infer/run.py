@@ -19,6 +19,7 @@ from typing import Any, Callable
 from galaxy_ray import catalog
 from galaxy_ray import model as model_mod
 from galaxy_ray import runtime
+from galaxy_ray.catalog import galaxy_zoo
 from galaxy_ray.catalog.metadata import portable_uri
 from galaxy_ray.data import sources
 from galaxy_ray.data.sources import identity
@@ -26,6 +27,7 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer import pipeline, run_key
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.rule import MergerRule
+from galaxy_ray.merger.truth import truth_rule
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
 from galaxy_ray.infer.writer import UnitWriter, catalog_totals
 from galaxy_ray.io import layout, resume, storage
@@ -34,8 +36,15 @@ from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 __all__ = ["run_inference", "base_provenance", "merger_rule"]
 
 
-def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: float, tta: bool) -> dict:
-    """Provenance shared by every file of a run: the model, its options, the input and the software."""
+def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: float, tta: bool,
+                    rule: MergerRule | None = None) -> dict:
+    """Provenance shared by every file of a run: the model, its options, the input and the software.
+
+    ``tree_columns`` names the GZ2 conditional-fraction and proportion-asked columns that follow
+    the outputs; ``column_descriptions`` says what each probability column is
+    (:func:`galaxy_ray.catalog.galaxy_zoo.column_descriptions`), with the merger truth of ``rule``
+    (the checkpoint's, or :func:`galaxy_ray.merger.truth.truth_rule` of its vote cut).
+    """
     prov = {
         "task": spec.task,
         "arch": spec.arch,
@@ -61,6 +70,12 @@ def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: flo
     prov["calibration"] = {"probabilities": calibration.get("probabilities"),
                            "p_merger": "isotonic, fitted on the training run's validation split"
                            if calibration.get("merger") else None}
+    prov["tree_columns"] = galaxy_zoo.tree_column_names(spec.task)
+    truth = rule.truth if rule is not None and rule.truth else (
+        truth_rule(spec, rule.vote_cut) if rule is not None and spec.merger is not None else None)
+    prov["column_descriptions"] = galaxy_zoo.column_descriptions(
+        spec.task, spec.output_names, spec.merger, calibration=calibration, truth=truth,
+        threshold=float(threshold), threshold_text=format_threshold(float(threshold)))
     return prov
 
 
@@ -273,10 +288,10 @@ def run_inference(
     t0 = time.perf_counter()
     _check_options(batch_size)
     checkpoint = layout.checkpoint_file(checkpoint)
-    _, spec, extra = model_mod.load_checkpoint(checkpoint, with_extra=True)  # fail early on a bad checkpoint
+    spec, extra = model_mod.checkpoint_spec(checkpoint)  # fail early on a bad checkpoint; actors load it
     rule = merger_rule(spec, extra, merger_threshold, merger_precision, log)
     src = sources.open_source(source, format, **(source_options or {}))  # lists and sniffs the source once
-    provenance = base_provenance(checkpoint, spec, source, src.format, rule.threshold, tta)
+    provenance = base_provenance(checkpoint, spec, source, src.format, rule.threshold, tta, rule=rule)
     # as given, and in a form that still means the same file once the catalog is moved or shared
     provenance.update(checkpoint_portable=portable_uri(checkpoint, out), source_portable=portable_uri(source, out))
     provenance.update(rule.provenance())

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from galaxy_ray import catalog
 from galaxy_ray import model as model_mod
+from galaxy_ray.catalog import galaxy_zoo
 from galaxy_ray.errors import GalaxyRayError, error_reason
 from galaxy_ray.infer.plan import UNIT_COLUMN, Unit
 from galaxy_ray.io import storage
@@ -53,7 +54,10 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
     spec : galaxy_ray.model.ModelSpec
         What the model predicts (for the morphology and merger columns).
     columns : sequence of str
-        Catalog names of the model's K outputs.
+        Catalog names of the model's K outputs.  A GZ2 model's (cumulative
+        fractions) are followed by the conditional ``{question}_{answer}_fraction``
+        and ``{question}_proportion_asked`` columns
+        (:func:`galaxy_ray.catalog.galaxy_zoo.tree_columns`).
     batch : dict of numpy arrays
         ``object_id``, ``ra``, ``dec`` (degrees, NaN or None when unknown),
         ``error`` (read only where ``ok`` is False), optionally ``coverage`` (the
@@ -81,6 +85,9 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
     }
     for j, name in enumerate(columns):
         arrays[name] = pa.array(probs[:, j], type=pa.float32(), mask=null)
+    # GZ2: the conditional fractions and proportions asked, as Galaxy Zoo publishes them
+    for name, values in galaxy_zoo.tree_columns(spec.task, probs).items():
+        arrays[name] = pa.array(values, type=pa.float32(), mask=null)
     arrays[C.MORPHOLOGY] = pa.array(morph, type=pa.string(), mask=null)
     arrays[C.P_MERGER] = pa.array(p_merger, type=pa.float32(), mask=null)
     arrays[C.IS_MERGER] = pa.array(rule.flag(p_merger), type=pa.bool_(), mask=null)

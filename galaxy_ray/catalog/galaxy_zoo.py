@@ -1,0 +1,224 @@
+"""Catalog columns as Galaxy Zoo publishes them, what every probability column means, and the friendly view.
+
+A GZ2 model predicts Kaggle's 37 **cumulative** vote fractions (each answer is the fraction of
+all volunteers who reached and chose it).  GZ2 (Willett et al. 2013; Hart et al. 2016), GZ DECaLS
+(Walmsley et al. 2022) and GZ DESI (Walmsley et al. 2023) publish **conditional** fractions
+instead, ``{question}_{answer}_fraction`` (a question's answers sum to 1 among the volunteers who
+reached it), with ``{question}_proportion_asked``, the product of the parent answers' fractions
+up the tree.  The catalog carries both: the cumulative columns first (unchanged, so
+``--kaggle-submission`` and existing readers stay the same), then these
+(:func:`tree_column_names`, :func:`tree_columns`, computed with :mod:`galaxy_ray.trees.fractions`).
+
+:func:`column_descriptions` says what each probability column is, for the catalog's provenance
+(``column_descriptions``) and the FITS/VOTable exports: ``p_merger`` is a calibrated probability
+of the merger truth, never a vote fraction.
+
+The **friendly** view (:func:`friendly_expressions`) shows a question's ``_fraction`` columns only
+where its ``_proportion_asked`` is at least 0.5 and NULL elsewhere, as GZ DESI's friendly table
+does (Walmsley et al. 2023, MNRAS 526, 4768; Zoobot ``shared/load_predictions.py``): a bar
+fraction is shown only where most volunteers would have been asked about a bar.
+
+Nothing here imports torch.
+
+References
+----------
+Willett K. W. et al. 2013, MNRAS 435, 2835 (Galaxy Zoo 2).
+Hart R. E. et al. 2016, MNRAS 461, 3663 (GZ2 debiased fractions; the ``tNN_..._aNN_...`` names).
+Walmsley M. et al. 2022, MNRAS 509, 3966 (GZ DECaLS).
+Walmsley M. et al. 2023, MNRAS 526, 4768 (GZ DESI: fractions, proportion asked, friendly table).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_column
+from galaxy_ray.trees import GZ2, SCHEMAS, Schema
+from galaxy_ray.trees.fractions import FRIENDLY_THRESHOLD, fraction_table, to_conditional
+
+__all__ = ["FRIENDLY_THRESHOLD", "CUMULATIVE_MEANING", "tree_of_task", "tree_column_names", "tree_columns",
+           "column_descriptions", "catalog_tree", "friendly_expressions"]
+
+#: What a Kaggle cumulative column is (each column's description starts with this).
+CUMULATIVE_MEANING = "Kaggle cumulative vote fraction: fraction of all volunteers who reached and chose this answer"
+
+#: The tree of each task whose outputs are cumulative vote fractions.
+_CUMULATIVE_TASKS: dict[str, Schema] = {"gz2": GZ2}
+
+
+def tree_of_task(task: str) -> Schema | None:
+    """The Galaxy Zoo tree whose cumulative fractions a task predicts (``gz2``), else None."""
+    return _CUMULATIVE_TASKS.get(task)
+
+
+def tree_column_names(task: str) -> list[str]:
+    """The columns after the outputs: ``{question}_{answer}_fraction`` (K) then ``{question}_proportion_asked`` (Q).
+
+    Empty for a task without a tree (``classes``).
+    """
+    tree = tree_of_task(task)
+    return [] if tree is None else [*tree.fraction_columns, *tree.proportion_asked_columns]
+
+
+def tree_columns(task: str, cumulative: np.ndarray) -> dict[str, np.ndarray]:
+    """Conditional fractions and proportions asked from a model's cumulative outputs.
+
+    Parameters
+    ----------
+    task : str
+        The model's task; a task without a tree gives no columns.
+    cumulative : array_like, shape (N, K)
+        The model's cumulative vote fractions, in the tree's answer order (Kaggle order for GZ2).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray (N,) float32
+        :func:`tree_column_names` order.  Each question's fractions are its cumulative values
+        divided by its parent answer's (computed in float64), so they sum to 1 wherever the
+        parent is above 0; a question whose parent answer is exactly 0 (never reached) gets 0
+        fractions and proportion asked 0.
+
+    References
+    ----------
+    Hart et al. 2016, MNRAS 461, 3663; Walmsley et al. 2023, MNRAS 526, 4768.
+    """
+    tree = tree_of_task(task)
+    if tree is None:
+        return {}
+    return fraction_table(to_conditional(cumulative, tree), tree)
+
+
+def _kaggle_names() -> dict[str, tuple[str, str]]:
+    """GZ2 answer name -> (Kaggle column, Hart et al. stem)."""
+    return {a.column: (a.kaggle, a.hart) for a in GZ2_ANSWERS}
+
+
+def _tree_descriptions(tree: Schema, cumulative: bool) -> dict[str, str]:
+    """Descriptions of a tree's cumulative (optional), ``_fraction`` and ``_proportion_asked`` columns."""
+    names = tree.answer_names
+    kaggle = _kaggle_names() if tree is GZ2 else {}
+    out: dict[str, str] = {}
+    if cumulative:
+        for a in tree.answers:
+            code = kaggle.get(a.name, ("", ""))[0]
+            out[a.name] = (f"{CUMULATIVE_MEANING} ({code} {a.question} {a.key}; the question's answers "
+                           "sum to its parent answer's cumulative fraction)")
+    for a, column in zip(tree.answers, tree.fraction_columns):
+        hart = kaggle.get(a.name, ("", ""))[1]
+        also = f", as {hart}_fraction in Hart et al. 2016" if hart else ""
+        out[column] = (f"conditional vote fraction: of the volunteers who reached question {a.question}, "
+                       f"the fraction answering {a.key}; the question's answers sum to 1{also}")
+    for q, column in zip(tree.questions, tree.proportion_asked_columns):
+        chain = [names[i] for i in reversed(tree.ancestors(q))]
+        how = ("1, asked of every galaxy" if not chain else
+               "the product of the fractions of " + " then ".join(chain) + " up the tree")
+        out[column] = f"proportion of volunteers who would be asked question {q.key}: {how}"
+    return out
+
+
+def _merger_descriptions(task: str, merger: str | None, calibrated: bool, truth: str | None,
+                         threshold: float | None, threshold_text: str | None) -> dict[str, str]:
+    """Descriptions of ``p_merger`` and ``is_merger``."""
+    if merger is None:
+        p = "no merger output: always null"
+    elif calibrated:
+        p = (f"calibrated probability that the galaxy is a merger by the truth {truth or 'of the training run'} "
+             f"(isotonic regression of output {merger} on the training run's validation split), not a vote fraction")
+    elif task in _CUMULATIVE_TASKS:
+        p = (f"uncalibrated: the model's {merger} cumulative vote fraction itself (the checkpoint holds no "
+             "merger calibration), a vote fraction, not a probability of being a merger")
+    else:
+        p = f"probability of the class {merger!r}, uncalibrated (the checkpoint holds no merger calibration)"
+    cut = threshold_text if threshold_text is not None else (f"{threshold:g}" if threshold is not None else "the threshold")
+    flag = f"merger flag: p_merger >= {cut} (merger_threshold in this provenance)"
+    return {C.P_MERGER: p, C.IS_MERGER: flag}
+
+
+def column_descriptions(task: str, output_names: Sequence[str], merger: str | None = None, *,
+                        calibration: Mapping | None = None, truth: str | None = None,
+                        threshold: float | None = None, threshold_text: str | None = None) -> dict[str, str]:
+    """What each probability column of a catalog is, for its provenance's ``column_descriptions``.
+
+    Parameters
+    ----------
+    task : str
+        ``gz2`` (cumulative outputs, then the tree's conditional and proportion-asked columns)
+        or ``classes`` (``prob_<class>`` columns).
+    output_names : sequence of str
+        The model's outputs (Kaggle names, or class names).
+    merger : str, optional
+        The output read as the merger probability.
+    calibration : mapping, optional
+        The checkpoint's calibration (``ModelSpec.calibration``): ``merger`` set means ``p_merger``
+        is calibrated, ``probabilities`` set means class probabilities are temperature-scaled.
+    truth : str, optional
+        What counted as a true merger on validation (:func:`galaxy_ray.merger.truth.truth_rule`).
+    threshold : float, optional
+        ``is_merger = p_merger >= threshold``.
+    threshold_text : str, optional
+        The threshold as printed (every digit it is stored with).
+
+    Returns
+    -------
+    dict of str to str
+        Column name -> one-line description: output columns, tree columns, ``p_merger``,
+        ``is_merger``, ``morphology``.
+    """
+    calibration = calibration or {}
+    tree = tree_of_task(task)
+    if tree is not None:
+        out = _tree_descriptions(tree, cumulative=True)
+        out[C.MORPHOLOGY] = ("top-level label read down the GZ2 tree from the cumulative fractions (elliptical, "
+                             "spiral, disk, edge_on or artifact); mergers are p_merger and is_merger, not a morphology")
+    else:
+        scaled = ", temperature-scaled on the training run's validation split" if calibration.get("probabilities") else ""
+        out = {class_column(n): f"probability of class {n!r} (softmax{scaled})" for n in output_names}
+        out[C.MORPHOLOGY] = "the most probable class"
+    out.update(_merger_descriptions(task, merger, bool(calibration.get("merger")), truth, threshold, threshold_text))
+    return out
+
+
+def catalog_tree(columns: Sequence[str]) -> Schema | None:
+    """The tree whose ``_fraction`` and ``_proportion_asked`` columns are all among ``columns``, else None."""
+    have = set(columns)
+    for tree in SCHEMAS.values():
+        if set(tree.fraction_columns) <= have and set(tree.proportion_asked_columns) <= have:
+            return tree
+    return None
+
+
+def friendly_expressions(tree: Schema, columns: Sequence[str], quote,
+                         threshold: float = FRIENDLY_THRESHOLD) -> dict[str, str]:
+    """SQL expressions of the friendly view: each of ``columns`` that is a ``_fraction`` column, masked.
+
+    ``CASE WHEN "{question}_proportion_asked" >= threshold THEN "{question}_{answer}_fraction" END``:
+    NULL where fewer than ``threshold`` of the volunteers would have reached the question (or where
+    the row has no prediction), the value elsewhere; the rule of
+    :func:`galaxy_ray.trees.fractions.friendly_table` and of GZ DESI (Walmsley et al. 2023).
+
+    Parameters
+    ----------
+    tree : Schema
+        The catalog's tree (:func:`catalog_tree`).
+    columns : sequence of str
+        The columns the query reads; others are left out.
+    quote : callable
+        Quotes an SQL identifier.
+    threshold : float
+        The proportion asked below which a question's fractions are masked.
+
+    Returns
+    -------
+    dict of str to str
+        Fraction column -> expression; the expression reads that question's proportion-asked column.
+    """
+    wanted = set(columns)
+    out = {}
+    for q, asked in zip(tree.questions, tree.proportion_asked_columns):
+        for a in q.answers:
+            column = tree.fraction_columns[a.index]
+            if column in wanted:
+                out[column] = f"CASE WHEN {quote(asked)} >= {float(threshold)!r} THEN {quote(column)} END"
+    return out
