@@ -11,6 +11,7 @@ import csv
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -124,6 +125,13 @@ def test_hand_worked_conditional_fractions_and_proportion_asked(gz_catalog):
     # and (0.2, 1), so 0.12 maps to 0.2; the edge's 0.5 to 1
     assert disc["odd_feature_merger"] == pytest.approx(0.12) and disc["p_merger"] == pytest.approx(0.2, abs=1e-6)
     assert rows["edge"]["p_merger"] == 1.0 and rows["edge"]["is_merger"] and not disc["is_merger"]
+
+
+def test_catalog_opens_in_pandas_with_galaxy_zoo_names(gz_catalog):
+    df = pd.read_parquet(gz_catalog, dtype_backend="numpy_nullable").set_index("object_id")
+    assert df.loc["disc", "bar_bar_fraction"] == pytest.approx(0.4) and df.loc["disc", "bar_bar"] == pytest.approx(0.21)
+    assert df.loc["disc", "bar_proportion_asked"] == pytest.approx(0.525)
+    assert pd.isna(df.loc["bad", "bar_bar_fraction"])
 
 
 def test_every_probability_column_is_described(gz_catalog):
