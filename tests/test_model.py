@@ -199,3 +199,36 @@ def test_checkpoint_carries_normalisation_and_old_checkpoints_load(tmp_path):
     old, _ = load_checkpoint(tmp_path / "v1.pt")
     x = _pixels(2, seed=2)
     np.testing.assert_array_equal(predict_numpy(old, x), predict_numpy(model, x))
+
+
+def test_a_loaded_checkpoint_holds_every_stored_tensor_and_none_on_the_meta_device(tmp_path):
+    import torch
+
+    from galaxy_ray.model import ModelSpec, build_model, checkpoint_spec, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(3)
+    spec = ModelSpec.for_gz2("resnet18", PreprocessConfig(32))
+    net = build_model(spec).eval()
+    uri = save_checkpoint(str(tmp_path / "model.pt"), net, spec, {"epoch": 4})
+    loaded, _ = load_checkpoint(uri)
+    stored = net.state_dict()
+    assert all(not t.is_meta for t in loaded.state_dict().values())
+    assert all(torch.equal(loaded.state_dict()[k], stored[k]) for k in stored)
+    assert checkpoint_spec(uri) == (spec, {"epoch": 4})
+
+
+def test_weights_that_do_not_fit_the_spec_are_one_line(tmp_path):
+    import torch
+
+    from galaxy_ray.errors import GalaxyRayError
+    from galaxy_ray.model import ModelSpec, build_model, checkpoint_spec, load_checkpoint, save_checkpoint
+
+    spec = ModelSpec.for_gz2("resnet18", PreprocessConfig(32))
+    uri = save_checkpoint(str(tmp_path / "model.pt"), build_model(spec), spec)
+    stored = torch.load(uri, weights_only=True)
+    name = next(k for k, v in stored["model_state"].items() if v.ndim == 2)  # the head's weight
+    stored["model_state"][name] = torch.zeros(5, 5)
+    torch.save(stored, tmp_path / "reshaped.pt")
+    for read in (checkpoint_spec, load_checkpoint):
+        with pytest.raises(GalaxyRayError, match=r"reshaped.pt: weights do not match its resnet18 spec"):
+            read(str(tmp_path / "reshaped.pt"))

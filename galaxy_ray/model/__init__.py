@@ -20,6 +20,7 @@ from galaxy_ray.model.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     checkpoint_bytes,
+    checkpoint_spec,
     load_checkpoint,
     save_checkpoint,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "loss_function",
     "checkpoint_bytes",
     "save_checkpoint",
+    "checkpoint_spec",
     "load_checkpoint",
     "output_columns",
     "merger_index",

@@ -21,7 +21,8 @@ from galaxy_ray.model.nets import GalaxyNet, unwrap
 from galaxy_ray.model.spec import ModelSpec
 from galaxy_ray.model.torchfile import CHECKPOINT_FORMAT, read_torch
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "checkpoint_bytes", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "checkpoint_bytes", "checkpoint_spec", "save_checkpoint",
+           "load_checkpoint"]
 
 CHECKPOINT_VERSION = 2
 
@@ -61,6 +62,37 @@ def save_checkpoint(
     return uri
 
 
+def _read_payload(uri: str) -> dict:
+    """The checkpoint's dict, checked to be ours and not from a newer galaxy-ray."""
+    obj = read_torch(uri)
+    if not (isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and "model_state" in obj):
+        raise GalaxyRayError(f"{uri}: not a galaxy-ray checkpoint (expected model.pt written by `galaxy-ray train`)")
+    if int(obj.get("version", 0)) > CHECKPOINT_VERSION:
+        raise GalaxyRayError(f"{uri}: checkpoint version {obj['version']} is newer than this galaxy-ray; upgrade it")
+    return obj
+
+
+def _network(spec: ModelSpec, state: Mapping[str, torch.Tensor], uri: str) -> GalaxyNet:
+    """The spec's network holding ``state``.
+
+    Built on PyTorch's meta device (no memory, no random initialisation) and
+    given the stored tensors themselves (``load_state_dict(assign=True)``):
+    initialising a ResNet only to overwrite every weight costs most of a
+    model actor's start-up.  A version-1 state lacks the normalisation buffers
+    that :class:`GalaxyNet` fills in, so it is built and loaded the plain way.
+    """
+    with torch.device("meta"):
+        model = GalaxyNet(spec)
+    complete = set(model.state_dict()) <= set(state)
+    if not complete:
+        model = GalaxyNet(spec)
+    try:
+        model.load_state_dict(state, assign=complete)
+    except RuntimeError as exc:
+        raise GalaxyRayError(f"{uri}: weights do not match its {spec.arch} spec ({one_line(exc)})") from None
+    return model
+
+
 def load_checkpoint(uri: str | os.PathLike, map_location: str | torch.device = "cpu",
                     with_extra: bool = False) -> tuple:
     """Load one of our checkpoints (file, or a run directory holding ``model.pt``).
@@ -77,16 +109,27 @@ def load_checkpoint(uri: str | os.PathLike, map_location: str | torch.device = "
         by a newer galaxy-ray, or weights that do not fit its spec.
     """
     uri = layout.checkpoint_file(str(uri))
-    obj = read_torch(uri)
-    if not (isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and "model_state" in obj):
-        raise GalaxyRayError(f"{uri}: not a galaxy-ray checkpoint (expected model.pt written by `galaxy-ray train`)")
-    if int(obj.get("version", 0)) > CHECKPOINT_VERSION:
-        raise GalaxyRayError(f"{uri}: checkpoint version {obj['version']} is newer than this galaxy-ray; upgrade it")
+    obj = _read_payload(uri)
     spec = ModelSpec.from_dict(obj["spec"])
-    model = GalaxyNet(spec)
-    try:
-        model.load_state_dict(obj["model_state"])  # version 1 has no mean/std: GalaxyNet fills in ImageNet's
-    except RuntimeError as exc:
-        raise GalaxyRayError(f"{uri}: weights do not match its {spec.arch} spec ({one_line(exc)})") from None
+    model = _network(spec, obj["model_state"], uri)
     model.to(map_location).eval()
     return (model, spec, obj.get("extra", {})) if with_extra else (model, spec)
+
+
+def checkpoint_spec(uri: str | os.PathLike) -> tuple[ModelSpec, dict]:
+    """The spec and extra of a checkpoint, its weights checked to fit the spec, without building the network.
+
+    What a driver needs (``infer`` plans with the spec; the model actors load
+    the weights): the network is built on the meta device and handed the
+    stored tensors, so the check costs no initialisation.
+
+    Raises
+    ------
+    GalaxyRayError
+        As :func:`load_checkpoint`.
+    """
+    uri = layout.checkpoint_file(str(uri))
+    obj = _read_payload(uri)
+    spec = ModelSpec.from_dict(obj["spec"])
+    _network(spec, obj["model_state"], uri)  # the weights are given, not copied: the check costs no memory
+    return spec, obj.get("extra", {})
