@@ -159,9 +159,10 @@ def make_checkpoint(workdir: Path, arch: str, image_size: int) -> str:
     import torch
 
     from galaxy_ray import model as model_mod
+    from galaxy_ray.data.transforms import PreprocessConfig
 
     torch.manual_seed(0)
-    spec = model_mod.ModelSpec.for_gz2(arch, {"image_size": image_size, "crop_fraction": 1.0})
+    spec = model_mod.ModelSpec.for_gz2(arch, PreprocessConfig(image_size, crop_fraction=1.0))
     return model_mod.save_checkpoint(str(workdir / "model.pt"), model_mod.build_model(spec), spec)
 
 
