@@ -6,6 +6,10 @@ or a pipe gets no carriage-return animation: it gets one readable line every
 ``step`` of the total (5 %) and at least every ``interval`` seconds (30), and a
 last line at the end.  Lines a job logs while a bar is live go through
 :meth:`Progress.write`, which lifts the bar out of the way first.
+
+In a Jupyter notebook (a process that is an IPython kernel) the bar is
+tqdm's notebook widget, through ``tqdm.auto`` (with ``ipywidgets`` installed;
+without it, the same text bar as a terminal's, which Jupyter redraws in place).
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from tqdm import tqdm
+from tqdm.auto import tqdm  # the notebook widget in a Jupyter kernel, tqdm's terminal bar elsewhere
 
-__all__ = ["Progress", "is_terminal", "format_seconds"]
+__all__ = ["Progress", "format_seconds", "in_notebook", "is_terminal"]
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -26,6 +30,19 @@ def is_terminal(stream: TextIO) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # closed or not a real stream
         return False
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's ZMQ shell), where output cells show a live bar."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _widget() -> bool:
+    """Whether ``tqdm.auto`` chose the notebook widget (at import, in a Jupyter kernel with ipywidgets)."""
+    return any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__)
 
 
 def _columns(stream: TextIO) -> int:
@@ -62,7 +79,8 @@ class Progress:
     stream : text stream, optional
         Where to draw; default ``sys.stderr`` (stdout keeps a command's results).
     live : bool, optional
-        A redrawn bar (True) or plain lines (False); default: whether ``stream`` is a terminal.
+        A redrawn bar (True) or plain lines (False); default: whether ``stream``
+        is a terminal, or, with the default stream, whether this is a Jupyter kernel.
     interval : float
         Plain mode: a line at least every this many seconds...
     step : float
@@ -77,7 +95,9 @@ class Progress:
         self.total, self.desc, self.unit = int(total), desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.show_errors, self.enabled = errors, enabled
-        self.live = enabled and (is_terminal(self.stream) if live is None else live)
+        if live is None:
+            live = is_terminal(self.stream) or (stream is None and in_notebook())
+        self.live = enabled and bool(live)
         self.interval, self.step = float(interval), float(step)
         self.done = self.errors = 0
         self.started = time.perf_counter()
@@ -85,12 +105,17 @@ class Progress:
         self._closed = False
         self._bar = None
         if self.live:
-            sized = _columns(self.stream) > 0  # else tqdm draws a bar of width 0, i.e. nothing
-            self._bar = tqdm(total=self.total, desc=desc, unit=f" {unit}", file=self.stream, dynamic_ncols=sized,
-                             ncols=None if sized else 100, nrows=None if sized else 50, mininterval=0.2,
-                             smoothing=0.1, leave=True)
+            self._bar = tqdm(total=self.total, desc=desc, unit=f" {unit}", file=self.stream, mininterval=0.2,
+                             smoothing=0.1, leave=True, **self._size())
             if errors:
                 self._bar.set_postfix_str("0 errors", refresh=False)
+
+    def _size(self) -> dict:
+        """Width options: a text bar needs a width (a stream of size 0 draws nothing); the widget sizes itself."""
+        if _widget():
+            return {}
+        sized = _columns(self.stream) > 0
+        return {"dynamic_ncols": sized, "ncols": None if sized else 100, "nrows": None if sized else 50}
 
     def update(self, n: int = 1, errors: int = 0) -> None:
         """Count ``n`` more units done, ``errors`` of them failed."""
