@@ -25,6 +25,10 @@ The key's fields (``docs/contracts.md`` lists them too):
     with other galaxies has another fingerprint.
 ``preprocess``, ``tta``, ``merger_threshold``
     What the model sees and how ``is_merger`` is set.
+``catalog_columns``
+    The model's output columns and the Galaxy Zoo tree columns after them:
+    the files' layout, so a galaxy-ray that writes other columns never adds
+    its files to a catalog of another layout.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ __all__ = ["RUN_KEY_FIELDS", "run_key", "check_run_key", "remove_catalog"]
 
 #: The fields of a run key, in the order a refusal lists what changed.
 RUN_KEY_FIELDS = ("checkpoint_sha256", "source", "source_format", "source_fingerprint", "preprocess", "tta",
-                  "merger_threshold")
+                  "merger_threshold", "catalog_columns")
 
 
 def run_key(provenance: dict, source_fingerprint: str) -> dict:
@@ -56,8 +60,10 @@ def run_key(provenance: dict, source_fingerprint: str) -> dict:
     source_fingerprint : str
         :attr:`galaxy_ray.infer.plan.Plan.fingerprint`.
     """
-    key = {name: provenance[name] for name in RUN_KEY_FIELDS if name != "source_fingerprint"}
+    key = {name: provenance[name] for name in RUN_KEY_FIELDS if name not in ("source_fingerprint", "catalog_columns")}
     key["source_fingerprint"] = source_fingerprint
+    # the files' layout: a galaxy-ray that writes other columns must not add its files to these
+    key["catalog_columns"] = list(provenance["output_columns"]) + list(provenance.get("tree_columns") or [])
     return {name: key[name] for name in RUN_KEY_FIELDS}
 
 
