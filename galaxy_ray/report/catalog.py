@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import math
 
-import astropy.units as u
 import numpy as np
-from cdshealpix import nested
 from matplotlib.figure import Figure
 
 from galaxy_ray.catalog import LOCAL_MERGER_FRACTION, Catalog, merger_stats, open_catalog
-from galaxy_ray.report.page import Report, literal_text, panel_grid, short
+from galaxy_ray.report.page import Report, literal_text, panel_grid
+from galaxy_ray.report.sky import MIN_CELL_GALAXIES, sky_figure
+from galaxy_ray.report.style import PANEL_FONT, TITLE_FONT, hist_weights, panel_title
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["sky_cells", "catalog_figures"]
 
 #: Rows of a catalog sampled for its histograms.
 _HISTOGRAM_SAMPLE = 200_000
-#: Mollweide RA tick labels, left to right (RA increases to the left).
-_RA_TICKS = [150, 120, 90, 60, 30, 0, 330, 300, 270, 240, 210]
-
-
-def _sky_xy(ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mollweide axes coordinates (radians), RA increasing to the left as on the sky."""
-    lon = np.radians(np.mod(np.asarray(ra_deg) + 180.0, 360.0) - 180.0)
-    return -lon, np.radians(dec_deg)
 
 
 def sky_cells(cat: Catalog, order: int) -> dict[str, np.ndarray]:
@@ -54,27 +46,14 @@ def _auto_order(rows: int) -> int:
 
 
 def _sky_maps(rep: Report, cells: dict[str, np.ndarray], order: int) -> None:
-    """Mollweide maps of galaxy density and merger fraction per HEALPix cell."""
-    lon, lat = nested.healpix_to_lonlat(cells["cell"].astype(np.uint64), order)
-    x, y = _sky_xy(lon.to_value(u.deg), lat.to_value(u.deg))
-    cell_area = 4 * math.pi * (180 / math.pi) ** 2 / (12 * 4**order)  # deg^2
-    density = cells["rows"] / cell_area
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(cells["classified"] > 0, cells["mergers"] / np.maximum(cells["classified"], 1), np.nan)
-    fig = Figure(figsize=(14, 4.6))
-    size = max(1.0, 2.5e4 / 4**order)  # marker area ~ cell area on a 14-inch figure
-    for k, (values, label, cmap) in enumerate([(density, "galaxies per deg²", "magma"),
-                                               (frac, "merger fraction", "coolwarm")]):
-        ax = fig.add_subplot(1, 2, k + 1, projection="mollweide")
-        good = np.isfinite(values)
-        sc = ax.scatter(x[good], y[good], c=values[good], s=size, marker="s", cmap=cmap, linewidths=0)
-        ax.grid(True, alpha=0.3)
-        ax.set_xticklabels([f"{t}°" for t in _RA_TICKS], fontsize=7)
-        ax.set_title(f"{label} (HEALPix order {order})", fontsize=10)
-        fig.colorbar(sc, ax=ax, orientation="horizontal", pad=0.08, fraction=0.05, label=label)
+    """Mollweide maps of galaxy density, merger fraction and its uncertainty, centred on the data."""
+    fig, shown = sky_figure(cells, order)
     rep.save(fig, "sky_map.png", "Sky maps: galaxy density and merger fraction",
-             f"Mollweide projection (ICRS, RA increasing to the left), HEALPix order-{order} cells "
-             f"({math.sqrt(cell_area):.2f} deg across) from _healpix_29; merger fraction of classified rows.")
+             f"Mollweide projection (ICRS, RA increasing to the left) centred on RA {shown['centre']:.0f}°, "
+             f"HEALPix order-{order} cells ({math.sqrt(shown['cell_area']):.2f} deg across) from _healpix_29. "
+             f"Merger fraction of classified rows and the width of its 95% Wilson interval per order-"
+             f"{shown['merger_order']} cell; the {shown['sparse_cells']} of {shown['merger_cells']} cells with "
+             f"fewer than {MIN_CELL_GALAXIES} classified galaxies are grey.")
 
 
 def _prediction_histograms(rep: Report, cat: Catalog) -> None:
@@ -86,16 +65,20 @@ def _prediction_histograms(rep: Report, cat: Catalog) -> None:
         "SELECT " + ", ".join(f'"{c}"' for c in columns)
         + f' FROM catalog WHERE "error" IS NULL USING SAMPLE {_HISTOGRAM_SAMPLE} ROWS'
     ).to_arrow_table()
-    fig, axes = panel_grid(len(columns), 2.0)
+    fig, axes = panel_grid(len(columns), 2.4, layout="constrained")
+    what = "vote fraction" if cat.provenance.get("task") == "gz2" else "probability"
     for ax, name in zip(axes, columns):
         vals = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-        ax.hist(vals[np.isfinite(vals)], bins=np.linspace(0, 1, 21), color="C2" if name == C.P_MERGER else "C0")
-        ax.set_title(short(name, 26), fontsize=7)
-        ax.tick_params(labelsize=6)
-    fig.tight_layout()
+        vals = vals[np.isfinite(vals)]
+        ax.hist(vals, bins=np.linspace(0, 1, 21), weights=hist_weights(vals),
+                color="C2" if name == C.P_MERGER else "C0")
+        ax.set_title(panel_title(name), fontsize=TITLE_FONT)
+        ax.set_xlabel("probability" if name == C.P_MERGER else what, fontsize=PANEL_FONT)
+        ax.set_ylabel("fraction of galaxies", fontsize=PANEL_FONT)
+        ax.tick_params(labelsize=PANEL_FONT - 1)
     rep.save(fig, "catalog_histograms.png", "Histograms of predicted values in the catalog",
              "Predicted vote fractions or class probabilities, and p_merger (green), of classified rows "
-             f"(a random sample of at most {_HISTOGRAM_SAMPLE:,}).")
+             f"(a random sample of at most {_HISTOGRAM_SAMPLE:,}); each bar is the fraction of them in its bin.")
 
 
 def _morphology(rep: Report, morph: dict[str, int]) -> None:

@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise GalaxyRayError(f"--order {args.order}: give a HEALPix order from 0 to 12")
     kind = detect_input(args.input)
     storage.makedirs(args.out)
-    rep = Report(args.out, f"galaxy-ray report: {args.input}")
+    rep = Report(args.out, f"galaxy-ray report: {args.input}", verbose=True)
+    rep.say(f"{args.input}: a {kind}; figures go to {args.out}")
     if kind == "run":
         run_figures(rep, args.input, source=args.source, top=args.top)
     elif kind == "catalog":

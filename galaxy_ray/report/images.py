@@ -9,7 +9,8 @@ from matplotlib.figure import Figure
 
 from galaxy_ray.data.decode import decode_image
 from galaxy_ray.data.sources import open_source
-from galaxy_ray.report.page import Report, short
+from galaxy_ray.report.page import Report
+from galaxy_ray.report.style import PANEL_FONT, panel_title
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["Cutouts", "ImageRow", "highest", "image_rgb", "images_for", "plot_image_grid"]
@@ -20,6 +21,9 @@ Cutouts = dict[str, tuple[bytes | None, str]]
 ImageRow = tuple[str, list[tuple[str, str]]]
 #: Rows read from a source per ``read_rows`` call.
 _READ_BATCH = 256
+#: Image grids: resolution and palette of the PNG (cutouts quantised to 256 colours: ~5x smaller, same look).
+GRID_DPI = 80
+GRID_COLOURS = 256
 
 
 def highest(values: np.ndarray, top: int) -> np.ndarray:
@@ -68,11 +72,17 @@ def images_for(source: str, wanted: set[str]) -> Cutouts:
 
 def plot_image_grid(rep: Report, rows: list[ImageRow], images: Cutouts, name: str, title: str,
                     caption: str) -> None:
-    """Image strips, one per answer/class, several strips side by side; saved as ``name``."""
+    """Image strips, one per answer/class, several strips side by side; saved as ``name``.
+
+    Each strip is labelled above its first image with the whole answer or
+    class name (one line across the strip), each image with its own text.
+    The page shows ``title`` above the figure, so the figure has none of its own
+    (a suptitle used to be drawn over the first row's labels).
+    """
     per = max((len(cells) for _, cells in rows), default=1) or 1
     blocks = max(1, 12 // per)  # strips side by side
     nrows = math.ceil(len(rows) / blocks)
-    fig = Figure(figsize=(1.5 * blocks * per, 1.75 * nrows))
+    fig = Figure(figsize=(1.5 * blocks * per, 2.0 * nrows))
     axes = fig.subplots(nrows, blocks * per, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -84,8 +94,7 @@ def plot_image_grid(rep: Report, rows: list[ImageRow], images: Cutouts, name: st
             rgb = image_rgb(data, where)
             if rgb is not None:
                 ax.imshow(np.clip(rgb, 0, 1))
-            label = f"{short(row_title, 30)}\n{text}" if c == 0 else f"\n{text}"
-            ax.set_title(label, fontsize=6, loc="left")
-    fig.suptitle(title)
-    fig.tight_layout()
-    rep.save(fig, name, title, caption)
+            label = f"{panel_title(row_title, width=18 * per).replace(chr(10), ' ')}\n{text}" if c == 0 else f"\n{text}"
+            ax.set_title(label, fontsize=PANEL_FONT, loc="left", fontweight="normal")
+    fig.tight_layout(h_pad=0.6)
+    rep.save(fig, name, title, caption, dpi=GRID_DPI, colours=GRID_COLOURS)

@@ -13,7 +13,9 @@ from galaxy_ray.io import storage
 from galaxy_ray.io.layout import (CONFIG_JSON, CONFUSION_PNG, CURVES_PNG, METRICS_CSV, PRECISION_RECALL_PNG,
                                   RELIABILITY_PNG, VALIDATION_PREDICTIONS)
 from galaxy_ray.report.images import highest, images_for, plot_image_grid
-from galaxy_ray.report.page import Report, literal_text, panel_grid, short
+from galaxy_ray.report.page import Report, literal_text, panel_grid
+from galaxy_ray.report.style import PANEL_FONT, TITLE_FONT, hist_weights, log_norm, panel_title
+from galaxy_ray.report.summary import model_summary
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
 __all__ = ["read_predictions", "run_figures"]
@@ -57,38 +59,49 @@ def read_predictions(uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _predicted_vs_true(rep: Report, columns: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> None:
-    """One hexbin panel per GZ2 answer, with the 1:1 line and the answer's RMSE."""
-    fig, axes = panel_grid(len(columns), 2.3)
+    """One hexbin panel per GZ2 answer, with the 1:1 line and the answer's RMSE, on one shared colour scale."""
+    fig, axes = panel_grid(len(columns), 2.6, layout="constrained")
+    counts = [np.histogram2d(y_true[:, i], y_pred[:, i], bins=15, range=((0, 1), (0, 1)))[0].max()
+              for i in range(len(columns))]
+    norm = log_norm(max(counts, default=1))
+    hb = None
     for i, (ax, name) in enumerate(zip(axes, columns)):
-        ax.hexbin(y_true[:, i], y_pred[:, i], gridsize=15, extent=(0, 1, 0, 1), mincnt=1, cmap="viridis", bins="log")
+        hb = ax.hexbin(y_true[:, i], y_pred[:, i], gridsize=15, extent=(0, 1, 0, 1), mincnt=1, cmap="viridis",
+                       norm=norm)
         ax.plot([0, 1], [0, 1], "r-", lw=0.8)
         rmse = float(np.sqrt(np.mean((y_true[:, i] - y_pred[:, i]) ** 2)))
-        ax.set_title(f"{GZ2_KAGGLE_COLUMNS[i]} {short(name, 20)}\nRMSE {rmse:.3f}", fontsize=7)
+        ax.set_title(f"{panel_title(name)}  (RMSE {rmse:.3f})", fontsize=TITLE_FONT)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.tick_params(labelsize=6)
-    fig.supxlabel("true cumulative vote fraction")
-    fig.supylabel("predicted")
-    fig.tight_layout()
+        ax.set_xlabel("true fraction", fontsize=PANEL_FONT)
+        ax.set_ylabel("predicted fraction", fontsize=PANEL_FONT)
+        ax.tick_params(labelsize=PANEL_FONT - 1)
+    if hb is not None:
+        fig.colorbar(hb, ax=axes, shrink=0.5, aspect=40, label="validation galaxies per hexagon (log scale)")
     rep.save(fig, "predicted_vs_true.png", "Predicted versus true vote fractions",
-             "Validation galaxies, one panel per GZ2 answer (log-scaled hexbin counts); red: the 1:1 line.")
+             "Validation galaxies, one panel per GZ2 answer: true against predicted cumulative vote fraction, "
+             "hexagons coloured by their count on one log scale (colour bar); red: the 1:1 line.")
 
 
 def _prediction_histograms(rep: Report, columns: list[str], y_true: np.ndarray, y_pred: np.ndarray,
                            task: str) -> None:
-    """Histograms of each output's predictions against the true values."""
-    fig, axes = panel_grid(len(columns), 2.0)
+    """Histograms of each output's predictions against the true values, as fractions of the galaxies."""
+    fig, axes = panel_grid(len(columns), 2.4, layout="constrained")
     bins = np.linspace(0, 1, 21)
+    what = "vote fraction" if task == "gz2" else "probability"
+    weights = hist_weights(y_true)
     for i, (ax, name) in enumerate(zip(axes, columns)):
-        ax.hist(y_true[:, i], bins=bins, color="0.75", label="true")
-        ax.hist(y_pred[:, i], bins=bins, histtype="step", color="C3", lw=1.2, label="predicted")
-        ax.set_title(short(name, 26), fontsize=7)
-        ax.tick_params(labelsize=6)
-    axes[0].legend(fontsize=6)
-    fig.tight_layout()
-    what = "vote fractions" if task == "gz2" else "class probabilities"
-    rep.save(fig, "prediction_histograms.png", f"Histograms of predicted {what}",
-             f"Predicted {what} (red) against the true values (grey), validation galaxies.")
+        ax.hist(y_true[:, i], bins=bins, weights=weights, color="0.75", label="true")
+        ax.hist(y_pred[:, i], bins=bins, weights=weights, histtype="step", color="C3", lw=1.2, label="predicted")
+        ax.set_title(panel_title(name), fontsize=TITLE_FONT)
+        ax.set_xlabel(what, fontsize=PANEL_FONT)
+        ax.set_ylabel("fraction of galaxies", fontsize=PANEL_FONT)
+        ax.tick_params(labelsize=PANEL_FONT - 1)
+    axes[0].legend(fontsize=PANEL_FONT)
+    plural = "vote fractions" if task == "gz2" else "class probabilities"
+    rep.save(fig, "prediction_histograms.png", f"Histograms of predicted {plural}",
+             f"Predicted {plural} (red) against the true values (grey) of the validation galaxies, each bar "
+             "the fraction of them in its bin of width 0.05.")
 
 
 def _top_predictions(rep: Report, columns: list[str], ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
@@ -133,11 +146,13 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
     GalaxyRayError
         ``config.json`` or ``validation_predictions.parquet`` is missing or unreadable.
     """
+    rep.say(f"run {run_dir}: curves")
     curves_from_csv(storage.join(run_dir, METRICS_CSV), storage.join(rep.out, CURVES_PNG))
     rep.figures.append((CURVES_PNG, "Training and validation curves",
                         "Loss per epoch (training, validation) and the validation metric; grey: frozen backbone."))
     _merger_figures(rep, run_dir)
     config = _read_json(storage.join(run_dir, CONFIG_JSON))
+    rep.summary += model_summary(run_dir, config)
     spec = config.get("spec", {})
     task = spec.get("task") or config.get("config", {}).get("task", "gz2")
     names = list(spec.get("output_names") or config.get("output_columns") or [])
@@ -159,4 +174,5 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
     else:
         _predicted_vs_true(rep, columns, y_true, y_pred)
     _prediction_histograms(rep, columns, y_true, y_pred, task)
+    rep.say(f"reading the top galaxies' cutouts from {source or config.get('config', {}).get('source')}")
     _top_predictions(rep, columns, ids, y_true, y_pred, source or config.get("config", {}).get("source"), top)

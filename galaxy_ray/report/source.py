@@ -11,6 +11,7 @@ from galaxy_ray.data.sources import open_source
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.report.images import Cutouts, highest, plot_image_grid
 from galaxy_ray.report.page import Report, literal_text, panel_grid, short
+from galaxy_ray.report.style import PANEL_FONT, TITLE_FONT, hist_weights, panel_title
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
 __all__ = ["Labelled", "read_labelled", "prototypes", "answer_correlation", "source_figures"]
@@ -104,15 +105,17 @@ def answer_correlation(votes: np.ndarray) -> np.ndarray:
 def _vote_figures(rep: Report, data: Labelled, top: int) -> None:
     """Vote-fraction histograms, the answer correlation matrix and the prototypes of each answer."""
     votes = data.votes[~np.isnan(data.votes).any(axis=1)]
-    fig, axes = panel_grid(len(GZ2_ANSWER_COLUMNS), 2.0)
+    fig, axes = panel_grid(len(GZ2_ANSWER_COLUMNS), 2.4, layout="constrained")
+    weights = hist_weights(votes)
     for i, (ax, name) in enumerate(zip(axes, GZ2_ANSWER_COLUMNS)):
-        ax.hist(votes[:, i], bins=np.linspace(0, 1, 21), color="C0")
-        ax.set_title(f"{GZ2_KAGGLE_COLUMNS[i]} {short(name, 24)}", fontsize=7)
-        ax.tick_params(labelsize=6)
-    fig.suptitle(f"cumulative GZ2 vote fractions of {len(votes)} galaxies")
-    fig.tight_layout()
+        ax.hist(votes[:, i], bins=np.linspace(0, 1, 21), weights=weights, color="C0")
+        ax.set_title(panel_title(name), fontsize=TITLE_FONT)
+        ax.set_xlabel("cumulative vote fraction", fontsize=PANEL_FONT)
+        ax.set_ylabel("fraction of galaxies", fontsize=PANEL_FONT)
+        ax.tick_params(labelsize=PANEL_FONT - 1)
     rep.save(fig, "label_histograms.png", "Label histograms (GZ2 answers)",
-             "Distribution of each answer's cumulative vote fraction (Kaggle ClassQ.k order).")
+             f"Distribution of each answer's cumulative vote fraction over {len(votes)} galaxies (Kaggle "
+             "ClassQ.k order); each bar is the fraction of them in its bin of width 0.05.")
     fig = Figure(figsize=(11, 10))
     ax = fig.subplots()
     im = ax.imshow(answer_correlation(data.votes), cmap="RdBu_r", vmin=-1, vmax=1)
@@ -123,7 +126,7 @@ def _vote_figures(rep: Report, data: Labelled, top: int) -> None:
     ax.set_title("correlation of the 37 GZ2 answers")
     rep.save(fig, "answer_correlation.png", "Correlation matrix of the GZ2 answers",
              "Pearson correlation between the cumulative vote fractions (NaN where an answer never varies).")
-    rows = [(f"{GZ2_KAGGLE_COLUMNS[i]} {name}", [(str(data.object_id[j]), f"{data.votes[j, i]:.2f}") for j in idx])
+    rows = [(name, [(str(data.object_id[j]), f"{data.votes[j, i]:.2f}") for j in idx])
             for i, (name, idx) in enumerate(prototypes(data, top).items())]
     plot_image_grid(rep, rows, data.images, "prototypes.png", "Most prototypical galaxies per answer",
                     f"The {top} galaxies with the highest vote fraction for each answer (value above each).")
