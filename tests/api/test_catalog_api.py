@@ -32,6 +32,7 @@ def test_open_catalog_as_pandas_astropy_and_arrow(catalog_dir):
     assert mergers.num_rows == int(truth["is_merger"].sum())
 
 
+@pytest.mark.slow
 def test_open_catalog_as_lsdb_keeps_the_positioned_rows(catalog_dir):
     uri, truth = catalog_dir
     lazy = api.open_catalog(uri, as_="lsdb", columns=["object_id", "ra", "dec", "p_merger"])
