@@ -82,7 +82,7 @@ def plot_image_grid(rep: Report, rows: list[ImageRow], images: Cutouts, name: st
     per = max((len(cells) for _, cells in rows), default=1) or 1
     blocks = max(1, 12 // per)  # strips side by side
     nrows = math.ceil(len(rows) / blocks)
-    fig = Figure(figsize=(1.5 * blocks * per, 2.0 * nrows))
+    fig = Figure(figsize=(1.3 * blocks * per, 1.75 * nrows))
     axes = fig.subplots(nrows, blocks * per, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")

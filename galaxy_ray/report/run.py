@@ -14,7 +14,7 @@ from galaxy_ray.io.layout import (CONFIG_JSON, CONFUSION_PNG, CURVES_PNG, METRIC
                                   RELIABILITY_PNG, VALIDATION_PREDICTIONS)
 from galaxy_ray.report.images import highest, images_for, plot_image_grid
 from galaxy_ray.report.page import Report, literal_text, panel_grid
-from galaxy_ray.report.style import PANEL_FONT, TITLE_FONT, hist_weights, log_norm, panel_title
+from galaxy_ray.report.style import PANEL_FONT, TITLE_FONT, hist_weights, log_norm, panel_title, plain_log_ticks
 from galaxy_ray.report.summary import model_summary
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 
@@ -77,7 +77,8 @@ def _predicted_vs_true(rep: Report, columns: list[str], y_true: np.ndarray, y_pr
         ax.set_ylabel("predicted fraction", fontsize=PANEL_FONT)
         ax.tick_params(labelsize=PANEL_FONT - 1)
     if hb is not None:
-        fig.colorbar(hb, ax=axes, shrink=0.5, aspect=40, label="validation galaxies per hexagon (log scale)")
+        bar = fig.colorbar(hb, ax=axes, shrink=0.5, aspect=40, label="validation galaxies per hexagon (log scale)")
+        plain_log_ticks(bar.ax.yaxis)
     rep.save(fig, "predicted_vs_true.png", "Predicted versus true vote fractions",
              "Validation galaxies, one panel per GZ2 answer: true against predicted cumulative vote fraction, "
              "hexagons coloured by their count on one log scale (colour bar); red: the 1:1 line.")
@@ -114,11 +115,11 @@ def _top_predictions(rep: Report, columns: list[str], ids: np.ndarray, y_true: n
             images = images_for(source, {str(ids[j]) for j in best.ravel()})
         except GalaxyRayError as exc:
             rep.notes.append(f"images of the top galaxies not shown: {exc}")
-    rows = [(name, [(str(ids[j]), f"pred {y_pred[j, i]:.2f} / true {y_true[j, i]:.2f}") for j in best[i]])
+    rows = [(name, [(str(ids[j]), f"{y_pred[j, i]:.2f} / {y_true[j, i]:.2f}") for j in best[i]])
             for i, name in enumerate(columns)]
     plot_image_grid(rep, rows, images, "top_predictions.png", "Top galaxies per answer or class",
                     f"The {top} validation galaxies with the highest predicted value of each output, "
-                    "with the predicted and the true value.")
+                    "with the predicted / the true value above each image.")
 
 
 def _merger_figures(rep, run_dir: str) -> None:

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from galaxy_ray.schema import GZ2_ANSWERS
 
-__all__ = ["PANEL_FONT", "TITLE_FONT", "figure_png", "hist_weights", "log_norm", "panel_title"]
+__all__ = ["PANEL_FONT", "TITLE_FONT", "figure_png", "hist_weights", "log_norm", "panel_title", "plain_log_ticks"]
 
 #: Font sizes (points) of panel titles and of tick and axis labels in a grid of small panels.
 TITLE_FONT = 9
@@ -45,6 +45,14 @@ def panel_title(name: str, width: int = 30, lines: int = 2) -> str:
 def log_norm(counts_max: float) -> LogNorm:
     """One logarithmic colour scale, 1 to ``counts_max``, shared by every hexbin panel of a figure."""
     return LogNorm(vmin=1, vmax=max(2.0, float(counts_max)))
+
+
+def plain_log_ticks(axis) -> None:
+    """Tick labels ``1, 10, 100`` on a log axis: its default ``10^{k}`` is mathtext, which report figures turn off."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def figure_png(fig: Figure, dpi: int = 100, colours: int | None = None) -> bytes:

@@ -77,6 +77,8 @@ def test_gz2_run_figures_have_labels_a_colour_bar_and_a_compact_image_grid(sourc
     assert len(norms) == 1  # one colour scale for every panel...
     colourbars = [ax for ax in hexes.axes if "per hexagon" in ax.get_ylabel() + ax.get_xlabel()]
     assert len(colourbars) == 1  # ...and its colour bar
+    ticks = [t.get_text() for t in colourbars[0].get_yticklabels()]
+    assert ticks and not any("$" in t for t in ticks) and "1" in ticks  # plain numbers, not raw mathtext
     grid = rep.kept["top_predictions.png"]
     assert grid.get_suptitle() == ""  # the page titles it; nothing drawn over the first labels
     png = (tmp_path / "out" / "top_predictions.png").read_bytes()
