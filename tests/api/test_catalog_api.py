@@ -81,3 +81,15 @@ def test_merger_stats_counts_and_groups(catalog_dir):
     assert {g["morphology"] if "morphology" in g else g.get("group") for g in stats["groups"]} >= {"spiral"}
     cone_stats = api.merger_stats(uri, cone=(10.0, 20.0, 30.0))
     assert 0 < cone_stats["rows"] < 3000
+
+
+@pytest.mark.slow
+def test_a_hats_collection_opens_in_every_form(catalog_dir, tmp_path):
+    uri, truth = catalog_dir
+    hats = str(tmp_path / "hats")
+    cat.to_hats(uri, hats, workers=1)
+    positioned = int(truth["ra"].notna().sum())  # HATS leaves out rows without RA/Dec
+    assert len(api.open_catalog(hats)) == positioned
+    assert len(api.open_catalog(hats, as_="lsdb", columns=["object_id", "ra", "dec"]).compute()) == positioned
+    plain = set(api.cone(uri, 10.0, 20.0, 30.0)["object_id"])
+    assert set(api.cone(hats, 10.0, 20.0, 30.0)["object_id"]) == plain and plain
