@@ -111,9 +111,11 @@ def catalog_figures(rep: Report, catalog_uri: str, order: int | None = None) -> 
                      f"{stats['completeness']:.3f}, false-positive rate {stats['false_positive_rate']:.4f} on validation)")
     else:
         corrected = f"n/a ({stats.get('correction')})"
-    rep.notes.append(f"catalog {catalog_uri}: {stats['rows']} rows, {stats['error_rows']} error rows, "
-                     f"flagged fraction {fraction}; merger fraction corrected for the classifier {corrected}; "
-                     f"the local value is {LOCAL_MERGER_FRACTION} (Lotz et al. 2011)")
+    rep.summary += [("catalog", f"{catalog_uri}: {stats['rows']} rows, {stats['error_rows']} error rows"),
+                    ("flagged merger fraction", fraction),
+                    ("merger fraction corrected for the classifier",
+                     f"{corrected}; the local value is {LOCAL_MERGER_FRACTION} (Lotz et al. 2011)")]
+    rep.say(f"catalog {catalog_uri}: {stats['rows']} rows; drawing the sky maps and histograms")
     order = _auto_order(stats["rows"]) if order is None else int(order)
     cells = sky_cells(cat, order)
     if len(cells["cell"]):

@@ -121,10 +121,18 @@ def _footprint_cells(n, ra_range, seed=2):
 @pytest.mark.parametrize("ra_range, centre", [((120, 240), 180.0), ((330, 390), 0.0)])
 def test_sky_maps_are_centred_on_the_footprint_and_hide_sparse_cells(tmp_path, ra_range, centre):
     prov = {"task": "gz2", "output_columns": list(GZ2_ANSWER_COLUMNS)}
-    catalog.write_catalog_file(_footprint_cells(3000, ra_range), str(tmp_path / "part-00000.parquet"), prov)
-    catalog.write_catalog_summary(str(tmp_path), prov)
-    cells = report.sky_cells(catalog.open_catalog(str(tmp_path)), 4)
+    cat_dir = tmp_path / "catalog"
+    cat_dir.mkdir()
+    catalog.write_catalog_file(_footprint_cells(3000, ra_range), str(cat_dir / "part-00000.parquet"), prov)
+    catalog.write_catalog_summary(str(cat_dir), prov)
+    cells = report.sky_cells(catalog.open_catalog(str(cat_dir)), 4)
     fig, shown = sky_figure(cells, 4)
+    page = report.Report(str(tmp_path / "page"), "t")
+    (tmp_path / "page").mkdir()
+    report.catalog_figures(page, str(cat_dir), order=4)
+    summary = dict(page.summary)
+    assert summary["catalog"].endswith(": 3000 rows, 0 error rows")
+    assert summary["flagged merger fraction"].startswith("0.") and "Wilson" in summary["flagged merger fraction"]
     assert min(abs(shown["centre"] - centre), 360 - abs(shown["centre"] - centre)) < 5
     maps = [ax for ax in fig.axes if ax.name == "mollweide"]
     assert len(maps) == 3 and len(fig.axes) == 6  # three maps, three colour bars
