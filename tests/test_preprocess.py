@@ -68,7 +68,7 @@ def test_fits_with_some_nan_pixels_still_decodes():
     [
         (None, "no image bytes"),
         (b"", "no image bytes"),
-        (b"GIF89a-not-supported", "not JPEG, PNG, FITS or .npy"),
+        (b"GIF89a-not-supported", "not JPEG, PNG, TIFF, FITS or .npy"),
         ("truncated-jpeg", "corrupt or truncated JPEG"),
         ("nan-fits", "all NaN"),
         ("bad-shape", "raw pixels of shape"),

@@ -186,7 +186,13 @@ class UnitWriter:
             provenance["input_shards"] = [os.path.basename(s) for s in unit.shards]
         if unit.row_range:
             provenance["input_rows"] = list(unit.row_range)
-        catalog.write_catalog_file(table, storage.join(self.out, unit.name), provenance)
+        uri = storage.join(self.out, unit.name)
+        try:
+            catalog.write_catalog_file(table, uri, provenance)
+        except OSError as exc:  # a full disk names no file from inside a write: name the catalog file
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, uri) from exc
+            raise
         self.done += 1
         self.rows += table.num_rows
         self.error_rows += errors

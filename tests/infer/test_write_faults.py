@@ -66,7 +66,7 @@ def test_a_checkpoint_whose_spec_lacks_keys_is_one_line(checkpoint, tmp_path, ca
 
 def _mount_small_tmpfs(where: Path) -> bool:
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True)
     return done.returncode == 0
 
 
@@ -88,7 +88,7 @@ def test_a_full_disk_during_infer_is_one_line_leaves_no_partial_file_and_the_rer
         full = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
         assert full.returncode == 2
         line = _one_error_line(full.stderr)
-        assert "no space left" in line and "rerun the same command" in line
+        assert "no space left" in line and "rerun the same command" in line and str(out) in line
         assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]
         filler.unlink()
         rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
