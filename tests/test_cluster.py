@@ -102,6 +102,7 @@ def _entrypoint_scripts() -> list[str]:
     return scripts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted({*_entrypoint_scripts(), *(f"jobs/{p.name}" for p in (ROOT / "jobs").glob("*.py"))}))
 def test_entrypoint_exists_and_answers_help(script):
     path = ROOT / script

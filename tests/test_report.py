@@ -131,6 +131,7 @@ def write_catalog(path, n):
     catalog.write_catalog_summary(str(path), prov)
 
 
+@pytest.mark.slow
 def test_catalog_report_and_sky_cells(tmp_path):
     cat_dir = tmp_path / "catalog"
     write_catalog(cat_dir, 5000)

@@ -39,6 +39,7 @@ def test_bad_cache_flag_is_one_line():
         validate(TrainConfig(source="x", cache="maybe"))
 
 
+@pytest.mark.slow
 def test_cached_rows_are_the_prepared_rows_and_outlive_the_source(ray_cluster, tmp_path):
     src = synthesize(str(tmp_path / "src"), 40, size=48, fmt="manifest", seed=4, workers=1)
     cfg = validate(TrainConfig(source=src, image_size=32, crop_fraction=0.8, bn_samples=0, val_fraction=0.25,

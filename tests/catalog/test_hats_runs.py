@@ -35,6 +35,7 @@ def _our_system_temp() -> list[str]:
     return [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(("galaxy_ray_hats_", "galaxy-ray-hats-tmp"))]
 
 
+@pytest.mark.slow
 def test_a_dask_shutdown_past_its_timeout_after_a_complete_write_is_a_warning(tmp_path, capsys):
     plain, positioned = _plain(tmp_path / "plain")
     out = tmp_path / "hats" / "morph"

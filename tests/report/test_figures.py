@@ -118,6 +118,7 @@ def _footprint_cells(n, ra_range, seed=2):
     return pa.table(cols)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ra_range, centre", [((120, 240), 180.0), ((330, 390), 0.0)])
 def test_sky_maps_are_centred_on_the_footprint_and_hide_sparse_cells(tmp_path, ra_range, centre):
     prov = {"task": "gz2", "output_columns": list(GZ2_ANSWER_COLUMNS)}

@@ -35,6 +35,7 @@ def test_source_report_with_mathtext_ids_and_labels(tmp_path, capsys):
         assert (out / name).read_bytes()[:8] == PNG, name
 
 
+@pytest.mark.slow
 def test_catalog_report_with_a_mathtext_morphology(tmp_path):
     n = 400
     rng = np.random.default_rng(4)

@@ -48,6 +48,7 @@ def test_a_finished_run_publishes_a_calibrated_model_and_removes_the_staged_weig
     assert not storage.exists(staged)
 
 
+@pytest.mark.slow
 def test_a_run_that_dies_before_publishing_leaves_no_model(ray_cluster, tmp_path):
     staged = _stage(tmp_path, seed=0)
     with pytest.raises(GalaxyRayError, match="could be evaluated"):
