@@ -186,13 +186,7 @@ class UnitWriter:
             provenance["input_shards"] = [os.path.basename(s) for s in unit.shards]
         if unit.row_range:
             provenance["input_rows"] = list(unit.row_range)
-        uri = storage.join(self.out, unit.name)
-        try:
-            catalog.write_catalog_file(table, uri, provenance)
-        except OSError as exc:  # a full disk names no file from inside a write: name the catalog file
-            if exc.filename is None:
-                raise OSError(exc.errno, exc.strerror, uri) from exc
-            raise
+        catalog.write_catalog_file(table, storage.join(self.out, unit.name), provenance)
         self.done += 1
         self.rows += table.num_rows
         self.error_rows += errors

@@ -236,7 +236,8 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
     Raises
     ------
     OSError
-        The write failed (a full disk, no permission); the temporary file is removed.
+        The write failed (a full disk, no permission), naming ``uri`` when the
+        system named no file; the temporary file is removed.
     """
     fs, path = fsspec_filesystem(uri)
     if is_remote(uri):
@@ -248,6 +249,8 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except OSError:  # a full disk: leave no partial file behind (a killed process's is removed on rerun)
+    except OSError as exc:  # a full disk: leave no partial file behind (a killed process's is removed on rerun)
         Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # an error from inside write() names no file: name the one being published
+            raise OSError(exc.errno, exc.strerror, uri) from exc
         raise
