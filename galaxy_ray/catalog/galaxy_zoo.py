@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_column
 from galaxy_ray.trees import GZ2, SCHEMAS, Schema
 from galaxy_ray.trees.fractions import FRIENDLY_THRESHOLD, fraction_table, to_conditional
@@ -131,7 +132,7 @@ def _merger_descriptions(task: str, merger: str | None, calibrated: bool, truth:
              "merger calibration), a vote fraction, not a probability of being a merger")
     else:
         p = f"probability of the class {merger!r}, uncalibrated (the checkpoint holds no merger calibration)"
-    cut = threshold_text if threshold_text is not None else (f"{threshold:g}" if threshold is not None else "the threshold")
+    cut = threshold_text if threshold_text is not None else (format_threshold(threshold) if threshold is not None else "the threshold")
     flag = f"merger flag: p_merger >= {cut} (merger_threshold in this provenance)"
     return {C.P_MERGER: p, C.IS_MERGER: flag}
 

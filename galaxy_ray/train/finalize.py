@@ -33,6 +33,7 @@ from galaxy_ray.evaluate.run import (checkpoint_split, evaluate_predictions, pre
 from galaxy_ray.io import layout, storage
 from galaxy_ray.model import ModelSpec, load_checkpoint, merger_probability, save_checkpoint
 from galaxy_ray.merger.calibration import probability_calibration
+from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["calibrate_and_choose", "finalize_run", "publish_checkpoint"]
@@ -75,7 +76,7 @@ def calibrate_and_choose(spec, y_true: np.ndarray, y_raw: np.ndarray, *, thresho
     if "threshold" not in merger:
         merger["threshold"] = 0.5 if threshold == "auto" else float(threshold)
         runtime.say(f"galaxy-ray: warning: {merger['reason']}; the merger flag keeps p_merger >= "
-                    f"{merger['threshold']:g}, and its purity and completeness are unknown")
+                    f"{format_threshold(merger['threshold'])}, and its purity and completeness are unknown")
     return calibrated, probs, merger
 
 
@@ -96,7 +97,7 @@ def _merger_section(spec, y_true, y_raw, probs, merger: dict[str, Any], vote_cut
     if (spec.calibration or {}).get("merger"):
         section["reliability"] = merger_reliability(spec, y_true, y_raw, probs, vote_cut)
     if "reason" in merger:
-        section["threshold_source"] = f"{merger['threshold']:g}: {merger['reason']}"
+        section["threshold_source"] = f"{format_threshold(merger['threshold'])}: {merger['reason']}"
     elif merger.get("rule") == "given":
         section["threshold_source"] = "given"
     else:
