@@ -35,9 +35,7 @@ def question_totals(values: np.ndarray, schema: Schema) -> np.ndarray:
     -------
     numpy.ndarray, shape (N, K), float64
     """
-    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    if values.shape[-1] != len(schema.answers):
-        raise ValueError(f"{values.shape[-1]} values per row for the {len(schema.answers)} answers of {schema.title}")
+    values = schema.answer_rows(values)
     out = np.empty_like(values)
     for start, stop in schema.slices:
         out[:, start:stop] = values[:, start:stop].sum(axis=1, keepdims=True)

@@ -31,11 +31,7 @@ FRIENDLY_THRESHOLD = 0.5
 
 
 def _rows(values: np.ndarray, schema: Schema) -> np.ndarray:
-    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    if values.shape[-1] != len(schema.answers):
-        raise ValueError(f"{values.shape[-1]} fractions per row for the {len(schema.answers)} answers "
-                         f"of {schema.title}")
-    return values
+    return schema.answer_rows(values, "fractions")
 
 
 def proportion_asked(conditional: np.ndarray, schema: Schema) -> np.ndarray:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from galaxy_ray.errors import GalaxyRayError
 
 __all__ = ["TreeAnswer", "TreeQuestion", "Schema", "build_schema", "FRACTION_SUFFIX",
@@ -138,6 +140,19 @@ class Schema:
     def slices(self) -> list[tuple[int, int]]:
         """``(start, stop)`` of each question's answers, in question order."""
         return [(q.start, q.stop) for q in self.questions]
+
+    def answer_rows(self, values, what: str = "values") -> np.ndarray:
+        """``values`` as float64 rows of one value per answer, shape (N, K).
+
+        Raises
+        ------
+        ValueError
+            A row length other than the tree's number of answers (``what`` names the values).
+        """
+        rows = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        if rows.shape[-1] != len(self.answers):
+            raise ValueError(f"{rows.shape[-1]} {what} per row for the {len(self.answers)} answers of {self.title}")
+        return rows
 
     @property
     def fraction_columns(self) -> tuple[str, ...]:
