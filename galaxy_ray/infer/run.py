@@ -111,7 +111,7 @@ def _pending_units(out: str, plan: Plan, key: dict, overwrite: bool, log: Callab
     storage.makedirs(out)
     state = resume.scan_output(out)
     run_key.check_run_key(out, key, state.published, overwrite, log)
-    if overwrite:
+    if overwrite and state.published:  # check_run_key removed them: list what is left, once more
         state = resume.scan_output(out)
     published = state.published
     stale = resume.remove_temps(state)
@@ -303,7 +303,7 @@ def run_inference(
     plan = make_plan(src, rows_per_file)
     provenance.update(_identity(plan, log))
     provenance["source_fingerprint"] = plan.fingerprint
-    pending = _pending_units(out, plan, run_key.run_key(provenance, plan.fingerprint), overwrite, log)
+    pending = _pending_units(out, plan, run_key.run_key(provenance), overwrite, log)
     log(f"{source} ({src.format}): {plan.rows} rows in {len(plan.units)} output file(s); "
         f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
 

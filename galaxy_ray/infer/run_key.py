@@ -50,18 +50,16 @@ RUN_KEY_FIELDS = ("checkpoint_sha256", "source", "source_format", "source_finger
                   "merger_threshold", "catalog_columns")
 
 
-def run_key(provenance: dict, source_fingerprint: str) -> dict:
+def run_key(provenance: dict) -> dict:
     """The run key of a run whose provenance is ``provenance`` (see the module docstring).
 
     Parameters
     ----------
     provenance : dict
-        :func:`galaxy_ray.infer.run.base_provenance` with the merger rule's entries.
-    source_fingerprint : str
-        :attr:`galaxy_ray.infer.plan.Plan.fingerprint`.
+        :func:`galaxy_ray.infer.run.base_provenance` with the merger rule's entries and
+        ``source_fingerprint`` (:attr:`galaxy_ray.infer.plan.Plan.fingerprint`).
     """
-    key = {name: provenance[name] for name in RUN_KEY_FIELDS if name not in ("source_fingerprint", "catalog_columns")}
-    key["source_fingerprint"] = source_fingerprint
+    key = {name: provenance[name] for name in RUN_KEY_FIELDS if name != "catalog_columns"}
     # the files' layout: a galaxy-ray that writes other columns must not add its files to these
     key["catalog_columns"] = list(provenance["output_columns"]) + list(provenance.get("tree_columns") or [])
     return {name: key[name] for name in RUN_KEY_FIELDS}
