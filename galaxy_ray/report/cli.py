@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from galaxy_ray.data import sources
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import storage
 from galaxy_ray.io.layout import is_catalog_dir, is_run_dir
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=4, help="images per answer or class (default 4)")
     p.add_argument("--max-rows", type=int, default=2000, help="galaxies of a source to read (random sample)")
     p.add_argument("--order", type=int, help="HEALPix order of the sky maps (default: from the catalog size)")
+    sources.add_source_options(p)
     return p
 
 
@@ -57,19 +59,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.order is not None and not 0 <= args.order <= 12:
         raise GalaxyRayError(f"--order {args.order}: give a HEALPix order from 0 to 12")
     kind = detect_input(args.input)
+    opened_with = sources.source_options(args)
     storage.makedirs(args.out)
     rep = Report(args.out, f"galaxy-ray report: {args.input}", verbose=True)
     rep.say(f"{args.input}: a {kind}; figures go to {args.out}")
     if kind == "run":
-        run_figures(rep, args.input, source=args.source, top=args.top)
+        run_figures(rep, args.input, source=args.source, top=args.top, source_options=opened_with)
     elif kind == "catalog":
         catalog_figures(rep, args.input, order=args.order)
     else:
-        source_figures(rep, read_labelled(args.input, args.max_rows), top=args.top)
+        source_figures(rep, read_labelled(args.input, args.max_rows, source_options=opened_with), top=args.top)
     if args.catalog and kind != "catalog":
         catalog_figures(rep, args.catalog, order=args.order)
     if args.source and kind == "catalog":
-        source_figures(rep, read_labelled(args.source, args.max_rows), top=args.top)
+        source_figures(rep, read_labelled(args.source, args.max_rows, source_options=opened_with), top=args.top)
     index = rep.write_index()
     print(f"wrote {len(rep.figures)} figures and {index}")
     for name, title, _ in rep.figures:

@@ -51,9 +51,13 @@ def image_rgb(data: bytes | None, where: str) -> np.ndarray | None:
         return None
 
 
-def images_for(source: str, wanted: set[str]) -> Cutouts:
-    """Cutouts of the ``wanted`` object ids, read directly from the source (no cluster)."""
-    src = open_source(source)
+def images_for(source: str, wanted: set[str], source_options: dict | None = None) -> Cutouts:
+    """Cutouts of the ``wanted`` object ids, read directly from the source (no cluster).
+
+    ``source_options`` are :func:`galaxy_ray.data.sources.open_source` keywords
+    (``allow_outside_paths``, ``filename_mapping``, ``galaxy10``).
+    """
+    src = open_source(source, **(source_options or {}))
     meta = src.metadata()
     if C.OBJECT_ID in meta.columns:
         meta = meta[meta[C.OBJECT_ID].astype(str).isin(wanted)]

@@ -106,13 +106,13 @@ def _prediction_histograms(rep: Report, columns: list[str], y_true: np.ndarray, 
 
 
 def _top_predictions(rep: Report, columns: list[str], ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                     source: str | None, top: int) -> None:
+                     source: str | None, top: int, source_options: dict | None = None) -> None:
     """The ``top`` galaxies with the highest prediction of each output, predicted and true value under each."""
     best = highest(y_pred, top)
     images = {}
     if source:
         try:
-            images = images_for(source, {str(ids[j]) for j in best.ravel()})
+            images = images_for(source, {str(ids[j]) for j in best.ravel()}, source_options)
         except GalaxyRayError as exc:
             rep.notes.append(f"images of the top galaxies not shown: {exc}")
     rows = [(name, [(str(ids[j]), f"{y_pred[j, i]:.2f} / {y_true[j, i]:.2f}") for j in best[i]])
@@ -137,10 +137,12 @@ def _merger_figures(rep, run_dir: str) -> None:
 
 
 @literal_text
-def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int = 4) -> None:
+def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int = 4,
+                source_options: dict | None = None) -> None:
     """Curves, confusion matrix, predicted vs true, top images and prediction histograms of a run.
 
-    Images come from ``source``, else from the source in the run's ``config.json``.
+    Images come from ``source``, else from the source in the run's ``config.json``, opened with
+    ``source_options`` (:func:`galaxy_ray.data.sources.source_options`).
 
     Raises
     ------
@@ -176,4 +178,5 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
         _predicted_vs_true(rep, columns, y_true, y_pred)
     _prediction_histograms(rep, columns, y_true, y_pred, task)
     rep.say(f"reading the top galaxies' cutouts from {source or config.get('config', {}).get('source')}")
-    _top_predictions(rep, columns, ids, y_true, y_pred, source or config.get("config", {}).get("source"), top)
+    _top_predictions(rep, columns, ids, y_true, y_pred, source or config.get("config", {}).get("source"), top,
+                     source_options)

@@ -39,17 +39,19 @@ def _vote_matrix(votes: list) -> np.ndarray | None:
     return np.array([v if v is not None else blank for v in votes], dtype=np.float64)
 
 
-def read_labelled(uri: str, max_rows: int = 2000, seed: int = 0, want_images: bool = True) -> Labelled:
+def read_labelled(uri: str, max_rows: int = 2000, seed: int = 0, want_images: bool = True,
+                  source_options: dict | None = None) -> Labelled:
     """Read labels and cutouts of a source without a cluster (``Source.read_rows``).
 
-    A source larger than ``max_rows`` galaxies is sampled at random (fixed ``seed``).
+    A source larger than ``max_rows`` galaxies is sampled at random (fixed ``seed``);
+    ``source_options`` are :func:`galaxy_ray.data.sources.open_source` keywords.
 
     Raises
     ------
     GalaxyRayError
         The source cannot be opened or lists no cutouts.
     """
-    src = open_source(uri)
+    src = open_source(uri, **(source_options or {}))
     meta = src.metadata()
     if meta.empty:
         raise GalaxyRayError(f"{uri}: no cutouts found")

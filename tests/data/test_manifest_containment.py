@@ -135,3 +135,16 @@ def test_a_gz2_catalogs_image_column_is_held_to_its_folder_too(tmp_path):
         open_source(str(root)).metadata()
     assert f"row 3 of its '{gz2_catalog.IMAGE_COLUMN}' column names {root}/../stolen.jpg" in str(err.value)
     assert len(open_source(str(root), allow_outside_paths=True).metadata()) == 3
+
+
+def test_report_refuses_as_pack_does_and_takes_the_same_flag(tree, capsys):
+    root, elsewhere = tree
+    source = _manifest(root, ["images/a.png", str(elsewhere / "b.png")])
+    out = root.parent / "report"
+    assert cli_main(["report", source, str(out)]) == 2
+    err = capsys.readouterr().err  # report's progress lines, then the refusal
+    errors = [line for line in err.splitlines() if line.startswith("galaxy-ray: error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert str(elsewhere / "b.png") in errors[0] and "--allow-outside-paths" in errors[0]
+    assert cli_main(["report", source, str(out), "--allow-outside-paths"]) == 0  # the flag the refusal names
+    assert (out / "index.html").exists()
