@@ -200,6 +200,8 @@ class CatalogColumns:
     IMAGE = "image"
     #: GZ2 targets: list<float32> of the 37 cumulative fractions, Kaggle order
     VOTES = "votes"
+    #: votes task: a tree's vote counts per answer (list of float32), assembled from its count columns
+    VOTE_COUNTS = "vote_counts"
     #: class targets: string class name
     LABEL = "label"
     #: where the cutout came from (file path, URI or ``file.h5[row]``), for error messages

@@ -36,7 +36,8 @@ import numpy as np
 
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_column
-from galaxy_ray.trees import GZ2, SCHEMAS, Schema
+from galaxy_ray.trees import GZ2, SCHEMAS, Schema, get_schema
+from galaxy_ray.trees.dirichlet import fraction_intervals
 from galaxy_ray.trees.fractions import FRIENDLY_THRESHOLD, fraction_table, to_conditional
 
 __all__ = ["FRIENDLY_THRESHOLD", "CUMULATIVE_MEANING", "tree_of_task", "tree_column_names", "tree_columns",
@@ -49,34 +50,49 @@ CUMULATIVE_MEANING = "Kaggle cumulative vote fraction: fraction of all volunteer
 _CUMULATIVE_TASKS: dict[str, Schema] = {"gz2": GZ2}
 
 
-def tree_of_task(task: str) -> Schema | None:
-    """The Galaxy Zoo tree whose cumulative fractions a task predicts (``gz2``), else None."""
+def tree_of_task(task: str, tree: str | None = None) -> Schema | None:
+    """The Galaxy Zoo tree a task predicts: GZ2 for ``gz2``, ``tree`` for ``votes``, else None."""
+    if task == "votes":
+        return get_schema(tree) if tree is not None else None
     return _CUMULATIVE_TASKS.get(task)
 
 
-def tree_column_names(task: str) -> list[str]:
-    """The columns after the outputs: ``{question}_{answer}_fraction`` (K) then ``{question}_proportion_asked`` (Q).
+def tree_column_names(task: str, tree: str | None = None) -> list[str]:
+    """The columns after the outputs.
 
-    Empty for a task without a tree (``classes``).
+    gz2: ``{question}_{answer}_fraction`` (K) then ``{question}_proportion_asked`` (Q).  votes (whose
+    outputs are the ``_fraction`` columns): ``{question}_proportion_asked`` (Q), then the 90%
+    intervals ``{question}_{answer}_90pc-lower`` (K) and ``-upper`` (K).  Empty for ``classes``.
     """
-    tree = tree_of_task(task)
-    return [] if tree is None else [*tree.fraction_columns, *tree.proportion_asked_columns]
+    schema = tree_of_task(task, tree)
+    if schema is None:
+        return []
+    if task == "votes":
+        lower, upper = schema.interval_columns
+        return [*schema.proportion_asked_columns, *lower, *upper]
+    return [*schema.fraction_columns, *schema.proportion_asked_columns]
 
 
-def tree_columns(task: str, cumulative: np.ndarray) -> dict[str, np.ndarray]:
-    """Conditional fractions and proportions asked from a model's cumulative outputs.
+def tree_columns(task: str, outputs: np.ndarray, tree: str | None = None,
+                 concentrations: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The tree columns of :func:`tree_column_names` from a model's outputs.
 
     Parameters
     ----------
     task : str
         The model's task; a task without a tree gives no columns.
-    cumulative : array_like, shape (N, K)
-        The model's cumulative vote fractions, in the tree's answer order (Kaggle order for GZ2).
+    outputs : array_like, shape (N, K)
+        gz2: the cumulative vote fractions (Kaggle order); votes: the expected conditional fractions.
+    tree : str, optional
+        votes: the model's tree.
+    concentrations : array_like, shape (N, K), optional
+        votes: the Dirichlet concentrations behind ``outputs``, for the intervals
+        (:func:`galaxy_ray.trees.dirichlet.fraction_intervals`); without them, none.
 
     Returns
     -------
     dict of str to numpy.ndarray (N,) float32
-        :func:`tree_column_names` order.  Each question's fractions are its cumulative values
+        :func:`tree_column_names` order.  gz2: each question's fractions are its cumulative values
         divided by its parent answer's (computed in float64), so they sum to 1 wherever the
         parent is above 0; a question whose parent answer is exactly 0 (never reached) gets 0
         fractions and proportion asked 0.
@@ -85,10 +101,16 @@ def tree_columns(task: str, cumulative: np.ndarray) -> dict[str, np.ndarray]:
     ----------
     Hart et al. 2016, MNRAS 461, 3663; Walmsley et al. 2023, MNRAS 526, 4768.
     """
-    tree = tree_of_task(task)
-    if tree is None:
+    schema = tree_of_task(task, tree)
+    if schema is None:
         return {}
-    return fraction_table(to_conditional(cumulative, tree), tree)
+    if task != "votes":
+        return fraction_table(to_conditional(outputs, schema), schema)
+    lower = upper = None
+    if concentrations is not None:
+        lower, upper = fraction_intervals(concentrations, schema)
+    table = fraction_table(outputs, schema, lower, upper)
+    return {name: table[name] for name in tree_column_names(task, tree) if name in table}
 
 
 def _kaggle_names() -> dict[str, tuple[str, str]]:
@@ -96,8 +118,14 @@ def _kaggle_names() -> dict[str, tuple[str, str]]:
     return {a.column: (a.kaggle, a.hart) for a in GZ2_ANSWERS}
 
 
-def _tree_descriptions(tree: Schema, cumulative: bool) -> dict[str, str]:
-    """Descriptions of a tree's cumulative (optional), ``_fraction`` and ``_proportion_asked`` columns."""
+#: How a votes model's ``_fraction`` columns are made (their description's first words).
+DIRICHLET_MEANING = ("expected conditional vote fraction of a vote-count model (the mean of its Dirichlet over "
+                     "the question's answers; Walmsley et al. 2022)")
+
+
+def _tree_descriptions(tree: Schema, cumulative: bool, dirichlet: bool = False) -> dict[str, str]:
+    """Descriptions of a tree's cumulative (optional), ``_fraction``, ``_proportion_asked`` and (``dirichlet``)
+    interval columns."""
     names = tree.answer_names
     kaggle = _kaggle_names() if tree is GZ2 else {}
     out: dict[str, str] = {}
@@ -109,8 +137,14 @@ def _tree_descriptions(tree: Schema, cumulative: bool) -> dict[str, str]:
     for a, column in zip(tree.answers, tree.fraction_columns):
         hart = kaggle.get(a.name, ("", ""))[1]
         also = f", as {hart}_fraction in Hart et al. 2016" if hart else ""
-        out[column] = (f"conditional vote fraction: of the volunteers who reached question {a.question}, "
+        what = DIRICHLET_MEANING + ": " if dirichlet else "conditional vote fraction: "
+        out[column] = (f"{what}of the volunteers who reached question {a.question}, "
                        f"the fraction answering {a.key}; the question's answers sum to 1{also}")
+    if dirichlet:
+        for (lower, upper), a in zip(zip(*tree.interval_columns), tree.answers):
+            out[lower] = (f"5% quantile of the {a.name} fraction: lower end of its equal-tailed 90% interval, "
+                          "from the Beta marginal of the model's Dirichlet")
+            out[upper] = f"95% quantile of the {a.name} fraction: upper end of its 90% interval"
     for q, column in zip(tree.questions, tree.proportion_asked_columns):
         chain = [names[i] for i in reversed(tree.ancestors(q))]
         how = ("1, asked of every galaxy" if not chain else
@@ -127,7 +161,7 @@ def _merger_descriptions(task: str, merger: str | None, calibrated: bool, truth:
     elif calibrated:
         p = (f"calibrated probability that the galaxy is a merger by the truth {truth or 'of the training run'} "
              f"(isotonic regression of output {merger} on the training run's validation split), not a vote fraction")
-    elif task in _CUMULATIVE_TASKS:
+    elif task in (*_CUMULATIVE_TASKS, "votes"):
         p = (f"uncalibrated: the model's {merger} cumulative vote fraction itself (the checkpoint holds no "
              "merger calibration), a vote fraction, not a probability of being a merger")
     else:
@@ -139,7 +173,8 @@ def _merger_descriptions(task: str, merger: str | None, calibrated: bool, truth:
 
 def column_descriptions(task: str, output_names: Sequence[str], merger: str | None = None, *,
                         calibration: Mapping | None = None, truth: str | None = None,
-                        threshold: float | None = None, threshold_text: str | None = None) -> dict[str, str]:
+                        threshold: float | None = None, threshold_text: str | None = None,
+                        tree: str | None = None) -> dict[str, str]:
     """What each probability column of a catalog is, for its provenance's ``column_descriptions``.
 
     Parameters
@@ -160,6 +195,8 @@ def column_descriptions(task: str, output_names: Sequence[str], merger: str | No
         ``is_merger = p_merger >= threshold``.
     threshold_text : str, optional
         The threshold as printed (every digit it is stored with).
+    tree : str, optional
+        votes: the model's tree.
 
     Returns
     -------
@@ -168,11 +205,12 @@ def column_descriptions(task: str, output_names: Sequence[str], merger: str | No
         ``is_merger``, ``morphology``.
     """
     calibration = calibration or {}
-    tree = tree_of_task(task)
-    if tree is not None:
-        out = _tree_descriptions(tree, cumulative=True)
-        out[C.MORPHOLOGY] = ("top-level label read down the GZ2 tree from the cumulative fractions (elliptical, "
-                             "spiral, disk, edge_on or artifact); mergers are p_merger and is_merger, not a morphology")
+    schema = tree_of_task(task, tree)
+    if schema is not None:
+        out = _tree_descriptions(schema, cumulative=task != "votes", dirichlet=task == "votes")
+        out[C.MORPHOLOGY] = (f"top-level label read down the {schema.title} tree from the vote fractions "
+                             "(elliptical, spiral, disk, edge_on or artifact); mergers are p_merger and is_merger, "
+                             "not a morphology")
     else:
         scaled = ", temperature-scaled on the training run's validation split" if calibration.get("probabilities") else ""
         out = {class_column(n): f"probability of class {n!r} (softmax{scaled})" for n in output_names}

@@ -4,6 +4,10 @@
     RMSE over all 37 cumulative vote fractions (the Kaggle Galaxy Challenge
     metric) and per answer, beside the mean-label baseline (predict the
     training mean for every galaxy).
+``votes``
+    RMSE of the expected conditional vote fractions against the volunteers' own
+    (counts over each question's total), over the questions that got a vote,
+    overall and per question, beside the mean-label baseline.
 ``classes``
     accuracy, balanced accuracy (mean per-class recall), per-class precision
     and recall, the confusion matrix, beside the majority-class baseline.
@@ -20,7 +24,7 @@ import numpy as np
 
 from galaxy_ray import schema
 
-__all__ = ["classes_metrics", "gz2_metrics", "merger_metrics"]
+__all__ = ["classes_metrics", "gz2_metrics", "votes_metrics", "merger_metrics"]
 
 
 def gz2_metrics(y_true: np.ndarray, y_pred: np.ndarray, train_mean: Sequence[float] | None = None) -> dict[str, Any]:
@@ -52,6 +56,58 @@ def gz2_metrics(y_true: np.ndarray, y_pred: np.ndarray, train_mean: Sequence[flo
         "rmse_over_baseline": rmse / baseline if baseline > 0 else float("nan"),
         "per_answer": per_answer,
     }
+
+
+def votes_metrics(counts: np.ndarray, y_pred: np.ndarray, tree, train_mean: Sequence[float] | None = None) -> dict[str, Any]:
+    """Conditional-fraction RMSE of a votes model, overall and per question, beside the mean baseline.
+
+    Parameters
+    ----------
+    counts : array_like, shape (N, K)
+        The volunteers' vote counts in the tree's answer order.
+    y_pred : array_like, shape (N, K)
+        Expected conditional vote fractions (each question sums to 1).
+    tree : galaxy_ray.trees.Schema
+    train_mean : sequence of K floats, optional
+        The training set's mean observed fractions (the baseline); the evaluated set's otherwise.
+
+    Returns
+    -------
+    dict
+        ``rmse`` and ``baseline_rmse`` over every (galaxy, answer) whose question got at least one
+        vote, and ``per_question``: ``rows`` (galaxies with a vote on it), ``rmse``, ``baseline_rmse``.
+
+    Notes
+    -----
+    The observed fraction of a question answered by n volunteers carries binomial noise of
+    about sqrt(f (1 - f) / n), so even a perfect model has an RMSE above 0 here
+    (``jobs/vote_noise_floor.py`` measures that floor on real GZ2 votes).
+    """
+    from galaxy_ray.trees.dirichlet import question_totals
+    from galaxy_ray.trees.fractions import observed_fractions
+
+    counts = tree.answer_rows(counts, "vote counts")
+    y_pred = tree.answer_rows(y_pred, "fractions")
+    observed = observed_fractions(counts, tree)
+    answered = question_totals(np.nan_to_num(counts), tree) > 0
+    if train_mean is not None:
+        mean = np.asarray(train_mean, dtype=np.float64)
+    else:
+        mean = (observed * answered).sum(axis=0) / np.maximum(answered.sum(axis=0), 1)
+    err, base = (y_pred - observed) ** 2, (mean[None, :] - observed) ** 2
+
+    def rmse(values: np.ndarray, mask: np.ndarray) -> float:
+        return float(np.sqrt(values[mask].mean())) if mask.any() else float("nan")
+
+    per_question = {q.key: {"rows": int(answered[:, q.start].sum()),
+                            "rmse": rmse(err[:, q.start:q.stop], answered[:, q.start:q.stop]),
+                            "baseline_rmse": rmse(base[:, q.start:q.stop], answered[:, q.start:q.stop])}
+                    for q in tree.questions}
+    overall, baseline = rmse(err, answered), rmse(base, answered)
+    return {"rows": int(len(counts)), "tree": tree.name, "rmse": overall, "baseline_rmse": baseline,
+            "baseline": "training mean" if train_mean is not None else "evaluated set mean",
+            "rmse_over_baseline": overall / baseline if baseline > 0 else float("nan"),
+            "per_question": per_question}
 
 
 def classes_metrics(true_index: np.ndarray, probs: np.ndarray, names: Sequence[str],

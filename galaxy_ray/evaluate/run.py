@@ -22,11 +22,12 @@ from scipy.stats import rankdata
 from galaxy_ray import raycompat, runtime, schema
 from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
+from galaxy_ray.data.vote_counts import attach_vote_counts
 from galaxy_ray.data.transforms import check_stored_pixels, nonempty_batch, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.truth import operating_summary, true_mergers, truth_rule
-from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics
+from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics, votes_metrics
 from galaxy_ray.evaluate.plots import (curves_from_csv, plot_confusion, plot_per_answer, plot_precision_recall,
                                        plot_reliability)
 from galaxy_ray.io import layout, storage
@@ -81,7 +82,7 @@ class LabelledPredictor:
     def _targets(self, labels: np.ndarray) -> np.ndarray:
         n, k = len(labels), self.spec.num_outputs
         y_true = np.zeros((n, k), dtype=np.float32)
-        if self.spec.task == "gz2":
+        if self.spec.task != "classes":  # gz2 cumulative fractions, votes counts
             if n:
                 y_true[:] = np.stack([np.asarray(v, dtype=np.float32) for v in labels]).reshape(n, k)
         else:
@@ -255,6 +256,8 @@ def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: fl
                               "output_names": list(spec.output_names)}
     if spec.task == "gz2":
         report["gz2"] = gz2_metrics(y_true, y_pred, train_mean)
+    elif spec.task == "votes":
+        report["votes"] = votes_metrics(y_true, y_pred, spec.schema_tree, train_mean)
     else:
         report["classes"] = classes_metrics(y_true.argmax(axis=1), y_pred, spec.output_names, class_counts)
     if spec.merger is not None:
@@ -286,9 +289,11 @@ def headline(report: Mapping[str, Any]) -> str:
     """One line of the key figures."""
     split = {"val": "validation", "validation": "validation", "train": "training", "all": "all-rows"}.get(
         report.get("split", "validation"), "validation")
-    if "gz2" in report:
-        g = report["gz2"]
-        return f"{split} RMSE {g['rmse']:.4f} vs {g['baseline_rmse']:.4f} for the mean baseline ({g['rows']} galaxies)"
+    for key, what in (("gz2", "RMSE"), ("votes", "conditional-fraction RMSE")):
+        if key in report:
+            g = report[key]
+            return (f"{split} {what} {g['rmse']:.4f} vs {g['baseline_rmse']:.4f} for the mean baseline "
+                    f"({g['rows']} galaxies)")
     c = report["classes"]
     return (f"{split} accuracy {c['accuracy']:.3f} (balanced {c['balanced_accuracy']:.3f}) vs "
             f"{c['baseline_accuracy']:.3f} for the majority baseline ({c['rows']} galaxies)")
@@ -378,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, spec, extra = load_checkpoint(args.checkpoint, with_extra=True)
     model_uri = layout.checkpoint_file(str(args.checkpoint))
     ckpt_dir = model_uri.rsplit("/", 1)[0] if "/" in model_uri else "."
-    label = args.label_column or (C.VOTES if spec.task == "gz2" else C.LABEL)
+    label = args.label_column or {"gz2": C.VOTES, "votes": C.VOTE_COUNTS}.get(spec.task, C.LABEL)
     out = args.out or storage.join(ckpt_dir, f"eval-{schema.slugify(Path(str(args.source).rstrip('/')).name)}")
     rule = MergerRule.from_checkpoint(spec, extra, args.merger_threshold, args.merger_precision)
     subset = None if args.split == "all" else args.split
@@ -387,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_stored_pixels(source, spec.preprocess)
     runtime.ensure_ray()
     ds = source.dataset()
+    if spec.task == "votes" and not args.label_column:
+        ds, _ = attach_vote_counts(ds, spec.tree, args.source)
     names = column_names(ds)
     if label not in names:
         raise GalaxyRayError(f"{args.source}: no column {label!r} (columns: {', '.join(names)}); pass --label-column")

@@ -42,6 +42,7 @@ from galaxy_ray.infer.writer import as_float, catalog_rows
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.model import Predictor, output_columns, view_spread
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.trees.dirichlet import expected_fractions
 
 __all__ = ["prepare_batch", "prepare_blocks", "yield_cpu", "object_store_budget", "actor_pool",
            "build_pipeline", "stream_catalog_rows", "CatalogModel", "CPU_NICENESS"]
@@ -185,6 +186,8 @@ class CatalogModel:
         if ok.any():
             self.check_pixels(batch["pixels"])
         probs = np.zeros((len(ok), len(self.columns)), dtype=np.float32)
+        if self.spec.task == "votes":
+            return self._vote_rows(batch, ok, probs)
         if not self.predictor.tta:
             if ok.any():
                 probs[ok] = self.predictor(batch["pixels"][ok])
@@ -196,6 +199,23 @@ class CatalogModel:
             for name, values in view_spread(self.spec, views, probs[ok]).items():
                 spread[name][ok] = values
         return catalog_rows(self.spec, self.columns, batch, probs, ok, self.rule, spread)
+
+
+    def _vote_rows(self, batch: dict[str, np.ndarray], ok: np.ndarray, probs: np.ndarray) -> pa.Table:
+        """A votes model's rows: expected fractions (mean over views) and the intervals of the mean concentrations."""
+        tree = self.spec.schema_tree
+        concentrations = np.ones_like(probs)
+        spread = None
+        if ok.any():
+            views = self.predictor.concentration_views(batch["pixels"][ok])
+            fractions = np.stack([expected_fractions(v, tree) for v in views]).astype(np.float32)
+            probs[ok], concentrations[ok] = fractions.mean(axis=0), views.mean(axis=0)
+            if self.predictor.tta:
+                spread = {name: np.full(len(ok), np.nan, np.float32)
+                          for name in (C.P_MERGER_STD, C.MORPHOLOGY_PROB_STD)}
+                for name, values in view_spread(self.spec, fractions, probs[ok]).items():
+                    spread[name][ok] = values
+        return catalog_rows(self.spec, self.columns, batch, probs, ok, self.rule, spread, concentrations)
 
 
 def object_store_budget(batch_bytes: int, actors: int, store_bytes: float | None = None) -> int:

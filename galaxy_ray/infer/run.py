@@ -64,18 +64,22 @@ def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: flo
     if spec.task == "gz2":
         prov["kaggle_columns"] = list(GZ2_KAGGLE_COLUMNS)
         prov["column_meaning"] = "cumulative GZ2 vote fractions (Kaggle Class1.1 ... Class11.6 order)"
+    elif spec.task == "votes":
+        prov["tree"] = spec.tree
+        prov["column_meaning"] = (f"expected conditional {spec.schema_tree.title} vote fractions of a vote-count "
+                                  "(Dirichlet-multinomial) model, with 90% intervals")
     else:
         prov["column_meaning"] = "class probabilities (softmax" + (
             ", temperature-scaled on the training run's validation split)" if calibration.get("probabilities") else ")")
     prov["calibration"] = {"probabilities": calibration.get("probabilities"),
                            "p_merger": "isotonic, fitted on the training run's validation split"
                            if calibration.get("merger") else None}
-    prov["tree_columns"] = galaxy_zoo.tree_column_names(spec.task)
+    prov["tree_columns"] = galaxy_zoo.tree_column_names(spec.task, spec.tree)
     truth = rule.truth if rule is not None and rule.truth else (
         truth_rule(spec, rule.vote_cut) if rule is not None and spec.merger is not None else None)
     prov["column_descriptions"] = galaxy_zoo.column_descriptions(
         spec.task, spec.output_names, spec.merger, calibration=calibration, truth=truth,
-        threshold=float(threshold), threshold_text=format_threshold(float(threshold)))
+        threshold=float(threshold), threshold_text=format_threshold(float(threshold)), tree=spec.tree)
     return prov
 
 

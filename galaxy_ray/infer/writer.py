@@ -46,7 +46,7 @@ def as_float(values: np.ndarray) -> np.ndarray:
 
 
 def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, ok: np.ndarray,
-                 rule, spread: dict | None = None) -> pa.Table:
+                 rule, spread: dict | None = None, concentrations: np.ndarray | None = None) -> pa.Table:
     """Catalog rows (plus the unit tag when present) as an Arrow table.
 
     Parameters
@@ -72,6 +72,8 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
     spread : dict, optional
         With TTA: ``p_merger_std`` and ``morphology_prob_std``, float32 (N,)
         (:func:`galaxy_ray.model.view_spread`), written as catalog columns.
+    concentrations : numpy.ndarray, optional
+        votes models: (N, K) Dirichlet concentrations behind ``probs``, for the 90% interval columns.
     """
     null = ~ok
     ra, dec = as_float(batch[C.RA]), as_float(batch[C.DEC])
@@ -85,8 +87,8 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
     }
     for j, name in enumerate(columns):
         arrays[name] = pa.array(probs[:, j], type=pa.float32(), mask=null)
-    # GZ2: the conditional fractions and proportions asked, as Galaxy Zoo publishes them
-    for name, values in galaxy_zoo.tree_columns(spec.task, probs).items():
+    # the conditional fractions, proportions asked and intervals, as Galaxy Zoo publishes them
+    for name, values in galaxy_zoo.tree_columns(spec.task, probs, spec.tree, concentrations).items():
         arrays[name] = pa.array(values, type=pa.float32(), mask=null)
     arrays[C.MORPHOLOGY] = pa.array(morph, type=pa.string(), mask=null)
     arrays[C.P_MERGER] = pa.array(p_merger, type=pa.float32(), mask=null)

@@ -37,7 +37,8 @@ import numpy as np
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.merger.calibration import (IsotonicCalibration, TemperatureCalibration, probability_calibration,
                                            reliability)
-from galaxy_ray.model.outputs import merger_index, merger_probability
+from galaxy_ray.model.outputs import merger_probability, merger_score
+from galaxy_ray.trees.fractions import observed_fractions, to_cumulative
 from galaxy_ray.model.spec import ModelSpec
 from galaxy_ray.merger.operating import (choose_from_curve, curve_to_dict, format_threshold, point_at,
                                          precision_recall_curve)
@@ -55,7 +56,24 @@ def truth_rule(spec, vote_cut: float | None) -> str:
     """The sentence stored with every merger rate: what counted as a true merger."""
     if spec.task == "gz2":
         return f"{spec.merger} vote fraction > {vote_cut:g} ({VOTE_CUT_REFERENCE})"
+    if spec.task == "votes":
+        return (f"volunteers' cumulative {spec.merger} vote fraction (votes for {spec.merger} over all volunteers "
+                f"of the galaxy) > {vote_cut:g} ({VOTE_CUT_REFERENCE})")
     return f"labelled class {spec.merger!r}"
+
+
+def _merger_votes(spec, y_true: np.ndarray) -> np.ndarray:
+    """The merger answer's vote fraction in evaluation targets, float64 (N,).
+
+    gz2: the target's Class8.6 (cumulative); votes: targets are vote counts, and this is the
+    merger answer's cumulative observed fraction (:func:`galaxy_ray.trees.fractions.observed_fractions`).
+    """
+    index = spec.output_names.index(spec.merger)
+    y_true = np.asarray(y_true, dtype=np.float64)
+    if spec.task == "votes":
+        tree = spec.schema_tree
+        return to_cumulative(observed_fractions(y_true, tree), tree)[:, index]
+    return y_true[:, index]
 
 
 def true_mergers(spec, y_true: np.ndarray, vote_cut: float | None) -> np.ndarray:
@@ -64,11 +82,9 @@ def true_mergers(spec, y_true: np.ndarray, vote_cut: float | None) -> np.ndarray
     ``vote_cut`` is the rule's (:attr:`galaxy_ray.merger.rule.MergerRule.vote_cut`,
     training's ``--merger-vote-cut``); class labels need none.
     """
-    if spec.task == "gz2" and vote_cut is None:
-        raise GalaxyRayError("gz2 merger truth needs the rule's vote cut (MergerRule.vote_cut)")
-    index = spec.output_names.index(spec.merger)
-    column = np.asarray(y_true, dtype=np.float64)[:, index]
-    return column > (vote_cut if spec.task == "gz2" else 0.5)
+    if spec.task != "classes" and vote_cut is None:
+        raise GalaxyRayError(f"{spec.task} merger truth needs the rule's vote cut (MergerRule.vote_cut)")
+    return _merger_votes(spec, y_true) > (vote_cut if spec.task != "classes" else 0.5)
 
 
 def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
@@ -97,7 +113,7 @@ def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
     if spec.merger is not None:
         is_merger = true_mergers(spec, y_true, vote_cut)
         if is_merger.any() and not is_merger.all():
-            calibration["merger"] = IsotonicCalibration.fit(probs[:, merger_index(spec)], is_merger).to_dict()
+            calibration["merger"] = IsotonicCalibration.fit(merger_score(spec, probs), is_merger).to_dict()
     return calibration if any(calibration.values()) else None
 
 

@@ -21,7 +21,8 @@ def loss_function(
 
     gz2: mean squared error between predicted and true cumulative fractions
     (targets float (N, 37)); its square root is the Kaggle Galaxy Challenge
-    RMSE.  classes: cross-entropy on class indices (targets int64 (N,)) with
+    RMSE.  votes: :func:`vote_count_loss` of the predicted concentrations and the
+    vote counts (targets float (N, K)).  classes: cross-entropy on class indices (targets int64 (N,)) with
     optional per-class weights and label smoothing.
 
     Raises
@@ -31,6 +32,8 @@ def loss_function(
     """
     if spec.task == "gz2":
         return lambda out, target: nn.functional.mse_loss(out.float(), target.float())
+    if spec.task == "votes":
+        return vote_count_loss(spec.schema_tree.slices)
     if not 0.0 <= label_smoothing < 1.0:
         raise GalaxyRayError(f"--label-smoothing {label_smoothing}: must be in [0, 1)")
     weight = None

@@ -1,7 +1,7 @@
-"""The network: a torchvision ResNet backbone, a linear head, and the GZ2 decision-tree head.
+"""The network: a torchvision ResNet backbone, a linear head, and the GZ2 tree or Dirichlet head.
 
-``model(x)`` gives the training outputs (tree fractions or logits),
-``model.predict(x)`` probabilities (tree fractions or softmax).  Both take the
+``model(x)`` gives the training outputs (tree fractions, concentrations or logits),
+``model.predict(x)`` probabilities (tree fractions, expected fractions or softmax).  Both take the
 pixels :func:`galaxy_ray.data.transforms.preprocess_batch` makes, uint8
 (N, 3, H, W), or the same image as float in [0, 1]; the network applies the
 ImageNet mean/std normalisation the torchvision backbones expect itself, so
@@ -119,6 +119,9 @@ class GalaxyNet(nn.Module):
         self.backbone = backbone
         self.head = nn.Linear(features, spec.num_outputs)
         self.tree = GZ2TreeHead() if spec.task == "gz2" else None
+        self.concentration = ConcentrationHead() if spec.task == "votes" else None
+        #: votes: each question's (start, stop) in the output order (for expected fractions)
+        self.question_slices = spec.schema_tree.slices if spec.task == "votes" else []
         self.register_buffer("mean", _imagenet_buffer(IMAGENET_MEAN))
         self.register_buffer("std", _imagenet_buffer(IMAGENET_STD))
 
@@ -133,14 +136,30 @@ class GalaxyNet(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Training outputs: tree-consistent fractions (gz2) or class logits (classes), (N, K)."""
+        """Training outputs, (N, K): tree-consistent fractions (gz2), Dirichlet concentrations (votes)
+        or class logits (classes)."""
         out = self.head(self.backbone(self.normalise(x)))
-        return self.tree(out) if self.tree is not None else out
+        if self.tree is not None:
+            return self.tree(out)
+        return self.concentration(out) if self.concentration is not None else out
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities (N, K) float32: vote fractions (gz2) or softmax class probabilities."""
-        out = self.forward(x)
-        return out.float() if self.tree is not None else torch.softmax(out.float(), dim=1)
+        """Probabilities (N, K) float32: cumulative vote fractions (gz2), expected conditional vote
+        fractions (votes) or softmax class probabilities."""
+        out = self.forward(x).float()
+        if self.tree is not None:
+            return out
+        if self.concentration is not None:
+            return self.expected_fractions(out)
+        return torch.softmax(out, dim=1)
+
+    def expected_fractions(self, concentrations: torch.Tensor) -> torch.Tensor:
+        """Dirichlet means per question, alpha_k / sum of alpha over k's question, (N, K) float32.
+
+        The torch twin of :func:`galaxy_ray.trees.dirichlet.expected_fractions`.
+        """
+        return torch.cat([a / a.sum(dim=1, keepdim=True)
+                          for a in (concentrations[:, start:stop] for start, stop in self.question_slices)], dim=1)
 
 
 def unwrap(model: nn.Module) -> GalaxyNet:

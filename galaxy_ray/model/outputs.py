@@ -7,8 +7,10 @@ import numpy as np
 from galaxy_ray import schema
 from galaxy_ray.merger.calibration import merger_calibration
 from galaxy_ray.model.spec import ModelSpec
+from galaxy_ray.trees.fractions import to_cumulative
+from galaxy_ray.trees.morphology import label_probability, tree_morphology
 
-__all__ = ["GZ2_MORPHOLOGY_ANSWER", "output_columns", "merger_index", "merger_probability", "morphology",
+__all__ = ["GZ2_MORPHOLOGY_ANSWER", "output_columns", "merger_index", "merger_score", "merger_probability", "morphology",
            "morphology_probability", "view_spread"]
 
 #: For a gz2 morphology label, the Kaggle output that is its probability (cumulative vote fraction).
@@ -20,6 +22,8 @@ def output_columns(spec: ModelSpec) -> list[str]:
     """Catalog column names of the model's outputs, in output order."""
     if spec.task == "gz2":
         return list(schema.GZ2_ANSWER_COLUMNS)
+    if spec.task == "votes":
+        return list(spec.schema_tree.fraction_columns)
     return [schema.class_column(name) for name in spec.output_names]
 
 
@@ -52,19 +56,44 @@ def merger_probability(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
     if index is None:
         return np.full(len(probs), np.nan, dtype=np.float32)
     calibration = merger_calibration(spec.calibration)
-    score = probs[:, index]
+    score = merger_score(spec, probs)
     return (calibration(score) if calibration is not None else score).astype(np.float32)
+
+
+def merger_score(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
+    """The uncalibrated merger output per row, float64 (N,): what the merger truth and its calibration read.
+
+    gz2 and classes: the merger output itself.  votes: the merger answer's *cumulative* vote
+    fraction (its expected conditional fraction times its question's proportion asked), the
+    fraction of all volunteers who would answer merger, as GZ2's Class8.6 is; on the DECaLS
+    trees, whose merging question is asked of every galaxy, it equals the conditional fraction.
+
+    Raises
+    ------
+    ValueError
+        The model has no merger output.
+    """
+    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    index = merger_index(spec)
+    if index is None:
+        raise ValueError("the model has no merger output")
+    if spec.task == "votes":
+        return to_cumulative(probs, spec.schema_tree)[:, index]
+    return probs[:, index]
 
 
 def morphology(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
     """The label a person would quote, per row (object array of str).
 
     gz2: the decision-tree reading of :func:`galaxy_ray.schema.gz2_morphology`;
+    votes: the same reading of the tree's fractions (:func:`galaxy_ray.trees.morphology.tree_morphology`);
     classes: the most probable class.
     """
     probs = np.atleast_2d(np.asarray(probs, dtype=np.float32))
     if spec.task == "gz2":
         return schema.gz2_morphology(probs)
+    if spec.task == "votes":
+        return tree_morphology(probs, spec.schema_tree)
     names = np.asarray(spec.output_names, dtype=object)
     return names[np.argmax(probs, axis=1)]
 
@@ -72,11 +101,13 @@ def morphology(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
 def morphology_probability(spec: ModelSpec, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The output behind each row's morphology label, float32 (N,).
 
-    classes: the probability of the labelled class; gz2: the cumulative vote
+    classes: the probability of the labelled class; gz2 and votes: the cumulative vote
     fraction of the answer the label names (:data:`GZ2_MORPHOLOGY_ANSWER`,
     e.g. ``Class1.1`` smooth for ``elliptical``).
     """
     probs = np.atleast_2d(np.asarray(probs, dtype=np.float32))
+    if spec.task == "votes":
+        return label_probability(probs, spec.schema_tree, labels)
     if spec.task == "gz2":
         names = {name: spec.output_names.index(col) for name, col in GZ2_MORPHOLOGY_ANSWER.items()}
     else:

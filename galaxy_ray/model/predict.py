@@ -151,7 +151,30 @@ class Predictor:
         raw = self._raw_views(pixels)
         return self._calibrate(raw.mean(axis=0)), np.stack([self._calibrate(v) for v in raw])
 
-    def _raw_views(self, pixels: np.ndarray) -> np.ndarray:
+    def concentration_views(self, pixels: np.ndarray) -> np.ndarray:
+        """A votes model's Dirichlet concentrations for every view (8 with ``tta``, else 1).
+
+        Parameters
+        ----------
+        pixels : numpy.ndarray, shape (N, 3, S, S)
+            As for :meth:`__call__`.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (V, N, K), each in (1, 101) (:class:`galaxy_ray.model.nets.ConcentrationHead`).
+
+        Raises
+        ------
+        ValueError
+            The model is not a votes model.
+        """
+        if getattr(self.model, "concentration", None) is None:
+            raise ValueError("concentrations come from votes models only (task votes)")
+        return self._raw_views(pixels, self.model.forward)
+
+    def _raw_views(self, pixels: np.ndarray, forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+        forward = forward or self._forward
         pixels = np.asarray(pixels)
         if len(pixels) == 0:
             return np.zeros((8 if self.tta else 1, 0, self.model.head.out_features), dtype=np.float32)
@@ -162,7 +185,7 @@ class Predictor:
             # uint8 crosses the bus at a quarter of float32's bytes; the net converts on the GPU.
             x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
-            out = dihedral_views(self._forward, x) if self.tta else self._forward(x).float()[None]
+            out = dihedral_views(forward, x) if self.tta else forward(x).float()[None]
         return out.float().cpu().numpy()
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:

@@ -1,11 +1,16 @@
 """What a model is: architecture, task, outputs and the preprocessing it was trained with.
 
-Two tasks share one network shape, a torchvision ResNet whose ``fc`` layer is
+Three tasks share one network shape, a torchvision ResNet whose ``fc`` layer is
 replaced by a linear head:
 
 ``gz2``
     37 outputs in Kaggle order: cumulative GZ2 vote fractions that obey the
     decision tree's sums (see :class:`galaxy_ray.model.nets.GZ2TreeHead`).
+``votes``
+    One Dirichlet concentration per answer of a Galaxy Zoo tree (``tree``: ``gz2``,
+    ``decals-dr5``, ``decals-dr8``), trained on vote counts with the Dirichlet-multinomial
+    likelihood (Walmsley et al. 2022, MNRAS 509, 3966); read as expected *conditional* vote
+    fractions (see :class:`galaxy_ray.model.nets.ConcentrationHead`).
 ``classes``
     K class logits, read as probabilities by softmax.
 """
@@ -27,7 +32,7 @@ ARCHS: dict[str, str] = {
     "resnet34": "ResNet34_Weights",
     "resnet50": "ResNet50_Weights",
 }
-TASKS = ("gz2", "classes")
+TASKS = ("gz2", "votes", "classes")
 
 
 @dataclass
@@ -39,9 +44,11 @@ class ModelSpec:
     arch : str
         ``resnet18``, ``resnet34`` or ``resnet50``.
     task : str
-        ``gz2`` (37 tree-consistent vote fractions) or ``classes``.
+        ``gz2`` (37 tree-consistent vote fractions), ``votes`` (Dirichlet concentrations
+        over a tree's answers) or ``classes``.
     output_names : list of str
-        The 37 Kaggle column names (``Class1.1`` ...) or the class names.
+        The 37 Kaggle column names (``Class1.1`` ...), the tree's answer names
+        (``{question}_{answer}``, votes) or the class names.
     preprocess : PreprocessConfig
         How cutouts become this model's input (image size, crop, the stored
         side packed shards must have).  Stored dicts become one in
@@ -55,12 +62,14 @@ class ModelSpec:
         scaling of class probabilities, or None) and ``merger`` (isotonic map
         of the merger output to ``p_merger``, or None).  None: outputs as the
         network gives them.
+    tree : str or None
+        votes: the Galaxy Zoo tree (:func:`galaxy_ray.trees.get_schema` name); None otherwise.
 
     Raises
     ------
     GalaxyRayError
-        Unknown architecture or task, wrong gz2 outputs, fewer than 2 or
-        repeated class names, or a merger that is not an output.
+        Unknown architecture, task or tree, wrong gz2 or votes outputs, fewer
+        than 2 or repeated class names, or a merger that is not an output.
     """
 
     arch: str
@@ -69,6 +78,7 @@ class ModelSpec:
     preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(64))
     merger: str | None = None
     calibration: dict[str, Any] | None = None
+    tree: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -83,6 +93,16 @@ class ModelSpec:
                 raise GalaxyRayError("gz2 models have the 37 Kaggle outputs Class1.1 ... Class11.6, in order")
             if self.merger is None:
                 self.merger = schema.GZ2_KAGGLE_COLUMNS[schema.GZ2_MERGER_INDEX]
+        elif self.task == "votes":
+            tree = self.schema_tree
+            if tree is None:
+                raise GalaxyRayError("a votes model needs its tree: --schema gz2, decals-dr5 or decals-dr8")
+            self.tree = tree.name
+            if tuple(self.output_names) != tree.answer_names:
+                raise GalaxyRayError(f"a {tree.title} votes model has the tree's {len(tree.answer_names)} answers, "
+                                     f"in order ({tree.answer_names[0]} ...)")
+            if self.merger is None and tree.merger_answers:
+                self.merger = tree.merger_answers[0]
         elif len(self.output_names) < 2:
             raise GalaxyRayError(f"classes task needs at least 2 classes, got {self.output_names}")
         if len(set(self.output_names)) != len(self.output_names):
@@ -95,6 +115,29 @@ class ModelSpec:
         """A gz2 spec: the 37 Kaggle outputs, merger ``Class8.6`` unless given."""
         return cls(arch, "gz2", list(schema.GZ2_KAGGLE_COLUMNS), preprocess, merger)
 
+    @classmethod
+    def for_votes(cls, arch: str, tree: str, preprocess: PreprocessConfig, merger: str | None = None) -> "ModelSpec":
+        """A votes spec: one concentration per answer of ``tree``; merger the tree's merger answer unless given."""
+        from galaxy_ray.trees import get_schema
+
+        answers = get_schema(tree).answer_names
+        return cls(arch, "votes", list(answers), preprocess, merger, tree=get_schema(tree).name)
+
+    @property
+    def schema_tree(self):
+        """The :class:`~galaxy_ray.trees.Schema` of a votes model (None for other tasks or no tree).
+
+        Raises
+        ------
+        GalaxyRayError
+            An unknown tree name.
+        """
+        if self.task != "votes" or self.tree is None:
+            return None
+        from galaxy_ray.trees import get_schema
+
+        return get_schema(self.tree)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain strings, numbers and lists (stored in checkpoints and JSON)."""
         return {
@@ -104,6 +147,7 @@ class ModelSpec:
             "preprocess": self.preprocess.to_dict(),
             "merger": self.merger,
             "calibration": self.calibration,
+            "tree": self.tree,
         }
 
     @classmethod
@@ -120,9 +164,9 @@ class ModelSpec:
             raise GalaxyRayError(f"model spec without {', '.join(missing)}: a damaged checkpoint, or one not written "
                                  "by `galaxy-ray train`; retrain, or use the model.pt a training run published")
         return cls(d["arch"], d["task"], list(d["output_names"]), PreprocessConfig.from_dict(d["preprocess"]),
-                   d.get("merger"), d.get("calibration"))
+                   d.get("merger"), d.get("calibration"), d.get("tree"))
 
     @property
     def num_outputs(self) -> int:
-        """Number of model outputs (37 for gz2, the number of classes otherwise)."""
+        """Number of model outputs (37 for gz2, the tree's answers for votes, the number of classes otherwise)."""
         return len(self.output_names)

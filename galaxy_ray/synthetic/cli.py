@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", default=None, help="also write a labelled grid PNG here")
     p.add_argument("--rows-per-shard", type=int, default=1000, help="rows per Parquet shard (default 1000)")
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: CPU count)")
+    p.add_argument("--tree", default=None,
+                   help="also write votes.parquet, GZ DECaLS-style vote counts of the same galaxies on this tree "
+                        "(decals-dr5 or decals-dr8 / gz-desi; volunteers per galaxy vary from 3 to 40), and with "
+                        "--format manifest add the counts to the manifest (for train --task votes)")
     p.add_argument("--footprint", type=float, nargs=4, default=DEFAULT_FOOTPRINT,
                    metavar=("RA_MIN", "RA_MAX", "DEC_MIN", "DEC_MAX"), help="sky box in degrees")
     return p
@@ -50,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
     out = synthesize(args.out, args.n, args.size, args.fmt, args.seed, args.preview, args.rows_per_shard,
-                     workers=args.workers, footprint=args.footprint)
+                     workers=args.workers, footprint=args.footprint, tree=args.tree)
     seconds = time.perf_counter() - t0
     print(f"wrote {args.n} synthetic {args.size}x{args.size} cutouts (seed {args.seed}) as {args.fmt} to {out} "
           f"in {seconds:.1f} s ({args.n / seconds:.0f} cutouts/s): {describe(args.fmt, args.n, args.rows_per_shard)}")

@@ -162,7 +162,7 @@ def _manifest_table(meta: list[dict[str, Any]]) -> tuple[str, pd.DataFrame]:
 _TABLES = {"kaggle-gz2": _kaggle_table, "gz2-catalog": _gz2_table, "manifest": _manifest_table}
 
 
-def write_tables(out: str, fmt: str, meta: list[dict[str, Any]]) -> list[str]:
+def write_tables(out: str, fmt: str, meta: list[dict[str, Any]], counts: pd.DataFrame | None = None) -> list[str]:
     """Write the CSV table that lists the per-object files (``kaggle-gz2``, ``gz2-catalog``, ``manifest``).
 
     Parameters
@@ -173,6 +173,9 @@ def write_tables(out: str, fmt: str, meta: list[dict[str, Any]]) -> list[str]:
         One of :data:`FORMATS`; the others have no table.
     meta : list of dict
         :func:`metadata` of every galaxy, in index order.
+    counts : pandas.DataFrame, optional
+        ``manifest`` only: vote-count columns (one row per galaxy, index order) to add to the
+        manifest, as a Galaxy Zoo vote table with a ``path`` column is (``synth --tree``).
 
     Returns
     -------
@@ -182,6 +185,8 @@ def write_tables(out: str, fmt: str, meta: list[dict[str, Any]]) -> list[str]:
     if fmt not in _TABLES:
         return []
     name, frame = _TABLES[fmt](meta)
+    if counts is not None:
+        frame = pd.concat([frame, counts.reset_index(drop=True)], axis=1)
     uri = storage.join(out, name)
     storage.write_bytes_atomic(uri, frame.to_csv(index=False).encode())
     return [uri]

@@ -24,6 +24,8 @@ from galaxy_ray.synthetic.encode import cutout_table
 from galaxy_ray.synthetic.galaxy import render_range
 from galaxy_ray.synthetic.layouts import FORMATS, H5Writer, metadata, remove_stale, write_objects, write_tables
 from galaxy_ray.synthetic.preview import preview_galaxies, save_preview
+from galaxy_ray.synthetic.votes import decals_vote_table, write_vote_table
+from galaxy_ray.trees import get_schema
 from galaxy_ray.synthetic.sky import DEFAULT_FOOTPRINT, check_footprint, check_size
 
 
@@ -111,7 +113,24 @@ def _limit_threads() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def _collect(out: str, fmt: str, n: int, size: int, results: Iterable[dict[str, Any]]) -> set[str]:
+#: ``synth --tree``: the synthetic vote table beside the survey, and its column naming.
+VOTES_TABLE = "votes.parquet"
+VOTE_FORM = "galaxy-datasets"
+
+
+def _vote_table(out: str, n: int, seed: int, footprint: Sequence[float], tree: str):
+    """Write ``out/votes.parquet`` for the survey's galaxies on ``tree`` (a DECaLS tree); returns the table."""
+    schema = get_schema(tree)
+    if schema.name not in ("decals-dr5", "decals-dr8"):
+        raise GalaxyRayError(f"--tree {tree}: synthetic vote tables follow the DECaLS trees (decals-dr5 or "
+                             "decals-dr8); the survey's GZ2 votes are already in every layout")
+    table = decals_vote_table(seed, n, schema, VOTE_FORM, footprint=footprint)
+    write_vote_table(table, storage.join(out, VOTES_TABLE))
+    return table
+
+
+def _collect(out: str, fmt: str, n: int, size: int, results: Iterable[dict[str, Any]],
+             counts: Any = None) -> set[str]:
     """Gather the jobs' results, fill the HDF5 file, write the tables; returns every URI written."""
     h5 = H5Writer(out, n, size) if fmt == "galaxy10-h5" else None
     meta: list[dict[str, Any]] = []
@@ -128,13 +147,13 @@ def _collect(out: str, fmt: str, n: int, size: int, results: Iterable[dict[str, 
         raise
     if h5 is not None:
         written.add(h5.close())
-    written.update(write_tables(out, fmt, meta))
+    written.update(write_tables(out, fmt, meta, counts))
     return written
 
 
 def synthesize(out: str, n: int, size: int = 128, fmt: str = "shards", seed: int = 0, preview: str | None = None,
                rows_per_shard: int = 1000, *, workers: int | None = None,
-               footprint: Sequence[float] = DEFAULT_FOOTPRINT) -> str:
+               footprint: Sequence[float] = DEFAULT_FOOTPRINT, tree: str | None = None) -> str:
     """Write a synthetic survey of ``n`` galaxies in one of the source layouts.
 
     Parameters
@@ -157,6 +176,11 @@ def synthesize(out: str, n: int, size: int = 128, fmt: str = "shards", seed: int
         Processes rendering in parallel (default: the CPU count); 1 renders in this process.
     footprint : sequence of 4 floats
         ``(ra_min, ra_max, dec_min, dec_max)`` in degrees.
+    tree : str, optional
+        ``decals-dr5`` or ``decals-dr8``: also write ``votes.parquet``, a GZ DECaLS-style vote table
+        of the same galaxies (:func:`galaxy_ray.synthetic.votes.decals_vote_table`: counts from a
+        varying number of volunteers, fractions, and the true vote probabilities ``true_*``), and,
+        with ``fmt="manifest"``, add its vote counts to the manifest so that it trains ``--task votes``.
 
     Returns
     -------
@@ -177,8 +201,12 @@ def synthesize(out: str, n: int, size: int = 128, fmt: str = "shards", seed: int
     if not storage.is_remote(out) and os.path.isfile(storage.strip_scheme(out)):
         raise GalaxyRayError(f"{out}: is a file; the synthetic survey needs a directory")
     storage.makedirs(out)
+    votes = _vote_table(out, n, seed, footprint, tree) if tree is not None else None
+    counts = votes[list(get_schema(tree).count_forms[VOTE_FORM])] if votes is not None and fmt == "manifest" else None
     jobs = _jobs(out, fmt, n, size, seed, rows_per_shard, workers, footprint)
-    written = _collect(out, fmt, n, size, _map_jobs(jobs, workers))
+    written = _collect(out, fmt, n, size, _map_jobs(jobs, workers), counts)
+    if votes is not None:
+        written.add(storage.join(out, VOTES_TABLE))
     remove_stale(out, fmt, written)
     if preview:
         save_preview(preview_galaxies(seed, n, min(size, 128), footprint), preview)

@@ -31,6 +31,7 @@ class TrainConfig:
     source: str = ""
     format: str | None = None
     task: str = "gz2"
+    schema: str | None = None
     label_column: str | None = None
     arch: str = "resnet18"
     weights: str = "none"
@@ -67,7 +68,11 @@ class TrainConfig:
 
     @property
     def label(self) -> str:
-        return self.label_column or (C.VOTES if self.task == "gz2" else C.LABEL)
+        """The target column: ``votes`` (gz2), ``vote_counts`` (votes, assembled from the tree's
+        count columns by :func:`galaxy_ray.data.vote_counts.attach_vote_counts`) or ``label``."""
+        if self.label_column:
+            return self.label_column
+        return {"gz2": C.VOTES, "votes": C.VOTE_COUNTS}.get(self.task, C.LABEL)
 
     @property
     def monitor(self) -> tuple[str, str]:
@@ -79,8 +84,12 @@ class TrainConfig:
         each class's precision, which for a class of a few validation galaxies
         swings with every stray false positive among thousands of others, and
         depends on the base rate; the merger flag's precision is set afterwards
-        by its threshold, chosen on validation.
+        by its threshold, chosen on validation.  Votes: the validation
+        Dirichlet-multinomial negative log-likelihood (``val_loss``), which weighs
+        each galaxy by its number of votes.
         """
+        if self.task == "votes":  # the Dirichlet-multinomial likelihood is the proper score of counts
+            return ("val_loss", "min")
         return ("val_rmse", "min") if self.task == "gz2" else ("val_balanced_accuracy", "max")
 
     @property
@@ -129,8 +138,15 @@ def _check_ranges(cfg: TrainConfig) -> None:
         raise GalaxyRayError(f"--label-smoothing {cfg.label_smoothing}: must be in [0, 1)")
     if cfg.schedule not in ("cosine", "plateau"):
         raise GalaxyRayError(f"--schedule {cfg.schedule!r}: one of cosine, plateau")
-    if cfg.task == "gz2" and cfg.class_weights:
+    if cfg.task != "classes" and cfg.class_weights:
         raise GalaxyRayError("--class-weights applies to --task classes only")
+    if cfg.schema is not None and cfg.task != "votes":
+        raise GalaxyRayError(f"--schema {cfg.schema}: a tree for --task votes (gz2 trains Kaggle's 37 fractions); "
+                             "pass --task votes")
+    if cfg.schema is not None:
+        from galaxy_ray.trees import get_schema
+
+        cfg.schema = get_schema(cfg.schema).name
     if cfg.augment not in ("auto", "affine", "dihedral"):
         raise GalaxyRayError(f"--augment {cfg.augment!r}: one of auto, affine, dihedral")
     if cfg.votes not in ("fraction", "debiased"):
@@ -182,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML or JSON file of the same options (keys as below, - or _); flags override it")
     p.add_argument("--source", help="labelled cutouts: path or s3:// URI of any supported format")
     p.add_argument("--format", help="source format, when detection is not enough")
-    p.add_argument("--task", help="gz2 (37 vote fractions, default) or classes")
+    p.add_argument("--task", help="gz2 (Kaggle's 37 cumulative vote fractions, default), votes (vote counts of a "
+                                  "Galaxy Zoo tree, Dirichlet-multinomial likelihood) or classes")
+    p.add_argument("--schema", help="votes: the tree, gz2, decals-dr5 or decals-dr8 (gz-desi); default: the tree "
+                                    "whose vote-count columns the source has")
     p.add_argument("--label-column", help="target column (default: votes for gz2, label for classes)")
     p.add_argument("--arch", help="resnet18 (default), resnet34 or resnet50")
     p.add_argument("--weights", help="starting weights: none (default), imagenet, or PATH (state dict / our checkpoint)")

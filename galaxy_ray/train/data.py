@@ -116,6 +116,8 @@ def _summarize_labels(ds, cfg: TrainConfig, workers: int) -> DataSummary:
     values = labelled[cfg.label].to_numpy(dtype=object)
     if cfg.task == "gz2":
         _summarize_votes(summary, values, is_val, cfg)
+    elif cfg.task == "votes":
+        _summarize_counts(summary, values, is_val, cfg)
     else:
         _summarize_classes(summary, values, is_val, cfg)
     return summary
@@ -132,6 +134,37 @@ def _summarize_votes(summary: DataSummary, values: np.ndarray, is_val: np.ndarra
     mean = votes[~is_val].mean(axis=0)
     summary.train_mean = mean.tolist()
     summary.baseline_val_rmse = float(np.sqrt(((votes[is_val] - mean) ** 2).mean()))
+
+
+def _summarize_counts(summary: DataSummary, values: np.ndarray, is_val: np.ndarray, cfg: TrainConfig) -> None:
+    """Votes: the training mean of the observed conditional fractions, and its validation RMSE.
+
+    The RMSE runs over the (galaxy, answer) pairs whose question got a vote: an unasked
+    question has no fraction to predict.
+    """
+    from galaxy_ray.trees import get_schema
+    from galaxy_ray.trees.fractions import observed_fractions
+
+    tree = get_schema(cfg.schema)
+    counts = np.stack([np.asarray(v, dtype=np.float64) for v in values])
+    if counts.ndim != 2 or counts.shape[1] != len(tree.answers):
+        raise GalaxyRayError(f"{cfg.source}: column {cfg.label!r} does not hold the {len(tree.answers)} "
+                             f"{tree.title} vote counts per row")
+    observed = observed_fractions(counts, tree)
+    answered = _answered(counts, tree)
+    train = answered[~is_val]
+    mean = np.where(train.sum(axis=0) > 0, (observed[~is_val] * train).sum(axis=0) / np.maximum(train.sum(axis=0), 1),
+                    0.0)
+    summary.train_mean = mean.tolist()
+    err = ((observed[is_val] - mean) ** 2)[answered[is_val]]
+    summary.baseline_val_rmse = float(np.sqrt(err.mean())) if err.size else float("nan")
+
+
+def _answered(counts: np.ndarray, tree) -> np.ndarray:
+    """(N, K) bool: the answer's question got at least one vote."""
+    from galaxy_ray.trees.dirichlet import question_totals
+
+    return question_totals(counts, tree) > 0
 
 
 def _summarize_classes(summary: DataSummary, values: np.ndarray, is_val: np.ndarray, cfg: TrainConfig) -> None:
@@ -171,6 +204,10 @@ def default_merger(cfg: TrainConfig, names: Sequence[str] | None) -> str | None:
     """The output that is the merger probability: ``--merger``, GZ2's Class8.6, or a merger-like class."""
     if cfg.merger:
         return cfg.merger
+    if cfg.task == "votes":
+        from galaxy_ray.trees import get_schema
+
+        return (get_schema(cfg.schema).merger_answers or (None,))[0]
     if cfg.task == "gz2":
         return schema.GZ2_KAGGLE_COLUMNS[schema.GZ2_MERGER_INDEX]
     if schema.GALAXY10_MERGER_CLASS in names:
@@ -182,9 +219,9 @@ def default_merger(cfg: TrainConfig, names: Sequence[str] | None) -> str | None:
 
 
 def _targets(values: np.ndarray, task: str, class_index: Mapping[str, int] | None) -> np.ndarray:
-    if task == "gz2":
+    if task in ("gz2", "votes"):  # cumulative fractions, or vote counts
         if not len(values):  # a batch with no row of this split
-            return np.zeros((0, len(schema.GZ2_KAGGLE_COLUMNS)), dtype=np.float32)
+            return np.zeros((0, len(schema.GZ2_KAGGLE_COLUMNS) if task == "gz2" else 0), dtype=np.float32)
         return np.stack([np.asarray(v, dtype=np.float32) for v in values]).reshape(len(values), -1)
     return np.array([class_index[str(v)] for v in values], dtype=np.int64)
 
@@ -225,8 +262,8 @@ def prepare_training_batch(
     Returns
     -------
     dict of numpy arrays
-        ``pixels``, ``target`` (float32 (N, 37) for gz2, int64 class index for
-        classes) and, with ``augment``, ``key``.  Rows that cannot be decoded are
+        ``pixels``, ``target`` (float32 (N, 37) for gz2, float32 (N, K) vote
+        counts for votes, int64 class index for classes) and, with ``augment``, ``key``.  Rows that cannot be decoded are
         left out (a warning names them): inference, not training, is where a bad
         cutout must become a row.
     """

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from galaxy_ray import evaluate, raycompat, runtime
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
+from galaxy_ray.data.vote_counts import attach_vote_counts
 from galaxy_ray.train.cache import CachePlan, cache_datasets, plan_cache, prepared_bytes
 from galaxy_ray.train.config import TrainConfig, config_from_args
 from galaxy_ray.train.finalize import finalize_run
@@ -92,9 +93,15 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
     layout = worker_layout(cfg.workers, resources, use_gpu)
     run_dir = storage.join(cfg.storage, cfg.name)
     ds = source.dataset()
+    if cfg.task == "votes" and not cfg.label_column:
+        ds, tree = attach_vote_counts(ds, cfg.schema, cfg.source)
+        cfg.schema = tree.name
     summary = summarize_labels(ds, cfg, workers=layout.workers)
     if cfg.task == "gz2":
         spec = ModelSpec.for_gz2(cfg.arch, preprocess, cfg.merger)
+        class_index = None
+    elif cfg.task == "votes":
+        spec = ModelSpec.for_votes(cfg.arch, cfg.schema, preprocess, default_merger(cfg, None))
         class_index = None
     else:
         spec = ModelSpec(cfg.arch, "classes", summary.class_names, preprocess,

@@ -44,7 +44,7 @@ def write_metrics_csv(uri: str, history: list[dict[str, Any]], metric: str) -> N
     ``val_balanced_accuracy`` for classes).
     """
     others = [k for k in (history[0] if history else {}) if k.startswith("val_") and k not in ("val_loss", metric)]
-    columns = ["epoch", "phase", "train_loss", "val_loss", metric, *others, "lr", "seconds"]
+    columns = list(dict.fromkeys(["epoch", "phase", "train_loss", "val_loss", metric, *others, "lr", "seconds"]))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -203,7 +203,8 @@ def _report(run: WorkerRun, row: dict[str, Any], metrics: dict[str, Any]) -> Non
     config, metric = run.config, run.config.monitor
     seconds = max(row["seconds"], 1e-9)
     _progress(f"epoch {row['epoch']}/{config.epochs} [{row['phase']}] train_loss {row['train_loss']:.4f} "
-              f"val_loss {row['val_loss']:.4f} {metric} {row[metric]:.4f} lr {row['lr']:.2e} {row['seconds']:.1f} s "
+              f"val_loss {row['val_loss']:.4f}" + ("" if metric == "val_loss" else f" {metric} {row[metric]:.4f}")
+              + f" lr {row['lr']:.2e} {row['seconds']:.1f} s "
               f"({metrics['samples'] / seconds:.0f} samples/s)" + ("  early stop" if run.state["stopped"] else ""))
     write_metrics_csv(storage.join(config.run_dir, layout.METRICS_CSV), run.state["history"], metric)
     with tempfile.TemporaryDirectory(prefix="galaxy-ray-ckpt-") as tmp:
@@ -219,7 +220,7 @@ def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
     import torch
 
     config, bs = run.config, run.config.batch_size
-    target_dtype = torch.float32 if run.spec.task == "gz2" else torch.int64
+    target_dtype = torch.int64 if run.spec.task == "classes" else torch.float32
     t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
     collate = AugmentingCollate(run.spec.preprocess, config.seed, epoch, target_dtype,
                                 config.augment)

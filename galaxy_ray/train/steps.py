@@ -11,6 +11,7 @@ import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from galaxy_ray.data.transforms import PreprocessConfig
+from galaxy_ray.model.nets import unwrap
 from galaxy_ray.train.data import KEY, augment_batch
 from galaxy_ray.train.progress import EpochProgress
 
@@ -154,29 +155,35 @@ class ValidationSums:
     loss, samples : float
         Summed loss and rows.
     squared_error : float
-        gz2: squared error summed over rows and all outputs.
+        gz2: squared error summed over rows and all outputs; votes: squared error of the
+        expected against the observed conditional fractions, over answered questions.
+    answered : float
+        votes: the (row, answer) pairs whose question got a vote (the squared error's count).
     hits, support : numpy.ndarray, float64 (K,)
-        classes: per true class, rows predicted correctly and rows (empty for gz2).
+        classes: per true class, rows predicted correctly and rows (empty otherwise).
     """
 
     loss: float = 0.0
     samples: float = 0.0
     squared_error: float = 0.0
+    answered: float = 0.0
     hits: np.ndarray = field(default_factory=lambda: np.zeros(0))
     support: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_list(self) -> list[float]:
         """Flat list for one all-reduce (:meth:`from_list` reads it back)."""
-        return [self.loss, self.samples, self.squared_error, *self.hits.tolist(), *self.support.tolist()]
+        return [self.loss, self.samples, self.squared_error, self.answered, *self.hits.tolist(),
+                *self.support.tolist()]
 
     @classmethod
     def from_list(cls, values: list[float]) -> "ValidationSums":
-        k = (len(values) - 3) // 2
+        k = (len(values) - 4) // 2
         v = np.asarray(values, dtype=np.float64)
-        return cls(float(v[0]), float(v[1]), float(v[2]), v[3:3 + k], v[3 + k:])
+        return cls(float(v[0]), float(v[1]), float(v[2]), float(v[3]), v[4:4 + k], v[4 + k:])
 
     def metrics(self, num_outputs: int, task: str) -> dict[str, float]:
-        """``val_rmse`` (gz2) or ``val_accuracy`` and ``val_balanced_accuracy`` (classes).
+        """``val_rmse`` (gz2), ``val_fraction_rmse`` (votes: expected against observed conditional
+        fractions, over answered questions) or ``val_accuracy`` and ``val_balanced_accuracy`` (classes).
 
         Balanced accuracy is the mean recall over the classes present in
         validation (Brodersen et al. 2010); it does not reward predicting the
@@ -185,10 +192,24 @@ class ValidationSums:
         """
         if task == "gz2":
             return {"val_rmse": math.sqrt(self.squared_error / max(self.samples * num_outputs, 1))}
+        if task == "votes":
+            return {"val_fraction_rmse": math.sqrt(self.squared_error / self.answered) if self.answered else float("nan")}
         present = self.support > 0
         recall = self.hits[present] / self.support[present]
         return {"val_accuracy": float(self.hits.sum() / max(self.samples, 1)),
                 "val_balanced_accuracy": float(recall.mean()) if present.any() else float("nan")}
+
+
+def _fraction_errors(net, concentrations, counts) -> tuple[float, float]:
+    """Votes: summed squared error of expected against observed fractions over answered questions, and their count."""
+    import torch
+
+    expected = net.expected_fractions(concentrations)
+    totals = torch.cat([counts[:, a:b].sum(dim=1, keepdim=True).expand(-1, b - a) for a, b in net.question_slices],
+                       dim=1)
+    answered = totals > 0
+    observed = torch.where(answered, counts / totals.clamp(min=1e-12), torch.zeros_like(counts))
+    return float((((expected - observed) ** 2) * answered).sum()), float(answered.sum())
 
 
 def validate(model, shard, loss_fn, *, batch_size: int, dtypes: Mapping[str, Any], task: str, num_outputs: int,
@@ -205,7 +226,7 @@ def validate(model, shard, loss_fn, *, batch_size: int, dtypes: Mapping[str, Any
 
     model.eval()
     sums = ValidationSums()
-    hits = torch.zeros(num_outputs if task != "gz2" else 0, dtype=torch.float64)
+    hits = torch.zeros(num_outputs if task == "classes" else 0, dtype=torch.float64)
     support = torch.zeros_like(hits)
     with torch.no_grad():
         for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=dtypes):
@@ -216,6 +237,10 @@ def validate(model, shard, loss_fn, *, batch_size: int, dtypes: Mapping[str, Any
             sums.samples += len(x)
             if task == "gz2":
                 sums.squared_error += float(((out - y) ** 2).sum())
+            elif task == "votes":
+                squared, answered = _fraction_errors(unwrap(model), out, y.float())
+                sums.squared_error += squared
+                sums.answered += answered
             else:
                 y = y.long().cpu()
                 correct = (out.argmax(dim=1).cpu() == y).double()

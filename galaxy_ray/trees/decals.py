@@ -68,6 +68,10 @@ def _decals(campaign: str, title: str, reference: str) -> Schema:
         fraction_forms={"galaxy-datasets": tuple(c + "_fraction" for c in ortho),
                         "release": tuple(c + "_fraction" for c in release)},
         merger_answers=("merging_merger",),
+        morphology_answers={"smooth": "smooth-or-featured_smooth", "featured": "smooth-or-featured_featured-or-disk",
+                            "artifact": "smooth-or-featured_artifact", "edge_on": "disk-edge-on_yes",
+                            "face_on": "disk-edge-on_no", "spiral": "has-spiral-arms_yes",
+                            "no_spiral": "has-spiral-arms_no"},
         reference=reference,
     )
 

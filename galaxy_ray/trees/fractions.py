@@ -22,8 +22,8 @@ import numpy as np
 
 from galaxy_ray.trees.schema import Schema
 
-__all__ = ["FRIENDLY_THRESHOLD", "proportion_asked", "to_cumulative", "to_conditional", "fraction_table",
-           "friendly_table"]
+__all__ = ["FRIENDLY_THRESHOLD", "observed_fractions", "proportion_asked", "to_cumulative", "to_conditional",
+           "fraction_table", "friendly_table"]
 
 #: A question's fractions are shown in the friendly view where its proportion asked is >= this
 #: (GZ DESI / Zoobot ``load_predictions.py``: ``np.where(prob_of_asked_by_answer >= 0.5, ...)``).
@@ -32,6 +32,28 @@ FRIENDLY_THRESHOLD = 0.5
 
 def _rows(values: np.ndarray, schema: Schema) -> np.ndarray:
     return schema.answer_rows(values, "fractions")
+
+
+def observed_fractions(counts: np.ndarray, schema: Schema) -> np.ndarray:
+    """The volunteers' conditional vote fractions from vote counts: each count over its question's total.
+
+    Parameters
+    ----------
+    counts : array_like, shape (N, K)
+        Vote counts in ``schema``'s answer order; NaN counts as 0.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, K), float64
+        Each answered question sums to 1; a question nobody answered has 0 fractions (as the
+        published tables' ``_fraction`` columns for an unreached question, Walmsley et al. 2022).
+    """
+    n = np.nan_to_num(schema.answer_rows(counts, "vote counts"), nan=0.0).clip(min=0.0)
+    out = np.zeros_like(n)
+    for start, stop in schema.slices:
+        total = n[:, start:stop].sum(axis=1, keepdims=True)
+        np.divide(n[:, start:stop], total, out=out[:, start:stop], where=total > 0)
+    return out
 
 
 def proportion_asked(conditional: np.ndarray, schema: Schema) -> np.ndarray:

@@ -27,6 +27,9 @@ def _gz2() -> Schema:
                         "hart-debiased": tuple(h + "_debiased" for h in gz2.GZ2_HART_COLUMNS),
                         "kaggle": gz2.GZ2_KAGGLE_COLUMNS},
         merger_answers=(gz2.GZ2_ANSWERS[gz2.GZ2_MERGER_INDEX].column,),
+        morphology_answers={"smooth": "smooth_or_features_smooth", "featured": "smooth_or_features_features_or_disk",
+                            "artifact": "smooth_or_features_star_or_artifact", "edge_on": "edgeon_yes",
+                            "face_on": "edgeon_no", "spiral": "spiral_spiral", "no_spiral": "spiral_no_spiral"},
         reference="Willett et al. 2013, MNRAS 435, 2835; Hart et al. 2016, MNRAS 461, 3663; galaxy_ray.schema",
     )
 

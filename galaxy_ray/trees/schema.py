@@ -114,6 +114,10 @@ class Schema:
         Likewise for published conditional (or, form ``"kaggle"``, cumulative) fraction columns.
     merger_answers : tuple of str
         :attr:`TreeAnswer.name` of the answers whose vote fraction defines a merger.
+    morphology_answers : dict of str to str
+        The answers the top-level morphology label is read from
+        (:func:`galaxy_ray.trees.morphology.tree_morphology`), by role: ``smooth``, ``featured``,
+        ``artifact`` (the first question), ``edge_on``, ``face_on``, ``spiral``, ``no_spiral``.
     reference : str
         Where the tree and the names come from.
     """
@@ -124,6 +128,7 @@ class Schema:
     count_forms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fraction_forms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     merger_answers: tuple[str, ...] = ()
+    morphology_answers: Mapping[str, str] = field(default_factory=dict)
     reference: str = ""
 
     @property
@@ -207,7 +212,7 @@ def build_schema(name: str, title: str, pairs: Sequence[tuple[str, Sequence[str]
     dependencies : mapping of question key to ``"{question}_{answer}"`` or None
         The answer leading to each question (galaxy-datasets' ``*_dependencies`` dicts).
     **fields
-        ``count_forms``, ``fraction_forms``, ``merger_answers``, ``reference``.
+        ``count_forms``, ``fraction_forms``, ``merger_answers``, ``morphology_answers``, ``reference``.
 
     Raises
     ------
@@ -226,6 +231,9 @@ def build_schema(name: str, title: str, pairs: Sequence[tuple[str, Sequence[str]
         questions.append(TreeQuestion(qkey, answers, None if parent_name is None else index_of[parent_name]))
         index_of.update({a.name: a.index for a in answers})
     schema = Schema(name, title, tuple(questions), **fields)
+    for role, answer in schema.morphology_answers.items():
+        if answer not in index_of:
+            raise ValueError(f"{name}: morphology answer {role}={answer!r} is not an answer of the tree")
     for form, columns in {**schema.count_forms, **schema.fraction_forms}.items():
         if len(columns) != n:
             raise ValueError(f"{name}: {form} names {len(columns)} columns for {n} answers")

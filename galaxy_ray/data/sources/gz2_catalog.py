@@ -47,7 +47,9 @@ IMAGE_COLUMN = "image"
 IMAGE_DIR = "images"
 #: Position columns, in the order looked for: degrees, then Hart et al.'s sexagesimal text.
 POSITION_COLUMNS = ((C.RA, C.DEC), ("rastring", "decstring"))
-_HART_VOTE = re.compile(r"^t\d\d_.*_a\d\d_.*_(count|weight|fraction|weighted_fraction|debiased|flag)$")
+#: Hart et al. per-answer columns left out of the cutout table; the ``_count`` columns are carried,
+#: for vote-count training (``--task votes --schema gz2``, :mod:`galaxy_ray.data.vote_counts`).
+_HART_VOTE = re.compile(r"^t\d\d_.*_a\d\d_.*_(weight|fraction|weighted_fraction|debiased|flag)$")
 
 
 def find_id_column(columns: list[str], uri: str, id_column: str | None = None) -> str:
