@@ -229,6 +229,8 @@ def _tiny_checkpoint(out: str, task: str = "gz2", size: int = 32, seed: int = 0)
     pre = PreprocessConfig(size)
     if task == "gz2":
         spec = model.ModelSpec.for_gz2("resnet18", pre)
+    elif task == "votes":
+        spec = model.ModelSpec.for_votes("resnet18", "decals-dr8", pre)
     else:
         spec = model.ModelSpec("resnet18", "classes", list(schema.GALAXY10_CLASSES), pre,
                                schema.GALAXY10_MERGER_CLASS)
@@ -243,5 +245,6 @@ def write_shards():
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint():
-    """``tiny_checkpoint(out, task="gz2", size=32, seed=0) -> uri``: an untrained ResNet-18 checkpoint."""
+    """``tiny_checkpoint(out, task="gz2", size=32, seed=0) -> uri``: an untrained ResNet-18 checkpoint
+    (task ``gz2``, ``votes`` on the GZ DESI tree, or ``classes`` on the Galaxy10 classes)."""
     return _tiny_checkpoint

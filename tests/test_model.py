@@ -127,7 +127,8 @@ def test_bad_inputs_are_one_line(tmp_path, capsys):
     (tmp_path / "text.pt").write_text("hello")
     cases = [
         (lambda: ModelSpec("resnet7", "gz2", list(schema.GZ2_KAGGLE_COLUMNS)), "--arch 'resnet7'"),
-        (lambda: ModelSpec("resnet18", "votes", ["a", "b"]), "--task 'votes'"),
+        (lambda: ModelSpec("resnet18", "counts", ["a", "b"]), "--task 'counts'"),
+        (lambda: ModelSpec("resnet18", "votes", ["a", "b"]), "needs its tree"),
         (lambda: ModelSpec("resnet18", "classes", ["a", "b"], PRE, "merger"), "--merger 'merger'"),
         (lambda: load_checkpoint(tmp_path / "other.pt"), "not a galaxy-ray checkpoint"),
         (lambda: load_checkpoint(tmp_path / "text.pt"), "not a PyTorch checkpoint"),
