@@ -44,9 +44,10 @@ def _pyplot():
 def plot_curves(history: Sequence[Mapping[str, Any]], uri: str, metric: str | None = None) -> None:
     """Training and validation loss per epoch, and the validation metric (``curves.png``)."""
     plt = _pyplot()
-    if metric is None:  # the metric that picked the best epoch
-        present = history[0] if history else {}
-        metric = next((m for m in ("val_rmse", "val_balanced_accuracy") if m in present), "val_accuracy")
+    present = history[0] if history else {}
+    if metric in (None, "val_loss"):  # the metric that picked the best epoch (votes: the loss, already drawn)
+        metric = next((m for m in ("val_rmse", "val_fraction_rmse", "val_balanced_accuracy") if m in present),
+                      "val_accuracy")
     epochs = [int(r["epoch"]) for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     ax1.plot(epochs, [float(r["train_loss"]) for r in history], "o-", label="training")

@@ -84,3 +84,36 @@ def test_count_columns_are_found_and_stacked():
         find_vote_columns(list(names), "gz2", "t.csv")
     with pytest.raises(GalaxyRayError, match="no Galaxy Zoo vote-count columns"):
         find_vote_columns(["object_id", "path"], None, "t.csv")
+
+
+@pytest.mark.parametrize("tree", ["gz2", "decals-dr5", "decals-dr8"])
+def test_every_tree_writes_galaxy_zoo_columns(tree):
+    from galaxy_ray.data.transforms import PreprocessConfig
+    from galaxy_ray.infer.writer import catalog_rows
+    from galaxy_ray.merger.rule import MergerRule
+    from galaxy_ray.model import ModelSpec, output_columns
+    from galaxy_ray.trees import get_schema
+
+    spec = ModelSpec.for_votes("resnet18", tree, PreprocessConfig(32))
+    schema = get_schema(tree)
+    rng = np.random.default_rng(1)
+    alpha = rng.uniform(1.0, 30.0, (5, len(schema.answers)))
+    fractions = np.concatenate([alpha[:, a:b] / alpha[:, a:b].sum(axis=1, keepdims=True) for a, b in schema.slices],
+                               axis=1).astype(np.float32)
+    batch = {"object_id": np.array([f"g{i}" for i in range(5)], dtype=object), "ra": np.linspace(10, 20, 5),
+             "dec": np.zeros(5), "error": np.array([None] * 5, dtype=object)}
+    rule = MergerRule(output=spec.merger, threshold=0.5, threshold_source="given")
+    df = catalog_rows(spec, output_columns(spec), batch, fractions, np.ones(5, bool), rule,
+                      concentrations=alpha).to_pandas()
+    assert list(df.columns[4:4 + len(schema.answers)]) == list(schema.fraction_columns)
+    for q in schema.questions:
+        np.testing.assert_allclose(df[[schema.fraction_columns[k] for k in q.indices]].sum(axis=1), 1.0, rtol=1e-5)
+    for q, column in zip(schema.questions, schema.proportion_asked_columns):
+        expected = np.ones(5)
+        for parent in schema.ancestors(q):  # the product of the parent answers' fractions, by hand
+            expected *= fractions[:, parent]
+        np.testing.assert_allclose(df[column], expected, rtol=1e-5)
+    merger = schema.answer_index(spec.merger)
+    merger_q = next(q for q in schema.questions if merger in q.indices)
+    asked = df[schema.proportion_asked_columns[schema.questions.index(merger_q)]]
+    np.testing.assert_allclose(df["p_merger"], fractions[:, merger] * asked, rtol=1e-5)
