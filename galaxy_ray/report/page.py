@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 
 from matplotlib.axes import Axes
@@ -77,10 +78,16 @@ class Report:
              colours: int | None = None) -> str:
         """Write ``fig`` as ``OUT/name`` (PNG; a palette of ``colours`` when given) and list it; returns its URI."""
         uri = storage.join(self.out, name)
+        self.say(f"drawing {name}")  # laying out a grid of 37 panels takes seconds
+        started = time.perf_counter()
         storage.write_bytes_atomic(uri, figure_png(fig, dpi=dpi, colours=colours))
-        self.figures.append((name, title, caption))
-        self.say(f"wrote {name}")
+        self.add(name, title, caption, f" in {time.perf_counter() - started:.0f} s")
         return uri
+
+    def add(self, name: str, title: str, caption: str = "", took: str = "") -> None:
+        """List ``OUT/name``, a figure already written there (by evaluate's plots, or copied from a run)."""
+        self.figures.append((name, title, caption))
+        self.say(f"wrote {name}{took}")
 
     def _summary_html(self) -> str:
         e = html.escape

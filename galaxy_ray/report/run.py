@@ -133,7 +133,7 @@ def _merger_figures(rep, run_dir: str) -> None:
         uri = storage.join(run_dir, name)
         if storage.exists(uri):
             storage.write_bytes_atomic(storage.join(rep.out, name), storage.read_bytes(uri))
-            rep.figures.append((name, title, caption))
+            rep.add(name, title, caption)
 
 
 @literal_text
@@ -149,10 +149,10 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
     GalaxyRayError
         ``config.json`` or ``validation_predictions.parquet`` is missing or unreadable.
     """
-    rep.say(f"run {run_dir}: curves")
+    rep.say(f"run {run_dir}: drawing {CURVES_PNG}")
     curves_from_csv(storage.join(run_dir, METRICS_CSV), storage.join(rep.out, CURVES_PNG))
-    rep.figures.append((CURVES_PNG, "Training and validation curves",
-                        "Loss per epoch (training, validation) and the validation metric; grey: frozen backbone."))
+    rep.add(CURVES_PNG, "Training and validation curves",
+            "Loss per epoch (training, validation) and the validation metric; grey: frozen backbone.")
     _merger_figures(rep, run_dir)
     config = _read_json(storage.join(run_dir, CONFIG_JSON))
     rep.summary += model_summary(run_dir, config)
@@ -171,9 +171,10 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
     rep.notes.append(f"run {run_dir}: task {task}, {len(ids)} validation galaxies")
     if task != "gz2":
         metrics = classes_metrics(y_true.argmax(axis=1), y_pred, names)
+        rep.say(f"drawing {CONFUSION_PNG}")
         plot_confusion(metrics, storage.join(rep.out, CONFUSION_PNG))
-        rep.figures.append((CONFUSION_PNG, "Confusion matrix",
-                            "Validation galaxies, rows normalised by the true class; counts in the cells."))
+        rep.add(CONFUSION_PNG, "Confusion matrix",
+                "Validation galaxies, rows normalised by the true class; counts in the cells.")
     else:
         _predicted_vs_true(rep, columns, y_true, y_pred)
     _prediction_histograms(rep, columns, y_true, y_pred, task)
