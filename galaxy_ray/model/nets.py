@@ -21,6 +21,7 @@ from torch import nn
 from galaxy_ray import schema
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import layout
+from galaxy_ray.model.hub import hub_state, is_hub_weights
 from galaxy_ray.model.spec import ARCHS, ModelSpec
 from galaxy_ray.model.torchfile import CHECKPOINT_FORMAT, read_torch
 
@@ -216,21 +217,35 @@ def load_weights(model: nn.Module, weights: str | None, spec: ModelSpec) -> None
     Parameters
     ----------
     weights : str or None
-        ``none``, ``imagenet``, or a path/URI to a torchvision ResNet state dict
-        or to one of our checkpoints (file or run directory).  Backbone
-        weights always load; a head loads too when its shape matches (same
-        task and outputs).
+        ``none``, ``imagenet``, ``hf-hub:OWNER/NAME`` (or ``hf_hub:``), or a
+        path/URI to a torchvision ResNet state dict or to one of our
+        checkpoints (file or run directory).  Backbone weights always load; a
+        head loads too when its shape matches (same task and outputs).
+
+    Notes
+    -----
+    ``hf-hub:OWNER/NAME`` starts from a timm ResNet encoder on the Hugging Face
+    hub, such as Zoobot's ``hf-hub:mwalmsley/zoobot-encoder-resnet18`` (``--arch
+    resnet18``) or ``-resnet50``: its ``config.json`` must name ``spec.arch``,
+    and its ``model.safetensors`` (or ``pytorch_model.bin``) loads into the
+    torchvision backbone without timm (the names match; see
+    :mod:`galaxy_ray.model.hub`).  The files come from the hub when it is
+    reachable and from the Hugging Face cache (``HF_HUB_CACHE``, default
+    ``~/.cache/huggingface/hub``) when it is not or ``HF_HUB_OFFLINE=1``.
 
     Raises
     ------
     GalaxyRayError
-        Missing or unreadable file, another architecture, or weights that do
-        not fit the backbone.
+        Missing or unreadable file, hub files neither reachable nor cached,
+        another architecture, or weights that do not fit the backbone.
     """
     net = unwrap(model)
     if weights in (None, "", "none"):
         return
-    state = _imagenet_state(spec.arch) if weights == "imagenet" else _file_state(net, weights, spec)
+    if is_hub_weights(weights):
+        state = hub_state(weights, spec.arch, net.backbone.state_dict())
+    else:
+        state = _imagenet_state(spec.arch) if weights == "imagenet" else _file_state(net, weights, spec)
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     if state and all(k.startswith("backbone.") for k in state):
         state = {k[len("backbone."):]: v for k, v in state.items()}
