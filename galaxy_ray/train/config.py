@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "whose vote-count columns the source has")
     p.add_argument("--label-column", help="target column (default: votes for gz2, label for classes)")
     p.add_argument("--arch", help="resnet18 (default), resnet34 or resnet50")
-    p.add_argument("--weights", help="starting weights: none (default), imagenet, hf-hub:OWNER/NAME (a timm ResNet encoder, e.g. Zoobot's hf-hub:mwalmsley/zoobot-encoder-resnet18; cached for offline use), or PATH (state dict / our checkpoint)")
+    p.add_argument("--weights", help="starting weights: none (default), imagenet, hf-hub:OWNER/NAME (timm ResNet encoder, e.g. "
+                   "hf-hub:mwalmsley/zoobot-encoder-resnet18; HF cache offline), or PATH (state dict / our checkpoint)")
     p.add_argument("--image-size", type=int, help=f"model input side in pixels (default {D.image_size})")
     p.add_argument("--crop-fraction", type=float, help=f"centre crop kept before resizing (default {D.crop_fraction})")
     p.add_argument("--augment",
