@@ -107,10 +107,13 @@ def _fetch(weights: str, repo: str, revision: str | None, filename: str) -> str 
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
+    # the environment as it is now (see the module's docstring); HF_ENDPOINT names a mirror
+    endpoint, offline = os.environ.get("HF_ENDPOINT") or None, hub_offline()
+    if not offline:
+        _probe(repo, revision, filename, endpoint)
     try:
-        # the environment as it is now (see the module's docstring); HF_ENDPOINT names a mirror
         return hf_hub_download(repo, filename, revision=revision, cache_dir=hub_cache_dir(),
-                               local_files_only=hub_offline(), endpoint=os.environ.get("HF_ENDPOINT") or None)
+                               local_files_only=offline, endpoint=endpoint)
     except GatedRepoError:
         raise GalaxyRayError(f"--weights {weights}: {repo} is gated; accept its terms on huggingface.co "
                              "and log in with `hf auth login`") from None
@@ -126,6 +129,27 @@ def _fetch(weights: str, repo: str, revision: str | None, filename: str) -> str 
     except Exception as exc:  # other HTTP errors, a full disk, a broken cache entry
         raise GalaxyRayError(f"--weights {weights}: cannot fetch {filename} of {repo} "
                              f"({one_line(exc)[:200]})") from None
+
+
+def _probe(repo: str, revision: str | None, filename: str, endpoint: str | None) -> None:
+    """Raise _NotCached at once for a file neither cached nor reachable.
+
+    hf_hub_download retries an unreachable hub five times with backoff (about 20 s, and a
+    warning each time) before it says a file that is not cached cannot be had; one HEAD
+    without retries tells the same sooner.  A cached file needs no probe: hf_hub_download
+    falls back to it after one failed HEAD, without retrying.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(try_to_load_from_cache(repo, filename, cache_dir=hub_cache_dir(), revision=revision), str):
+        return
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, filename, revision=revision, endpoint=endpoint), endpoint=endpoint)
+    except HfHubHTTPError:
+        return  # the hub answered (no such repository or file, gated...): hf_hub_download says which
+    except Exception:  # no connection, DNS, timeout, proxy: the hub is not reachable
+        raise _NotCached(filename) from None
 
 
 def _config_file(weights: str, repo: str, revision: str | None) -> str:

@@ -126,7 +126,6 @@ def test_unreachable_hub_falls_back_to_the_cache(hub_cache, monkeypatch):
     torch.testing.assert_close(net.backbone.conv1.weight, encoder.conv1.weight)
 
 
-@pytest.mark.slow  # huggingface_hub retries an unreachable hub with backoff (about 20 s) before giving up
 def test_unreachable_hub_without_cache_says_so(hub_cache, monkeypatch):
     from huggingface_hub import constants
 
