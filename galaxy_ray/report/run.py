@@ -1,8 +1,16 @@
-"""Report figures of a training run: curves, confusion matrix or predicted versus true, top galaxies."""
+"""Report figures of a training run: curves, confusion matrix or predicted versus true, top galaxies.
+
+What the predictions are depends on the run's task: gz2, the 37 cumulative vote fractions against the
+labels; classes, class probabilities against one-hot labels (a confusion matrix); votes, a Galaxy Zoo
+tree's expected conditional fractions against the vote *counts* that ``validation_predictions.parquet``
+holds as ``y_true``, which the figures turn into the volunteers' observed fractions and show only for
+galaxies with a vote on each question, as :func:`galaxy_ray.evaluate.votes_metrics` scores them.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,15 +21,15 @@ from galaxy_ray.io import storage
 from galaxy_ray.io.layout import (CONFIG_JSON, CONFUSION_PNG, CURVES_PNG, METRICS_CSV, PRECISION_RECALL_PNG,
                                   RELIABILITY_PNG, VALIDATION_PREDICTIONS)
 from galaxy_ray.report.images import highest, images_for, plot_image_grid
-from galaxy_ray.report.page import Report, literal_text, panel_grid
+from galaxy_ray.report.page import Report, literal_text, panel_grid, short
 from galaxy_ray.report.style import PANEL_FONT, TITLE_FONT, hist_weights, log_norm, panel_title, plain_log_ticks
 from galaxy_ray.report.summary import model_summary
-from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, GZ2_KAGGLE_COLUMNS, CatalogColumns as C
+from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, CatalogColumns as C
+from galaxy_ray.trees import Schema, get_schema
+from galaxy_ray.trees.dirichlet import question_totals
+from galaxy_ray.trees.fractions import observed_fractions
 
 __all__ = ["read_predictions", "run_figures"]
-
-#: The confusion matrix figure of a classes run.
-
 
 def _read_json(uri: str) -> dict:
     try:
@@ -58,55 +66,98 @@ def read_predictions(uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, matrix("y_true"), matrix("y_pred")
 
 
-def _predicted_vs_true(rep: Report, columns: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> None:
-    """One hexbin panel per GZ2 answer, with the 1:1 line and the answer's RMSE, on one shared colour scale."""
-    fig, axes = panel_grid(len(columns), 2.6, layout="constrained")
-    counts = [np.histogram2d(y_true[:, i], y_pred[:, i], bins=15, range=((0, 1), (0, 1)))[0].max()
-              for i in range(len(columns))]
+@dataclass(frozen=True)
+class _Task:
+    """How a run's outputs read in its figures: panel titles, the true values and which of them count.
+
+    ``true`` is (N, K): the labels (gz2, classes) or, for votes, the observed conditional fractions;
+    ``counted`` is (N, K) bool: a votes run's galaxies with at least one vote on the answer's question.
+    """
+
+    name: str
+    #: Row labels of the image grid: the output columns, or a votes run's ``question: answer``.
+    labels: list[str]
+    true: np.ndarray
+    counted: np.ndarray
+    tree: Schema | None = None
+
+    @property
+    def titles(self) -> list[str]:
+        """Panel titles, two short lines each (votes: the question, then the answer)."""
+        if self.tree is not None:
+            return [f"{short(a.question, 30)}:\n{short(a.key, 30)}" for a in self.tree.answers]
+        return [panel_title(label) for label in self.labels]
+
+    @property
+    def values(self) -> str:
+        return {"gz2": "vote fraction", "votes": "conditional vote fraction"}.get(self.name, "probability")
+
+
+def _predicted_vs_true(rep: Report, task: _Task, y_pred: np.ndarray) -> None:
+    """One hexbin panel per answer, with the 1:1 line and the answer's RMSE, on one shared colour scale.
+
+    votes: only the galaxies with a vote on the answer's question (``task.counted``), against their
+    observed conditional fraction; the RMSE over them is the panel's share of ``votes_metrics``'s.
+    """
+    n = len(task.labels)
+    fig, axes = panel_grid(n, 2.6, layout="constrained")
+    pairs = [(task.true[task.counted[:, i], i], y_pred[task.counted[:, i], i]) for i in range(n)]
+    counts = [np.histogram2d(t, p, bins=15, range=((0, 1), (0, 1)))[0].max() for t, p in pairs]
     norm = log_norm(max(counts, default=1))
     hb = None
-    for i, (ax, name) in enumerate(zip(axes, columns)):
-        hb = ax.hexbin(y_true[:, i], y_pred[:, i], gridsize=15, extent=(0, 1, 0, 1), mincnt=1, cmap="viridis",
-                       norm=norm)
+    votes = task.name == "votes"
+    for ax, title, (t, p) in zip(axes, task.titles, pairs):
+        hb = ax.hexbin(t, p, gridsize=15, extent=(0, 1, 0, 1), mincnt=1, cmap="viridis", norm=norm)
         ax.plot([0, 1], [0, 1], "r-", lw=0.8)
-        rmse = float(np.sqrt(np.mean((y_true[:, i] - y_pred[:, i]) ** 2)))
-        ax.set_title(f"{panel_title(name)}  (RMSE {rmse:.3f})", fontsize=TITLE_FONT)
+        rmse = f"RMSE {np.sqrt(np.mean((t - p) ** 2)):.3f}" if len(t) else "no votes"
+        # votes: a third line, with the number of galaxies that had a vote on the question
+        ax.set_title(f"{title}\n{rmse} ({len(t)} galaxies)" if votes else f"{title}  ({rmse})", fontsize=TITLE_FONT)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("true fraction", fontsize=PANEL_FONT)
+        ax.set_xlabel("observed fraction" if votes else "true fraction", fontsize=PANEL_FONT)
         ax.set_ylabel("predicted fraction", fontsize=PANEL_FONT)
         ax.tick_params(labelsize=PANEL_FONT - 1)
     if hb is not None:
         bar = fig.colorbar(hb, ax=axes, shrink=0.5, aspect=40, label="validation galaxies per hexagon (log scale)")
         plain_log_ticks(bar.ax.yaxis)
-    rep.save(fig, "predicted_vs_true.png", "Predicted versus true vote fractions",
-             "Validation galaxies, one panel per GZ2 answer: true against predicted cumulative vote fraction, "
-             "hexagons coloured by their count on one log scale (colour bar); red: the 1:1 line.")
+    if votes:
+        title = "Predicted versus observed conditional vote fractions"
+        caption = (f"Validation galaxies, one panel per answer of the {task.tree.title} tree: the volunteers' "
+                   "conditional vote fraction (the answer's votes over its question's) against the model's "
+                   "expected fraction, for the galaxies with at least one vote on the question (the RMSE over "
+                   "them and their number under each title); hexagons coloured by their count on one log scale "
+                   "(colour bar); red: the 1:1 line.")
+    else:
+        title = "Predicted versus true vote fractions"
+        caption = ("Validation galaxies, one panel per GZ2 answer: true against predicted cumulative vote fraction, "
+                   "hexagons coloured by their count on one log scale (colour bar); red: the 1:1 line.")
+    rep.save(fig, "predicted_vs_true.png", title, caption)
 
 
-def _prediction_histograms(rep: Report, columns: list[str], y_true: np.ndarray, y_pred: np.ndarray,
-                           task: str) -> None:
-    """Histograms of each output's predictions against the true values, as fractions of the galaxies."""
-    fig, axes = panel_grid(len(columns), 2.4, layout="constrained")
+def _prediction_histograms(rep: Report, task: _Task, y_pred: np.ndarray) -> None:
+    """Histograms of each output's predictions against the true values, as fractions of the galaxies counted."""
+    fig, axes = panel_grid(len(task.labels), 2.4, layout="constrained")
     bins = np.linspace(0, 1, 21)
-    what = "vote fraction" if task == "gz2" else "probability"
-    weights = hist_weights(y_true)
-    for i, (ax, name) in enumerate(zip(axes, columns)):
-        ax.hist(y_true[:, i], bins=bins, weights=weights, color="0.75", label="true")
-        ax.hist(y_pred[:, i], bins=bins, weights=weights, histtype="step", color="C3", lw=1.2, label="predicted")
-        ax.set_title(panel_title(name), fontsize=TITLE_FONT)
-        ax.set_xlabel(what, fontsize=PANEL_FONT)
+    for i, (ax, title) in enumerate(zip(axes, task.titles)):
+        t, p = task.true[task.counted[:, i], i], y_pred[task.counted[:, i], i]
+        weights = hist_weights(t)
+        ax.hist(t, bins=bins, weights=weights, color="0.75", label="observed" if task.name == "votes" else "true")
+        ax.hist(p, bins=bins, weights=weights, histtype="step", color="C3", lw=1.2, label="predicted")
+        ax.set_title(title, fontsize=TITLE_FONT)
+        ax.set_xlabel(task.values, fontsize=PANEL_FONT)
         ax.set_ylabel("fraction of galaxies", fontsize=PANEL_FONT)
         ax.tick_params(labelsize=PANEL_FONT - 1)
     axes[0].legend(fontsize=PANEL_FONT)
-    plural = "vote fractions" if task == "gz2" else "class probabilities"
+    plural = {"gz2": "vote fractions", "votes": "conditional vote fractions"}.get(task.name, "class probabilities")
+    which = ("the validation galaxies with a vote on the answer's question (observed: the volunteers' fractions)"
+             if task.name == "votes" else "the validation galaxies")
     rep.save(fig, "prediction_histograms.png", f"Histograms of predicted {plural}",
-             f"Predicted {plural} (red) against the true values (grey) of the validation galaxies, each bar "
+             f"Predicted {plural} (red) against the true values (grey) of {which}, each bar "
              "the fraction of them in its bin of width 0.05.")
 
 
-def _top_predictions(rep: Report, columns: list[str], ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                     source: str | None, top: int, source_options: dict | None = None) -> None:
+def _top_predictions(rep: Report, task: _Task, ids: np.ndarray, y_pred: np.ndarray, source: str | None, top: int,
+                     source_options: dict | None = None) -> None:
     """The ``top`` galaxies with the highest prediction of each output, predicted and true value under each."""
     best = highest(y_pred, top)
     images = {}
@@ -115,11 +166,37 @@ def _top_predictions(rep: Report, columns: list[str], ids: np.ndarray, y_true: n
             images = images_for(source, {str(ids[j]) for j in best.ravel()}, source_options)
         except GalaxyRayError as exc:
             rep.notes.append(f"images of the top galaxies not shown: {exc}")
-    rows = [(name, [(str(ids[j]), f"{y_pred[j, i]:.2f} / {y_true[j, i]:.2f}") for j in best[i]])
-            for i, name in enumerate(columns)]
+
+    def text(j: int, i: int) -> str:
+        true = f"{task.true[j, i]:.2f}" if task.counted[j, i] else "no votes"
+        return f"{y_pred[j, i]:.2f} / {true}"
+
+    rows = [(label, [(str(ids[j]), text(j, i)) for j in best[i]]) for i, label in enumerate(task.labels)]
+    true = "the observed conditional fraction" if task.name == "votes" else "the true value"
     plot_image_grid(rep, rows, images, "top_predictions.png", "Top galaxies per answer or class",
                     f"The {top} validation galaxies with the highest predicted value of each output, "
-                    "with the predicted / the true value above each image.")
+                    f"with the predicted / {true} above each image.")
+
+
+def _votes_task(run_dir: str, spec: dict, counts: np.ndarray) -> _Task:
+    """A votes run's outputs: its tree's answers, the observed fractions of ``counts`` and who voted.
+
+    Raises
+    ------
+    GalaxyRayError
+        ``spec`` names no known tree, or the predictions have another number of answers.
+    """
+    try:
+        tree = get_schema(spec.get("tree"))
+    except GalaxyRayError as exc:
+        raise GalaxyRayError(f"{storage.join(run_dir, CONFIG_JSON)}: a votes run without a known tree "
+                             f"(spec.tree {spec.get('tree')!r}): {exc}") from None
+    if counts.shape[1] != len(tree.answers):
+        raise GalaxyRayError(f"{storage.join(run_dir, VALIDATION_PREDICTIONS)}: {counts.shape[1]} values per row, "
+                             f"but the {tree.title} tree of this votes run has {len(tree.answers)} answers")
+    voted = question_totals(np.nan_to_num(counts), tree) > 0  # votes_metrics counts the same (galaxy, answer)s
+    return _Task("votes", [f"{a.question}: {a.key}" for a in tree.answers], observed_fractions(counts, tree),
+                 voted, tree)
 
 
 def _merger_figures(rep, run_dir: str) -> None:
@@ -139,15 +216,17 @@ def _merger_figures(rep, run_dir: str) -> None:
 @literal_text
 def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int = 4,
                 source_options: dict | None = None) -> None:
-    """Curves, confusion matrix, predicted vs true, top images and prediction histograms of a run.
+    """Curves, confusion matrix or predicted vs true, top images and prediction histograms of a run.
 
+    A votes run's predicted vs true figure is of its tree's conditional fractions (see the module).
     Images come from ``source``, else from the source in the run's ``config.json``, opened with
     ``source_options`` (:func:`galaxy_ray.data.sources.source_options`).
 
     Raises
     ------
     GalaxyRayError
-        ``config.json`` or ``validation_predictions.parquet`` is missing or unreadable.
+        ``config.json`` or ``validation_predictions.parquet`` is missing or unreadable, or a votes
+        run names no known tree or has predictions of another width.
     """
     rep.say(f"run {run_dir}: drawing {CURVES_PNG}")
     curves_from_csv(storage.join(run_dir, METRICS_CSV), storage.join(rep.out, CURVES_PNG))
@@ -160,24 +239,32 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
     task = spec.get("task") or config.get("config", {}).get("task", "gz2")
     names = list(spec.get("output_names") or config.get("output_columns") or [])
     ids, y_true, y_pred = read_predictions(storage.join(run_dir, VALIDATION_PREDICTIONS))
-    ok = ~(np.isnan(y_pred).any(axis=1) | np.isnan(y_true).any(axis=1)) if y_pred.size else np.zeros(0, bool)
+    # a votes run's y_true holds vote counts (NaN counts as none); a row is unusable only when all are NaN
+    bad_true = np.isnan(y_true).all(axis=1) if task == "votes" else np.isnan(y_true).any(axis=1)
+    ok = ~(np.isnan(y_pred).any(axis=1) | bad_true) if y_pred.size else np.zeros(0, bool)
     ids, y_true, y_pred = ids[ok], y_true[ok], y_pred[ok]
     if not len(ids):
         rep.notes.append(f"{run_dir}: no validation predictions; prediction figures skipped")
         return
-    if len(names) != y_pred.shape[1]:
-        names = [f"output {i}" for i in range(y_pred.shape[1])]
-    columns = list(GZ2_ANSWER_COLUMNS) if task == "gz2" and len(names) == len(GZ2_ANSWER_COLUMNS) else names
     rep.notes.append(f"run {run_dir}: task {task}, {len(ids)} validation galaxies")
-    if task != "gz2":
-        metrics = classes_metrics(y_true.argmax(axis=1), y_pred, names)
-        rep.say(f"drawing {CONFUSION_PNG}")
-        plot_confusion(metrics, storage.join(rep.out, CONFUSION_PNG))
-        rep.add(CONFUSION_PNG, "Confusion matrix",
-                "Validation galaxies, rows normalised by the true class; counts in the cells.")
+    if task == "votes":
+        outputs = _votes_task(run_dir, spec, y_true)
+        rep.notes[-1] += f" (tree {outputs.tree.name})"
+        _predicted_vs_true(rep, outputs, y_pred)
     else:
-        _predicted_vs_true(rep, columns, y_true, y_pred)
-    _prediction_histograms(rep, columns, y_true, y_pred, task)
+        if len(names) != y_pred.shape[1]:
+            names = [f"output {i}" for i in range(y_pred.shape[1])]
+        columns = list(GZ2_ANSWER_COLUMNS) if task == "gz2" and len(names) == len(GZ2_ANSWER_COLUMNS) else names
+        outputs = _Task(task, columns, y_true, np.ones(y_true.shape, dtype=bool))
+        if task == "gz2":
+            _predicted_vs_true(rep, outputs, y_pred)
+        else:
+            metrics = classes_metrics(y_true.argmax(axis=1), y_pred, names)
+            rep.say(f"drawing {CONFUSION_PNG}")
+            plot_confusion(metrics, storage.join(rep.out, CONFUSION_PNG))
+            rep.add(CONFUSION_PNG, "Confusion matrix",
+                    "Validation galaxies, rows normalised by the true class; counts in the cells.")
+    _prediction_histograms(rep, outputs, y_pred)
     rep.say(f"reading the top galaxies' cutouts from {source or config.get('config', {}).get('source')}")
-    _top_predictions(rep, columns, ids, y_true, y_pred, source or config.get("config", {}).get("source"), top,
+    _top_predictions(rep, outputs, ids, y_pred, source or config.get("config", {}).get("source"), top,
                      source_options)
