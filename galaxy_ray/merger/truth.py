@@ -240,6 +240,9 @@ def operating_summary(merger: Mapping[str, Any]) -> str:
     """One line: threshold, precision and recall with intervals, truth."""
     if "threshold" not in merger:
         return f"no merger operating point ({merger.get('reason', 'not measured')})"
+    if "precision_interval" not in merger:  # a fallback threshold, set where validation could not choose one
+        return (f"mergers at p_merger >= {format_threshold(merger['threshold'])}, not chosen on validation "
+                f"({merger.get('reason', 'not measured')})")
     pi, ri = merger["precision_interval"], merger["recall_interval"]
     return (f"mergers at p_merger >= {format_threshold(merger['threshold'])} ({merger['rule']}): precision "
             f"{merger['precision']:.2f} [{pi[0]:.2f}, {pi[1]:.2f}], recall {merger['recall']:.2f} "
