@@ -1,0 +1,766 @@
+"""Benchmark: survey scale.  The data plane of ``galaxy-ray infer`` on N tiny cutouts, then HATS and a cone search.
+
+The cutouts are small (16 px by default, the smallest image size a model
+takes) so that the network's cost is not what is measured: reading shards,
+decoding, the hand-off to the model actors, the catalog writer, resuming,
+memory and the object store are.  In one run:
+
+1. **Inputs.**  N synthetic cutouts written straight from numpy into packed
+   shards (the shard contract of ``docs/contracts.md``: the cutout table plus
+   ``error``, zstd Parquet, ``pack --image-size`` provenance in the footer, so
+   the pixels count as model-sized and skip the resize), by a pool of
+   processes; no image files.  The N/10 input is the first tenth of those
+   shards (hard links).  A randomly initialised ResNet-18 checkpoint at the
+   same size (the weights do not change the speed).
+2. **Bare loop.**  In this process: read shards of the N input with pyarrow,
+   ``transforms.preprocess_batch`` (the pipeline's code) and the model, batch
+   after batch, over a sample of ``--bare-rows`` rows; run before and after
+   the timed pipeline runs, and the mean is the baseline.
+3. **Pipeline.**  ``galaxy-ray infer`` as a subprocess (it starts its own local
+   Ray, so the driver, the GCS, the raylet and every worker and actor are its
+   descendants) on the N/10 input and then on the N input.  A thread polls
+   the process tree once a second: peak RSS of the driver, of the Ray
+   workers and actors (summed, and the largest one), of Ray's own processes,
+   and the Pss of the whole tree (shared object-store pages counted once);
+   the first published ``part-*.parquet`` (time to the first catalog part);
+   and the bytes in the session's spill directory.  After the run the
+   raylet's log gives Ray's own count of spilled bytes.
+4. **Kill and resume.**  The N run again into a new catalog (``--kill-run
+   separate``, the default; ``main`` kills and resumes the timed N run
+   itself, so that N is processed once: its time and peaks then span both
+   processes), killed with SIGKILL to its process group (its own pgid: it is
+   started in a new session) once ``--kill-after`` of its files are
+   published, then rerun with the same command; the catalog must hold exactly
+   N rows with N unique ``object_id``.
+5. **HATS and a cone search.**  ``galaxy-ray hats`` of the N catalog, then
+   ``galaxy-ray query --cone`` on the HATS collection and on the plain catalog
+   (subprocess wall time, imports included) and ``galaxy_ray.api.cone``
+   in-process; each answer's count is checked against a brute-force count over
+   the generated positions.
+
+The last line of output is one JSON object with all the figures::
+
+    python jobs/bench_scale.py --n 20000
+    nice -n 10 python jobs/bench_scale.py --kill-run main      # N = 1,000,000
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from galaxy_ray.cli import run_entry_point  # noqa: E402
+
+MIB = 1 << 20
+#: Cone of the search, ICRS degrees.
+CONE = (180.0, 30.0, 2.0)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _shard_pixels(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """``n`` elliptical exponential blobs with noise, uint8 (n, size, size, 3), vectorised."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - (size - 1) / 2.0
+    angle = rng.uniform(0, np.pi, n).astype(np.float32)[:, None, None]
+    q = rng.uniform(0.3, 1.0, n).astype(np.float32)[:, None, None]
+    scale = rng.uniform(0.08, 0.25, n).astype(np.float32)[:, None, None] * size
+    c, s = np.cos(angle), np.sin(angle)
+    u = xx * c + yy * s
+    v = (-xx * s + yy * c) / q
+    r = np.sqrt(u * u + v * v) / scale
+    light = np.exp(-r)[..., None] * rng.uniform(0.5, 1.0, (n, 1, 1, 3)).astype(np.float32)
+    light += rng.normal(0.0, 0.03, light.shape).astype(np.float32)
+    return (np.clip(light, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _write_shard(args: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Write shard ``k`` of the input (runs in a pool process); its (ra, dec) in degrees."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from galaxy_ray.data.sources import CUTOUT_SCHEMA
+    from galaxy_ray.data.sources.shards import PACK_METADATA_KEY, PIXELS_KEY
+    from galaxy_ray.io import layout, storage
+    from galaxy_ray.schema import CatalogColumns as C
+
+    out, k, first, n, size, seed = args
+    rng = np.random.default_rng([seed, k])
+    ra = rng.uniform(0.0, 360.0, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, n)))  # uniform on the sphere
+    images = []
+    for rgb in _shard_pixels(rng, n, size):
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)  # as pack --image-size stores them
+        images.append(buf.getvalue())
+    ids = [f"scale-{i:09d}" for i in range(first, first + n)]
+    table = pa.Table.from_pydict({
+        C.OBJECT_ID: ids, C.RA: ra, C.DEC: dec, C.IMAGE: images,
+        C.SOURCE: [f"bench_scale(seed={seed})[{i}]" for i in range(first, first + n)],
+        C.VOTES: pa.nulls(n, pa.list_(pa.float32())), C.LABEL: pa.nulls(n, pa.string()),
+    }, schema=CUTOUT_SCHEMA).append_column(C.ERROR, pa.nulls(n, pa.string()))
+    pixels = {"image_size": size, "crop_fraction": 1.0, "stored_size": size}
+    provenance = {"source": f"bench_scale(seed={seed})", "format": "synthetic", "shard": k, "first_row": first,
+                  "rows": n, PIXELS_KEY: pixels}
+    table = table.replace_schema_metadata({PACK_METADATA_KEY: json.dumps(provenance).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    storage.write_bytes_atomic(os.path.join(out, layout.part_name(k)), sink.getvalue().to_pybytes())
+    return ra, dec
+
+
+def make_inputs(workdir: Path, n: int, size: int, rows_per_shard: int, seed: int, workers: int) -> dict:
+    """The N input (shards written from numpy in ``workers`` processes) and its first tenth (hard links)."""
+    big, small = workdir / "shards_n", workdir / "shards_n10"
+    for d in (big, small):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    jobs = [(str(big), k, first, min(rows_per_shard, n - first), size, seed)
+            for k, first in enumerate(range(0, n, rows_per_shard))]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        positions = list(pool.map(_write_shard, jobs))
+    seconds = time.perf_counter() - t0
+    tenth = max(1, len(jobs) // 10)
+    for k in range(tenth):
+        name = f"part-{k:05d}.parquet"
+        os.link(big / name, small / name)
+    ra = np.concatenate([p[0] for p in positions])
+    dec = np.concatenate([p[1] for p in positions])
+    return dict(big=str(big), small=str(small), shards=len(jobs), shards_n10=tenth,
+                rows_n10=sum(j[3] for j in jobs[:tenth]), seconds=seconds, ra=ra, dec=dec,
+                bytes=sum(f.stat().st_size for f in big.glob("*.parquet")))
+
+
+def make_checkpoint(workdir: Path, arch: str, image_size: int) -> str:
+    """A randomly initialised GZ2 model (weights do not change the speed), as bench_infer builds one."""
+    import torch
+
+    from galaxy_ray import model as model_mod
+    from galaxy_ray.data.transforms import PreprocessConfig
+
+    torch.manual_seed(0)
+    spec = model_mod.ModelSpec.for_gz2(arch, PreprocessConfig(image_size, crop_fraction=1.0))
+    return model_mod.save_checkpoint(str(workdir / "model.pt"), model_mod.build_model(spec), spec)
+
+
+# --------------------------------------------------------------------------- bare loop
+
+
+def bare_loop(checkpoint: str, shards: str, batch_size: int, max_rows: int) -> tuple[int, float, float]:
+    """Read, decode, preprocess and classify up to ``max_rows`` packed cutouts in this process.
+
+    Returns (rows, wall seconds, CPU seconds of this process, all its threads).
+    """
+    import pyarrow.parquet as pq
+
+    from galaxy_ray import model as model_mod
+    from galaxy_ray.data.transforms import preprocess_batch
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    model, spec = model_mod.load_checkpoint(checkpoint, map_location="cpu")
+    rows = 0
+    for shard in sorted(Path(shards).glob("*.parquet")):
+        if rows >= max_rows:
+            break
+        table = pq.read_table(shard, columns=["object_id", "image", "source"])
+        for start in range(0, table.num_rows, batch_size):
+            part = table.slice(start, batch_size)
+            batch = {k: np.array(part[k].to_pylist(), dtype=object) for k in part.column_names}
+            model_mod.predict_numpy(model, preprocess_batch(batch, spec.preprocess)["pixels"])
+            rows += part.num_rows
+    return rows, time.perf_counter() - t0, time.process_time() - cpu0
+
+
+# --------------------------------------------------------------------------- watching a run
+
+
+def _children_map() -> dict[int, list[int]]:
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    return parents
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants."""
+    parents, out, todo = _children_map(), [root], [root]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _kib_field(text: str, name: str) -> int:
+    for line in text.splitlines():
+        if line.startswith(name):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class RunWatcher:
+    """Polls a subprocess's process tree and its output directory in a thread (see the module docstring)."""
+
+    def __init__(self, proc: subprocess.Popen, out: str, interval_s: float = 1.0) -> None:
+        self.proc, self.out, self.interval_s = proc, out, interval_s
+        self.t0 = time.perf_counter()
+        self.peak = dict(driver_rss=0, workers_rss=0, worker_rss_max=0, ray_system_rss=0, tree_rss=0, tree_pss=0,
+                         spill_dir_bytes=0, workers=0)
+        self.first_part_s: float | None = None  # the first part this run published (not one already there)
+        self.parts = 0
+        self._already = set(_part_names(out))
+        self.session_dir: str | None = None
+        self.last_tree: list[int] = []
+        #: CPU seconds (user + system) of every process of the tree, as last seen: on a shared machine the
+        #: tree's CPU time per row is a steadier figure than its wall time
+        self.cpu_s: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "RunWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        tree = process_tree(self.proc.pid)
+        self.last_tree = tree
+        figures = dict(driver_rss=0, workers_rss=0, worker_rss_max=0, ray_system_rss=0, tree_rss=0, tree_pss=0,
+                       workers=0)
+        for pid in tree:
+            self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), _cpu_seconds(pid))
+            rss = _kib_field(_read(f"/proc/{pid}/status"), "VmRSS:")
+            pss = _kib_field(_read(f"/proc/{pid}/smaps_rollup"), "Pss:")
+            cmd = _read(f"/proc/{pid}/cmdline").replace("\0", " ")
+            figures["tree_rss"] += rss
+            figures["tree_pss"] += pss
+            if pid == self.proc.pid:
+                figures["driver_rss"] = rss
+            elif cmd.startswith("ray::"):  # Ray's workers and actors name themselves ray::<task or actor>
+                figures["workers_rss"] += rss
+                figures["worker_rss_max"] = max(figures["worker_rss_max"], rss)
+                figures["workers"] += 1
+            else:
+                figures["ray_system_rss"] += rss
+                if self.session_dir is None and "raylet" in cmd and "--session_dir=" in cmd:
+                    self.session_dir = cmd.split("--session_dir=", 1)[1].split()[0]
+        if self.session_dir:
+            figures["spill_dir_bytes"] = _spill_dir_bytes(self.session_dir)
+        for k, v in figures.items():
+            self.peak[k] = max(self.peak[k], v)
+        names = _part_names(self.out)
+        self.parts = len(names)
+        if self.first_part_s is None and set(names) - self._already:
+            self.first_part_s = time.perf_counter() - self.t0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval_s)
+
+
+def _part_names(out: str) -> list[str]:
+    try:
+        return [p for p in os.listdir(out) if p.startswith("part-") and p.endswith(".parquet")]
+    except OSError:
+        return []
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (``/proc/<pid>/stat`` fields 14-15; 0 when it is gone)."""
+    try:
+        fields = _read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError):
+        return 0.0
+
+
+def _spill_dir_bytes(session_dir: str) -> int:
+    """Bytes in the session's spill directories (Ray spills to ``<session>/ray_spilled_objects*`` by default)."""
+    total = 0
+    try:
+        entries = [e for e in os.listdir(session_dir) if e.startswith("ray_spilled_objects")]
+    except OSError:
+        return 0
+    for e in entries:
+        for dirpath, _, files in os.walk(os.path.join(session_dir, e)):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(dirpath, f))
+                except OSError:
+                    pass
+    return total
+
+
+def raylet_spilled_mib(session_dir: str | None) -> float | None:
+    """Ray's own count of spilled MiB from the raylet's log (``Spilled N MiB, ...`` lines; 0 when none)."""
+    if not session_dir:
+        return None
+    text = _read(os.path.join(session_dir, "logs", "raylet.out"))
+    if not text:
+        return None
+    spilled = 0.0
+    for line in text.splitlines():
+        if "Spilled " in line and " MiB" in line:
+            try:
+                spilled = max(spilled, float(line.split("Spilled ", 1)[1].split(" MiB", 1)[0]))
+            except ValueError:
+                pass
+    return spilled
+
+
+def infer_command(checkpoint: str, shards: str, out: str, args: argparse.Namespace) -> list[str]:
+    cmd = [sys.executable, "-m", "galaxy_ray.cli", "infer", "--checkpoint", checkpoint, "--source", shards,
+           "--out", out, "--batch-size", str(args.batch_size), "--rows-per-file", str(args.rows_per_file),
+           "--gpu", "no"]
+    if args.num_actors:
+        cmd += ["--num-actors", str(args.num_actors)]
+    return cmd
+
+
+def run_infer(checkpoint: str, shards: str, out: str, args: argparse.Namespace, log_path: Path,
+              kill_after_parts: int | None = None) -> dict:
+    """One ``galaxy-ray infer`` subprocess, watched; killed (its process group) once ``kill_after_parts`` are out."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)  # its own local Ray: every process of the run is its descendant
+    with open(log_path, "ab") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(infer_command(checkpoint, shards, out, args), stdout=log, stderr=subprocess.STDOUT,
+                                cwd=str(ROOT), env=env, start_new_session=True)
+        watcher = RunWatcher(proc, out).start()
+        killed = survivors = survivor_names = None
+        try:
+            if kill_after_parts is None:
+                rc = proc.wait()
+            else:
+                while proc.poll() is None and watcher.parts < kill_after_parts:
+                    time.sleep(0.5)
+                rc = proc.poll()
+                if rc is None:
+                    tree = process_tree(proc.pid)
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own process group: the driver and what it started
+                    rc = proc.wait()
+                    killed = watcher.parts
+                    time.sleep(2.0)
+                    left = [p for p in tree[1:] if os.path.exists(f"/proc/{p}") and _read(f"/proc/{p}/stat")
+                            and ") Z" not in _read(f"/proc/{p}/stat")]
+                    survivors = len(left)
+                    survivor_names = sorted({_read(f"/proc/{p}/comm").strip() for p in left})  # what left the group
+                    for pid in left:  # anything of this run that left the group: by its own pid
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+        finally:
+            watcher.stop()
+        seconds = time.perf_counter() - t0
+    result = dict(rc=rc, seconds=seconds, first_part_s=watcher.first_part_s, parts=watcher.parts,
+                  cpu_s=sum(watcher.cpu_s.values()),
+                  session_dir=watcher.session_dir, raylet_spilled_mib=raylet_spilled_mib(watcher.session_dir),
+                  **{f"peak_{k}": v for k, v in watcher.peak.items()})
+    if killed is not None:
+        result.update(killed_at_parts=killed, survivors_after_killpg=survivors, survivor_names=survivor_names)
+    summary = Path(out) / "_catalog.json"
+    if kill_after_parts is None and summary.exists():
+        result["catalog_json"] = json.loads(summary.read_text())
+    return result
+
+
+def _seconds(s: float | None) -> str:
+    return "-" if s is None else f"{s:.1f} s"
+
+
+def catalog_rows(out: str) -> dict:
+    """Rows, unique object_ids and files of a catalog."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    parts = sorted(Path(out).glob("part-*.parquet"))
+    ids = [pq.read_table(p, columns=["object_id"])["object_id"] for p in parts]
+    rows = sum(len(i) for i in ids)
+    unique = len(pc.unique(pa_concat(ids))) if ids else 0
+    return dict(rows=rows, unique_ids=unique, part_files=len(parts),
+                files=sum(1 for p in Path(out).rglob("*") if p.is_file()),
+                bytes=sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file()))
+
+
+def pa_concat(arrays):
+    import pyarrow as pa
+
+    return pa.chunked_array([c for a in arrays for c in a.chunks], type=pa.string())
+
+
+def timed(cmd: Sequence[str], log_path: Path) -> tuple[float, int]:
+    with open(log_path, "ab") as log:
+        log.write(("\n$ " + " ".join(cmd) + "\n").encode())
+        log.flush()
+        t0 = time.perf_counter()
+        rc = subprocess.run(list(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT)).returncode
+        return time.perf_counter() - t0, rc
+
+
+def cone_truth(ra: np.ndarray, dec: np.ndarray, cone: tuple[float, float, float]) -> int:
+    """Brute-force count of generated positions within the cone."""
+    r0, d0, radius = (math.radians(x) for x in cone)
+    ra_r, dec_r = np.radians(ra), np.radians(dec)
+    cos_sep = np.sin(dec_r) * math.sin(d0) + np.cos(dec_r) * math.cos(d0) * np.cos(ra_r - r0)
+    return int((cos_sep >= math.cos(radius)).sum())
+
+
+# --------------------------------------------------------------------------- sizing (docs/scale.md)
+
+
+def resampled_jpegs(files: Sequence[Path], side: int, quality: int, dest: Path) -> list[Path]:
+    """The JPEGs ``files`` resized (Lanczos) to ``side`` x ``side`` and re-encoded at ``quality``.
+
+    Stand-ins for survey cutouts of that size (424 px: Galaxy Zoo DECaLS, Walmsley et al. 2022;
+    256 px: a common training size) built from real sky pixels, so that the JPEG decoder sees
+    real noise and sources at the byte count of such a cutout.
+    """
+    from PIL import Image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in files:
+        target = dest / f"{f.stem}.jpg"
+        with Image.open(f) as im:
+            im.convert("RGB").resize((side, side), Image.LANCZOS).save(target, format="JPEG", quality=quality)
+        out.append(target)
+    return out
+
+
+def decode_cpu_s(files: Sequence[Path], config, batch_size: int, reps: int) -> tuple[float, np.ndarray]:
+    """CPU seconds per cutout of read + ``preprocess_batch`` (decode, crop, resize) over ``files``; (s, last pixels)."""
+    from galaxy_ray.data.transforms import preprocess_batch
+
+    def batch_of(chunk):
+        return {"object_id": np.array([f.stem for f in chunk], dtype=object),
+                "image": np.array([f.read_bytes() for f in chunk], dtype=object),
+                "source": np.array([str(f) for f in chunk], dtype=object)}
+
+    preprocess_batch(batch_of(files[:1]), config)  # imports, first call
+    cpu0, n, pixels = time.process_time(), 0, None
+    for _ in range(reps):
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
+            pixels = preprocess_batch(batch_of(chunk), config)["pixels"]
+            n += len(chunk)
+    return (time.process_time() - cpu0) / n, pixels
+
+
+def model_cpu_s(arch: str, config, batch_size: int, pixels: np.ndarray) -> float:
+    """CPU seconds per cutout of ``arch``'s forward pass (``predict_numpy``, one thread), batch after batch."""
+    import torch
+
+    from galaxy_ray import model as model_mod
+
+    torch.manual_seed(0)
+    net = model_mod.build_model(model_mod.ModelSpec.for_gz2(arch, config)).eval()
+    size = config.image_size
+    x = np.resize(pixels, (batch_size, 3, size, size)).astype(np.uint8)
+    model_mod.predict_numpy(net, x)  # warm
+    cpu0, m = time.process_time(), 0
+    while m < max(2 * batch_size, 256 * 64 * 64 // (size * size)):
+        model_mod.predict_numpy(net, x)
+        m += batch_size
+    return (time.process_time() - cpu0) / m
+
+
+def sizing(jpeg_dir: str, jpeg_sides: Sequence[int], image_sizes: Sequence[int], archs: Sequence[str],
+           batch_size: int, reps: int, quality: int = 90) -> dict:
+    """CPU seconds per cutout on one core: read + decode + resize of JPEG cutouts, and the models' forward pass.
+
+    CPU time (``time.process_time``) of this single-threaded process, not wall time, so that other
+    load on a shared machine inflates it less (it still does: caches and memory bandwidth are shared).
+    Decoding is ``transforms.preprocess_batch`` (what the pipeline's decode tasks run) on the files'
+    bytes, read from disk each time, for the real JPEGs (side 0 in ``jpeg_sides``) and for them
+    resampled to each other side (:func:`resampled_jpegs`); the model is ``predict_numpy`` on uint8
+    pixels at each of ``image_sizes``.
+
+    Raises
+    ------
+    GalaxyRayError
+        ``jpeg_dir`` holds no ``.jpg`` files.
+    """
+    import torch
+
+    from galaxy_ray.data.transforms import PreprocessConfig
+    from galaxy_ray.errors import GalaxyRayError
+
+    torch.set_num_threads(1)
+    files = sorted(Path(jpeg_dir).glob("*.jpg"))
+    if not files:
+        raise GalaxyRayError(f"bench_scale --sizing-jpegs {jpeg_dir}: no .jpg files there; point it at a folder "
+                             "of cutout JPEGs")
+    result: dict = {"jpegs": len(files), "threads": 1, "jpeg_quality_resampled": quality, "decode": {}, "model": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_scale_sizing_"))
+    pixels = {}
+    for side in jpeg_sides:
+        batch = resampled_jpegs(files, side, quality, tmp / str(side)) if side else files
+        label = f"{side}px" if side else "original"
+        kib = round(float(np.mean([f.stat().st_size for f in batch])) / 1024, 1)
+        for size in image_sizes:
+            config = PreprocessConfig(size, 1.0)
+            s, pixels[size] = decode_cpu_s(batch, config, batch_size, reps)
+            result["decode"][f"{label}_to_{size}px"] = dict(ms=round(s * 1e3, 3), jpeg_kib=kib)
+            print(f"{label} JPEGs ({kib} KiB) -> {size} px: read + decode + resize {s * 1e3:.2f} ms CPU per "
+                  f"cutout ({1 / s:.0f} cutouts/s/core)", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    for arch in archs:
+        for size in image_sizes:
+            s = model_cpu_s(arch, PreprocessConfig(size, 1.0), batch_size, pixels[size])
+            result["model"][f"{arch}_{size}px"] = round(s * 1e3, 3)
+            print(f"{arch} at {size} px: forward {s * 1e3:.2f} ms CPU per cutout ({1 / s:.1f} cutouts/s/core)",
+                  flush=True)
+    return result
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=1_000_000, help="cutouts in the survey (N; the memory baseline is N/10)")
+    p.add_argument("--image-size", type=int, default=16, help="cutout and model side, pixels (16 is the smallest)")
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (pipeline and bare loop)")
+    p.add_argument("--rows-per-shard", type=int, default=None, help="rows per input shard (default N/100, 100..10000)")
+    p.add_argument("--rows-per-file", type=int, default=None, help="rows per catalog file (default N/20)")
+    p.add_argument("--num-actors", default=None, help="model actors (default: infer's own choice)")
+    p.add_argument("--bare-rows", type=int, default=20_000, help="rows of each bare-loop run (a sample of the input)")
+    p.add_argument("--kill-run", choices=("separate", "main", "none"), default="separate",
+                   help="separate (default): a second run of N, killed and resumed; main: the timed N run itself "
+                        "is killed and resumed (one pass over N: its time and peaks span both processes); none")
+    p.add_argument("--kill-after", type=float, default=None,
+                   help="kill once this fraction of the catalog files is published (default 0.3; 0.1 with "
+                        "--kill-run main)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--sizing", action="store_true",
+                   help="only measure the per-cutout CPU costs behind docs/scale.md (real JPEG decode + resize, "
+                        "and the model at --sizing-sizes) and print them as one JSON line")
+    p.add_argument("--sizing-jpegs", default="/work/shared/data/sdss_gz2_sample/images",
+                   help="folder of real cutout JPEGs for --sizing")
+    p.add_argument("--sizing-sizes", default="224", help="model image sizes for --sizing (comma-separated)")
+    p.add_argument("--sizing-jpeg-sides", default="0,256,424",
+                   help="JPEG sides for --sizing: 0 = the files as they are, else resampled to that side")
+    p.add_argument("--sizing-archs", default="resnet18,resnet50", help="models for --sizing (comma-separated)")
+    p.add_argument("--sizing-reps", type=int, default=3, help="passes over the JPEGs for --sizing")
+    p.add_argument("--workdir", default=None, help="inputs, catalogs and logs (default: a temp dir, kept)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.sizing:
+        ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
+        print(json.dumps(sizing(args.sizing_jpegs, ints(args.sizing_jpeg_sides), ints(args.sizing_sizes),
+                                args.sizing_archs.split(","), 64, args.sizing_reps)), flush=True)
+        return 0
+    n = args.n
+    args.rows_per_shard = args.rows_per_shard or max(100, min(10_000, n // 100))
+    args.rows_per_file = args.rows_per_file or max(1, n // 20)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_scale_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "runs.log"
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    say(f"bench_scale: N = {n}, {args.image_size}-px cutouts, {args.arch}, batch {args.batch_size}, "
+        f"{args.rows_per_shard} rows per shard, {args.rows_per_file} rows per catalog file, {os.cpu_count()} CPU "
+        f"cores; work in {workdir} (subprocess logs: {log_path})")
+
+    inputs = make_inputs(workdir, n, args.image_size, args.rows_per_shard, args.seed, workers=os.cpu_count() or 1)
+    say(f"inputs: {n} cutouts in {inputs['shards']} shards ({inputs['bytes'] / MIB:.0f} MiB) written in "
+        f"{inputs['seconds']:.1f} s = {n / inputs['seconds']:.0f} cutouts/s; N/10 input: {inputs['rows_n10']} rows "
+        f"in {inputs['shards_n10']} shards")
+    checkpoint = make_checkpoint(workdir, args.arch, args.image_size)
+
+    bare_rates, bare_cpu = [], []
+
+    def bare() -> float:
+        rows, s, cpu = bare_loop(checkpoint, inputs["big"], args.batch_size, args.bare_rows)
+        bare_rates.append(rows / s)
+        bare_cpu.append(cpu / rows)
+        say(f"bare loop: {rows} rows in {s:.1f} s = {rows / s:.0f} rows/s ({cpu / rows * 1e3:.2f} ms CPU per row)")
+        return rows / s
+
+    bare()
+    runs, resume = {}, {}
+    files = math.ceil(n / args.rows_per_file)
+    kill_after = args.kill_after if args.kill_after is not None else (0.1 if args.kill_run == "main" else 0.3)
+    kill_parts = max(1, int(files * kill_after))
+
+    def report(label: str, run: dict, rows: int) -> None:
+        say(f"infer {label}: rc {run['rc']}, {rows} rows in {run['seconds']:.1f} s = {rows / run['seconds']:.0f} "
+            f"rows/s end to end; first part after {_seconds(run['first_part_s'])}; peak RSS driver "
+            f"{run['peak_driver_rss'] / MIB:.0f} MiB, workers {run['peak_workers_rss'] / MIB:.0f} MiB (largest "
+            f"{run['peak_worker_rss_max'] / MIB:.0f}), tree Pss {run['peak_tree_pss'] / MIB:.0f} MiB; spilled "
+            f"{run['raylet_spilled_mib']} MiB (raylet), spill dir peak {run['peak_spill_dir_bytes'] / MIB:.1f} MiB; "
+            f"{run['cpu_s']:.0f} CPU s in the process tree")
+        if run["rc"] != 0 and "killed_at_parts" not in run:
+            raise SystemExit(f"bench_scale: infer failed (rc {run['rc']}); see {log_path}")
+
+    def kill_and_resume(out: str) -> tuple[dict, dict]:
+        """Kill a run of the N input once ``kill_parts`` files are out, rerun it; (the two runs merged, figures)."""
+        first = run_infer(checkpoint, inputs["big"], out, args, log_path, kill_after_parts=kill_parts)
+        published = len(list(Path(out).glob("part-*.parquet")))
+        report("N, killed", first, n)
+        second = run_infer(checkpoint, inputs["big"], out, args, log_path)
+        report("N, rerun", second, n)
+        counted = catalog_rows(out)
+        cj = second.get("catalog_json", {})
+        figures = dict(killed_after_s=round(first["seconds"], 1), killed_at_parts=first.get("killed_at_parts"),
+                       parts_after_kill=published, files=files,
+                       survivors_after_killpg=first.get("survivors_after_killpg"),
+                       survivor_names=first.get("survivor_names"),
+                       rerun_rc=second["rc"], rerun_s=round(second["seconds"], 1),
+                       rerun_rows_this_run=cj.get("rows_this_run"), rerun_files_skipped=cj.get("files_skipped"),
+                       rows=counted["rows"], unique_ids=counted["unique_ids"],
+                       ok=counted["rows"] == counted["unique_ids"] == n)
+        say(f"kill and resume: killed after {first['seconds']:.1f} s with {published} of {files} files published "
+            f"({first.get('survivors_after_killpg')} process(es) outlived the group kill: "
+            f"{', '.join(first.get('survivor_names') or []) or 'none'}); rerun rc {second['rc']} "
+            f"in {second['seconds']:.1f} s writing {cj.get('rows_this_run')} rows; catalog {counted['rows']} rows, "
+            f"{counted['unique_ids']} unique ids ({'OK' if figures['ok'] else 'WRONG'})")
+        merged = dict(second)
+        merged.update(seconds=first["seconds"] + second["seconds"], first_part_s=first["first_part_s"],
+                      cpu_s=first["cpu_s"] + second["cpu_s"],
+                      raylet_spilled_mib=(first["raylet_spilled_mib"] or 0) + (second["raylet_spilled_mib"] or 0))
+        for k in first:
+            if k.startswith("peak_"):
+                merged[k] = max(first[k], second[k])
+        return merged, figures
+
+    out_n10 = str(workdir / "catalog_n10")
+    shutil.rmtree(out_n10, ignore_errors=True)
+    runs["n10"] = run_infer(checkpoint, inputs["small"], out_n10, args, log_path)
+    report("N/10", runs["n10"], inputs["rows_n10"])
+    cat_n = str(workdir / "catalog_n")
+    shutil.rmtree(cat_n, ignore_errors=True)
+    if args.kill_run == "main":  # the N run is the one killed and resumed: one pass over N, not two
+        runs["n"], resume = kill_and_resume(cat_n)
+    else:
+        runs["n"] = run_infer(checkpoint, inputs["big"], cat_n, args, log_path)
+        report("N", runs["n"], n)
+    bare()
+    bare_rate = float(np.mean(bare_rates))
+    counted = catalog_rows(cat_n)
+    say(f"catalog: {counted['rows']} rows, {counted['unique_ids']} unique ids, {counted['part_files']} part files "
+        f"({counted['files']} files, {counted['bytes'] / MIB:.0f} MiB)")
+    if args.kill_run == "separate":
+        out = str(workdir / "catalog_resume")
+        shutil.rmtree(out, ignore_errors=True)
+        _, resume = kill_and_resume(out)
+
+    hats_dir = str(workdir / "catalog_n_hats")
+    shutil.rmtree(hats_dir, ignore_errors=True)
+    hats_s, hats_rc = timed([sys.executable, "-m", "galaxy_ray.cli", "hats", cat_n, hats_dir,
+                             "--workers", str(min(4, os.cpu_count() or 1))], log_path)
+    hats_files = sum(1 for p in Path(hats_dir).rglob("*") if p.is_file())
+    say(f"hats: rc {hats_rc} in {hats_s:.1f} s, {hats_files} files")
+
+    truth = cone_truth(inputs["ra"], inputs["dec"], CONE)
+    cones = {}
+    for label, target in (("hats", hats_dir), ("parquet", cat_n)):
+        dest = workdir / f"cone_{label}.parquet"
+        s, rc = timed([sys.executable, "-m", "galaxy_ray.cli", "query", target, "--cone", *map(str, CONE),
+                       "--columns", "object_id,ra,dec", "--out", str(dest)], log_path)
+        import pyarrow.parquet as pq
+
+        got = pq.read_metadata(dest).num_rows if rc == 0 and dest.exists() else None
+        from galaxy_ray import api
+
+        api.cone(target, *CONE, columns=["object_id"])  # warm: opening and imports
+        t0 = time.perf_counter()
+        rows_api = len(api.cone(target, *CONE, columns=["object_id"]))
+        cones[label] = dict(cli_s=round(s, 2), rc=rc, rows=got, api_s=round(time.perf_counter() - t0, 3),
+                            api_rows=rows_api)
+        say(f"cone {CONE} on {label}: {got} rows (truth {truth}) in {s:.2f} s by the CLI, "
+            f"{cones[label]['api_s']:.3f} s in-process")
+
+    rn, rn10 = runs["n"], runs["n10"]
+    rate = n / rn["seconds"]
+    cj = rn.get("catalog_json", {})
+    ratio = lambda a, b: round(a / b, 3) if b else None  # noqa: E731
+    result = {
+        "n": n, "image_size": args.image_size, "arch": args.arch, "batch_size": args.batch_size,
+        "cpu_cores": os.cpu_count(), "shards": inputs["shards"], "rows_per_shard": args.rows_per_shard,
+        "rows_per_file": args.rows_per_file,
+        "input_write_s": round(inputs["seconds"], 1), "input_mib": round(inputs["bytes"] / MIB, 1),
+        "bare_rows_per_s": round(bare_rate, 1), "bare_runs_rows_per_s": [round(r, 1) for r in bare_rates],
+        "bare_rows": args.bare_rows,
+        "bare_cpu_ms_per_row": round(float(np.mean(bare_cpu)) * 1e3, 3),
+        "pipeline_cpu_ms_per_row": round(rn["cpu_s"] / n * 1e3, 3),
+        "pipeline_cpu_ms_per_row_n10": round(rn10["cpu_s"] / inputs["rows_n10"] * 1e3, 3),
+        "infer_s": round(rn["seconds"], 1), "rows_per_s_end_to_end": round(rate, 1),
+        "ratio_end_to_end": ratio(rate, bare_rate),
+        "rows_per_s_after_startup": cj.get("rows_per_second_after_startup"),
+        "ratio_after_startup": ratio(cj.get("rows_per_second_after_startup") or 0, bare_rate),
+        "startup_s": cj.get("startup_seconds"),
+        "time_to_first_part_s": round(rn["first_part_s"], 1) if rn["first_part_s"] else None,
+        "n10": inputs["rows_n10"], "infer_s_n10": round(rn10["seconds"], 1),
+        "peak_driver_rss_mib": round(rn["peak_driver_rss"] / MIB), "peak_driver_rss_mib_n10":
+            round(rn10["peak_driver_rss"] / MIB), "driver_rss_ratio": ratio(rn["peak_driver_rss"], rn10["peak_driver_rss"]),
+        "peak_workers_rss_mib": round(rn["peak_workers_rss"] / MIB),
+        "peak_workers_rss_mib_n10": round(rn10["peak_workers_rss"] / MIB),
+        "workers_rss_ratio": ratio(rn["peak_workers_rss"], rn10["peak_workers_rss"]),
+        "peak_worker_rss_max_mib": round(rn["peak_worker_rss_max"] / MIB),
+        "peak_worker_rss_max_mib_n10": round(rn10["peak_worker_rss_max"] / MIB),
+        "peak_ray_system_rss_mib": round(rn["peak_ray_system_rss"] / MIB),
+        "peak_ray_system_rss_mib_n10": round(rn10["peak_ray_system_rss"] / MIB),
+        "peak_tree_pss_mib": round(rn["peak_tree_pss"] / MIB), "peak_tree_pss_mib_n10": round(rn10["peak_tree_pss"] / MIB),
+        "tree_pss_ratio": ratio(rn["peak_tree_pss"], rn10["peak_tree_pss"]),
+        "peak_processes": rn["peak_workers"],
+        "spilled_mib_raylet": rn["raylet_spilled_mib"], "spilled_mib_raylet_n10": rn10["raylet_spilled_mib"],
+        "spill_dir_peak_mib": round(rn["peak_spill_dir_bytes"] / MIB, 1),
+        "catalog_rows": counted["rows"], "catalog_unique_ids": counted["unique_ids"],
+        "catalog_rows_ok": counted["rows"] == counted["unique_ids"] == n,
+        "catalog_part_files": counted["part_files"], "catalog_files": counted["files"],
+        "catalog_mib": round(counted["bytes"] / MIB, 1),
+        "kill_run": args.kill_run, "resume": resume,
+        "hats_s": round(hats_s, 1), "hats_rc": hats_rc, "hats_files": hats_files,
+        "cone": list(CONE), "cone_truth_rows": truth, "cone_hats": cones["hats"], "cone_parquet": cones["parquet"],
+        "cone_ok": all(c["rows"] == c["api_rows"] == truth for c in cones.values()),
+        "workdir": str(workdir),
+    }
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry_point(main))

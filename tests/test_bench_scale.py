@@ -1,0 +1,89 @@
+"""The survey-scale benchmark's own pieces: its inputs are the shards it says, and its counts are right.
+
+``jobs/bench_scale.py`` itself runs ``galaxy-ray infer`` several times (minutes); these tests check
+what its figures rest on, without Ray: the packed shards it writes from numpy (read back by
+galaxy-ray's own shard source), the catalog count behind "exactly N rows, N unique ids", the
+brute-force cone count that every cone answer is checked against, and the bare loop's baseline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from galaxy_ray.data.sources import open_source
+
+BENCH = Path(__file__).resolve().parents[1] / "jobs" / "bench_scale.py"
+
+pytestmark = pytest.mark.slow  # imports torch and builds a ResNet-18
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_scale", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_scale"] = module  # make_inputs's process pool pickles its functions by module name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inputs_are_packed_shards_of_n_cutouts_and_their_first_tenth(tmp_path):
+    bench = _bench()
+    inputs = bench.make_inputs(tmp_path, 1000, 16, 100, seed=3, workers=1)
+    assert (inputs["shards"], inputs["shards_n10"], inputs["rows_n10"]) == (10, 1, 100)
+    src = open_source(inputs["big"])
+    assert src.format == "shards"
+    table = src.read_rows(src.metadata())
+    ids = table.column("object_id").to_pylist()
+    assert ids == [f"scale-{i:09d}" for i in range(1000)]
+    # the positions the cone is checked against are the ones in the shards, row for row
+    np.testing.assert_array_equal(table.column("ra").to_numpy(), inputs["ra"])
+    np.testing.assert_array_equal(table.column("dec").to_numpy(), inputs["dec"])
+    assert 0 <= inputs["ra"].min() and inputs["ra"].max() < 360 and np.abs(inputs["dec"]).max() <= 90
+    small = open_source(inputs["small"])
+    assert small.read_rows(small.metadata()).column("object_id").to_pylist() == ids[:100]
+    # model-sized pixels: 16 x 16 RGB PNGs that decode to the blobs, not blank
+    from PIL import Image
+
+    with Image.open(io.BytesIO(table.column("image")[0].as_py())) as image:
+        assert image.format == "PNG" and image.size == (16, 16) and image.mode == "RGB"
+        pixels = np.asarray(image)
+    assert pixels[6:10, 6:10].mean() > pixels[:2].mean() + 20  # a centred source above the sky
+
+
+def test_cone_truth_counts_what_astropy_separation_counts():
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    bench = _bench()
+    rng = np.random.default_rng(5)
+    ra = np.concatenate([rng.uniform(0, 360, 20000), 180 + rng.normal(0, 1.5, 3000)]) % 360
+    dec = np.concatenate([np.degrees(np.arcsin(rng.uniform(-1, 1, 20000))), np.clip(30 + rng.normal(0, 1.5, 3000), -90, 90)])
+    centre = SkyCoord(180 * u.deg, 30 * u.deg)
+    expected = int((SkyCoord(ra * u.deg, dec * u.deg).separation(centre) <= 2 * u.deg).sum())
+    assert expected > 1000  # the test cone is not empty
+    assert bench.cone_truth(ra, dec, (180.0, 30.0, 2.0)) == expected
+
+
+def test_catalog_rows_counts_rows_and_unique_ids_over_part_files(tmp_path):
+    bench = _bench()
+    pq.write_table(pa.table({"object_id": ["a", "b", "c"], "ra": [1.0, 2.0, 3.0]}), tmp_path / "part-00000-00001.parquet")
+    pq.write_table(pa.table({"object_id": ["c", "d"], "ra": [3.0, 4.0]}), tmp_path / "part-00002-00002.parquet")
+    (tmp_path / "_catalog.json").write_text("{}")
+    counted = bench.catalog_rows(str(tmp_path))
+    assert (counted["rows"], counted["unique_ids"], counted["part_files"], counted["files"]) == (5, 4, 2, 3)
+
+
+def test_bare_loop_classifies_the_rows_it_reads(tmp_path):
+    bench = _bench()
+    inputs = bench.make_inputs(tmp_path, 300, 16, 100, seed=1, workers=1)
+    checkpoint = bench.make_checkpoint(tmp_path, "resnet18", 16)
+    rows, seconds, cpu = bench.bare_loop(checkpoint, inputs["big"], 64, 150)
+    assert rows == 200  # whole shards of 100 until at least 150 rows
+    assert seconds > 0 and cpu > 0
