@@ -42,6 +42,10 @@ The last line of output is one JSON object with all the figures::
 
     python jobs/bench_scale.py --n 20000
     nice -n 10 python jobs/bench_scale.py --kill-run main      # N = 1,000,000
+
+``--sizing`` instead measures the per-cutout CPU costs behind ``docs/scale.md``: read +
+decode + resize of real JPEG cutouts (as they are, and resampled to 256 and 424 px) and the
+models' forward pass on one core, printed as one JSON line.
 """
 
 from __future__ import annotations

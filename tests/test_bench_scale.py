@@ -87,3 +87,21 @@ def test_bare_loop_classifies_the_rows_it_reads(tmp_path):
     rows, seconds, cpu = bench.bare_loop(checkpoint, inputs["big"], 64, 150)
     assert rows == 200  # whole shards of 100 until at least 150 rows
     assert seconds > 0 and cpu > 0
+
+
+def test_sizing_measures_each_jpeg_side_and_model_and_refuses_an_empty_folder(tmp_path):
+    from PIL import Image
+
+    from galaxy_ray.errors import GalaxyRayError
+
+    bench = _bench()
+    with pytest.raises(GalaxyRayError, match="no .jpg files"):
+        bench.sizing(str(tmp_path), [0], [16], ["resnet18"], 8, 1)
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"g{i}.jpg", quality=90)
+    result = bench.sizing(str(tmp_path), [0, 64], [16], ["resnet18"], 8, 1)
+    assert set(result["decode"]) == {"original_to_16px", "64px_to_16px"} and set(result["model"]) == {"resnet18_16px"}
+    assert all(v["ms"] > 0 for v in result["decode"].values()) and result["model"]["resnet18_16px"] > 0
+    # the resampled copies are 64-px JPEGs: more pixels of noise than the 40-px originals, so more bytes
+    assert result["decode"]["64px_to_16px"]["jpeg_kib"] > result["decode"]["original_to_16px"]["jpeg_kib"]
