@@ -218,13 +218,18 @@ def train_loop(kind: str, pixels: np.ndarray, counts: np.ndarray, tree, args) ->
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, args.epochs), eta_min=1e-5)
     x_all = torch.from_numpy(pixels)
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
         net.train()
+        t0, total = time.perf_counter(), 0.0
         for idx in np.array_split(rng.permutation(len(x_all)), max(1, len(x_all) // args.batch_size)):
             opt.zero_grad()
-            loss_fn(forward(dihedral(x_all[idx], rng)), target[idx]).backward()
+            loss = loss_fn(forward(dihedral(x_all[idx], rng)), target[idx])
+            loss.backward()
             opt.step()
+            total += float(loss.detach()) * len(idx)
         sched.step()
+        print(f"  {kind} loop epoch {epoch + 1}/{args.epochs}: train loss {total / len(x_all):.4f}, "
+              f"{len(x_all) / (time.perf_counter() - t0):.1f} samples/s", flush=True)
     with torch.no_grad():
         update_bn((x_all[i:i + 64] for i in range(0, min(len(x_all), 1024), 64)), net)
     net.eval()
