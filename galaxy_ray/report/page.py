@@ -27,7 +27,8 @@ __all__ = ["Report", "INDEX_HTML", "LITERAL_TEXT", "literal_text", "short", "pan
 
 #: The report's index page.
 INDEX_HTML = "index.html"
-_STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto}img{max-width:100%}"
+#: Long paths (a run's or catalog's URI in the title, summary and notes) break anywhere rather than widen the page.
+_STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;overflow-wrap:anywhere}img{max-width:100%}"
           "figure{margin:2em 0}figcaption{color:#444}"
           "table.summary{border-collapse:collapse}table.summary th,table.summary td{text-align:left;"
           "padding:2px 12px 2px 0;vertical-align:top}")

@@ -26,6 +26,7 @@ from galaxy_ray.model.spec import ModelSpec
 from galaxy_ray.report.run import read_predictions
 from galaxy_ray.schema import GALAXY10_CLASSES, GALAXY10_MERGER_CLASS
 from test_report import fake_run, source, write_catalog  # noqa: F401  (source: the shared 30-galaxy survey)
+from test_votes_report import votes_run
 
 CHROMIUM = "/usr/bin/chromium"
 #: Headless, and no calls home: without the background-networking flags Chromium hangs on a closed network.
@@ -55,6 +56,8 @@ def _run_with_evaluation(tmp_path, source, task):
     The merger section carries the precision-recall curve of the operating point (merger.truth), so the
     run has the merger_precision_recall.png that evaluate draws from it.
     """
+    if task == "votes":  # built with its evaluation and precision-recall curve at THRESHOLD
+        return votes_run(tmp_path, source)[0]
     run = fake_run(tmp_path, source, task)
     ids, y_true, y_pred = read_predictions(str(run / VALIDATION_PREDICTIONS))
     pre = PreprocessConfig(32)
@@ -84,7 +87,7 @@ def _drawn(pixels: np.ndarray) -> tuple[int, float, float]:
 
 
 @pytest.mark.slow  # ~30 s per task on 2 cores: a report, then two viewports of screenshots
-@pytest.mark.parametrize("task", ["classes", "gz2"])
+@pytest.mark.parametrize("task", ["classes", "gz2", "votes"])
 def test_the_page_in_a_real_browser(chromium, source, tmp_path, task, capsys):
     run = _run_with_evaluation(tmp_path, source, task)
     cat_dir = tmp_path / "catalog"
@@ -94,7 +97,7 @@ def test_the_page_in_a_real_browser(chromium, source, tmp_path, task, capsys):
     # what the run holds decides the figures: its own (training's and evaluation's), then the prediction
     # figures of its task, then the catalog's
     expected = ["curves.png", "merger_precision_recall.png",
-                "confusion_matrix.png" if task == "classes" else "predicted_vs_true.png",
+                "confusion_matrix.png" if task == "classes" else "predicted_vs_true.png",  # votes: conditional
                 "prediction_histograms.png", "top_predictions.png",
                 "sky_map.png", "catalog_histograms.png", "morphology.png"]
     err = capsys.readouterr().err
@@ -137,13 +140,18 @@ def test_the_page_in_a_real_browser(chromium, source, tmp_path, task, capsys):
             rows = dict(zip(summary.locator("th").all_inner_texts(), summary.locator("td").all_inner_texts()))
             if task == "classes":
                 assert rows["task"].startswith(f"classes ({len(GALAXY10_CLASSES)} classes)"), rows
+            elif task == "votes":
+                assert rows["task"].startswith("votes on the GZ DECaLS DR5 tree (decals-dr5)"), rows
+                assert rows["evaluation"].startswith("validation conditional-fraction RMSE 0."), rows
+                assert rows["fraction RMSE per question"].startswith("smooth-or-featured 0."), rows
             else:
                 assert rows["task"].startswith("gz2") and "37" in rows["task"], rows
             assert rows["architecture"].startswith("resnet18 at"), rows  # fake_run's config: arch resnet18
             assert rows["merger flag"].startswith(f"p_merger >= {THRESHOLD} "), rows
             assert "precision" in rows["merger flag"] and "recall" in rows["merger flag"], rows
             assert rows["catalog"].endswith(": 3000 rows, 0 error rows"), rows
-            for what in ("task", "architecture", "merger flag"):
+            shown = ["task", "architecture", "merger flag"] + (["fraction RMSE per question"] if task == "votes" else [])
+            for what in shown:
                 cell = summary.locator("tr", has=page.locator(f"th:text-is('{what}')")).locator("td")
                 assert cell.is_visible(), what
                 cbox = cell.bounding_box()
