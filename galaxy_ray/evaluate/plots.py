@@ -135,11 +135,13 @@ def plot_precision_recall(merger: Mapping[str, Any], uri: str) -> None:
     ax.plot(recall, precision, "-", color="C0", drawstyle="steps-post", label="validation")
     base = merger["positives"] / max(merger["positives"] + merger["negatives"], 1)
     ax.axhline(base, color="0.6", ls=":", label=f"base rate {base:.3f}")
-    if "threshold" in merger:
+    if "precision_interval" in merger:  # a fallback threshold (no validation merger) has no point to draw
         (plo, phi), (rlo, rhi) = merger["precision_interval"], merger["recall_interval"]
+        # a Wilson bound at 0 or 1 can sit a rounding error inside the point; matplotlib refuses negative bars
         ax.errorbar([merger["recall"]], [merger["precision"]],
-                    xerr=[[merger["recall"] - rlo], [rhi - merger["recall"]]],
-                    yerr=[[merger["precision"] - plo], [phi - merger["precision"]]], fmt="o", color="C3",
+                    xerr=[[max(merger["recall"] - rlo, 0.0)], [max(rhi - merger["recall"], 0.0)]],
+                    yerr=[[max(merger["precision"] - plo, 0.0)], [max(phi - merger["precision"], 0.0)]],
+                    fmt="o", color="C3",
                     capsize=3, label=f"p_merger >= {format_threshold(merger['threshold'])} ({merger.get('rule', 'given')})")
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
