@@ -230,7 +230,7 @@ def catalog_tree(columns: Sequence[str]) -> Schema | None:
 
 def friendly_expressions(tree: Schema, columns: Sequence[str], quote,
                          threshold: float = FRIENDLY_THRESHOLD) -> dict[str, str]:
-    """SQL expressions of the friendly view: each of ``columns`` that is a ``_fraction`` column, masked.
+    """SQL expressions of the friendly view: each of ``columns`` that is a ``_fraction`` column or its interval, masked.
 
     ``CASE WHEN "{question}_proportion_asked" >= threshold THEN "{question}_{answer}_fraction" END``:
     NULL where fewer than ``threshold`` of the volunteers would have reached the question (or where
@@ -257,7 +257,10 @@ def friendly_expressions(tree: Schema, columns: Sequence[str], quote,
     out = {}
     for q, asked in zip(tree.questions, tree.proportion_asked_columns):
         for a in q.answers:
-            column = tree.fraction_columns[a.index]
-            if column in wanted:
-                out[column] = f"CASE WHEN {quote(asked)} >= {float(threshold)!r} THEN {quote(column)} END"
+            fraction = tree.fraction_columns[a.index]
+            stem = fraction[: -len("_fraction")]
+            # an answer's interval goes with its fraction: a masked value has no interval to quote
+            for column in (fraction, f"{stem}_90pc-lower", f"{stem}_90pc-upper"):
+                if column in wanted:
+                    out[column] = f"CASE WHEN {quote(asked)} >= {float(threshold)!r} THEN {quote(column)} END"
     return out

@@ -59,12 +59,18 @@ def test_provenance_describes_every_probability_column(vote_catalog):
 
 def test_friendly_view_masks_unreached_questions(vote_catalog, tmp_path, capsys):
     out = tmp_path / "friendly.csv"
-    assert query_main([vote_catalog, "--friendly", "--columns", "object_id,bar_strong_fraction,bar_proportion_asked",
-                       "--out", str(out)]) == 0
+    answers = ("bar_strong", "smooth-or-featured_smooth")  # the root question is always asked: never masked
+    columns = [f"{a}{end}" for a in answers for end in ("_fraction", "_90pc-lower", "_90pc-upper")]
+    assert query_main([vote_catalog, "--friendly", "--columns",
+                       ",".join(["object_id", "bar_proportion_asked", *columns]), "--out", str(out)]) == 0
     shown = pd.read_csv(out)
     raw = pd.read_parquet(vote_catalog).set_index("object_id").loc[shown["object_id"]]
-    masked = raw["bar_proportion_asked"].to_numpy() < 0.5
-    assert shown["bar_strong_fraction"].isna().to_numpy().tolist() == masked.tolist()
+    for column in columns:
+        asked = raw["bar_proportion_asked" if column.startswith("bar") else "smooth-or-featured_proportion_asked"]
+        masked = asked.to_numpy() < 0.5
+        assert shown[column].isna().to_numpy().tolist() == masked.tolist(), column  # an interval goes with its value
+        np.testing.assert_allclose(shown[column].to_numpy()[~masked], raw[column].to_numpy()[~masked], rtol=1e-6)
+    assert not shown["smooth-or-featured_smooth_fraction"].isna().any()
 
 
 def test_count_columns_are_found_and_stacked():
