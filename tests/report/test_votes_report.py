@@ -27,6 +27,7 @@ from galaxy_ray.model.spec import ModelSpec
 from galaxy_ray.report.summary import model_summary
 from galaxy_ray.synthetic.votes import decals_vote_table
 from galaxy_ray.trees import DECALS_DR5
+from test_figures import KeptReport  # the Report that keeps each figure it saves
 from test_report import source  # noqa: F401  (the shared 30-galaxy survey, seed 3)
 
 TREE = DECALS_DR5
@@ -117,16 +118,6 @@ def test_a_votes_run_without_a_known_tree_is_one_line(source, tmp_path, capsys):
         report.run_figures(report.Report(str(tmp_path / "out"), "t"), str(run))
 
 
-class KeptReport(report.Report):
-    """A real Report that also keeps each Figure it saves, to inspect what was drawn."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.kept = {}
-
-    def save(self, fig, name, *args, **kwargs):
-        self.kept[name] = fig
-        return super().save(fig, name, *args, **kwargs)
 
 
 def _panels(fig):
