@@ -156,7 +156,7 @@ def test_decode_stage_splits_a_block_into_model_batches_with_every_row():
 
 
 def test_decode_tasks_only_ever_lower_their_own_priority():
-    code = ("import os; from galaxy_ray.infer.pipeline import yield_cpu; "
+    code = ("import os; from galaxy_ray.infer.prepare import yield_cpu; "
             "yield_cpu(7); a = os.getpriority(os.PRIO_PROCESS, 0); "
             "yield_cpu(3); print(a, os.getpriority(os.PRIO_PROCESS, 0))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,

@@ -25,12 +25,12 @@ import pyarrow.parquet as pq
 
 from galaxy_ray.catalog.write import catalog_files
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.io import storage
+from galaxy_ray.io import layout, storage
 
 __all__ = ["METADATA_NAME", "write_parquet_metadata", "summary_footers", "portable_uri"]
 
 #: Name of the footer summary beside a catalog's files (the Parquet ``_metadata`` convention).
-METADATA_NAME = "_metadata"
+METADATA_NAME = layout.CATALOG_METADATA
 
 
 def _relative(uri: str, base: str) -> str:

@@ -38,7 +38,6 @@ import json
 import os
 from typing import Callable
 
-from galaxy_ray import catalog
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.schema import CatalogColumns as C
@@ -140,7 +139,7 @@ def remove_catalog(out: str) -> int:
     resume.remove_temps(state)
     for name in sorted(state.published):
         storage.remove(storage.join(out, name))
-    for name in (layout.CATALOG_SUMMARY, layout.RUN_KEY, catalog.METADATA_NAME):
+    for name in (layout.CATALOG_SUMMARY, layout.RUN_KEY, layout.CATALOG_METADATA):
         uri = storage.join(out, name)
         if storage.exists(uri):
             storage.remove(uri)

@@ -30,19 +30,12 @@ from galaxy_ray import model as model_mod
 from galaxy_ray.catalog import galaxy_zoo
 from galaxy_ray.errors import GalaxyRayError, error_reason
 from galaxy_ray.infer.plan import UNIT_COLUMN, Unit
+from galaxy_ray.infer.prepare import as_float
 from galaxy_ray.io import storage
 from galaxy_ray.progress import Progress
 from galaxy_ray.schema import CatalogColumns as C
 
-__all__ = ["as_float", "catalog_rows", "UnitWriter", "catalog_totals"]
-
-
-def as_float(values: np.ndarray) -> np.ndarray:
-    """Nullable float column as float64 with NaN for null."""
-    values = np.asarray(values)
-    if values.dtype == object:
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    return values.astype(np.float64, copy=False)
+__all__ = ["catalog_rows", "UnitWriter", "catalog_totals"]
 
 
 def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, ok: np.ndarray,

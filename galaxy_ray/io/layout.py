@@ -32,6 +32,8 @@ RELIABILITY_PNG = "reliability.png"
 PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
 CATALOG_SUMMARY = "_catalog.json"
+#: The footer summary beside a catalog's files (the Parquet ``_metadata`` convention).
+CATALOG_METADATA = "_metadata"
 #: What made a catalog's rows (galaxy_ray.infer.run_key): written before its first file.
 RUN_KEY = "_run_key.json"
 PACK_PLAN = "_pack.json"

@@ -16,7 +16,6 @@ numpy and scipy only (no torch), so the catalog side can use it.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import beta
 
 from galaxy_ray.trees.schema import Schema
 
@@ -74,6 +73,9 @@ def fraction_intervals(concentrations: np.ndarray, schema: Schema, width: float 
     lower, upper : numpy.ndarray, shape (N, K), float64
         Quantiles :math:`(1 \\mp w)/2` of :math:`\\mathrm{Beta}(\\alpha_i, A - \\alpha_i)`, in [0, 1].
     """
+    # Imported here: scipy.stats is half a second of every model actor's start-up.
+    from scipy.stats import beta
+
     if not 0.0 < width < 1.0:
         raise ValueError(f"interval width {width} must be in (0, 1)")
     alpha = np.atleast_2d(np.asarray(concentrations, dtype=np.float64))
