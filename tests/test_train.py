@@ -449,25 +449,6 @@ def test_dihedral_augmentation_is_one_of_the_eight_lossless_views():
 # --------------------------------------------------------------------------- ray job submit
 
 
-@pytest.mark.slow
-def test_ray_job_submit_runs_jobs_train_end_to_end_with_storage_on_s3(submit_job, tiny, s3_bucket):
-    """``ray job submit -- python jobs/train.py`` against a head node, run directory on S3 (moto)."""
-    from galaxy_ray.model import load_checkpoint
-
-    runs = f"{s3_bucket}/runs"
-    log = submit_job("python", "jobs/train.py", "--source", tiny, "--task", "classes", "--workers", "1",
-                     "--epochs", "1", *FAST, "--name", "job", "--storage", runs)
-    assert "epoch 1/1" in log and "validation accuracy" in log  # progress streamed back through the job
-    names = {p.rsplit("/", 1)[-1] for p in storage.list_files(f"{runs}/job")}
-    assert {"model.pt", "metrics.csv", "curves.png", "evaluation.json", "config.json",
-            "validation_predictions.parquet", "confusion_matrix.png"} <= names
-    assert any(p.startswith("checkpoint_epoch_0001") for p in
-               (q.rsplit("/", 2)[-2] for q in storage.list_files(f"{runs}/job", recursive=True)))
-    _, spec = load_checkpoint(f"{runs}/job/model.pt")
-    assert spec.task == "classes" and spec.output_names == sorted(SHAPES)
-    assert len(_metrics(f"{runs}/job")) == 1
-
-
 # --------------------------------------------------------------------------- metrics (no cluster)
 
 
