@@ -75,11 +75,62 @@ def ensure_ray(min_cpus: int = 1, dashboard: bool = False) -> Any:
         kwargs: dict[str, Any] = {"include_dashboard": dashboard}
         if dashboard:
             kwargs["dashboard_host"] = "127.0.0.1"
-        context = ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(min_cpus)), **common, **kwargs)
+        context = _start_local_ray(ray, num_cpus=max(os.cpu_count() or 1, int(min_cpus)), **common, **kwargs)
         if dashboard and context.dashboard_url:
             say(f"galaxy-ray: local Ray dashboard at http://{context.dashboard_url}")
     configure_ray_data(verbose)
     return ray
+
+
+#: Tries at starting a local Ray whose raylet misses Ray's registration deadline.
+LOCAL_START_ATTEMPTS = 3
+
+
+def _start_local_ray(ray, **init_kwargs):
+    """``ray.init(address="local", ...)``, started afresh when its raylet does not register in time.
+
+    Ray gives a new raylet a fixed 30 s to register with the GCS
+    (``ray/_private/node.py``) and otherwise raises a bare ``Exception``,
+    leaving the processes it started running.  A loaded machine misses that
+    deadline now and then; the processes of a failed try (this process's
+    children that the try started) are ended by their ids before the next.
+
+    Raises
+    ------
+    GalaxyRayError
+        :data:`LOCAL_START_ATTEMPTS` tries all timed out.
+    """
+    import psutil
+
+    me = psutil.Process()
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        before = {p.pid for p in me.children(recursive=True)}
+        try:
+            return ray.init(address="local", **init_kwargs)
+        except Exception as exc:  # noqa: BLE001  (Ray raises a plain Exception for this)
+            if "timed out during startup" not in str(exc):
+                raise
+            _end_processes([p for p in me.children(recursive=True) if p.pid not in before])
+            ray.shutdown()
+            if attempt == LOCAL_START_ATTEMPTS:
+                raise GalaxyRayError(
+                    f"could not start a local Ray: its raylet missed Ray's 30 s deadline to register, "
+                    f"{LOCAL_START_ATTEMPTS} times (is the machine overloaded?); retry when it is quieter, or "
+                    "start Ray yourself (`ray start --head`) and set RAY_ADDRESS") from None
+            say(f"galaxy-ray: the local Ray did not start in time (try {attempt} of {LOCAL_START_ATTEMPTS}); "
+                "starting it again")
+
+
+def _end_processes(procs) -> None:
+    """Kill these processes (``psutil.Process``, by id) and wait for them."""
+    import psutil
+
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
