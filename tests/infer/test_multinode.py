@@ -30,16 +30,17 @@ def test_infer_finishes_when_a_worker_node_dies_mid_run(tmp_path, tiny_checkpoin
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # the head, both worker nodes and the job run in this process group, ended by its id
     proc = subprocess.Popen([sys.executable, str(SCRIPT), checkpoint, source, str(out), temp_dir, "--actors", "1,2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env=env, cwd=str(tmp_path))
     try:
-        stdout, _ = proc.communicate(timeout=420)
+        stdout, stderr = proc.communicate(timeout=420)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         proc.wait(timeout=30)
+    assert stdout.strip(), f"the script printed no report; its stderr ends:\n{stderr[-3000:]}"
     report = json.loads(stdout.strip().splitlines()[-1])
     assert report["error"] is None and not report["alive"], report
     assert 1 <= report["files_when_killed"] < 8, "the node should have died part-way"
