@@ -3,9 +3,9 @@
 Everything a read + decode task runs is here, apart from the model and the
 catalog: Ray pickles these functions by reference, so a decode worker
 imports this module and what it imports, not the model stage
-(:mod:`galaxy_ray.infer.pipeline`) or the catalog writer.  On a small job
-each new decode worker otherwise spent a second importing the catalog
-package, astropy and scipy on the cores the model actor was starting on.
+(:mod:`galaxy_ray.infer.pipeline`) or the catalog writer: those bring the
+catalog package, astropy and scipy, about a second of a new worker's
+start-up, spent on the cores the model actor is starting on.
 """
 
 from __future__ import annotations
