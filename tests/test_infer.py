@@ -165,6 +165,33 @@ def test_decode_tasks_only_ever_lower_their_own_priority():
     assert out.stdout.split() == [str(max(7, start))] * 2
 
 
+def test_niced_decoding_leaves_the_calling_threads_priority_alone():
+    """A decode task lowers the priority of its own decode thread only: Ray may later run a model
+    actor on the same worker's main thread, which must not inherit the decoders' nice value."""
+    import threading
+
+    table = _survey(12, seed=6, bad=True)
+    block = {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
+    block["_unit"] = np.zeros(12, dtype=np.int32)
+    kwargs = dict(preprocess_config=PreprocessConfig(SIZE), shard_unit=None, batch_size=5)
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    niced = list(infer.prepare_blocks(block, niceness=before + 3, **kwargs))
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # this (main) thread's own nice value
+    decoders = [t for t in threading.enumerate() if t.name.startswith(f"galaxy-ray-decode-nice{before + 3}")]
+    assert len(decoders) == 1
+    with open(f"/proc/self/task/{decoders[0].native_id}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[16]) == before + 3  # field 19 of proc(5): nice
+    plain = list(infer.prepare_blocks(block, **kwargs))
+    assert [t.num_rows for t in niced] == [t.num_rows for t in plain] == [5, 5, 2]
+    from ray.data.block import BlockAccessor
+
+    for a, b in zip(niced, plain):  # the same rows: NaN positions and coverage of the bad cutouts included
+        a, b = (BlockAccessor.for_block(t).to_batch_format("numpy") for t in (a, b))
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_gpu_flag_takes_auto_yes_no_and_its_use_gpu_alias():
     base = ["--checkpoint", "m.pt", "--source", "s", "--out", "o"]
     assert infer.build_parser().parse_args(base).gpu == "auto"

@@ -11,6 +11,7 @@ start-up, spent on the cores the model actor is starting on.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -79,20 +80,38 @@ def prepare_blocks(
     a trip through the object store, where they would compete with decoded
     pixels for the pipeline's budget (see :func:`object_store_budget`).
 
-    ``niceness`` (CPU clusters) lowers the worker process's scheduling
-    priority to at least that value, so decoding runs in the model's idle
-    moments instead of preempting its threads; see :func:`yield_cpu`.
+    ``niceness`` (CPU clusters) decodes in a thread of this process whose
+    scheduling priority is lowered to at least that value, so decoding runs
+    in the model's idle moments instead of preempting its threads; see
+    :func:`yield_cpu`.  A thread, not the task's own: Linux keeps a nice
+    value per thread and an unprivileged one cannot raise it back, and Ray
+    may later place a model actor on this worker's main thread, which would
+    then run the model at the decoders' priority.
     """
-    if niceness is not None:
-        yield_cpu(niceness)
     n = len(batch[C.OBJECT_ID])
     for start in range(0, n, batch_size):
-        yield raycompat.typed_batch(prepare_batch({k: v[start : start + batch_size] for k, v in batch.items()},
-                                                  **kwargs))
+        rows = {k: v[start : start + batch_size] for k, v in batch.items()}
+        if niceness is None:
+            prepared = prepare_batch(rows, **kwargs)
+        else:
+            prepared = _decode_thread(niceness).submit(prepare_batch, rows, **kwargs).result()
+        yield raycompat.typed_batch(prepared)
+
+
+#: This process's decode threads, one per niceness (:func:`prepare_blocks`).
+_DECODE_THREADS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _decode_thread(niceness: int) -> ThreadPoolExecutor:
+    """The process's single decode thread at ``niceness``, started on first use."""
+    if niceness not in _DECODE_THREADS:
+        _DECODE_THREADS[niceness] = ThreadPoolExecutor(1, thread_name_prefix=f"galaxy-ray-decode-nice{niceness}",
+                                                       initializer=yield_cpu, initargs=(niceness,))
+    return _DECODE_THREADS[niceness]
 
 
 def yield_cpu(niceness: int) -> None:
-    """Raise this process's nice value to ``niceness`` (never lower it).
+    """Raise the calling thread's nice value to ``niceness`` (never lower it).
 
     Ray starts its workers at nice 15, the model actors and the decode tasks
     alike.  On a CPU node the model's intra-op threads then share the cores
@@ -100,8 +119,9 @@ def yield_cpu(niceness: int) -> None:
     parallel region.  Decoding is about a tenth of the work and the object
     store buffers its output, so it can run at a lower priority and fill the
     gaps.
-    Raising a nice value needs no privilege; Ray's workers belong to one job,
-    so only this job's later tasks on the same worker inherit it.
+    Raising a nice value needs no privilege.  On Linux ``setpriority`` with
+    ``PRIO_PROCESS`` and id 0 sets only the calling thread's (and the
+    threads it starts later): the nice value is per thread there, see setpriority(2), BUGS.
     """
     try:
         if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
