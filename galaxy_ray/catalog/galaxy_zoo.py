@@ -255,12 +255,11 @@ def friendly_expressions(tree: Schema, columns: Sequence[str], quote,
     """
     wanted = set(columns)
     out = {}
+    lower, upper = tree.interval_columns
     for q, asked in zip(tree.questions, tree.proportion_asked_columns):
         for a in q.answers:
-            fraction = tree.fraction_columns[a.index]
-            stem = fraction[: -len("_fraction")]
             # an answer's interval goes with its fraction: a masked value has no interval to quote
-            for column in (fraction, f"{stem}_90pc-lower", f"{stem}_90pc-upper"):
+            for column in (tree.fraction_columns[a.index], lower[a.index], upper[a.index]):
                 if column in wanted:
                     out[column] = f"CASE WHEN {quote(asked)} >= {float(threshold)!r} THEN {quote(column)} END"
     return out

@@ -10,6 +10,7 @@ start-up, spent on the cores the model actor is starting on.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -98,16 +99,11 @@ def prepare_blocks(
         yield raycompat.typed_batch(prepared)
 
 
-#: This process's decode threads, one per niceness (:func:`prepare_blocks`).
-_DECODE_THREADS: dict[int, ThreadPoolExecutor] = {}
-
-
+@functools.cache
 def _decode_thread(niceness: int) -> ThreadPoolExecutor:
-    """The process's single decode thread at ``niceness``, started on first use."""
-    if niceness not in _DECODE_THREADS:
-        _DECODE_THREADS[niceness] = ThreadPoolExecutor(1, thread_name_prefix=f"galaxy-ray-decode-nice{niceness}",
-                                                       initializer=yield_cpu, initargs=(niceness,))
-    return _DECODE_THREADS[niceness]
+    """This process's single decode thread at ``niceness`` (:func:`prepare_blocks`), started on first use."""
+    return ThreadPoolExecutor(1, thread_name_prefix=f"galaxy-ray-decode-nice{niceness}",
+                              initializer=yield_cpu, initargs=(niceness,))
 
 
 def yield_cpu(niceness: int) -> None:
