@@ -118,8 +118,6 @@ def test_a_votes_run_without_a_known_tree_is_one_line(source, tmp_path, capsys):
         report.run_figures(report.Report(str(tmp_path / "out"), "t"), str(run))
 
 
-
-
 def _panels(fig):
     return [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_label() != "<colorbar>"]
 
