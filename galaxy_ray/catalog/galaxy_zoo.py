@@ -7,7 +7,8 @@ instead, ``{question}_{answer}_fraction`` (a question's answers sum to 1 among t
 reached it), with ``{question}_proportion_asked``, the product of the parent answers' fractions
 up the tree.  The catalog carries both: the cumulative columns first (unchanged, so
 ``--kaggle-submission`` and existing readers stay the same), then these
-(:func:`tree_column_names`, :func:`tree_columns`, computed with :mod:`galaxy_ray.trees.fractions`).
+(:func:`galaxy_ray.trees.columns.tree_column_names`, computed row by row in the model actors by
+:func:`galaxy_ray.trees.columns.tree_columns`).
 
 :func:`column_descriptions` says what each probability column is, for the catalog's provenance
 (``column_descriptions``) and the FITS/VOTable exports: ``p_merger`` is a calibrated probability
@@ -32,85 +33,16 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import numpy as np
-
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_column
-from galaxy_ray.trees import GZ2, SCHEMAS, Schema, get_schema
-from galaxy_ray.trees.dirichlet import fraction_intervals
-from galaxy_ray.trees.fractions import FRIENDLY_THRESHOLD, fraction_table, to_conditional
+from galaxy_ray.trees import GZ2, SCHEMAS, Schema
+from galaxy_ray.trees.columns import CUMULATIVE_TASKS, tree_of_task
+from galaxy_ray.trees.fractions import FRIENDLY_THRESHOLD
 
-__all__ = ["FRIENDLY_THRESHOLD", "CUMULATIVE_MEANING", "tree_of_task", "tree_column_names", "tree_columns",
-           "column_descriptions", "catalog_tree", "friendly_expressions"]
+__all__ = ["FRIENDLY_THRESHOLD", "CUMULATIVE_MEANING", "column_descriptions", "catalog_tree", "friendly_expressions"]
 
 #: What a Kaggle cumulative column is (each column's description starts with this).
 CUMULATIVE_MEANING = "Kaggle cumulative vote fraction: fraction of all volunteers who reached and chose this answer"
-
-#: The tree of each task whose outputs are cumulative vote fractions.
-_CUMULATIVE_TASKS: dict[str, Schema] = {"gz2": GZ2}
-
-
-def tree_of_task(task: str, tree: str | None = None) -> Schema | None:
-    """The Galaxy Zoo tree a task predicts: GZ2 for ``gz2``, ``tree`` for ``votes``, else None."""
-    if task == "votes":
-        return get_schema(tree) if tree is not None else None
-    return _CUMULATIVE_TASKS.get(task)
-
-
-def tree_column_names(task: str, tree: str | None = None) -> list[str]:
-    """The columns after the outputs.
-
-    gz2: ``{question}_{answer}_fraction`` (K) then ``{question}_proportion_asked`` (Q).  votes (whose
-    outputs are the ``_fraction`` columns): ``{question}_proportion_asked`` (Q), then the 90%
-    intervals ``{question}_{answer}_90pc-lower`` (K) and ``-upper`` (K).  Empty for ``classes``.
-    """
-    schema = tree_of_task(task, tree)
-    if schema is None:
-        return []
-    if task == "votes":
-        lower, upper = schema.interval_columns
-        return [*schema.proportion_asked_columns, *lower, *upper]
-    return [*schema.fraction_columns, *schema.proportion_asked_columns]
-
-
-def tree_columns(task: str, outputs: np.ndarray, tree: str | None = None,
-                 concentrations: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """The tree columns of :func:`tree_column_names` from a model's outputs.
-
-    Parameters
-    ----------
-    task : str
-        The model's task; a task without a tree gives no columns.
-    outputs : array_like, shape (N, K)
-        gz2: the cumulative vote fractions (Kaggle order); votes: the expected conditional fractions.
-    tree : str, optional
-        votes: the model's tree.
-    concentrations : array_like, shape (N, K), optional
-        votes: the Dirichlet concentrations behind ``outputs``, for the intervals
-        (:func:`galaxy_ray.trees.dirichlet.fraction_intervals`); without them, none.
-
-    Returns
-    -------
-    dict of str to numpy.ndarray (N,) float32
-        :func:`tree_column_names` order.  gz2: each question's fractions are its cumulative values
-        divided by its parent answer's (computed in float64), so they sum to 1 wherever the
-        parent is above 0; a question whose parent answer is exactly 0 (never reached) gets 0
-        fractions and proportion asked 0.
-
-    References
-    ----------
-    Hart et al. 2016, MNRAS 461, 3663; Walmsley et al. 2023, MNRAS 526, 4768.
-    """
-    schema = tree_of_task(task, tree)
-    if schema is None:
-        return {}
-    if task != "votes":
-        return fraction_table(to_conditional(outputs, schema), schema)
-    lower = upper = None
-    if concentrations is not None:
-        lower, upper = fraction_intervals(concentrations, schema)
-    table = fraction_table(outputs, schema, lower, upper)
-    return {name: table[name] for name in tree_column_names(task, tree) if name in table}
 
 
 def _kaggle_names() -> dict[str, tuple[str, str]]:
@@ -161,7 +93,7 @@ def _merger_descriptions(task: str, merger: str | None, calibrated: bool, truth:
     elif calibrated:
         p = (f"calibrated probability that the galaxy is a merger by the truth {truth or 'of the training run'} "
              f"(isotonic regression of output {merger} on the training run's validation split), not a vote fraction")
-    elif task in (*_CUMULATIVE_TASKS, "votes"):
+    elif task in (*CUMULATIVE_TASKS, "votes"):
         p = (f"uncalibrated: the model's {merger} cumulative vote fraction itself (the checkpoint holds no "
              "merger calibration), a vote fraction, not a probability of being a merger")
     else:

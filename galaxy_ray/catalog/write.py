@@ -101,7 +101,7 @@ def catalog_schema(output_columns: Sequence[str], tree_columns: Sequence[str] = 
         Columns derived from the outputs that follow them, float32: for GZ2 the
         conditional ``{question}_{answer}_fraction`` and ``{question}_proportion_asked``
         columns as Galaxy Zoo publishes them
-        (:func:`galaxy_ray.catalog.galaxy_zoo.tree_column_names`; Walmsley et al. 2023,
+        (:func:`galaxy_ray.trees.columns.tree_column_names`; Walmsley et al. 2023,
         MNRAS 526, 4768).  Catalogs written before them have none.
     """
     fields = [

@@ -6,7 +6,8 @@ One module per concern:
 * :mod:`.prepare`: the CPU stage, reading and decoding cutouts for the model;
 * :mod:`.pipeline`: the Ray Data pipeline (read and prepare on CPUs, a pool of
   model actors) and all of its Ray-specific tuning;
-* :mod:`.writer`: catalog rows, collected per unit on the driver and published
+* :mod:`.rows`: one batch's catalog rows, made in the model actors;
+* :mod:`.writer`: those rows, collected per unit on the driver and published
   one file per unit;
 * :mod:`.run`: :func:`run_inference`, the steps in order, and the provenance;
 * :mod:`.predict`: ``galaxy-ray predict``, a few files without Ray;

@@ -39,7 +39,7 @@ from galaxy_ray.data.transforms import check_stored_pixels, ok_rows
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.plan import UNIT_COLUMN, Plan, Unit
 from galaxy_ray.infer.prepare import CPU_NICENESS, prepare_blocks, read_tagged_rows
-from galaxy_ray.infer.writer import catalog_rows
+from galaxy_ray.infer.rows import catalog_rows
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.model import Predictor, output_columns, view_spread
 from galaxy_ray.schema import CatalogColumns as C

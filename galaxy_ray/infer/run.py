@@ -32,6 +32,7 @@ from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
 from galaxy_ray.infer.writer import UnitWriter, catalog_totals
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
+from galaxy_ray.trees.columns import tree_column_names
 
 __all__ = ["run_inference", "base_provenance", "merger_rule"]
 
@@ -74,7 +75,7 @@ def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: flo
     prov["calibration"] = {"probabilities": calibration.get("probabilities"),
                            "p_merger": "isotonic, fitted on the training run's validation split"
                            if calibration.get("merger") else None}
-    prov["tree_columns"] = galaxy_zoo.tree_column_names(spec.task, spec.tree)
+    prov["tree_columns"] = tree_column_names(spec.task, spec.tree)
     truth = rule.truth if rule is not None and rule.truth else (
         truth_rule(spec, rule.vote_cut) if rule is not None and spec.merger is not None else None)
     prov["column_descriptions"] = galaxy_zoo.column_descriptions(

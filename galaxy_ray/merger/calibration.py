@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-from scipy.optimize import isotonic_regression, minimize_scalar
 
 __all__ = ["reliability", "IsotonicCalibration", "TemperatureCalibration", "calibration_from_dict", "merger_calibration",
            "probability_calibration"]
@@ -65,6 +64,8 @@ class TemperatureCalibration:
         labels : array of int, shape (N,)
             True class indices.
         """
+        from scipy.optimize import minimize_scalar  # fitting only: model actors apply calibrations, never fit
+
         logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0))
         labels = np.asarray(labels, dtype=int)
 
@@ -102,6 +103,8 @@ class IsotonicCalibration:
     @classmethod
     def fit(cls, score: np.ndarray, truth: np.ndarray) -> "IsotonicCalibration":
         """Isotonic regression of the 0/1 ``truth`` on ``score`` (shapes (N,))."""
+        from scipy.optimize import isotonic_regression  # fitting only, as above
+
         s = np.asarray(score, dtype=np.float64)
         y = np.asarray(truth, dtype=np.float64)
         keep = np.isfinite(s)

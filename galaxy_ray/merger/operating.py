@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
-from astropy.stats import binom_conf_interval
 
 from galaxy_ray.errors import GalaxyRayError
 
@@ -119,6 +118,8 @@ def _with_rates(threshold: np.ndarray, tp: np.ndarray, fp: np.ndarray, positives
 
 def wilson(k: int, n: int) -> tuple[float, float]:
     """95% Wilson score interval of ``k / n`` (``astropy.stats.binom_conf_interval``); NaN when ``n`` is 0."""
+    from astropy.stats import binom_conf_interval  # here, not at the top: model actors import this module
+
     if n == 0:
         return (float("nan"), float("nan"))
     lo, hi = binom_conf_interval(k, n, confidence_level=0.95, interval="wilson")

@@ -25,11 +25,12 @@ from galaxy_ray.catalog import galaxy_zoo
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.run import base_provenance
-from galaxy_ray.infer.writer import catalog_rows
+from galaxy_ray.infer.rows import catalog_rows
 from galaxy_ray.merger.calibration import IsotonicCalibration
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.merger.truth import truth_rule
 from galaxy_ray.trees import GZ2
+from galaxy_ray.trees.columns import tree_column_names, tree_columns
 from galaxy_ray.trees.fractions import friendly_table
 
 # Galaxy "disc": a face-on barred spiral.  Conditional fractions per question (Kaggle answer order):
@@ -103,7 +104,7 @@ def test_hand_worked_conditional_fractions_and_proportion_asked(gz_catalog):
     table = pq.read_table(gz_catalog / "part-00000.parquet")
     names = table.column_names
     # the 37 cumulative columns unchanged and first, then 37 fractions, 11 proportions asked, then the rest
-    tree = galaxy_zoo.tree_column_names("gz2")
+    tree = tree_column_names("gz2")
     assert names[4:41] == list(schema.GZ2_ANSWER_COLUMNS)
     assert names[41:41 + 48] == tree == [*GZ2.fraction_columns, *GZ2.proportion_asked_columns]
     assert names[89:] == ["morphology", "p_merger", "is_merger", "error"]
@@ -138,7 +139,7 @@ def test_every_probability_column_is_described(gz_catalog):
     summary = json.loads((gz_catalog / "_catalog.json").read_text())
     footer = json.loads(pq.read_schema(gz_catalog / "part-00000.parquet").metadata[b"galaxy_ray"])
     assert summary["column_descriptions"] == footer["column_descriptions"]
-    assert summary["tree_columns"] == galaxy_zoo.tree_column_names("gz2")
+    assert summary["tree_columns"] == tree_column_names("gz2")
     d = summary["column_descriptions"]
     assert set(d) == {*schema.GZ2_ANSWER_COLUMNS, *summary["tree_columns"], "p_merger", "is_merger", "morphology"}
     assert d["bar_bar"].startswith("Kaggle cumulative vote fraction: fraction of all volunteers who reached and "
@@ -161,7 +162,7 @@ def test_uncalibrated_p_merger_is_called_a_vote_fraction():
                                              calibration={"probabilities": {"method": "temperature"}})
     assert classes["prob_merger"] == "probability of class 'Merger' (softmax, temperature-scaled on the training " \
                                      "run's validation split)"
-    assert galaxy_zoo.tree_column_names("classes") == [] and galaxy_zoo.tree_columns("classes", np.ones((1, 2))) == {}
+    assert tree_column_names("classes") == [] and tree_columns("classes", np.ones((1, 2))) == {}
 
 
 def test_friendly_view_masks_questions_asked_of_fewer_than_half(gz_catalog, tmp_path):
