@@ -12,6 +12,17 @@ kernel, so that torchvision imports and its models (the only part of it this
 project uses) run.  Images are decoded with Pillow and astropy, never with
 ``torchvision.io``, whose codecs live in the same missing extension.
 
+It also keeps ``import torchvision`` from importing ``torch._dynamo`` (the
+compiler front end: about 1 s of a 2-core machine's 1.3 s torchvision import,
+paid again by every fresh model actor).  torchvision 0.28's
+``ops/roi_align.py`` imports ``is_compile_supported`` from
+``torch._dynamo.utils`` at its top, although its own ``lazy_compile`` exists
+to avoid importing dynamo eagerly (pytorch/vision#8436).  While torchvision
+imports, :func:`_import_torchvision` gives it an ``is_compile_supported`` that
+imports the real one on its first call, then takes its stand-in modules out
+of ``sys.modules``: ``torch._dynamo`` and ``torch.compile`` import for real
+when first used, and ``roi_align`` behaves as before.
+
 Always import torchvision through this module::
 
     from galaxy_ray.tv import torchvision
@@ -20,6 +31,8 @@ Always import torchvision through this module::
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 from pathlib import Path
 
 import torch
@@ -89,4 +102,35 @@ EXTENSION_LOADED: bool = _extension_loads()
 if not EXTENSION_LOADED:
     _register_fallbacks()
 
-import torchvision  # noqa: E402  (must follow the registrations above)
+def is_compile_supported(device_type: str) -> bool:
+    """``torch._dynamo.utils.is_compile_supported``, imported on the first call (see the module docstring)."""
+    from torch._dynamo.utils import is_compile_supported as imported
+
+    return imported(device_type)
+
+
+def _import_torchvision() -> types.ModuleType:
+    """``import torchvision``, with ``torch._dynamo`` left unimported when it is not already."""
+    if "torch._dynamo" in sys.modules or "torchvision" in sys.modules:
+        import torchvision
+
+        return torchvision
+    dynamo = types.ModuleType("torch._dynamo")
+    dynamo.__path__ = []  # a package, so that ``torch._dynamo.utils`` resolves to the module below
+    utils = types.ModuleType("torch._dynamo.utils")
+    utils.is_compile_supported = is_compile_supported
+    dynamo.utils = utils
+    stand_ins = {"torch._dynamo": dynamo, "torch._dynamo.utils": utils}
+    sys.modules.update(stand_ins)
+    try:
+        import torchvision
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+        if torch.__dict__.get("_dynamo") is dynamo:
+            del torch._dynamo  # torch's module __getattr__ imports the real one on first use
+    return torchvision
+
+
+torchvision = _import_torchvision()

@@ -30,6 +30,30 @@ def test_nms_operator_exists_and_is_correct():
     assert nms_reference(boxes, scores, 0.5).tolist() == keep.tolist()
 
 
+_DYNAMO_CHECK = """
+import sys
+import torch
+from galaxy_ray.tv import torchvision
+print("dynamo_after_import", "torch._dynamo" in sys.modules)
+# roi_align asks torch._dynamo whether it may compile: the deferred helper imports it then
+image = torch.full((1, 1, 8, 8), 3.0)
+pooled = torchvision.ops.roi_align(image, torch.tensor([[0.0, 1.0, 1.0, 5.0, 5.0]]), output_size=2)
+print("roi_align", pooled.shape == (1, 1, 2, 2), bool(torch.allclose(pooled, torch.tensor(3.0))))
+import torch._dynamo
+print("dynamo_real", hasattr(torch._dynamo, "optimize"), hasattr(torch._dynamo.utils, "is_compile_supported"))
+double = torch.compile(lambda x: 2 * x, backend="eager")
+print("compile", bool(torch.equal(double(torch.arange(3.0)), torch.tensor([0.0, 2.0, 4.0]))))
+"""
+
+
+def test_torchvision_import_leaves_dynamo_until_it_is_used():
+    """A fresh process (as a model actor is): torchvision imports without torch._dynamo, which still works later."""
+    out = subprocess.run([sys.executable, "-c", _DYNAMO_CHECK], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["dynamo_after_import", "False", "roi_align", "True", "True",
+                                  "dynamo_real", "True", "True", "compile", "True"]
+
+
 def test_cli_lists_commands_and_rejects_unknown():
     out = subprocess.run([sys.executable, "-m", "galaxy_ray.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "infer" in out.stdout
