@@ -60,6 +60,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 
 from galaxy_ray.cli import run_entry_point  # noqa: E402
 
@@ -70,41 +71,16 @@ GZ_DESI_GALAXIES = 8.7e6
 # --------------------------------------------------------------------------- memory
 
 
-def _children(pid: int) -> list[int]:
-    """All descendants of ``pid`` (from /proc/*/stat parent ids)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
-
-
-def _pss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def tree_pss_bytes(pid: int | None = None) -> int:
-    """Pss of a process and all its descendants, in bytes."""
-    pid = os.getpid() if pid is None else pid
-    return sum(_pss_bytes(p) for p in [pid, *_children(pid)])
+    """Pss of a process and all its descendants, in bytes (psutil: ``/proc/PID/smaps_rollup``)."""
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass  # exited between the listing and the read
+    return total
 
 
 class PeakMemory:

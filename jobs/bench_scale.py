@@ -51,6 +51,7 @@ models' forward pass on one core, printed as one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -70,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 
 from galaxy_ray.cli import run_entry_point  # noqa: E402
 
@@ -198,42 +200,24 @@ def bare_loop(checkpoint: str, shards: str, batch_size: int, max_rows: int) -> t
 # --------------------------------------------------------------------------- watching a run
 
 
-def _children_map() -> dict[int, list[int]]:
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry))
-    return parents
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants."""
-    parents, out, todo = _children_map(), [root], [root]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
-
-
-def _read(path: str) -> str:
+def process_tree(root: int) -> list[psutil.Process]:
+    """``root`` and all its descendants (none when ``root`` has exited)."""
     try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
+        proc = psutil.Process(root)
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
-def _kib_field(text: str, name: str) -> int:
-    for line in text.splitlines():
-        if line.startswith(name):
-            return int(line.split()[1]) * 1024
-    return 0
+def _sample_process(proc: psutil.Process) -> tuple[float, int, int, str] | None:
+    """(CPU seconds, RSS bytes, Pss bytes, command line) of ``proc``; None when it has gone."""
+    try:
+        with proc.oneshot():
+            cpu = proc.cpu_times()
+            mem = proc.memory_full_info()  # Pss from /proc/PID/smaps_rollup
+            return cpu.user + cpu.system, mem.rss, mem.pss, " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
 
 
 class RunWatcher:
@@ -248,7 +232,7 @@ class RunWatcher:
         self.parts = 0
         self._already = set(_part_names(out))
         self.session_dir: str | None = None
-        self.last_tree: list[int] = []
+        self.last_tree: list[psutil.Process] = []
         #: CPU seconds (user + system) of every process of the tree, as last seen: on a shared machine the
         #: tree's CPU time per row is a steadier figure than its wall time
         self.cpu_s: dict[int, float] = {}
@@ -268,14 +252,15 @@ class RunWatcher:
         self.last_tree = tree
         figures = dict(driver_rss=0, workers_rss=0, worker_rss_max=0, ray_system_rss=0, tree_rss=0, tree_pss=0,
                        workers=0)
-        for pid in tree:
-            self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), _cpu_seconds(pid))
-            rss = _kib_field(_read(f"/proc/{pid}/status"), "VmRSS:")
-            pss = _kib_field(_read(f"/proc/{pid}/smaps_rollup"), "Pss:")
-            cmd = _read(f"/proc/{pid}/cmdline").replace("\0", " ")
+        for proc in tree:
+            sample = _sample_process(proc)
+            if sample is None:
+                continue
+            cpu, rss, pss, cmd = sample
+            self.cpu_s[proc.pid] = max(self.cpu_s.get(proc.pid, 0.0), cpu)
             figures["tree_rss"] += rss
             figures["tree_pss"] += pss
-            if pid == self.proc.pid:
+            if proc.pid == self.proc.pid:
                 figures["driver_rss"] = rss
             elif cmd.startswith("ray::"):  # Ray's workers and actors name themselves ray::<task or actor>
                 figures["workers_rss"] += rss
@@ -307,13 +292,19 @@ def _part_names(out: str) -> list[str]:
         return []
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (``/proc/<pid>/stat`` fields 14-15; 0 when it is gone)."""
+def _alive(proc: psutil.Process) -> bool:
+    """Still running (not exited, not a zombie), and the same process as when seen (psutil checks its start time)."""
     try:
-        fields = _read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (IndexError, ValueError):
-        return 0.0
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.NoSuchProcess:
+        return "?"
 
 
 def _spill_dir_bytes(session_dir: str) -> int:
@@ -337,8 +328,9 @@ def raylet_spilled_mib(session_dir: str | None) -> float | None:
     """Ray's own count of spilled MiB from the raylet's log (``Spilled N MiB, ...`` lines; 0 when none)."""
     if not session_dir:
         return None
-    text = _read(os.path.join(session_dir, "logs", "raylet.out"))
-    if not text:
+    try:
+        text = Path(session_dir, "logs", "raylet.out").read_text(errors="replace")
+    except OSError:
         return None
     spilled = 0.0
     for line in text.splitlines():
@@ -383,15 +375,12 @@ def run_infer(checkpoint: str, shards: str, out: str, args: argparse.Namespace, 
                     rc = proc.wait()
                     killed = watcher.parts
                     time.sleep(2.0)
-                    left = [p for p in tree[1:] if os.path.exists(f"/proc/{p}") and _read(f"/proc/{p}/stat")
-                            and ") Z" not in _read(f"/proc/{p}/stat")]
+                    left = [p for p in tree[1:] if _alive(p)]
                     survivors = len(left)
-                    survivor_names = sorted({_read(f"/proc/{p}/comm").strip() for p in left})  # what left the group
-                    for pid in left:  # anything of this run that left the group: by its own pid
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
+                    survivor_names = sorted({_name(p) for p in left})  # what left the group
+                    for p in left:  # anything of this run that left the group: by its own pid
+                        with contextlib.suppress(psutil.NoSuchProcess):
+                            p.kill()
         finally:
             watcher.stop()
         seconds = time.perf_counter() - t0

@@ -80,6 +80,35 @@ def test_catalog_rows_counts_rows_and_unique_ids_over_part_files(tmp_path):
     assert (counted["rows"], counted["unique_ids"], counted["part_files"], counted["files"]) == (5, 4, 2, 3)
 
 
+_GRANDCHILD = """
+import sys, time
+block = bytearray(96 << 20)
+block[::4096] = b"x" * len(block[::4096])  # touch every page: resident
+t = time.process_time()
+while time.process_time() - t < 0.6:
+    pass
+open(sys.argv[1] + "/part-00000-00000.parquet", "w").close()
+time.sleep(1.5)
+"""
+
+
+def test_run_watcher_counts_a_descendants_memory_cpu_and_first_part(tmp_path):
+    """The watcher sees a grandchild's resident pages and CPU time, and the part file it publishes."""
+    import subprocess
+
+    bench = _bench()
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_GRANDCHILD!r}, {str(tmp_path)!r}], check=True)"
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    watcher = bench.RunWatcher(proc, str(tmp_path), interval_s=0.1).start()
+    assert proc.wait(timeout=120) == 0
+    watcher.stop()
+    assert watcher.peak["tree_rss"] >= 96 << 20  # the grandchild's touched block, not the parent's
+    assert watcher.peak["driver_rss"] < 96 << 20
+    assert sum(watcher.cpu_s.values()) >= 0.5
+    assert watcher.parts == 1 and watcher.first_part_s is not None
+    assert watcher.last_tree and not any(bench._alive(p) for p in watcher.last_tree)  # all exited
+
+
 def test_bare_loop_classifies_the_rows_it_reads(tmp_path):
     bench = _bench()
     inputs = bench.make_inputs(tmp_path, 300, 16, 100, seed=1, workers=1)
