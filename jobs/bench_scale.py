@@ -43,9 +43,8 @@ The last line of output is one JSON object with all the figures::
     python jobs/bench_scale.py --n 20000
     nice -n 10 python jobs/bench_scale.py --kill-run main      # N = 1,000,000
 
-``--sizing`` instead measures the per-cutout CPU costs behind ``docs/scale.md``: read +
-decode + resize of real JPEG cutouts (as they are, and resampled to 256 and 424 px) and the
-models' forward pass on one core, printed as one JSON line.
+The per-cutout CPU costs behind ``docs/scale.md`` section 2 (real JPEG decode and the
+models' forward pass on one core) are ``jobs/bench_sizing.py``'s.
 """
 
 from __future__ import annotations
@@ -437,114 +436,6 @@ def cone_truth(ra: np.ndarray, dec: np.ndarray, cone: tuple[float, float, float]
     return int((cos_sep >= math.cos(radius)).sum())
 
 
-# --------------------------------------------------------------------------- sizing (docs/scale.md)
-
-
-def resampled_jpegs(files: Sequence[Path], side: int, quality: int, dest: Path) -> list[Path]:
-    """The JPEGs ``files`` resized (Lanczos) to ``side`` x ``side`` and re-encoded at ``quality``.
-
-    Stand-ins for survey cutouts of that size (424 px: Galaxy Zoo DECaLS, Walmsley et al. 2022;
-    256 px: a common training size) built from real sky pixels, so that the JPEG decoder sees
-    real noise and sources at the byte count of such a cutout.
-    """
-    from PIL import Image
-
-    dest.mkdir(parents=True, exist_ok=True)
-    out = []
-    for f in files:
-        target = dest / f"{f.stem}.jpg"
-        with Image.open(f) as im:
-            im.convert("RGB").resize((side, side), Image.LANCZOS).save(target, format="JPEG", quality=quality)
-        out.append(target)
-    return out
-
-
-def decode_cpu_s(files: Sequence[Path], config, batch_size: int, reps: int) -> tuple[float, np.ndarray]:
-    """CPU seconds per cutout of read + ``preprocess_batch`` (decode, crop, resize) over ``files``; (s, last pixels)."""
-    from galaxy_ray.data.transforms import preprocess_batch
-
-    def batch_of(chunk):
-        return {"object_id": np.array([f.stem for f in chunk], dtype=object),
-                "image": np.array([f.read_bytes() for f in chunk], dtype=object),
-                "source": np.array([str(f) for f in chunk], dtype=object)}
-
-    preprocess_batch(batch_of(files[:1]), config)  # imports, first call
-    cpu0, n, pixels = time.process_time(), 0, None
-    for _ in range(reps):
-        for start in range(0, len(files), batch_size):
-            chunk = files[start:start + batch_size]
-            pixels = preprocess_batch(batch_of(chunk), config)["pixels"]
-            n += len(chunk)
-    return (time.process_time() - cpu0) / n, pixels
-
-
-def model_cpu_s(arch: str, config, batch_size: int, pixels: np.ndarray) -> float:
-    """CPU seconds per cutout of ``arch``'s forward pass (``predict_numpy``, one thread), batch after batch."""
-    import torch
-
-    from galaxy_ray import model as model_mod
-
-    torch.manual_seed(0)
-    net = model_mod.build_model(model_mod.ModelSpec.for_gz2(arch, config)).eval()
-    size = config.image_size
-    x = np.resize(pixels, (batch_size, 3, size, size)).astype(np.uint8)
-    model_mod.predict_numpy(net, x)  # warm
-    cpu0, m = time.process_time(), 0
-    while m < max(2 * batch_size, 256 * 64 * 64 // (size * size)):
-        model_mod.predict_numpy(net, x)
-        m += batch_size
-    return (time.process_time() - cpu0) / m
-
-
-def sizing(jpeg_dir: str, jpeg_sides: Sequence[int], image_sizes: Sequence[int], archs: Sequence[str],
-           batch_size: int, reps: int, quality: int = 90) -> dict:
-    """CPU seconds per cutout on one core: read + decode + resize of JPEG cutouts, and the models' forward pass.
-
-    CPU time (``time.process_time``) of this single-threaded process, not wall time, so that other
-    load on a shared machine inflates it less (it still does: caches and memory bandwidth are shared).
-    Decoding is ``transforms.preprocess_batch`` (what the pipeline's decode tasks run) on the files'
-    bytes, read from disk each time, for the real JPEGs (side 0 in ``jpeg_sides``) and for them
-    resampled to each other side (:func:`resampled_jpegs`); the model is ``predict_numpy`` on uint8
-    pixels at each of ``image_sizes``.
-
-    Raises
-    ------
-    GalaxyRayError
-        ``jpeg_dir`` holds no ``.jpg`` files.
-    """
-    import torch
-
-    from galaxy_ray.data.transforms import PreprocessConfig
-    from galaxy_ray.errors import GalaxyRayError
-
-    torch.set_num_threads(1)
-    files = sorted(Path(jpeg_dir).glob("*.jpg"))
-    if not files:
-        raise GalaxyRayError(f"bench_scale --sizing-jpegs {jpeg_dir}: no .jpg files there; point it at a folder "
-                             "of cutout JPEGs")
-    result: dict = {"jpegs": len(files), "threads": 1, "jpeg_quality_resampled": quality, "decode": {}, "model": {}}
-    tmp = Path(tempfile.mkdtemp(prefix="bench_scale_sizing_"))
-    pixels = {}
-    for side in jpeg_sides:
-        batch = resampled_jpegs(files, side, quality, tmp / str(side)) if side else files
-        label = f"{side}px" if side else "original"
-        kib = round(float(np.mean([f.stat().st_size for f in batch])) / 1024, 1)
-        for size in image_sizes:
-            config = PreprocessConfig(size, 1.0)
-            s, pixels[size] = decode_cpu_s(batch, config, batch_size, reps)
-            result["decode"][f"{label}_to_{size}px"] = dict(ms=round(s * 1e3, 3), jpeg_kib=kib)
-            print(f"{label} JPEGs ({kib} KiB) -> {size} px: read + decode + resize {s * 1e3:.2f} ms CPU per "
-                  f"cutout ({1 / s:.0f} cutouts/s/core)", flush=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-    for arch in archs:
-        for size in image_sizes:
-            s = model_cpu_s(arch, PreprocessConfig(size, 1.0), batch_size, pixels[size])
-            result["model"][f"{arch}_{size}px"] = round(s * 1e3, 3)
-            print(f"{arch} at {size} px: forward {s * 1e3:.2f} ms CPU per cutout ({1 / s:.1f} cutouts/s/core)",
-                  flush=True)
-    return result
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -565,76 +456,90 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kill once this fraction of the catalog files is published (default 0.3; 0.1 with "
                         "--kill-run main)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--sizing", action="store_true",
-                   help="only measure the per-cutout CPU costs behind docs/scale.md (real JPEG decode + resize, "
-                        "and the model at --sizing-sizes) and print them as one JSON line")
-    p.add_argument("--sizing-jpegs", default="/work/shared/data/sdss_gz2_sample/images",
-                   help="folder of real cutout JPEGs for --sizing")
-    p.add_argument("--sizing-sizes", default="224", help="model image sizes for --sizing (comma-separated)")
-    p.add_argument("--sizing-jpeg-sides", default="0,256,424",
-                   help="JPEG sides for --sizing: 0 = the files as they are, else resampled to that side")
-    p.add_argument("--sizing-archs", default="resnet18,resnet50", help="models for --sizing (comma-separated)")
-    p.add_argument("--sizing-reps", type=int, default=3, help="passes over the JPEGs for --sizing")
     p.add_argument("--workdir", default=None, help="inputs, catalogs and logs (default: a temp dir, kept)")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.sizing:
-        ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
-        print(json.dumps(sizing(args.sizing_jpegs, ints(args.sizing_jpeg_sides), ints(args.sizing_sizes),
-                                args.sizing_archs.split(","), 64, args.sizing_reps)), flush=True)
-        return 0
-    n = args.n
-    args.rows_per_shard = args.rows_per_shard or max(100, min(10_000, n // 100))
-    args.rows_per_file = args.rows_per_file or max(1, n // 20)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_scale_"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "runs.log"
-    say = lambda s: print(s, flush=True)  # noqa: E731
-    say(f"bench_scale: N = {n}, {args.image_size}-px cutouts, {args.arch}, batch {args.batch_size}, "
-        f"{args.rows_per_shard} rows per shard, {args.rows_per_file} rows per catalog file, {os.cpu_count()} CPU "
-        f"cores; work in {workdir} (subprocess logs: {log_path})")
+class ScaleBench:
+    """One benchmark run: its flags, work directory, inputs and checkpoint, and the figures gathered so far.
 
-    inputs = make_inputs(workdir, n, args.image_size, args.rows_per_shard, args.seed, workers=os.cpu_count() or 1)
-    say(f"inputs: {n} cutouts in {inputs['shards']} shards ({inputs['bytes'] / MIB:.0f} MiB) written in "
-        f"{inputs['seconds']:.1f} s = {n / inputs['seconds']:.0f} cutouts/s; N/10 input: {inputs['rows_n10']} rows "
-        f"in {inputs['shards_n10']} shards")
-    checkpoint = make_checkpoint(workdir, args.arch, args.image_size)
+    The methods are the steps of the module docstring, called in order by :func:`main`; each
+    prints its line(s) and keeps its figures on ``self`` for :func:`result_dict`.
+    """
 
-    bare_rates, bare_cpu = [], []
+    def __init__(self, args: argparse.Namespace) -> None:
+        n = self.n = args.n
+        args.rows_per_shard = args.rows_per_shard or max(100, min(10_000, n // 100))
+        args.rows_per_file = args.rows_per_file or max(1, n // 20)
+        self.args = args
+        self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_scale_"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "runs.log"
+        self.files = math.ceil(n / args.rows_per_file)
+        kill_after = args.kill_after if args.kill_after is not None else (0.1 if args.kill_run == "main" else 0.3)
+        self.kill_parts = max(1, int(self.files * kill_after))
+        self.cat_n = str(self.workdir / "catalog_n")
+        self.hats_dir = str(self.workdir / "catalog_n_hats")
+        self.bare_rates: list[float] = []
+        self.bare_cpu: list[float] = []
+        self.runs: dict = {}
+        self.resume: dict = {}
+        self.inputs: dict = {}
+        self.checkpoint = ""
+        self.counted: dict = {}
+        self.hats: dict = {}
+        self.truth = 0
+        self.cones: dict = {}
 
-    def bare() -> float:
-        rows, s, cpu = bare_loop(checkpoint, inputs["big"], args.batch_size, args.bare_rows)
-        bare_rates.append(rows / s)
-        bare_cpu.append(cpu / rows)
-        say(f"bare loop: {rows} rows in {s:.1f} s = {rows / s:.0f} rows/s ({cpu / rows * 1e3:.2f} ms CPU per row)")
+    @staticmethod
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    def prepare(self) -> None:
+        """The header line, the N and N/10 inputs and the checkpoint."""
+        args, n = self.args, self.n
+        self.say(f"bench_scale: N = {n}, {args.image_size}-px cutouts, {args.arch}, batch {args.batch_size}, "
+                 f"{args.rows_per_shard} rows per shard, {args.rows_per_file} rows per catalog file, "
+                 f"{os.cpu_count()} CPU cores; work in {self.workdir} (subprocess logs: {self.log_path})")
+        inputs = self.inputs = make_inputs(self.workdir, n, args.image_size, args.rows_per_shard, args.seed,
+                                           workers=os.cpu_count() or 1)
+        self.say(f"inputs: {n} cutouts in {inputs['shards']} shards ({inputs['bytes'] / MIB:.0f} MiB) written in "
+                 f"{inputs['seconds']:.1f} s = {n / inputs['seconds']:.0f} cutouts/s; N/10 input: "
+                 f"{inputs['rows_n10']} rows in {inputs['shards_n10']} shards")
+        self.checkpoint = make_checkpoint(self.workdir, args.arch, args.image_size)
+
+    def bare(self) -> float:
+        """One bare-loop run over ``--bare-rows`` rows of the N input; its rows/s."""
+        rows, s, cpu = bare_loop(self.checkpoint, self.inputs["big"], self.args.batch_size, self.args.bare_rows)
+        self.bare_rates.append(rows / s)
+        self.bare_cpu.append(cpu / rows)
+        self.say(f"bare loop: {rows} rows in {s:.1f} s = {rows / s:.0f} rows/s ({cpu / rows * 1e3:.2f} ms CPU "
+                 "per row)")
         return rows / s
 
-    bare()
-    runs, resume = {}, {}
-    files = math.ceil(n / args.rows_per_file)
-    kill_after = args.kill_after if args.kill_after is not None else (0.1 if args.kill_run == "main" else 0.3)
-    kill_parts = max(1, int(files * kill_after))
+    def infer(self, shards: str, out: str, kill_after_parts: int | None = None) -> dict:
+        return run_infer(self.checkpoint, shards, out, self.args, self.log_path, kill_after_parts=kill_after_parts)
 
-    def report(label: str, run: dict, rows: int) -> None:
-        say(f"infer {label}: rc {run['rc']}, {rows} rows in {run['seconds']:.1f} s = {rows / run['seconds']:.0f} "
-            f"rows/s end to end; first part after {_seconds(run['first_part_s'])}; peak RSS driver "
-            f"{run['peak_driver_rss'] / MIB:.0f} MiB, workers {run['peak_workers_rss'] / MIB:.0f} MiB (largest "
-            f"{run['peak_worker_rss_max'] / MIB:.0f}), tree Pss {run['peak_tree_pss'] / MIB:.0f} MiB; spilled "
-            f"{run['raylet_spilled_mib']} MiB (raylet), spill dir peak {run['peak_spill_dir_bytes'] / MIB:.1f} MiB; "
-            f"{run['cpu_s']:.0f} CPU s in the process tree")
+    def report(self, label: str, run: dict, rows: int) -> None:
+        """Print one infer run's figures; stop the benchmark if it failed without being killed."""
+        self.say(f"infer {label}: rc {run['rc']}, {rows} rows in {run['seconds']:.1f} s = "
+                 f"{rows / run['seconds']:.0f} rows/s end to end; first part after {_seconds(run['first_part_s'])}; "
+                 f"peak RSS driver {run['peak_driver_rss'] / MIB:.0f} MiB, workers "
+                 f"{run['peak_workers_rss'] / MIB:.0f} MiB (largest {run['peak_worker_rss_max'] / MIB:.0f}), tree "
+                 f"Pss {run['peak_tree_pss'] / MIB:.0f} MiB; spilled {run['raylet_spilled_mib']} MiB (raylet), "
+                 f"spill dir peak {run['peak_spill_dir_bytes'] / MIB:.1f} MiB; {run['cpu_s']:.0f} CPU s in the "
+                 "process tree")
         if run["rc"] != 0 and "killed_at_parts" not in run:
-            raise SystemExit(f"bench_scale: infer failed (rc {run['rc']}); see {log_path}")
+            raise SystemExit(f"bench_scale: infer failed (rc {run['rc']}); see {self.log_path}")
 
-    def kill_and_resume(out: str) -> tuple[dict, dict]:
+    def kill_and_resume(self, out: str) -> tuple[dict, dict]:
         """Kill a run of the N input once ``kill_parts`` files are out, rerun it; (the two runs merged, figures)."""
-        first = run_infer(checkpoint, inputs["big"], out, args, log_path, kill_after_parts=kill_parts)
+        n, files = self.n, self.files
+        first = self.infer(self.inputs["big"], out, kill_after_parts=self.kill_parts)
         published = len(list(Path(out).glob("part-*.parquet")))
-        report("N, killed", first, n)
-        second = run_infer(checkpoint, inputs["big"], out, args, log_path)
-        report("N, rerun", second, n)
+        self.report("N, killed", first, n)
+        second = self.infer(self.inputs["big"], out)
+        self.report("N, rerun", second, n)
         counted = catalog_rows(out)
         cj = second.get("catalog_json", {})
         figures = dict(killed_after_s=round(first["seconds"], 1), killed_at_parts=first.get("killed_at_parts"),
@@ -645,79 +550,94 @@ def main(argv: Sequence[str] | None = None) -> int:
                        rerun_rows_this_run=cj.get("rows_this_run"), rerun_files_skipped=cj.get("files_skipped"),
                        rows=counted["rows"], unique_ids=counted["unique_ids"],
                        ok=counted["rows"] == counted["unique_ids"] == n)
-        say(f"kill and resume: killed after {first['seconds']:.1f} s with {published} of {files} files published "
-            f"({first.get('survivors_after_killpg')} process(es) outlived the group kill: "
-            f"{', '.join(first.get('survivor_names') or []) or 'none'}); rerun rc {second['rc']} "
-            f"in {second['seconds']:.1f} s writing {cj.get('rows_this_run')} rows; catalog {counted['rows']} rows, "
-            f"{counted['unique_ids']} unique ids ({'OK' if figures['ok'] else 'WRONG'})")
-        merged = dict(second)
-        merged.update(seconds=first["seconds"] + second["seconds"], first_part_s=first["first_part_s"],
-                      cpu_s=first["cpu_s"] + second["cpu_s"],
-                      raylet_spilled_mib=(first["raylet_spilled_mib"] or 0) + (second["raylet_spilled_mib"] or 0))
-        for k in first:
-            if k.startswith("peak_"):
-                merged[k] = max(first[k], second[k])
-        return merged, figures
+        self.say(f"kill and resume: killed after {first['seconds']:.1f} s with {published} of {files} files "
+                 f"published ({first.get('survivors_after_killpg')} process(es) outlived the group kill: "
+                 f"{', '.join(first.get('survivor_names') or []) or 'none'}); rerun rc {second['rc']} "
+                 f"in {second['seconds']:.1f} s writing {cj.get('rows_this_run')} rows; catalog {counted['rows']} "
+                 f"rows, {counted['unique_ids']} unique ids ({'OK' if figures['ok'] else 'WRONG'})")
+        return merge_runs(first, second), figures
 
-    out_n10 = str(workdir / "catalog_n10")
-    shutil.rmtree(out_n10, ignore_errors=True)
-    runs["n10"] = run_infer(checkpoint, inputs["small"], out_n10, args, log_path)
-    report("N/10", runs["n10"], inputs["rows_n10"])
-    cat_n = str(workdir / "catalog_n")
-    shutil.rmtree(cat_n, ignore_errors=True)
-    if args.kill_run == "main":  # the N run is the one killed and resumed: one pass over N, not two
-        runs["n"], resume = kill_and_resume(cat_n)
-    else:
-        runs["n"] = run_infer(checkpoint, inputs["big"], cat_n, args, log_path)
-        report("N", runs["n"], n)
-    bare()
-    bare_rate = float(np.mean(bare_rates))
-    counted = catalog_rows(cat_n)
-    say(f"catalog: {counted['rows']} rows, {counted['unique_ids']} unique ids, {counted['part_files']} part files "
-        f"({counted['files']} files, {counted['bytes'] / MIB:.0f} MiB)")
-    if args.kill_run == "separate":
-        out = str(workdir / "catalog_resume")
-        shutil.rmtree(out, ignore_errors=True)
-        _, resume = kill_and_resume(out)
+    def infer_runs(self) -> None:
+        """The N/10 and N runs, the second bare loop, the N catalog's count and the separate kill-and-resume run."""
+        out_n10 = str(self.workdir / "catalog_n10")
+        shutil.rmtree(out_n10, ignore_errors=True)
+        self.runs["n10"] = self.infer(self.inputs["small"], out_n10)
+        self.report("N/10", self.runs["n10"], self.inputs["rows_n10"])
+        shutil.rmtree(self.cat_n, ignore_errors=True)
+        if self.args.kill_run == "main":  # the N run is the one killed and resumed: one pass over N, not two
+            self.runs["n"], self.resume = self.kill_and_resume(self.cat_n)
+        else:
+            self.runs["n"] = self.infer(self.inputs["big"], self.cat_n)
+            self.report("N", self.runs["n"], self.n)
+        self.bare()
+        counted = self.counted = catalog_rows(self.cat_n)
+        self.say(f"catalog: {counted['rows']} rows, {counted['unique_ids']} unique ids, {counted['part_files']} "
+                 f"part files ({counted['files']} files, {counted['bytes'] / MIB:.0f} MiB)")
+        if self.args.kill_run == "separate":
+            out = str(self.workdir / "catalog_resume")
+            shutil.rmtree(out, ignore_errors=True)
+            _, self.resume = self.kill_and_resume(out)
 
-    hats_dir = str(workdir / "catalog_n_hats")
-    shutil.rmtree(hats_dir, ignore_errors=True)
-    hats_s, hats_rc = timed([sys.executable, "-m", "galaxy_ray.cli", "hats", cat_n, hats_dir,
-                             "--workers", str(min(4, os.cpu_count() or 1))], log_path)
-    hats_files = sum(1 for p in Path(hats_dir).rglob("*") if p.is_file())
-    say(f"hats: rc {hats_rc} in {hats_s:.1f} s, {hats_files} files")
+    def run_hats(self) -> None:
+        """``galaxy-ray hats`` of the N catalog."""
+        shutil.rmtree(self.hats_dir, ignore_errors=True)
+        s, rc = timed([sys.executable, "-m", "galaxy_ray.cli", "hats", self.cat_n, self.hats_dir,
+                       "--workers", str(min(4, os.cpu_count() or 1))], self.log_path)
+        files = sum(1 for p in Path(self.hats_dir).rglob("*") if p.is_file())
+        self.hats = dict(seconds=s, rc=rc, files=files)
+        self.say(f"hats: rc {rc} in {s:.1f} s, {files} files")
 
-    truth = cone_truth(inputs["ra"], inputs["dec"], CONE)
-    cones = {}
-    for label, target in (("hats", hats_dir), ("parquet", cat_n)):
-        dest = workdir / f"cone_{label}.parquet"
-        s, rc = timed([sys.executable, "-m", "galaxy_ray.cli", "query", target, "--cone", *map(str, CONE),
-                       "--columns", "object_id,ra,dec", "--out", str(dest)], log_path)
+    def run_cones(self) -> None:
+        """The cone by the CLI (wall time, imports included) and by ``api.cone`` in-process, on HATS and Parquet."""
         import pyarrow.parquet as pq
 
-        got = pq.read_metadata(dest).num_rows if rc == 0 and dest.exists() else None
         from galaxy_ray import api
 
-        api.cone(target, *CONE, columns=["object_id"])  # warm: opening and imports
-        t0 = time.perf_counter()
-        rows_api = len(api.cone(target, *CONE, columns=["object_id"]))
-        cones[label] = dict(cli_s=round(s, 2), rc=rc, rows=got, api_s=round(time.perf_counter() - t0, 3),
-                            api_rows=rows_api)
-        say(f"cone {CONE} on {label}: {got} rows (truth {truth}) in {s:.2f} s by the CLI, "
-            f"{cones[label]['api_s']:.3f} s in-process")
+        self.truth = cone_truth(self.inputs["ra"], self.inputs["dec"], CONE)
+        for label, target in (("hats", self.hats_dir), ("parquet", self.cat_n)):
+            dest = self.workdir / f"cone_{label}.parquet"
+            s, rc = timed([sys.executable, "-m", "galaxy_ray.cli", "query", target, "--cone", *map(str, CONE),
+                           "--columns", "object_id,ra,dec", "--out", str(dest)], self.log_path)
+            got = pq.read_metadata(dest).num_rows if rc == 0 and dest.exists() else None
+            api.cone(target, *CONE, columns=["object_id"])  # warm: opening and imports
+            t0 = time.perf_counter()
+            rows_api = len(api.cone(target, *CONE, columns=["object_id"]))
+            self.cones[label] = dict(cli_s=round(s, 2), rc=rc, rows=got, api_s=round(time.perf_counter() - t0, 3),
+                                     api_rows=rows_api)
+            self.say(f"cone {CONE} on {label}: {got} rows (truth {self.truth}) in {s:.2f} s by the CLI, "
+                     f"{self.cones[label]['api_s']:.3f} s in-process")
 
-    rn, rn10 = runs["n"], runs["n10"]
+
+def merge_runs(first: dict, second: dict) -> dict:
+    """A killed run and its rerun as one: times, CPU and spilled MiB added, peaks the larger of the two."""
+    merged = dict(second)
+    merged.update(seconds=first["seconds"] + second["seconds"], first_part_s=first["first_part_s"],
+                  cpu_s=first["cpu_s"] + second["cpu_s"],
+                  raylet_spilled_mib=(first["raylet_spilled_mib"] or 0) + (second["raylet_spilled_mib"] or 0))
+    for k in first:
+        if k.startswith("peak_"):
+            merged[k] = max(first[k], second[k])
+    return merged
+
+
+def result_dict(bench: ScaleBench) -> dict:
+    """The final JSON line's figures (ratios are N over the bare-loop baseline, or N over N/10)."""
+    args, n, inputs, counted, cones = bench.args, bench.n, bench.inputs, bench.counted, bench.cones
+    rn, rn10 = bench.runs["n"], bench.runs["n10"]
+    bare_rate = float(np.mean(bench.bare_rates))
     rate = n / rn["seconds"]
     cj = rn.get("catalog_json", {})
     ratio = lambda a, b: round(a / b, 3) if b else None  # noqa: E731
-    result = {
+    peak_mib = lambda k: {f"peak_{k}_mib": round(rn[f"peak_{k}"] / MIB),  # noqa: E731
+                          f"peak_{k}_mib_n10": round(rn10[f"peak_{k}"] / MIB)}
+    return {
         "n": n, "image_size": args.image_size, "arch": args.arch, "batch_size": args.batch_size,
         "cpu_cores": os.cpu_count(), "shards": inputs["shards"], "rows_per_shard": args.rows_per_shard,
         "rows_per_file": args.rows_per_file,
         "input_write_s": round(inputs["seconds"], 1), "input_mib": round(inputs["bytes"] / MIB, 1),
-        "bare_rows_per_s": round(bare_rate, 1), "bare_runs_rows_per_s": [round(r, 1) for r in bare_rates],
+        "bare_rows_per_s": round(bare_rate, 1), "bare_runs_rows_per_s": [round(r, 1) for r in bench.bare_rates],
         "bare_rows": args.bare_rows,
-        "bare_cpu_ms_per_row": round(float(np.mean(bare_cpu)) * 1e3, 3),
+        "bare_cpu_ms_per_row": round(float(np.mean(bench.bare_cpu)) * 1e3, 3),
         "pipeline_cpu_ms_per_row": round(rn["cpu_s"] / n * 1e3, 3),
         "pipeline_cpu_ms_per_row_n10": round(rn10["cpu_s"] / inputs["rows_n10"] * 1e3, 3),
         "infer_s": round(rn["seconds"], 1), "rows_per_s_end_to_end": round(rate, 1),
@@ -727,17 +647,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "startup_s": cj.get("startup_seconds"),
         "time_to_first_part_s": round(rn["first_part_s"], 1) if rn["first_part_s"] else None,
         "n10": inputs["rows_n10"], "infer_s_n10": round(rn10["seconds"], 1),
-        "peak_driver_rss_mib": round(rn["peak_driver_rss"] / MIB), "peak_driver_rss_mib_n10":
-            round(rn10["peak_driver_rss"] / MIB), "driver_rss_ratio": ratio(rn["peak_driver_rss"], rn10["peak_driver_rss"]),
-        "peak_workers_rss_mib": round(rn["peak_workers_rss"] / MIB),
-        "peak_workers_rss_mib_n10": round(rn10["peak_workers_rss"] / MIB),
-        "workers_rss_ratio": ratio(rn["peak_workers_rss"], rn10["peak_workers_rss"]),
-        "peak_worker_rss_max_mib": round(rn["peak_worker_rss_max"] / MIB),
-        "peak_worker_rss_max_mib_n10": round(rn10["peak_worker_rss_max"] / MIB),
-        "peak_ray_system_rss_mib": round(rn["peak_ray_system_rss"] / MIB),
-        "peak_ray_system_rss_mib_n10": round(rn10["peak_ray_system_rss"] / MIB),
-        "peak_tree_pss_mib": round(rn["peak_tree_pss"] / MIB), "peak_tree_pss_mib_n10": round(rn10["peak_tree_pss"] / MIB),
-        "tree_pss_ratio": ratio(rn["peak_tree_pss"], rn10["peak_tree_pss"]),
+        **peak_mib("driver_rss"), "driver_rss_ratio": ratio(rn["peak_driver_rss"], rn10["peak_driver_rss"]),
+        **peak_mib("workers_rss"), "workers_rss_ratio": ratio(rn["peak_workers_rss"], rn10["peak_workers_rss"]),
+        **peak_mib("worker_rss_max"), **peak_mib("ray_system_rss"),
+        **peak_mib("tree_pss"), "tree_pss_ratio": ratio(rn["peak_tree_pss"], rn10["peak_tree_pss"]),
         "peak_processes": rn["peak_workers"],
         "spilled_mib_raylet": rn["raylet_spilled_mib"], "spilled_mib_raylet_n10": rn10["raylet_spilled_mib"],
         "spill_dir_peak_mib": round(rn["peak_spill_dir_bytes"] / MIB, 1),
@@ -745,13 +658,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "catalog_rows_ok": counted["rows"] == counted["unique_ids"] == n,
         "catalog_part_files": counted["part_files"], "catalog_files": counted["files"],
         "catalog_mib": round(counted["bytes"] / MIB, 1),
-        "kill_run": args.kill_run, "resume": resume,
-        "hats_s": round(hats_s, 1), "hats_rc": hats_rc, "hats_files": hats_files,
-        "cone": list(CONE), "cone_truth_rows": truth, "cone_hats": cones["hats"], "cone_parquet": cones["parquet"],
-        "cone_ok": all(c["rows"] == c["api_rows"] == truth for c in cones.values()),
-        "workdir": str(workdir),
+        "kill_run": args.kill_run, "resume": bench.resume,
+        "hats_s": round(bench.hats["seconds"], 1), "hats_rc": bench.hats["rc"], "hats_files": bench.hats["files"],
+        "cone": list(CONE), "cone_truth_rows": bench.truth, "cone_hats": cones["hats"],
+        "cone_parquet": cones["parquet"],
+        "cone_ok": all(c["rows"] == c["api_rows"] == bench.truth for c in cones.values()),
+        "workdir": str(bench.workdir),
     }
-    print(json.dumps(result), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    bench = ScaleBench(build_parser().parse_args(argv))
+    bench.prepare()
+    bench.bare()
+    bench.infer_runs()
+    bench.run_hats()
+    bench.run_cones()
+    print(json.dumps(result_dict(bench)), flush=True)
     return 0
 
 

@@ -3,7 +3,8 @@
 ``jobs/bench_scale.py`` itself runs ``galaxy-ray infer`` several times (minutes); these tests check
 what its figures rest on, without Ray: the packed shards it writes from numpy (read back by
 galaxy-ray's own shard source), the catalog count behind "exactly N rows, N unique ids", the
-brute-force cone count that every cone answer is checked against, and the bare loop's baseline.
+brute-force cone count that every cone answer is checked against, and the bare loop's baseline;
+and ``jobs/bench_sizing.py``'s per-cutout costs (a key and a figure per JPEG side and model).
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ import pytest
 
 from galaxy_ray.data.sources import open_source
 
-BENCH = Path(__file__).resolve().parents[1] / "jobs" / "bench_scale.py"
+JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
 pytestmark = pytest.mark.slow  # imports torch and builds a ResNet-18
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_scale", BENCH)
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, JOBS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_scale"] = module  # make_inputs's process pool pickles its functions by module name
+    sys.modules[name] = module  # make_inputs's process pool pickles its functions by module name
     spec.loader.exec_module(module)
     return module
+
+
+def _bench():
+    return _load("bench_scale")
 
 
 def test_inputs_are_packed_shards_of_n_cutouts_and_their_first_tenth(tmp_path):
@@ -123,7 +128,7 @@ def test_sizing_measures_each_jpeg_side_and_model_and_refuses_an_empty_folder(tm
 
     from galaxy_ray.errors import GalaxyRayError
 
-    bench = _bench()
+    bench = _load("bench_sizing")
     with pytest.raises(GalaxyRayError, match="no .jpg files"):
         bench.sizing(str(tmp_path), [0], [16], ["resnet18"], 8, 1)
     rng = np.random.default_rng(2)
