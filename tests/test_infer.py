@@ -155,6 +155,12 @@ def test_decode_stage_splits_a_block_into_model_batches_with_every_row():
     assert sum(e is not None for e in whole[C.ERROR]) == 5  # the planted bad cutouts stay as error rows
 
 
+def test_cpu_clusters_run_one_decode_task_per_model_actor_and_gpu_clusters_no_cap():
+    # CPU: decoders share the model's cores, so more of them only add worker processes
+    assert [pipeline.default_decode_tasks(a, use_gpu=False) for a in ((1, 1), (1, 3), (4, 4), (0, 0))] == [1, 3, 4, 1]
+    assert pipeline.default_decode_tasks((2, 2), use_gpu=True) is None  # GPU: decoding feeds it, as many as fit
+
+
 def test_decode_tasks_only_ever_lower_their_own_priority():
     code = ("import os; from galaxy_ray.infer.prepare import yield_cpu; "
             "yield_cpu(7); a = os.getpriority(os.PRIO_PROCESS, 0); "

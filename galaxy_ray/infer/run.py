@@ -267,7 +267,9 @@ def run_inference(
     use_gpu : "auto", "yes", "no" or bool
         One GPU per actor; "auto" uses GPUs when the cluster has them.
     decode_tasks : int, optional
-        Cap on concurrent decode/preprocess tasks (default: Ray Data decides).
+        Cap on concurrent decode/preprocess tasks; default one per model actor
+        on CPU clusters, no cap on GPU clusters
+        (:func:`galaxy_ray.infer.pipeline.default_decode_tasks`).
     source_options : dict, optional
         Keywords of ``sources.open_source`` (``filename_mapping``, ``galaxy10``).
     overwrite : bool
