@@ -27,7 +27,10 @@ __all__ = ["catalog_rows"]
 
 def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, ok: np.ndarray,
                  rule, spread: dict | None = None, concentrations: np.ndarray | None = None) -> pa.Table:
-    """Catalog rows (plus the unit tag when present) as an Arrow table.
+    """Catalog rows (plus the unit tag when present) as an Arrow table, without ``_healpix_29``.
+
+    ``write_catalog_file`` adds ``_healpix_29`` from ``ra``/``dec`` when it
+    publishes the rows, and orders the columns as the catalog schema does.
 
     Parameters
     ----------
