@@ -102,7 +102,8 @@ EXTENSION_LOADED: bool = _extension_loads()
 if not EXTENSION_LOADED:
     _register_fallbacks()
 
-def is_compile_supported(device_type: str) -> bool:
+
+def _is_compile_supported(device_type: str) -> bool:
     """``torch._dynamo.utils.is_compile_supported``, imported on the first call (see the module docstring)."""
     from torch._dynamo.utils import is_compile_supported as imported
 
@@ -118,7 +119,7 @@ def _import_torchvision() -> types.ModuleType:
     dynamo = types.ModuleType("torch._dynamo")
     dynamo.__path__ = []  # a package, so that ``torch._dynamo.utils`` resolves to the module below
     utils = types.ModuleType("torch._dynamo.utils")
-    utils.is_compile_supported = is_compile_supported
+    utils.is_compile_supported = _is_compile_supported
     dynamo.utils = utils
     stand_ins = {"torch._dynamo": dynamo, "torch._dynamo.utils": utils}
     sys.modules.update(stand_ins)

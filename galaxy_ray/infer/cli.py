@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the catalog in --out when another model, input, preprocessing or merger "
                         "threshold made it (without this, such a rerun is refused)")
     runtime.add_verbose_argument(p)
-    p.add_argument("--decode-tasks", type=int, default=None, help="cap on concurrent decode tasks (default: one per model actor on CPUs, no cap on GPUs)")
+    p.add_argument("--decode-tasks", type=int, default=None,
+                   help="cap on concurrent decode tasks (default: one per model actor on CPUs, no cap on GPUs)")
     return p
 
 

@@ -95,4 +95,3 @@ def tree_columns(task: str, outputs: np.ndarray, tree: str | None = None,
         lower, upper = fraction_intervals(concentrations, schema)
     table = fraction_table(outputs, schema, lower, upper)
     return {name: table[name] for name in tree_column_names(task, tree) if name in table}
-
