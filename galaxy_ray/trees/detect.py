@@ -93,7 +93,10 @@ def identify_tree(columns: Iterable[str]) -> TreeMatch | None:
     """The complete match of a table's columns with the most answers, or None.
 
     GZ DECaLS DR5 and DR8 in Galaxy Zoo's release naming (no campaign suffix) match equally;
-    the first listed, DR5, is returned (the trees are identical).
+    the first listed, DR5, is returned (the trees are identical).  A table holding two trees'
+    distinct count columns (GZ DESI rows with ``-dr5_`` and ``-dr8_`` counts) also gets the first
+    listed here, from names alone; training decides between them by which hold votes and says so
+    (:func:`galaxy_ray.data.vote_counts.choose_tree`).
     """
     complete = [m for m in match_trees(columns) if m.complete]
     return max(complete, key=lambda m: (len(m.columns), m.kind == "counts"), default=None)
