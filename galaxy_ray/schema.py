@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -37,6 +38,8 @@ __all__ = [
     "GALAXY10_MERGER_CLASS",
     "CatalogColumns",
     "class_column",
+    "class_columns",
+    "shared_class_columns",
     "slugify",
     "conditional_to_cumulative",
     "cumulative_to_conditional",
@@ -234,8 +237,46 @@ def slugify(name: str) -> str:
 
 
 def class_column(name: str) -> str:
-    """Catalog column holding the probability of a class, e.g. ``prob_merging``."""
+    """Catalog column holding the probability of a class, e.g. ``prob_merging``.
+
+    Two classes can share it (``Spiral``/``spiral``, ``Sb``/``Sb:``, any two names without Latin
+    letters or digits): name a model's columns with :func:`class_columns`, which keeps them apart.
+    """
     return f"prob_{slugify(name)}"
+
+
+def class_columns(names: Sequence[str]) -> list[str]:
+    """The catalog columns of a model's classes, in class order, all different.
+
+    Each is :func:`class_column` of its class; a class whose column an earlier class already took
+    gets the first free ``_2``, ``_3``, ... suffix.  The result depends only on the ordered class
+    names a checkpoint stores, so training, ``infer`` and every reader derive the same columns
+    (also for checkpoints written before this rule); the catalog's provenance keeps ``output_names``
+    beside ``output_columns`` and each column's description names its class.
+
+    >>> class_columns(["Sb", "Sb:", "spiral"])
+    ['prob_sb', 'prob_sb_2', 'prob_spiral']
+    """
+    plain = [class_column(n) for n in names]
+    taken: set[str] = set()
+    out = []
+    for column in plain:
+        if column in taken:  # the first class keeps the plain name
+            k = 2
+            while f"{column}_{k}" in taken or f"{column}_{k}" in plain:
+                k += 1
+            column = f"{column}_{k}"
+        taken.add(column)
+        out.append(column)
+    return out
+
+
+def shared_class_columns(names: Sequence[str]) -> list[list[str]]:
+    """Groups of class names (two or more) whose :func:`class_column` is the same, in class order."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(class_column(n), []).append(n)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def conditional_to_cumulative(conditional: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_column
+from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_columns
 from galaxy_ray.trees import GZ2
 
 __all__ = ["ColumnInfo", "column_info", "POSITION_UCDS"]
@@ -94,7 +94,8 @@ def column_info(name: str, provenance: Mapping | None = None) -> ColumnInfo | No
     elif name in _GZ2:
         info = _GZ2[name]
     elif name.startswith("prob_"):
-        classes = {class_column(n): n for n in (provenance or {}).get("output_names") or []}
+        names = (provenance or {}).get("output_names") or []
+        classes = dict(zip(class_columns(names), names))
         label = classes.get(name, name[len("prob_"):])
         info = ColumnInfo(None, _PROBABILITY, f"probability of class '{label}'")
     else:

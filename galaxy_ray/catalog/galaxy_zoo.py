@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from galaxy_ray.merger.operating import format_threshold
-from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_column
+from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_columns
 from galaxy_ray.trees import GZ2, SCHEMAS, Schema
 from galaxy_ray.trees.columns import CUMULATIVE_TASKS, tree_of_task
 from galaxy_ray.trees.fractions import FRIENDLY_THRESHOLD
@@ -145,7 +145,8 @@ def column_descriptions(task: str, output_names: Sequence[str], merger: str | No
                              "not a morphology")
     else:
         scaled = ", temperature-scaled on the training run's validation split" if calibration.get("probabilities") else ""
-        out = {class_column(n): f"probability of class {n!r} (softmax{scaled})" for n in output_names}
+        out = {column: f"probability of class {n!r} (softmax{scaled})"
+               for column, n in zip(class_columns(output_names), output_names)}
         out[C.MORPHOLOGY] = "the most probable class"
     out.update(_merger_descriptions(task, merger, bool(calibration.get("merger")), truth, threshold, threshold_text))
     return out

@@ -24,7 +24,7 @@ def output_columns(spec: ModelSpec) -> list[str]:
         return list(schema.GZ2_ANSWER_COLUMNS)
     if spec.task == "votes":
         return list(spec.schema_tree.fraction_columns)
-    return [schema.class_column(name) for name in spec.output_names]
+    return schema.class_columns(spec.output_names)  # distinct even where two class names slugify alike
 
 
 def merger_index(spec: ModelSpec) -> int | None:

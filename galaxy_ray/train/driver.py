@@ -67,6 +67,19 @@ def _worker_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, w
     )
 
 
+def _say_shared_columns(names: Sequence[str]) -> None:
+    """One line when class names share a catalog column name: which columns they get instead."""
+    from galaxy_ray.schema import class_columns, shared_class_columns
+
+    groups = shared_class_columns(names)
+    if not groups:
+        return
+    column = dict(zip(names, class_columns(names)))
+    told = "; ".join(" and ".join(f"{n!r} -> {column[n]}" for n in g) for g in groups)
+    runtime.say(f"galaxy-ray: classes whose names make the same catalog column are kept apart: {told} (the "
+                "catalog's column descriptions name each class; if two are one class, merge them in the label column)")
+
+
 def plan_run(cfg: TrainConfig) -> RunPlan:
     """Read the source's labels, size the workers, build the model spec and the worker configuration (driver side).
 
@@ -107,6 +120,7 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         spec = ModelSpec(cfg.arch, "classes", summary.class_names, preprocess,
                          default_merger(cfg, summary.class_names))
         class_index = {n: i for i, n in enumerate(summary.class_names)}
+        _say_shared_columns(summary.class_names)
     weights = class_weights(cfg, summary) if cfg.task == "classes" else None
     n_bn = min(cfg.bn_samples, summary.n_train)
     cache = plan_cache(cfg.cache, prepared_bytes(summary.n_train, summary.n_val, n_bn, preprocess),
