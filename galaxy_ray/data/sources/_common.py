@@ -42,6 +42,15 @@ CUTOUT_SCHEMA = pa.schema(
     ]
 )
 
+#: Names galaxy-ray gives a meaning of its own, in the cutout table (a reader's per-row ``error``, the encoded
+#: ``image``, the ``source`` named in messages, the ``votes``/``vote_counts`` targets) or in a catalog it
+#: writes.  A table column of one of these names (a download log's ``error``, a catalog re-used as a
+#: manifest) is carried as ``input_<name>`` (:func:`carried_names`), never taken for galaxy-ray's own.
+OWN_COLUMNS = frozenset({C.IMAGE, C.SOURCE, C.VOTES, C.VOTE_COUNTS, C.ERROR, C.MORPHOLOGY, C.P_MERGER, C.IS_MERGER,
+                         C.COVERAGE, C.P_MERGER_STD, C.MORPHOLOGY_PROB_STD, C.HEALPIX})
+#: Prefix of the carried name of a column in :data:`OWN_COLUMNS` (or a ``prob_*`` class probability).
+CARRIED_PREFIX = "input_"
+
 #: Metadata column holding the URI of a cutout's file (file-per-object formats).
 PATH = "_path"
 #: Rows of metadata per Ray Data block when reading (images are 10-200 KB each).
@@ -165,6 +174,41 @@ def require_kaggle_columns(columns: Sequence[str], where: str) -> bool:
             f"{' ...' if len(missing) > 5 else ''}; give all of Class1.1 ... Class11.6 or none"
         )
     return True
+
+
+def carried_names(columns: Sequence[str], where: str) -> dict[str, str]:
+    """Each table column's name in the cutout table: its own, or ``input_<name>`` for galaxy-ray's own names.
+
+    Renaming rather than refusing: the column is the user's data (a download log, an earlier
+    model's ``p_merger`` to compare with the new one) and the table may not be theirs to edit; the
+    caller says in one line which columns were renamed (:func:`renamed_line`).
+
+    Raises
+    ------
+    GalaxyRayError
+        The table also has the ``input_`` name already (one line naming both and what to do).
+    """
+    have = set(columns)
+    out = {}
+    for c in columns:
+        if c in OWN_COLUMNS or str(c).startswith("prob_"):
+            carried = CARRIED_PREFIX + c
+            if carried in have:
+                raise GalaxyRayError(f"{where}: has a column {c!r}, a name galaxy-ray writes itself, and also "
+                                     f"{carried!r}, the name it would carry {c!r} under; rename one of them")
+            out[c] = carried
+        else:
+            out[c] = c
+    return out
+
+
+def renamed_line(names: dict[str, str], where: str) -> str | None:
+    """One line naming the columns :func:`carried_names` renamed, or None."""
+    moved = [f"{old!r} as {new!r}" for old, new in names.items() if old != new]
+    if not moved:
+        return None
+    return (f"galaxy-ray: {where}: carrying {', '.join(moved)}: galaxy-ray gives {'that name' if len(moved) == 1 else 'those names'} "
+            "a meaning of its own (a row's error, a catalog column)")
 
 
 class Source:

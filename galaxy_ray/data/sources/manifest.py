@@ -4,7 +4,10 @@ Columns: ``object_id`` (or the column named by ``id_column``), ``path``
 (relative to the manifest, absolute, or ``s3://``; files outside the
 manifest's folder only with ``allow_outside_paths``, :mod:`.containment`), optional ``ra``/``dec``
 (degrees, or sexagesimal text: RA in hours, :mod:`.positions`), ``label`` and the 37 ``Class1.1`` ... ``Class11.6`` cumulative vote
-fractions; any other column is carried through.  The manifest may be
+fractions; any other column is carried through, those named like galaxy-ray's own (``error``,
+``image``, ``source``, ``p_merger``, ``morphology``, ``prob_*``, ...: a download log, a catalog
+re-used as a manifest) as ``input_<name>`` (:func:`._common.carried_names`, said in one line).
+A blank ``path`` cell (a failed download) gives that row the ``error`` "no path".  The manifest may be
 gzip/bzip2-compressed (``manifest.csv.bz2``).  A listed file that is missing
 gives a row with a null image (decoding reports it), not a failure -- unless
 most are missing, which refuses the source before any work (:mod:`.presence`).
@@ -18,11 +21,14 @@ deterministic shards.  A compressed manifest is read on the driver.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 
+from galaxy_ray import runtime
 from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
-from galaxy_ray.data.sources._common import PATH, FileRowsSource, read_parquet, require_kaggle_columns, resolve
+from galaxy_ray.data.sources._common import (PATH, FileRowsSource, carried_names, read_parquet, renamed_line,
+                                             require_kaggle_columns, resolve)
 from galaxy_ray.data.sources.containment import refuse_outside_paths
 from galaxy_ray.data.sources.identity import exact_float_ids
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, parent
@@ -73,9 +79,13 @@ class Manifest(FileRowsSource):
         if PATH_COLUMN not in columns:
             raise GalaxyRayError(f"{self.table_uri}: no '{PATH_COLUMN}' column; a manifest needs object_id and path")
         self.has_votes = require_kaggle_columns(columns, self.table_uri)
-        reserved = {self.id_column, C.OBJECT_ID, PATH_COLUMN, C.RA, C.DEC, C.LABEL, C.IMAGE, C.SOURCE, C.VOTES,
-                    *GZ2_KAGGLE_COLUMNS}
-        self.extras_names = [c for c in columns if c not in reserved and not c.startswith("_")]
+        reserved = {self.id_column, C.OBJECT_ID, PATH_COLUMN, C.RA, C.DEC, C.LABEL, *GZ2_KAGGLE_COLUMNS}
+        extras = [c for c in columns if c not in reserved and not c.startswith("_")]
+        #: each carried column's name in the cutout table (galaxy-ray's own names get ``input_``)
+        self.carried = carried_names(extras, self.table_uri)
+        self.extras_names = list(self.carried.values())
+        if (line := renamed_line(self.carried, self.table_uri)) is not None:
+            runtime.say(line)
         self.strings = [self.id_column, PATH_COLUMN] + ([C.LABEL] if C.LABEL in columns else [])
         #: position columns, read from a CSV as text (sexagesimal is parsed, not taken for a time)
         self.positions = [c for c in (C.RA, C.DEC) if c in columns]
@@ -88,8 +98,8 @@ class Manifest(FileRowsSource):
         if self.has_votes:
             for c in GZ2_KAGGLE_COLUMNS:
                 meta[c] = pd.to_numeric(table[c], errors="coerce")
-        for c in self.extras_names:
-            meta[c] = table[c]
+        for c, carried in self.carried.items():
+            meta[carried] = table[c]
         return meta
 
     def located(self, table: pd.DataFrame) -> pd.DataFrame:
@@ -104,8 +114,9 @@ class Manifest(FileRowsSource):
         if C.RA in table.columns or C.DEC in table.columns:
             ra, dec = (table[c] if c in table.columns else pd.Series(pd.NA, index=table.index) for c in (C.RA, C.DEC))
             meta[C.RA], meta[C.DEC] = parse_positions(ra, dec, meta[C.OBJECT_ID], self.table_uri)
-        meta[PATH] = [None if pd.isna(p) or not str(p).strip() else resolve(str(p).strip(), self.base)
-                      for p in table[PATH_COLUMN]]
+        # object dtype: a blank cell stays None (a str column would hold it as NaN, "nan" in messages)
+        meta[PATH] = pd.Series([None if pd.isna(p) or not str(p).strip() else resolve(str(p).strip(), self.base)
+                                for p in table[PATH_COLUMN]], index=table.index, dtype=object)
         return meta
 
     def metadata(self) -> pd.DataFrame:
@@ -128,7 +139,6 @@ class Manifest(FileRowsSource):
         A driver pass over the ids, paths and positions comes first, so a bad
         position or a manifest whose files are mostly absent stops before any work.
         """
-        import pyarrow as pa
         import pyarrow.csv as pacsv
         import ray.data
 
@@ -150,3 +160,12 @@ class Manifest(FileRowsSource):
 
     def _read_manifest_rows(self, batch: pd.DataFrame):
         return self.read_rows(self.normalise(batch))
+
+    def read_rows(self, meta: pd.DataFrame) -> pa.Table:
+        """Rows of the cutout table; a row whose ``path`` cell is blank (a failed download) gets the ``error``
+        "no path", the others a null ``error`` (every block has the column)."""
+        table = super().read_rows(meta)
+        errors = [None if isinstance(p, str) and p else
+                  f"{self.table_uri}: no path (object {oid}: blank '{PATH_COLUMN}' cell); fill in its cutout's file"
+                  for p, oid in zip(meta[PATH], meta[C.OBJECT_ID])]
+        return table.append_column(C.ERROR, pa.array(errors, type=pa.string()))
