@@ -9,6 +9,7 @@ checkpoint directories (which a rerun with the same name resumes from).
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -80,6 +81,19 @@ def _say_shared_columns(names: Sequence[str]) -> None:
                 "catalog's column descriptions name each class; if two are one class, merge them in the label column)")
 
 
+def _refuse_non_finite(net, weights: str) -> None:
+    """One line when the ``--weights`` loaded hold NaN or infinite values: they can only train into NaN."""
+    import torch
+
+    with torch.no_grad():
+        total = sum(p.numel() for p in net.parameters())
+        bad = sum(int((~torch.isfinite(p)).sum()) for p in net.parameters())
+    if bad:
+        raise GalaxyRayError(f"--weights {weights}: {bad} of its {total} loaded weights are NaN or infinite (a "
+                             "checkpoint saved after training diverged?); start from another checkpoint, imagenet "
+                             "or none")
+
+
 def plan_run(cfg: TrainConfig) -> RunPlan:
     """Read the source's labels, size the workers, build the model spec and the worker configuration (driver side).
 
@@ -96,7 +110,7 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
     if cfg.weights not in ("none", "", None):
         # fail fast, before any data is read, with one line (offline, wrong file, wrong arch);
         # the backbone is all that loads from them, so any head will do for the check
-        build_model(ModelSpec.for_gz2(cfg.arch, preprocess), cfg.weights)
+        _refuse_non_finite(build_model(ModelSpec.for_gz2(cfg.arch, preprocess), cfg.weights), cfg.weights)
     source = open_training_source(cfg)
     check_stored_pixels(source, preprocess)
     # a local Ray gets room for the workers and for decoding; auto then sizes the run to what the cluster has
@@ -172,7 +186,9 @@ def make_trainer(plan: RunPlan, train_loop: Callable[[dict], None] | None = None
 
 
 def _best_checkpoint(result, metric: str, mode: str):
-    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if m and metric in m]
+    # a NaN metric compares false with everything: min/max would keep whichever came first
+    candidates = [(c, m) for c, m in (result.best_checkpoints or [])
+                  if m and metric in m and math.isfinite(float(m[metric]))]
     if not candidates:
         return result.checkpoint
     pick = min if mode == "min" else max
@@ -198,6 +214,25 @@ def _stage_best(best, latest, staged_uri: str, run_dir: str, metric: str) -> dic
     write_metrics_csv(storage.join(run_dir, layout.METRICS_CSV), state["history"], metric)
     evaluate.plot_curves(state["history"], storage.join(run_dir, layout.CURVES_PNG), metric)
     return state
+
+
+def refuse_diverged(metrics: dict[str, Any] | None, cfg: TrainConfig, run_dir: str) -> None:
+    """Raise one line when the run's last report says it diverged (:func:`galaxy_ray.train.loop.divergence`).
+
+    Nothing is published: the weights of the epochs before are no model either, as the run was
+    heading somewhere it could not go; the user changes ``--lr`` or ``--weights`` and trains again.
+
+    Raises
+    ------
+    GalaxyRayError
+        The epoch, what was not finite, the learning rate, and what to do.
+    """
+    if not metrics or not metrics.get("diverged_epoch"):
+        return
+    raise GalaxyRayError(
+        f"training run {cfg.name} diverged in epoch {metrics['diverged_epoch']} ({metrics.get('diverged')}) "
+        f"at --lr {cfg.lr:g}: no model.pt published; lower --lr (1e-3 is usual), check --weights {cfg.weights} "
+        f"for NaN, and train again under another --name (metrics.csv in {run_dir} shows the epochs)")
 
 
 def _fit(trainer, cfg: TrainConfig, run_dir: str):
@@ -226,6 +261,7 @@ def run_training(cfg: TrainConfig, train_loop: Callable[[dict], None] | None = N
           f"validation galaxies from {cfg.source}; {plan.layout.describe()}; run directory {run_dir}", flush=True)
     print(f"galaxy-ray train: {plan.cache.reason}", flush=True)
     result = _fit(make_trainer(plan, train_loop), cfg, run_dir)
+    refuse_diverged(result.metrics, cfg, run_dir)
     best = _best_checkpoint(result, metric, mode)
     if best is None:
         raise GalaxyRayError(f"training run {cfg.name} reported no checkpoint; see the log above")

@@ -36,7 +36,7 @@ from galaxy_ray.merger.calibration import probability_calibration
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.schema import CatalogColumns as C
 
-__all__ = ["calibrate_and_choose", "finalize_run", "publish_checkpoint"]
+__all__ = ["calibrate_and_choose", "finalize_run", "publish_checkpoint", "refuse_non_finite_predictions"]
 
 #: Validation mergers below which the operating point gets a warning.
 FEW_MERGERS = 10
@@ -78,6 +78,25 @@ def calibrate_and_choose(spec, y_true: np.ndarray, y_raw: np.ndarray, *, thresho
         runtime.say(f"galaxy-ray: warning: {merger['reason']}; the merger flag keeps p_merger >= "
                     f"{format_threshold(merger['threshold'])}, and its purity and completeness are unknown")
     return calibrated, probs, merger
+
+
+def refuse_non_finite_predictions(y_raw: np.ndarray, staged_uri: str) -> None:
+    """One line, and nothing published, when the best epoch's weights predict NaN or infinity on validation.
+
+    The loop stops a run whose losses go non-finite (:func:`galaxy_ray.train.loop.divergence`); this is
+    the last guard before ``model.pt``, for weights whose outputs break only on some rows.
+
+    Raises
+    ------
+    GalaxyRayError
+        How many validation rows, and what to do.
+    """
+    values = np.asarray(y_raw, dtype=np.float64)
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1) if values.size else np.zeros(0, dtype=bool)
+    if bad.any():
+        raise GalaxyRayError(f"{staged_uri}: the best epoch's weights predict NaN or infinity for {int(bad.sum())} of "
+                             f"{len(values)} validation rows: training diverged, no model.pt published; lower --lr and "
+                             "train again under another --name")
 
 
 def publish_checkpoint(staged_uri: str, model_uri: str, spec, merger: dict[str, Any] | None) -> None:
@@ -147,6 +166,7 @@ def finalize_run(run_dir: str, staged_uri: str, ds, label: str, *, batch_size: i
                              calibrated=False)
     ok = np.array([e is None for e in preds[C.ERROR]], dtype=bool)
     y_true, y_raw = np.asarray(preds["y_true"])[ok], np.asarray(preds["y_pred"])[ok]
+    refuse_non_finite_predictions(y_raw, staged_uri)
     spec, probs, merger = calibrate_and_choose(spec, y_true, y_raw, threshold=merger_threshold,
                                                precision=merger_precision, vote_cut=vote_cut)
     calibrated_preds = dict(preds, y_pred=np.asarray(preds["y_pred"]).copy())

@@ -28,7 +28,7 @@ from galaxy_ray.train.progress import EpochProgress, epoch_samples
 from galaxy_ray.train.worker_config import WorkerConfig, worker_config
 from galaxy_ray.train.steps import AugmentingCollate, ValidationSums, recompute_batchnorm, train_one_epoch, validate
 
-__all__ = ["SHUFFLE_BUFFER_BATCHES", "recompute_batchnorm", "train_loop_per_worker",
+__all__ = ["SHUFFLE_BUFFER_BATCHES", "divergence", "recompute_batchnorm", "train_loop_per_worker",
            "train_one_epoch", "validate", "write_metrics_csv"]
 
 #: Columns of ``metrics.csv`` besides the validation metrics (which follow ``val_loss``).
@@ -170,6 +170,26 @@ def _enter_phase(run: WorkerRun, epoch: int) -> None:
     run.saved_optimizer = None
 
 
+def divergence(row: dict[str, Any], net=None) -> str | None:
+    """Why an epoch's row (and weights) show the run diverged, or None.
+
+    A non-finite ``train_loss`` or ``val_loss`` (the all-reduced sums, so every rank decides alike),
+    or a non-finite weight (DDP keeps the replicas equal): an ``--lr`` of ``1e6`` typed for ``1e-6``,
+    or ``--weights`` holding NaN.  Nothing learned after that point can be trusted, so the run stops.
+    """
+    import math
+
+    bad = [f"{k} {row[k]}" for k in ("train_loss", "val_loss") if not math.isfinite(float(row[k]))]
+    if net is not None:
+        import torch
+
+        with torch.no_grad():
+            broken = sum(int((~torch.isfinite(p)).sum()) for p in net.parameters())
+        if broken:
+            bad.append(f"{broken} non-finite weights")
+    return ", ".join(bad) or None
+
+
 def _record(run: WorkerRun, row: dict[str, Any]) -> float:
     """Append the epoch's row, update best / patience / early stop, step the schedule; returns the metric."""
     import torch
@@ -201,6 +221,11 @@ def _report(run: WorkerRun, row: dict[str, Any], metrics: dict[str, Any]) -> Non
         ray.train.report(metrics, checkpoint=None)
         return
     config, metric = run.config, run.config.monitor
+    if run.state.get("diverged"):  # no checkpoint: a diverged epoch must never become the best one
+        _progress(f"galaxy-ray: epoch {row['epoch']} diverged ({run.state['diverged']['why']}); training stopped")
+        write_metrics_csv(storage.join(config.run_dir, layout.METRICS_CSV), run.state["history"], metric)
+        ray.train.report(metrics, checkpoint=None)
+        return
     seconds = max(row["seconds"], 1e-9)
     _progress(f"epoch {row['epoch']}/{config.epochs} [{row['phase']}] train_loss {row['train_loss']:.4f} "
               f"val_loss {row['val_loss']:.4f}" + ("" if metric == "val_loss" else f" {metric} {row[metric]:.4f}")
@@ -246,9 +271,14 @@ def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
     row = {"epoch": epoch, "phase": run.phase, "train_loss": loss_sum / max(count, 1),
            "val_loss": total.loss / max(total.samples, 1), **total.metrics(run.spec.num_outputs, run.spec.task),
            "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
-    _record(run, row)
+    why = divergence(row, run.net)
+    if why is not None:
+        run.state["history"].append(row)
+        run.state.update(stopped=True, diverged={"epoch": epoch, "why": why})
+    else:
+        _record(run, row)
     _report(run, row, dict(row, samples=count, train_seconds=train_seconds, data_wait_seconds=data_wait,
-                           stopped=run.state["stopped"]))
+                           stopped=run.state["stopped"], diverged_epoch=epoch if why else 0, diverged=why or ""))
 
 
 def train_loop_per_worker(config: dict[str, Any], *, on_epoch_start: Callable[[int], None] | None = None,
