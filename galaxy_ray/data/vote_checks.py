@@ -84,8 +84,11 @@ class CountScan:
         return next((s for s in self.per_column.values() if getattr(s, attr) is not None), None)
 
     def _named(self, attr: str) -> str:
+        """``column 'x' holds`` or ``columns 'x' and 3 more hold``: the columns with a value of kind ``attr``."""
         bad = [s.name for s in self.per_column.values() if getattr(s, attr) is not None]
-        return repr(bad[0]) + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+        if len(bad) == 1:
+            return f"column {bad[0]!r} holds"
+        return f"columns {bad[0]!r} and {len(bad) - 1} more hold"
 
     def refuse_unusable(self, where: str, title: str) -> None:
         """Raise one line when these columns cannot be vote counts; return when they can.
@@ -98,19 +101,19 @@ class CountScan:
         """
         fix = "fix those cells (a count is a whole number of volunteers, blank where unknown)"
         if (s := self._first("text")) is not None:
-            raise GalaxyRayError(f"{where}: vote count column {self._named('text')} holds text (e.g. {s.text!r}); "
+            raise GalaxyRayError(f"{where}: vote count {self._named('text')} text (e.g. {s.text!r}); "
                                  f"{fix}")
         if (s := self._first("negative")) is not None:
-            raise GalaxyRayError(f"{where}: vote count column {self._named('negative')} holds negative values "
+            raise GalaxyRayError(f"{where}: vote count {self._named('negative')} negative values "
                                  f"(e.g. {s.negative:g}); {fix}")
         if (s := self._first("non_finite")) is not None:
-            raise GalaxyRayError(f"{where}: vote count column {self._named('non_finite')} holds {s.non_finite:g}; "
+            raise GalaxyRayError(f"{where}: vote count {self._named('non_finite')} {s.non_finite:g}; "
                                  f"{fix}")
         top = max((s.maximum for s in self.per_column.values()), default=float("-inf"))
         if (s := self._first("non_integer")) is not None:
             what = ("every count is <= 1: these look like vote fractions, not counts; --task votes needs the "
                     "counts (for GZ2 fractions use --task gz2)") if top <= 1 else fix
-            raise GalaxyRayError(f"{where}: vote count column {self._named('non_integer')} holds non-integer values "
+            raise GalaxyRayError(f"{where}: vote count {self._named('non_integer')} non-integer values "
                                  f"(e.g. {s.non_integer:g}); {what}")
         if not self.rows_with_votes:
             seen = sum(s.values for s in self.per_column.values())

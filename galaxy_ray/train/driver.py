@@ -25,7 +25,7 @@ from galaxy_ray.train.config import TrainConfig, config_from_args
 from galaxy_ray.train.finalize import finalize_run
 from galaxy_ray.train.data import (DataSummary, augmentation_for, build_datasets, class_weights, default_merger,
                                    open_training_source, summarize_labels)
-from galaxy_ray.train.loop import train_loop_per_worker, write_metrics_csv
+from galaxy_ray.train.loop import divergence, train_loop_per_worker, write_metrics_csv
 from galaxy_ray.train.scaling import AUTO, AUTO_LOCAL_CPUS, WorkerLayout, worker_layout
 from galaxy_ray.train.worker_config import WORKER_KEY, WorkerConfig
 
@@ -216,6 +216,29 @@ def _stage_best(best, latest, staged_uri: str, run_dir: str, metric: str) -> dic
     return state
 
 
+def _diverged_in_metrics_csv(run_dir: str) -> dict[str, Any] | None:
+    """``{"diverged_epoch", "diverged"}`` when the last row of the run's ``metrics.csv`` diverged, else None.
+
+    Ray Train's result carries the metrics of the last *checkpoint*, and a diverged epoch reports
+    none (so that it can never be the best); rank 0 still writes its row to ``metrics.csv``.
+    """
+    import csv
+    import io
+
+    try:
+        rows = list(csv.DictReader(io.StringIO(storage.read_bytes(storage.join(run_dir, layout.METRICS_CSV)).decode())))
+    except FileNotFoundError:
+        return None
+    if not rows:
+        return None
+    try:
+        last = {k: float(rows[-1][k]) for k in ("train_loss", "val_loss")}
+    except (KeyError, TypeError, ValueError):
+        return None
+    why = divergence(last)
+    return {"diverged_epoch": rows[-1].get("epoch"), "diverged": why} if why else None
+
+
 def refuse_diverged(metrics: dict[str, Any] | None, cfg: TrainConfig, run_dir: str) -> None:
     """Raise one line when the run's last report says it diverged (:func:`galaxy_ray.train.loop.divergence`).
 
@@ -228,7 +251,9 @@ def refuse_diverged(metrics: dict[str, Any] | None, cfg: TrainConfig, run_dir: s
         The epoch, what was not finite, the learning rate, and what to do.
     """
     if not metrics or not metrics.get("diverged_epoch"):
-        return
+        metrics = _diverged_in_metrics_csv(run_dir)
+        if metrics is None:
+            return
     raise GalaxyRayError(
         f"training run {cfg.name} diverged in epoch {metrics['diverged_epoch']} ({metrics.get('diverged')}) "
         f"at --lr {cfg.lr:g}: no model.pt published; lower --lr (1e-3 is usual), check --weights {cfg.weights} "

@@ -44,14 +44,25 @@ def test_non_finite_weights_are_divergence_even_with_finite_losses():
     assert divergence(_row(0.7, 0.8), net) == "2 non-finite weights"
 
 
-def test_the_driver_refuses_a_diverged_run_in_one_line():
+def test_the_driver_refuses_a_diverged_run_in_one_line(tmp_path):
     cfg = SimpleNamespace(name="g10", lr=1e6, weights="none")
-    refuse_diverged({"diverged_epoch": 0, "diverged": ""}, cfg, "runs/g10")  # a healthy run passes
+    run_dir = str(tmp_path)
+    refuse_diverged({"diverged_epoch": 0, "diverged": ""}, cfg, run_dir)  # a healthy run (no metrics.csv) passes
     with pytest.raises(GalaxyRayError) as err:
-        refuse_diverged({"diverged_epoch": 1, "diverged": "train_loss nan"}, cfg, "runs/g10")
+        refuse_diverged({"diverged_epoch": 1, "diverged": "train_loss nan"}, cfg, run_dir)
     line = str(err.value)
     assert "\n" not in line
     assert line.startswith("training run g10 diverged in epoch 1 (train_loss nan) at --lr 1e+06: no model.pt published")
+
+
+def test_the_driver_reads_divergence_from_metrics_csv_when_the_result_has_no_metrics(tmp_path):
+    """Ray Train's result holds the last checkpoint's metrics; a diverged epoch reports no checkpoint."""
+    cfg = SimpleNamespace(name="g10", lr=1e6, weights="none")
+    (tmp_path / "metrics.csv").write_text("epoch,phase,train_loss,val_loss\n1,full,0.9,0.8\n")
+    refuse_diverged(None, cfg, str(tmp_path))
+    (tmp_path / "metrics.csv").write_text("epoch,phase,train_loss,val_loss\n1,full,0.9,0.8\n2,full,nan,inf\n")
+    with pytest.raises(GalaxyRayError, match=r"diverged in epoch 2 \(train_loss nan, val_loss inf\)"):
+        refuse_diverged(None, cfg, str(tmp_path))
 
 
 def test_a_nan_metric_never_picks_the_best_checkpoint():
@@ -102,3 +113,26 @@ def test_nan_encoder_weights_are_refused_by_train_in_one_line(tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "36864 of its" in err[0] and "loaded weights are NaN or infinite" in err[0]
     assert not (tmp_path / "runs" / "n" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_lr_1e6_run_stops_in_one_line_and_publishes_nothing(ray_cluster, tmp_path, capsys, write_shards):
+    """The issue's case end to end: ``--lr 1e6`` typed for ``1e-6`` on a real 1-worker Ray Train run."""
+    from galaxy_ray.cli import run_entry_point
+    from galaxy_ray.train import config_from_args, run_training
+
+    from test_train import cutout_table
+
+    source = str(tmp_path / "shards")
+    write_shards(cutout_table(40, size=32, seed=2), source, rows_per_shard=20)
+    argv = ["--source", source, "--task", "classes", "--workers", "1", "--epochs", "2", "--image-size", "32",
+            "--batch-size", "8", "--lr", "1e6", "--bn-samples", "16", "--storage", str(tmp_path / "runs"),
+            "--name", "d"]
+    assert run_entry_point(lambda a: run_training(config_from_args(a)) or 0, argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("galaxy-ray: error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("galaxy-ray: error: training run d diverged in epoch 1 (train_loss nan")
+    assert "at --lr 1e+06: no model.pt published" in errors[0]
+    run = tmp_path / "runs" / "d"
+    assert not (run / "model.pt").exists() and not (run / "evaluation.json").exists()
+    assert (run / "metrics.csv").read_text().splitlines()[1].split(",")[2] == "nan"  # the epoch is on record

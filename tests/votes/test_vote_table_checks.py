@@ -56,8 +56,22 @@ def test_all_missing_counts_are_refused():
 
 def test_fractions_in_count_columns_are_refused():
     fractions = _counts(8) / 30.0
-    with pytest.raises(GalaxyRayError, match=r"holds non-integer values .*look like vote fractions"):
+    with pytest.raises(GalaxyRayError, match=r"columns 'smooth-or-featured-dr5_smooth' and \d+ more hold non-integer values .*look like vote fractions"):
         _check(_table(DR5, fractions))
+
+
+def test_real_gz2_counts_pass_and_its_fractions_in_the_count_columns_do_not(gz2_sample):
+    """The real SDSS sample (Hart et al. 2016 columns): its counts are counts; its fractions pasted over them are not."""
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(str(gz2_sample / "catalog.csv"))
+    match, line = _check(table)
+    assert match.schema.name == "gz2" and f"votes in {table.num_rows} of {table.num_rows} rows" in line
+    for c in match.columns:
+        table = table.set_column(table.column_names.index(c), c, table[c.replace("_count", "_fraction")])
+    with pytest.raises(GalaxyRayError, match=r"columns 't01_smooth_or_features_a01_smooth_count' and 36 more hold "
+                                             r"non-integer values .* these look like vote fractions"):
+        _check(table)
 
 
 def test_zero_one_flags_are_refused():
