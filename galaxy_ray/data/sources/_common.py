@@ -207,8 +207,9 @@ def renamed_line(names: dict[str, str], where: str) -> str | None:
     moved = [f"{old!r} as {new!r}" for old, new in names.items() if old != new]
     if not moved:
         return None
-    return (f"galaxy-ray: {where}: carrying {', '.join(moved)}: galaxy-ray gives {'that name' if len(moved) == 1 else 'those names'} "
-            "a meaning of its own (a row's error, a catalog column)")
+    names = "that name" if len(moved) == 1 else "those names"
+    return (f"galaxy-ray: {where}: carrying {', '.join(moved)}: galaxy-ray gives {names} a meaning of its own "
+            "(a row's error, a catalog column)")
 
 
 class Source:
