@@ -106,8 +106,8 @@ def choose_tree(matches: Sequence[TreeMatch], scans: Sequence[CountScan], tree: 
     first = matches[0]
     e_g = f"{len(first.columns)} count columns such as {first.columns[0]!r}"
     if tree is not None:
-        line = (f"vote counts: {first.schema.title} ({first.schema.name}) as --schema asked, {e_g}; "
-                f"{_votes_in(scans[0])}")
+        line = (f"vote counts: {first.schema.title} ({first.schema.name}), the tree asked for (--schema or the "
+                f"checkpoint), {e_g}; {_votes_in(scans[0])}")
         others = [f"{m.schema.name}'s ({s.rows_with_votes} rows with votes): pass --schema {m.schema.name} for them"
                   for m, s in zip(matches[1:], scans[1:])]
         return first, scans[0], line + ("; not used: the table's counts of " + "; ".join(others) if others else "")

@@ -125,7 +125,7 @@ def test_dr5_and_dr8_with_schema_says_which_and_how_to_take_the_other():
     table = _table(DR5 + DR8, np.concatenate([_counts(8, seed=1), _counts(8, seed=2)], axis=1))
     match, line = _check(table, "decals-dr8")
     assert match.schema is DECALS_DR8
-    assert "as --schema asked" in line and "pass --schema decals-dr5" in line
+    assert "the tree asked for (--schema or the checkpoint)" in line and "pass --schema decals-dr5" in line
 
 
 def test_dr5_and_dr8_with_one_holding_votes_takes_that_one_and_says_so():
