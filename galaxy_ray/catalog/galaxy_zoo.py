@@ -92,7 +92,8 @@ def _merger_descriptions(task: str, merger: str | None, calibrated: bool, truth:
         p = "no merger output: always null"
     elif calibrated:
         p = (f"calibrated probability that the galaxy is a merger by the truth {truth or 'of the training run'} "
-             f"(isotonic regression of output {merger} on the training run's validation split), not a vote fraction")
+             f"(a calibration map of output {merger} fitted on the training run's validation split; its provenance "
+             "says which), not a vote fraction")
     elif task in (*CUMULATIVE_TASKS, "votes"):
         p = (f"uncalibrated: the model's {merger} cumulative vote fraction itself (the checkpoint holds no "
              "merger calibration), a vote fraction, not a probability of being a merger")

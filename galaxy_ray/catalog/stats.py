@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from astropy.stats import binom_conf_interval
 
-from galaxy_ray.merger.fractions import MIN_FLAGGED, corrected_from_provenance
+from galaxy_ray.merger.fractions import MIN_FLAGGED, corrected_from_provenance, format_corrected
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.catalog.query import (
     check_columns,
@@ -242,12 +242,7 @@ def format_stats(stats: dict) -> str:
         lo, hi = d["merger_fraction_95"]
         return f"{d['merger_fraction']:.4f} (95% Wilson interval {lo:.4f} - {hi:.4f})"
 
-    def corrected(d: dict, brief: bool = False) -> str:
-        if d.get("corrected_fraction") is None:
-            reason = str(d.get("correction") or "").removeprefix("unavailable: ")
-            return f"n/a ({reason.split('; ')[0] if brief else reason})" if reason else "n/a"
-        lo, hi = d["corrected_fraction_95"]
-        return f"{d['corrected_fraction']:.4f} (95% interval {lo:.4f} - {hi:.4f})"
+    corrected = format_corrected  # the number with its caveat, or n/a and why (merger.fractions' rule)
 
     lines = [f"catalog:          {stats['catalog']}"]
     if stats["region"]:
@@ -276,7 +271,9 @@ def format_stats(stats: dict) -> str:
         for g in stats["groups"]:
             lines.append(f"  {str(g['group']):<24} {g['rows']:>10} {g['error_rows']:>8} {g['mergers']:>8}  "
                          f"{frac(g)}; {corrected(g, brief=True)}")
-        if any(str(g.get("correction")).startswith("unavailable: too few") for g in stats["groups"]):
+        if any(str(g.get("correction")).startswith("unavailable: too few galaxies") for g in stats["groups"]):
             lines.append(f"  corrected n/a (too few galaxies): a group needs at least {MIN_FLAGGED} flagged and "
                          f"{MIN_FLAGGED} unflagged galaxies; below that the bootstrap interval cannot be trusted")
+        lines += [f"  * {g['group']}: {g['caveat']}" for g in stats["groups"]
+                  if g.get("corrected_fraction") is not None and g.get("caveat")]
     return "\n".join(lines)

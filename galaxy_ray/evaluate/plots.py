@@ -153,6 +153,29 @@ def plot_precision_recall(merger: Mapping[str, Any], uri: str) -> None:
     _save_figure(fig, uri)
 
 
+def _reliability_curve(ax, rel: Mapping[str, Any], label: str, color: str) -> None:
+    """One curve of :func:`plot_reliability`: points with Wilson error bars and bin counts."""
+    bars = rel.get("frequency_95") or [None] * len(rel["count"])
+    pairs = [(m, f, c, b) for m, f, c, b in zip(rel["mean_score"], rel["frequency"], rel["count"], bars)
+             if c and m is not None]
+    if not pairs:
+        return
+    m, f, c = (np.asarray(v, dtype=float) for v in list(zip(*pairs))[:3])
+    text = f"{label} (ECE {rel['ece']:.3f}"
+    if rel.get("ece_95"):
+        text += f" [{rel['ece_95'][0]:.3f}, {rel['ece_95'][1]:.3f}]"
+    if rel.get("log_loss") is not None:
+        text += f", log loss {rel['log_loss']:.3f}"
+    ax.plot(m, f, "o-", color=color, label=text + ")")
+    if all(b is not None and None not in b for *_, b in pairs):
+        lo, hi = np.asarray([b for *_, b in pairs], dtype=float).T
+        # a Wilson bound can sit a rounding error inside the point; matplotlib refuses negative bars
+        ax.errorbar(m, f, yerr=[np.maximum(f - lo, 0.0), np.maximum(hi - f, 0.0)], fmt="none", ecolor=color,
+                    capsize=2, lw=0.8)
+    for x, y, n in zip(m, f, c):
+        ax.annotate(str(int(n)), (x, y), textcoords="offset points", xytext=(3, -10), fontsize=6, color=color)
+
+
 @literal_text
 def plot_reliability(before: Mapping[str, Any], after: Mapping[str, Any] | None, uri: str,
                      what: str = "p_merger") -> None:
@@ -163,7 +186,9 @@ def plot_reliability(before: Mapping[str, Any], after: Mapping[str, Any] | None,
     before, after : mapping
         ``mean_score``, ``frequency``, ``count`` (per bin) and ``ece``, as in
         ``evaluation.json`` (``merger.reliability.raw`` / ``.calibrated``);
-        ``after`` may be None.
+        ``after`` may be None.  With ``frequency_95`` (per bin ``[lo, hi]``,
+        Wilson intervals; older reports lack it) each point gets its binomial
+        error bar, and with ``log_loss`` the legend gives it.
     uri : str
         Where the PNG goes (``reliability.png``).
     what : str
@@ -177,13 +202,7 @@ def plot_reliability(before: Mapping[str, Any], after: Mapping[str, Any] | None,
     for rel, label, color in ((before, "network output", "C1"), (after, after_label, "C0")):
         if rel is None:
             continue
-        pairs = [(m, f, c) for m, f, c in zip(rel["mean_score"], rel["frequency"], rel["count"]) if c and m is not None]
-        if not pairs:
-            continue
-        m, f, c = (np.asarray(v, dtype=float) for v in zip(*pairs))
-        ax.plot(m, f, "o-", color=color, label=f"{label} (ECE {rel['ece']:.3f})")
-        for x, y, n in zip(m, f, c):
-            ax.annotate(str(int(n)), (x, y), textcoords="offset points", xytext=(3, -10), fontsize=6, color=color)
+        _reliability_curve(ax, rel, label, color)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"mean predicted {what} in bin")

@@ -25,6 +25,7 @@ from galaxy_ray.data import sources
 from galaxy_ray.data.sources import identity
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer import pipeline, run_key
+from galaxy_ray.merger.calibration import describe
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.merger.truth import truth_rule
@@ -73,8 +74,8 @@ def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: flo
         prov["column_meaning"] = "class probabilities (softmax" + (
             ", temperature-scaled on the training run's validation split)" if calibration.get("probabilities") else ")")
     prov["calibration"] = {"probabilities": calibration.get("probabilities"),
-                           "p_merger": "isotonic, fitted on the training run's validation split"
-                           if calibration.get("merger") else None}
+                           "p_merger": f"{describe(calibration['merger'])}, fitted on the training run's validation "
+                           "split" if calibration.get("merger") else None}
     prov["tree_columns"] = tree_column_names(spec.task, spec.tree)
     truth = rule.truth if rule is not None and rule.truth else (
         truth_rule(spec, rule.vote_cut) if rule is not None and spec.merger is not None else None)

@@ -5,8 +5,11 @@
     source), the calibration fit and the operating-point choice at the end of
     training, reliability for the report.
 ``calibration``
-    Temperature scaling and isotonic maps fitted on validation, stored in the
-    checkpoint's spec; reliability diagrams.
+    Temperature scaling and the merger map fitted on validation, stored in the
+    checkpoint's spec; reliability diagrams with binomial intervals.
+``parametric``, ``choice``
+    Platt, beta and shrunk isotonic merger maps, and the choice among them by
+    cross-validated log loss.
 ``operating``
     The threshold, its validation precision-recall table and rates, stored in
     the checkpoint.

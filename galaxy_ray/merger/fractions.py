@@ -20,6 +20,17 @@ whose bootstrap draws all give the same value (its flagged fraction lies
 outside the range the validation rates map onto [0, 1]) gets none either:
 both would print an interval of zero width, which reads as certainty.
 
+What the validation evidence allows (the rule every printed corrected fraction follows):
+
+- **n/a** when validation held fewer than :data:`MIN_VALIDATION_MERGERS` mergers (the
+  completeness then rests on a handful of galaxies), or when the 95% interval is wider than
+  :data:`MAX_INTERVAL_WIDTH` (it then spans most of what a fraction can be and measures nothing);
+- **a caveat** (``caveat``, printed after the number) when the completeness's 95% Wilson
+  interval is wider than :data:`MAX_RATE_WIDTH` (a corrected fraction scales as ``1 / c``, so
+  ``c`` known to +-0.1 moves it by about 10% / c of itself, more than the bootstrap of a plug-in
+  binomial shows when ``c`` is near 1), or when the interval reaches 0 or 1, where the correction
+  is clipped: that end is a bound of the method, not a measurement.
+
 References
 ----------
 Rogan, W. J. & Gladen, B. 1978, American Journal of Epidemiology 107, 71,
@@ -36,7 +47,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["MIN_FLAGGED", "classifier_rates", "corrected_fraction", "corrected_from_provenance"]
+__all__ = ["MAX_INTERVAL_WIDTH", "MAX_RATE_WIDTH", "MIN_FLAGGED", "MIN_VALIDATION_MERGERS", "classifier_rates",
+           "corrected_fraction", "corrected_from_provenance", "format_corrected"]
 
 #: Fewest flagged (and fewest unflagged) galaxies a group needs for a corrected fraction.  The
 #: bootstrap draws the group's flag count from a binomial at its observed fraction; below about 10
@@ -44,6 +56,13 @@ __all__ = ["MIN_FLAGGED", "classifier_rates", "corrected_fraction", "corrected_f
 #: coverage (the n p >= 10 rule for binomial approximations; Brown, Cai & DasGupta 2001), and at 0 it
 #: has no spread at all: the interval is [0, 0] whatever the group's size.
 MIN_FLAGGED = 10
+#: Fewest validation mergers behind a corrected fraction: with 9 mergers the completeness's 95% Wilson
+#: interval is already about 0.45 wide at c = 0.7, and one merger more or less moves c by 0.11.
+MIN_VALIDATION_MERGERS = 10
+#: Widest 95% interval printed as a corrected fraction: wider, it says only that the fraction is "something".
+MAX_INTERVAL_WIDTH = 0.5
+#: Widest 95% Wilson interval of the completeness (or false-positive rate) printed without a caveat.
+MAX_RATE_WIDTH = 0.2
 
 
 def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true_positives: int,
@@ -70,11 +89,14 @@ def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true
     -------
     dict
         ``fraction`` (point estimate), ``interval`` [lo, hi], ``completeness``,
-        ``false_positive_rate``, ``method`` and ``reason`` (None, or why there is
-        no estimate).  The fraction and interval are NaN when the catalog is
+        ``false_positive_rate``, ``method``, ``reason`` (None, or why there is
+        no estimate) and, with an estimate, ``caveat`` (None, or what limits
+        it).  The fraction and interval are NaN when the catalog is
         empty, when the classifier cannot tell mergers apart on validation
-        (``c <= e``), when fewer than :data:`MIN_FLAGGED` galaxies are flagged
-        or not flagged, or when every bootstrap draw gives the same value.
+        (``c <= e``), when validation held fewer than :data:`MIN_VALIDATION_MERGERS`
+        mergers, when fewer than :data:`MIN_FLAGGED` galaxies are flagged or not
+        flagged, when every bootstrap draw gives the same value, or when the
+        interval is wider than :data:`MAX_INTERVAL_WIDTH`.
     """
     c = val_true_positives / val_positives if val_positives else np.nan
     e = val_false_positives / val_negatives if val_negatives else np.nan
@@ -84,6 +106,9 @@ def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true
     if total == 0 or not np.isfinite(c - e) or c <= e:
         return {**out, **nan, "reason": "no classified rows, or the flag does not separate mergers on "
                                         "validation (completeness <= false-positive rate)"}
+    if val_positives < MIN_VALIDATION_MERGERS:
+        return {**out, **nan, "reason": f"too few validation mergers: {val_positives}; the completeness needs at "
+                                        f"least {MIN_VALIDATION_MERGERS}"}
     if min(flagged, total - flagged) < MIN_FLAGGED:
         return {**out, **nan, "reason": f"too few galaxies: {flagged} flagged and {total - flagged} not, of "
                                         f"{total}; the correction needs at least {MIN_FLAGGED} of each"}
@@ -101,7 +126,28 @@ def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true
         return {**out, **nan, "reason": f"every bootstrap draw gives {lo:g}: the flagged fraction "
                                         f"{flagged / total:.4f} lies outside the false-positive rate {e:.4f} to "
                                         f"completeness {c:.4f} range the correction maps onto [0, 1]"}
-    return {**out, "fraction": point, "interval": [float(lo), float(hi)], "reason": None}
+    if hi - lo > MAX_INTERVAL_WIDTH:
+        return {**out, **nan, "reason": f"95% interval {lo:.2f} - {hi:.2f} is wider than {MAX_INTERVAL_WIDTH:g}: "
+                                        f"{val_positives} validation mergers and {flagged} flagged of {total} "
+                                        "do not measure it"}
+    caveat = _caveats(lo, hi, val_true_positives, val_positives, val_false_positives, val_negatives)
+    return {**out, "fraction": point, "interval": [float(lo), float(hi)], "reason": None, "caveat": caveat}
+
+
+def _caveats(lo: float, hi: float, tp: int, positives: int, fp: int, negatives: int) -> str | None:
+    """The caveats of :data:`MAX_RATE_WIDTH` and of a clipped interval end, joined; None when there are none."""
+    from galaxy_ray.merger.operating import wilson
+
+    out = []
+    for what, k, n in (("completeness", tp, positives), ("false-positive rate", fp, negatives)):
+        a, b = wilson(k, n)
+        if b - a > MAX_RATE_WIDTH:
+            out.append(f"{what} {k / n:.2f} (95% {a:.2f} - {b:.2f}) rests on {n} validation "
+                       f"{'mergers' if what == 'completeness' else 'non-mergers'}")
+    for end, value in (("lower", lo), ("upper", hi)):
+        if value in (0.0, 1.0):
+            out.append(f"the {end} end {value:g} is where the correction is clipped, a bound, not a measurement")
+    return "; ".join(out) or None
 
 
 def classifier_rates(provenance: Mapping[str, Any] | None) -> dict[str, int] | None:
@@ -146,12 +192,15 @@ def corrected_from_provenance(flagged: int, total: int, provenance: Mapping[str,
         ``truth`` (what a true merger was on validation); the two fractions are
         None, with ``correction`` saying why, when the provenance has no rates,
         the catalog part is empty, the classifier is no better than chance, the
-        group is too small (:data:`MIN_FLAGGED`) or its interval would have no width.
+        group is too small (:data:`MIN_FLAGGED`), validation held too few mergers
+        (:data:`MIN_VALIDATION_MERGERS`) or its interval would have no width or be
+        wider than :data:`MAX_INTERVAL_WIDTH`; ``caveat`` (None or text) says what
+        limits a printed estimate (module text).
     """
     rates = classifier_rates(provenance)
     if rates is None:
         return {"corrected_fraction": None, "corrected_fraction_95": None, "completeness": None,
-                "false_positive_rate": None, "truth": None,
+                "false_positive_rate": None, "truth": None, "caveat": None,
                 "correction": "unavailable: the catalog records no validation rates (a model trained before "
                               "operating points were stored, or a validation split without mergers)"}
     est = corrected_fraction(int(flagged), int(total), **rates, **kwargs)
@@ -164,4 +213,25 @@ def corrected_from_provenance(flagged: int, total: int, provenance: Mapping[str,
             "corrected_fraction_95": [num(est["interval"][0]), num(est["interval"][1])] if ok else None,
             "completeness": num(est["completeness"]), "false_positive_rate": num(est["false_positive_rate"]),
             "truth": (provenance or {}).get("merger_validation", {}).get("truth"),
-            "correction": est["method"] if ok else f"unavailable: {est['reason']}"}
+            "correction": est["method"] if ok else f"unavailable: {est['reason']}",
+            "caveat": est.get("caveat") if ok else None}
+
+
+def format_corrected(d: Mapping[str, Any], brief: bool = False) -> str:
+    """A corrected fraction as galaxy-ray prints it: the number, interval and caveat, or ``n/a (why)``.
+
+    Parameters
+    ----------
+    d : mapping
+        :func:`corrected_from_provenance`'s result (or a ``stats`` row holding its keys).
+    brief : bool
+        Only the first clause of a reason, and ``*`` in place of a caveat (a table's footnote says it).
+    """
+    if d.get("corrected_fraction") is None:
+        reason = str(d.get("correction") or "").removeprefix("unavailable: ")
+        return f"n/a ({reason.split('; ')[0] if brief else reason})" if reason else "n/a"
+    lo, hi = d["corrected_fraction_95"]
+    text = f"{d['corrected_fraction']:.4f} (95% interval {lo:.4f} - {hi:.4f})"
+    if d.get("caveat"):
+        text += "*" if brief else f" [caveat: {d['caveat']}]"
+    return text

@@ -11,8 +11,9 @@ At the end of training, on the validation split:
    literature range from 0.3 to 0.6; ``--merger-vote-cut`` changes it, and the
    rule is stored with every number it produced.
 2. **calibration**: temperature scaling of class probabilities (one parameter,
-   keeps the ranking) and an isotonic map of the merger output to
-   ``p_merger`` (:mod:`galaxy_ray.merger.calibration` says why).
+   keeps the ranking) and a map of the merger output to ``p_merger`` chosen
+   by cross-validated log loss among Platt, beta and shrunk isotonic
+   calibration (:mod:`galaxy_ray.merger.calibration` says why).
 3. **operating point**: the F1-optimal threshold on the calibrated ``p_merger``,
    or the lowest meeting ``--merger-precision`` (:mod:`galaxy_ray.merger.operating`).
 
@@ -35,8 +36,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.merger.calibration import (IsotonicCalibration, TemperatureCalibration, probability_calibration,
-                                           reliability)
+from galaxy_ray.merger.calibration import (TemperatureCalibration, describe, probability_calibration, reliability,
+                                           scores_with_intervals)
+from galaxy_ray.merger.choice import fit_merger_calibration
 from galaxy_ray.model.outputs import merger_probability, merger_score
 from galaxy_ray.trees.fractions import observed_fractions, to_cumulative
 from galaxy_ray.model.spec import ModelSpec
@@ -89,7 +91,10 @@ def true_mergers(spec, y_true: np.ndarray, vote_cut: float | None) -> np.ndarray
 
 def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
                     vote_cut: float | None) -> dict[str, Any] | None:
-    """The spec's ``calibration`` fitted on validation: temperature (classes), then isotonic on the merger output.
+    """The spec's ``calibration`` fitted on validation: temperature (classes), then the merger map.
+
+    The merger map is :func:`galaxy_ray.merger.choice.fit_merger_calibration`'s
+    choice; its dict carries ``selection`` (the cross-validated log losses and the rule).
 
     Parameters
     ----------
@@ -113,7 +118,8 @@ def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
     if spec.merger is not None:
         is_merger = true_mergers(spec, y_true, vote_cut)
         if is_merger.any() and not is_merger.all():
-            calibration["merger"] = IsotonicCalibration.fit(merger_score(spec, probs), is_merger).to_dict()
+            fitted, selection = fit_merger_calibration(merger_score(spec, probs), is_merger)
+            calibration["merger"] = dict(fitted.to_dict(), selection=selection)
     return calibration if any(calibration.values()) else None
 
 
@@ -158,18 +164,26 @@ def choose_operating_point(spec, y_true: np.ndarray, probs: np.ndarray, *, thres
         point = choose_from_curve(curve, positives, negatives, precision)
     else:
         point = point_at(curve, positives, negatives, float(threshold))
-    calibrated = (spec.calibration or {}).get("merger")
-    out["calibration"] = ("isotonic" + (" after temperature scaling" if spec.task == "classes" else "")
+    calibrated = describe((spec.calibration or {}).get("merger"))
+    out["calibration"] = (calibrated + ("; after temperature scaling" if spec.task == "classes" else "")
                           if calibrated else "none")
     thinned = curve_to_dict(curve) if curve_points is None else curve_to_dict(curve, curve_points)
     return dict(point.to_dict(), **out, curve=thinned)
 
 
-def _reliability_lists(score: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+def _reliability_lists(score: np.ndarray, truth: np.ndarray, scored: bool = False) -> dict[str, Any]:
+    """Reliability bins with Wilson intervals (JSON-ready); with ``scored``, also log loss and ECE with intervals."""
     r = reliability(score, truth, bins=10)
-    return {"mean_score": [float(v) if np.isfinite(v) else None for v in r["mean_score"]],
-            "frequency": [float(v) if np.isfinite(v) else None for v in r["frequency"]],
-            "count": [int(c) for c in r["count"]], "ece": r["ece"]}
+
+    def listed(key: str) -> list:
+        return [float(v) if np.isfinite(v) else None for v in r[key]]
+
+    out = {"mean_score": listed("mean_score"), "frequency": listed("frequency"),
+           "frequency_95": [[lo, hi] for lo, hi in zip(listed("frequency_lo"), listed("frequency_hi"))],
+           "count": [int(c) for c in r["count"]], "ece": r["ece"]}
+    if scored:
+        out.update(scores_with_intervals(score, truth))
+    return out
 
 
 #: Folds of the validation split over which calibration is cross-fitted to score it out of sample.
@@ -223,8 +237,8 @@ def merger_reliability(spec, y_true: np.ndarray, raw: np.ndarray, probs: np.ndar
     is_merger = true_mergers(spec, y_true, vote_cut)
     uncalibrated = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})
     cross_fitted = cross_fitted_merger_probability(spec, y_true, raw, vote_cut)
-    return {"raw": _reliability_lists(merger_probability(uncalibrated, raw), is_merger),
-            "calibrated": dict(_reliability_lists(cross_fitted, is_merger),
+    return {"raw": _reliability_lists(merger_probability(uncalibrated, raw), is_merger, scored=True),
+            "calibrated": dict(_reliability_lists(cross_fitted, is_merger, scored=True),
                                scored=f"out of sample: {CALIBRATION_FOLDS}-fold cross-fitted on the validation split"),
             "calibrated_in_sample": _reliability_lists(merger_probability(spec, probs), is_merger)}
 

@@ -35,7 +35,7 @@ def merger_index(spec: ModelSpec) -> int | None:
 def merger_probability(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
     """Merger probability per row: the merger output through the spec's calibration.
 
-    With a fitted calibration (``spec.calibration["merger"]``, isotonic, from
+    With a fitted calibration (``spec.calibration["merger"]``, chosen by log loss, from
     training's validation split) this is the probability that the galaxy is a
     merger by the run's truth definition; without one it is the raw output
     (GZ2: the Class8.6 vote fraction, odd x merger).

@@ -59,8 +59,9 @@ class ModelSpec:
     calibration : dict or None
         Maps fitted on the validation split at the end of training
         (:mod:`galaxy_ray.merger.calibration`): ``probabilities`` (temperature
-        scaling of class probabilities, or None) and ``merger`` (isotonic map
-        of the merger output to ``p_merger``, or None).  None: outputs as the
+        scaling of class probabilities, or None) and ``merger`` (a map of the
+        merger output to ``p_merger``: Platt, beta or shrunk isotonic; isotonic in
+        older checkpoints; or None).  None: outputs as the
         network gives them.
     tree : str or None
         votes: the Galaxy Zoo tree (:func:`galaxy_ray.trees.get_schema` name); None otherwise.
