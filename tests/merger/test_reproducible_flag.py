@@ -48,7 +48,7 @@ def test_isotonic_ties_on_the_threshold_are_flagged_alike_by_the_rule_pandas_and
 
 
 def test_calibration_is_scored_out_of_sample():
-    """Uninformative scores: isotonic fitted in sample looks calibrated, cross-fitted shows it is not."""
+    """Uninformative scores: out of sample no calibration beats the base rate, and the report says so."""
     rng = np.random.default_rng(3)
     classes = list(schema.GALAXY10_CLASSES)
     spec = ModelSpec("resnet18", "classes", classes, PreprocessConfig(32), schema.GALAXY10_MERGER_CLASS)
@@ -60,6 +60,9 @@ def test_calibration_is_scored_out_of_sample():
     probs = probability_calibration(fitted.calibration)(raw)
     rel = merger_reliability(fitted, y_true, raw, probs, None)
     assert rel["calibrated"]["scored"].startswith("out of sample")
-    # in sample, isotonic steps sit on their own galaxies' frequencies; out of sample they do not
-    assert rel["calibrated_in_sample"]["ece"] < 0.02
-    assert rel["calibrated"]["ece"] > 2 * rel["calibrated_in_sample"]["ece"] + 0.01
+    # the best any map of a useless score can do for new galaxies is the base rate's entropy (by hand)
+    base = float((labels == classes.index(schema.GALAXY10_MERGER_CLASS)).mean())
+    entropy = -(base * np.log(base) + (1 - base) * np.log(1 - base))
+    lo, hi = rel["calibrated"]["log_loss_95"]
+    assert rel["calibrated"]["log_loss"] > entropy - 0.005 and lo < entropy + 0.02 < hi + 0.02
+    assert rel["calibrated"]["exact_0_or_1"] == 0.0
