@@ -183,3 +183,64 @@ def test_few_validation_mergers_and_clipped_ends_carry_a_caveat():
     text = format_corrected({"corrected_fraction": high["fraction"], "corrected_fraction_95": high["interval"],
                              "caveat": high["caveat"]})
     assert text.endswith(f"[caveat: {high['caveat']}]")
+
+
+def test_stats_by_group_marks_a_caveated_fraction_and_says_why(tmp_path, capsys):
+    """The issue's case: 22 validation mergers, a group flagged mostly as mergers (no caveat on HEAD)."""
+    import pyarrow as pa
+
+    from galaxy_ray import catalog as cat
+    from galaxy_ray.cli import run_entry_point
+    from test_catalog import PROVENANCE, random_rows
+
+    groups = {"merging": (200, 150), "spiral": (2000, 300)}  # morphology -> (galaxies, flagged)
+    table = random_rows(2200, seed=33, with_nulls=False)
+    morph = [m for m, (n, _) in groups.items() for _ in range(n)]
+    flag = [i < k for n, k in groups.values() for i in range(n)]
+    table = table.set_column(table.schema.get_field_index("morphology"), "morphology", pa.array(morph))
+    table = table.set_column(table.schema.get_field_index("is_merger"), "is_merger", pa.array(flag))
+    prov = {**PROVENANCE, "merger_validation": {"positives": 22, "true_positives": 18, "negatives": 978,
+                                                "false_positives": 20}}
+    cat.write_catalog_file(table, str(tmp_path / "part-00000.parquet"), prov)
+    cat.write_catalog_summary(str(tmp_path), prov)
+    assert run_entry_point(cat.stats_main, [str(tmp_path), "--by", "morphology", "--json"]) == 0
+    by = {g["group"]: g for g in json.loads(capsys.readouterr().out)["groups"]}
+    lo, hi = hand_wilson(18, 22)
+    why = f"completeness 0.82 (95% {lo:.2f} - {hi:.2f}) rests on 22 validation mergers"
+    assert by["merging"]["corrected_fraction_95"][1] == 1.0  # 0.75 flagged against completeness 0.82: clipped
+    assert by["merging"]["caveat"].startswith(why) and "upper end 1 is where the correction is clipped" in \
+        by["merging"]["caveat"]
+    assert run_entry_point(cat.stats_main, [str(tmp_path), "--by", "morphology"]) == 0
+    text = capsys.readouterr().out
+    table_rows = {line.split()[0]: line for line in text.split("by morphology:", 1)[1].splitlines()[2:4]}
+    assert table_rows["merging"].endswith(" - 1.0000)*") and table_rows["spiral"].endswith(")*")
+    assert f"  * merging: {by['merging']['caveat']}" in text.splitlines()
+    overall = next(line for line in text.splitlines() if line.startswith("merger fraction corrected"))
+    assert f"[caveat: {why}" in overall
+
+
+def test_reliability_plot_draws_each_bins_wilson_bar(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    from galaxy_ray.evaluate.plots import _reliability_curve, plot_reliability
+    from galaxy_ray.merger.truth import _reliability_lists
+
+    s = np.r_[np.full(5, 0.15), np.full(40, 0.85)]
+    y = np.r_[[True, False, False, False, False], np.arange(40) < 30]
+    rel = _reliability_lists(s, y, scored=True)
+    fig, ax = plt.subplots()
+    _reliability_curve(ax, rel, "calibrated", "C0")
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 1
+    segments = bars[0].lines[2][0].get_segments()
+    ends = sorted((float(seg[0][1]), float(seg[1][1])) for seg in segments)
+    assert ends == [pytest.approx(hand_wilson(1, 5)), pytest.approx(hand_wilson(30, 40))]
+    assert "log loss" in ax.get_legend_handles_labels()[1][0]
+    plt.close(fig)
+    old = {k: rel[k] for k in ("mean_score", "frequency", "count", "ece")}  # a report written before the bars
+    plot_reliability(old, rel, str(tmp_path / "reliability.png"))
+    assert (tmp_path / "reliability.png").stat().st_size > 0
