@@ -121,7 +121,7 @@ def merger_fraction_check(catalog_dir: Path, survey_dir: Path) -> bool:
     clo, chi = est["corrected_fraction_95"]
     print(f"corrected: {est['corrected_fraction']:.4f} (95% {clo:.4f} - {chi:.4f}); completeness "
           f"{est['completeness']:.2f} and false-positive rate {est['false_positive_rate']:.3f} from validation "
-          f"[{est['correction']}]")
+          f"[{est['correction']}]" + (f"\n           caveat: {est['caveat']}" if est.get("caveat") else ""))
     inside = clo <= true_fraction <= chi
     print(f"true:      {true_fraction:.4f} of the survey's {len(truth)} galaxies are mergers in their (simulated) "
           f"volunteer votes: {'inside' if inside else 'OUTSIDE'} the corrected interval"

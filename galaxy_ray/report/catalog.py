@@ -108,7 +108,8 @@ def catalog_figures(rep: Report, catalog_uri: str, order: int | None = None) -> 
     if stats.get("corrected_fraction") is not None:
         lo, hi = stats["corrected_fraction_95"]
         corrected = (f"{stats['corrected_fraction']:.4f} (95% {lo:.4f}-{hi:.4f}; completeness "
-                     f"{stats['completeness']:.3f}, false-positive rate {stats['false_positive_rate']:.4f} on validation)")
+                     f"{stats['completeness']:.3f}, false-positive rate {stats['false_positive_rate']:.4f} on validation)"
+                     + (f" [caveat: {stats['caveat']}]" if stats.get("caveat") else ""))
     else:
         corrected = f"n/a ({stats.get('correction')})"
     rep.summary += [("catalog", f"{catalog_uri}: {stats['rows']} rows, {stats['error_rows']} error rows"),
