@@ -153,7 +153,8 @@ def _one_map(name: str, fit, data: dict[str, Any]) -> dict[str, Any]:
           f"{len(ss)}; survey log loss {out['survey']['log_loss']:.4f} {_iv(out['survey']['log_loss_95'])}, ECE "
           f"{out['survey']['ece']:.4f} {_iv(out['survey']['ece_95'])}; validation (cross-fitted) log loss "
           f"{out['validation_cross_fitted']['log_loss']:.4f} {_iv(out['validation_cross_fitted']['log_loss_95'])}, "
-          f"ECE {out['validation_cross_fitted']['ece']:.4f} {_iv(out['validation_cross_fitted']['ece_95'])}", flush=True)
+          f"ECE {out['validation_cross_fitted']['ece']:.4f} {_iv(out['validation_cross_fitted']['ece_95'])}",
+          flush=True)
     head = out["corrected_head_rule"]
     print(f"          corrected fraction: HEAD's rule {_fmt(head)}; now {out['corrected_now']['printed']}", flush=True)
     return out
@@ -185,7 +186,7 @@ def compare(data: dict[str, Any], label: str) -> dict[str, Any]:
 
 
 def demo_data(out: Path, args) -> dict[str, Any]:
-    """``jobs/demo.py``'s steps 1-3 at ``--demo-train`` / ``--demo-survey`` galaxies, then ``evaluate`` on the survey."""
+    """``jobs/demo.py``'s steps 1-3 at ``--demo-train`` / ``--demo-survey`` galaxies, then ``evaluate`` the survey."""
     size, tree = str(args.image_size), ["--tree", "decals-dr8"]
     for name, n, seed in (("train", args.demo_train, "1"), ("survey", args.demo_survey, "2")):
         if not (out / name).exists():
@@ -243,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.gz2:
             print("gz2: skipped, no sample (pass --gz2 or set GALAXY_RAY_GZ2_SAMPLE)", flush=True)
         else:
-            result["gz2"] = compare(gz2_data(out / "gz2", args), f"real SDSS/GZ2 sample, Class8.6 > {args.gz2_vote_cut}")
+            result["gz2"] = compare(gz2_data(out / "gz2", args),
+                                    f"real SDSS/GZ2 sample, Class8.6 > {args.gz2_vote_cut}")
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, default=float))
     return 0

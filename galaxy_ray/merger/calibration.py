@@ -299,7 +299,8 @@ def scores_with_intervals(p: np.ndarray, truth: np.ndarray, bins: int = 10, draw
     alpha = (1 - confidence) / 2
     loss_draws = loss[index].mean(axis=1)
     ece_draws = _ece_draws(p, y.astype(np.float64), index, bins)
-    return {"log_loss": float(loss.mean()), "log_loss_95": [float(v) for v in np.quantile(loss_draws, [alpha, 1 - alpha])],
+    return {"log_loss": float(loss.mean()),
+            "log_loss_95": [float(v) for v in np.quantile(loss_draws, [alpha, 1 - alpha])],
             "ece": reliability(p, y, bins)["ece"],
             "ece_95": [float(v) for v in np.quantile(ece_draws, [alpha, 1 - alpha])],
             "exact_0_or_1": float(((p == 0) | (p == 1)).mean())}

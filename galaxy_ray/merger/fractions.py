@@ -23,8 +23,12 @@ both would print an interval of zero width, which reads as certainty.
 What the validation evidence allows (the rule every printed corrected fraction follows):
 
 - **n/a** when validation held fewer than :data:`MIN_VALIDATION_MERGERS` mergers (the
-  completeness then rests on a handful of galaxies), or when the 95% interval is wider than
-  :data:`MAX_INTERVAL_WIDTH` (it then spans most of what a fraction can be and measures nothing);
+  completeness then rests on a handful of galaxies); when the flagged fraction lies outside the
+  false-positive rate to completeness range (no fraction in [0, 1] produces it with those rates: the
+  point estimate would be clipped to 0 or 1, and on the demo a group flagged at 0.85 against a
+  completeness of 0.73 printed 1.0000 (0.90 - 1.00) for a true 0.37); or when the 95% interval is
+  wider than :data:`MAX_INTERVAL_WIDTH` (it then spans most of what a fraction can be and measures
+  nothing);
 - **a caveat** (``caveat``, printed after the number) when the completeness's 95% Wilson
   interval is wider than :data:`MAX_RATE_WIDTH` (a corrected fraction scales as ``1 / c``, so
   ``c`` known to +-0.1 moves it by about 10% / c of itself, more than the bootstrap of a plug-in
@@ -112,7 +116,12 @@ def corrected_fraction(flagged: int, total: int, *, val_positives: int, val_true
     if min(flagged, total - flagged) < MIN_FLAGGED:
         return {**out, **nan, "reason": f"too few galaxies: {flagged} flagged and {total - flagged} not, of "
                                         f"{total}; the correction needs at least {MIN_FLAGGED} of each"}
-    point = float(np.clip((flagged / total - e) / (c - e), 0.0, 1.0))
+    if not e <= flagged / total <= c:
+        return {**out, **nan, "reason": f"the flagged fraction {flagged / total:.4f} lies outside the validation "
+                                        f"false-positive rate {e:.4f} to completeness {c:.4f}: no merger fraction "
+                                        "in [0, 1] gives it with those rates, so the classifier does not work here "
+                                        "as on validation"}
+    point = (flagged / total - e) / (c - e)
     rng = np.random.default_rng(seed)
     c_b = rng.binomial(val_positives, c, draws) / val_positives
     e_b = rng.binomial(val_negatives, e, draws) / val_negatives

@@ -244,3 +244,18 @@ def test_reliability_plot_draws_each_bins_wilson_bar(tmp_path):
     old = {k: rel[k] for k in ("mean_score", "frequency", "count", "ece")}  # a report written before the bars
     plot_reliability(old, rel, str(tmp_path / "reliability.png"))
     assert (tmp_path / "reliability.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("flagged, total", [(133, 157), (10, 1000)])
+def test_a_flagged_fraction_outside_the_validation_rates_is_na(flagged, total):
+    """The demo's disk group: 133 of 157 flagged (0.85) against completeness 16/22 = 0.73.  HEAD clipped
+    the estimate to 1 and printed 1.0000 (0.90 - 1.00) for a true fraction of 0.37; 10 of 1000 (0.01) sits
+    below the false-positive rate 45/218 = 0.21 likewise."""
+    est = corrected_fraction(flagged, total, val_positives=22, val_true_positives=16, val_negatives=218,
+                             val_false_positives=45, draws=2000)
+    assert not np.isfinite(est["fraction"])
+    assert est["reason"].startswith(f"the flagged fraction {flagged / total:.4f} lies outside the validation "
+                                    f"false-positive rate {45 / 218:.4f} to completeness {16 / 22:.4f}")
+    inside = corrected_fraction(120, 157, val_positives=22, val_true_positives=17, val_negatives=218,
+                                val_false_positives=45, draws=2000)  # 0.764 <= 17/22 = 0.773
+    assert np.isfinite(inside["fraction"]) and "upper end 1" in inside["caveat"]
