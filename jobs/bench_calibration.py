@@ -101,26 +101,45 @@ def _cross_fitted(fit, s: np.ndarray, y: np.ndarray, folds: int = 5) -> np.ndarr
     return p
 
 
+def _head_corrected(flagged: int, total: int, rates: dict[str, int], draws: int = 4000) -> dict[str, Any]:
+    """The corrected fraction as HEAD (before issue 33) computed it: clipped to [0, 1], no evidence rule.
+
+    Its only refusals were fewer than 10 flagged or unflagged, ``c <= e``, and a zero-width interval; the
+    bootstrap is the one :func:`galaxy_ray.merger.fractions.corrected_fraction` still runs (same seed).
+    """
+    from galaxy_ray.merger.fractions import MIN_FLAGGED
+
+    c = rates["val_true_positives"] / rates["val_positives"]
+    e = rates["val_false_positives"] / rates["val_negatives"]
+    if total == 0 or c <= e or min(flagged, total - flagged) < MIN_FLAGGED:
+        return {"fraction": None, "interval": None}
+    rng = np.random.default_rng(0)
+    c_b = rng.binomial(rates["val_positives"], c, draws) / rates["val_positives"]
+    e_b = rng.binomial(rates["val_negatives"], e, draws) / rates["val_negatives"]
+    f_b = rng.binomial(total, flagged / total, draws) / total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = np.where(c_b > e_b, np.clip((f_b - e_b) / (c_b - e_b), 0.0, 1.0), np.nan)
+    lo, hi = np.nanquantile(est, [0.025, 0.975])
+    if lo == hi:
+        return {"fraction": None, "interval": None}
+    return {"fraction": float(np.clip((flagged / total - e) / (c - e), 0.0, 1.0)), "interval": [float(lo), float(hi)]}
+
+
 def _fraction(flagged: int, total: int, point, ruled: bool) -> dict[str, Any]:
-    """The corrected fraction now (``ruled``), or as HEAD computed it (the evidence rules switched off)."""
+    """The corrected fraction as ``galaxy-ray stats`` gives it now (``ruled``), or as HEAD did."""
     from galaxy_ray.merger import fractions
 
     rates = dict(val_positives=point.positives, val_true_positives=point.true_positives,
                  val_negatives=point.negatives, val_false_positives=point.false_positives)
-    saved = fractions.MIN_VALIDATION_MERGERS, fractions.MAX_INTERVAL_WIDTH
     if not ruled:
-        fractions.MIN_VALIDATION_MERGERS, fractions.MAX_INTERVAL_WIDTH = 0, 1.0
-    try:
-        est = fractions.corrected_fraction(flagged, total, **rates)
-    finally:
-        fractions.MIN_VALIDATION_MERGERS, fractions.MAX_INTERVAL_WIDTH = saved
+        return _head_corrected(flagged, total, rates)
+    est = fractions.corrected_fraction(flagged, total, **rates)
     ok = bool(np.isfinite(est["fraction"]))
     out = {"fraction": est["fraction"] if ok else None, "interval": est["interval"] if ok else None}
-    if ruled:
-        out["printed"] = fractions.format_corrected({"corrected_fraction": out["fraction"],
-                                                     "corrected_fraction_95": out["interval"],
-                                                     "caveat": est.get("caveat"),
-                                                     "correction": None if ok else f"unavailable: {est['reason']}"})
+    out["printed"] = fractions.format_corrected({"corrected_fraction": out["fraction"],
+                                                 "corrected_fraction_95": out["interval"],
+                                                 "caveat": est.get("caveat"),
+                                                 "correction": None if ok else f"unavailable: {est['reason']}"})
     return out
 
 
@@ -157,6 +176,9 @@ def _one_map(name: str, fit, data: dict[str, Any]) -> dict[str, Any]:
           flush=True)
     head = out["corrected_head_rule"]
     print(f"          corrected fraction: HEAD's rule {_fmt(head)}; now {out['corrected_now']['printed']}", flush=True)
+    for g, v in groups.items():
+        print(f"          {g:<11} {v['flagged']:>4} of {v['galaxies']:<4} flagged, true {v['true_fraction']:.3f}: "
+              f"HEAD {_fmt(v['head'])}; now {v['now']['printed']}", flush=True)
     return out
 
 
