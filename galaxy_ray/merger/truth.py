@@ -232,7 +232,10 @@ def merger_reliability(spec, y_true: np.ndarray, raw: np.ndarray, probs: np.ndar
     ``calibrated`` is the figure to quote: each validation galaxy scored by a
     calibration fitted on the other folds (:func:`cross_fitted_merger_probability`).
     ``calibrated_in_sample`` (the stored calibration on the galaxies it was
-    fitted on) is kept to show how optimistic that is.
+    fitted on) is kept to show how optimistic that is.  Every bin carries its
+    95% Wilson interval (``frequency_95``); ``raw`` and ``calibrated`` also carry
+    the log loss and ECE with 95% bootstrap intervals and the share of exact 0
+    or 1 (:func:`galaxy_ray.merger.calibration.scores_with_intervals`).
     """
     is_merger = true_mergers(spec, y_true, vote_cut)
     uncalibrated = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})
