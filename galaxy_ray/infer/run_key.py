@@ -51,7 +51,7 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.schema import CatalogColumns as C
 
-__all__ = ["RUN_KEY_FIELDS", "run_key", "check_run_key", "record_run_key", "remove_catalog", "check_out_apart"]
+__all__ = ["RUN_KEY_FIELDS", "run_key", "check_run_key", "record_run_key", "owned_files", "remove_catalog", "check_out_apart"]
 
 #: The fields of a run key, in the order a refusal lists what changed.
 RUN_KEY_FIELDS = ("checkpoint_sha256", "source", "source_format", "source_fingerprint", "input_files",
@@ -151,10 +151,13 @@ def check_run_key(out: str, key: dict, published: set[str], overwrite: bool, log
                 f"{out}: holds {len(published)} catalog file(s) made by another run ({'; '.join(changed)}); "
                 "write to a new --out, or pass --overwrite to replace them")
     if published and overwrite:
-        removed = remove_catalog(out, stored, published)
-        log(f"--overwrite: removed the {len(removed)} catalog file(s) galaxy-ray wrote in {out}")
-        published = published - set(removed)
-    if files is not None:
+        ours = owned_files(out, stored, published)
+        if published - set(ours):  # refused before anything is removed
+            _refuse_foreign(out, published - set(ours), [], overwrite)
+        remove_catalog(out, ours)
+        log(f"--overwrite: removed the {len(ours)} catalog file(s) galaxy-ray wrote in {out}")
+        published = set()
+    elif files is not None:
         _refuse_foreign(out, published, files, overwrite)
     record = dict(key, **{FILES: sorted(files)}) if files is not None else dict(key)
     # written again after --overwrite too: the plain rerun that follows must find it
@@ -190,27 +193,32 @@ def _written_by_infer(out: str, name: str) -> bool:
     return isinstance(prov, dict) and prov.get("file") == name
 
 
-def remove_catalog(out: str, stored: dict | None, published: set[str]) -> list[str]:
-    """Delete the catalog files a run wrote in ``out``, its temporaries and summaries; returns the names removed.
+def owned_files(out: str, stored: dict | None, published: set[str]) -> list[str]:
+    """The catalog files among ``published`` that a galaxy-ray run wrote: all ``--overwrite`` may remove.
 
-    Only files a run lists go: the ``files`` of the stored run key
-    ``stored``; for a key without that list (an older galaxy-ray) or none,
-    the parts whose footer carries galaxy-ray infer's provenance naming that
-    very file.  Packed shards, Spark output or any other ``part-*.parquet``
-    stay, as does ``_run_key.json`` (the run rewrites it).
+    The ``files`` the stored run key ``stored`` lists; for a key without that
+    list (an older galaxy-ray) or none, the parts whose footer carries
+    galaxy-ray infer's provenance naming that very file.  Packed shards, Spark
+    output or any other ``part-*.parquet`` are never among them.
     """
     if stored is not None and isinstance(stored.get(FILES), list):
-        ours = sorted(published & set(stored[FILES]))
-    else:
-        ours = sorted(n for n in published if _written_by_infer(out, n))
+        return sorted(published & set(stored[FILES]))
+    return sorted(n for n in published if _written_by_infer(out, n))
+
+
+def remove_catalog(out: str, names: list[str]) -> None:
+    """Delete the catalog files ``names`` (:func:`owned_files`) in ``out``, the temporaries and the summaries.
+
+    ``_run_key.json`` stays: the run that replaces the catalog writes its own
+    over it, so a plain rerun after ``--overwrite`` resumes.
+    """
     resume.remove_temps(resume.scan_output(out))
-    for name in ours:
+    for name in names:
         storage.remove(storage.join(out, name))
     for name in (layout.CATALOG_SUMMARY, layout.CATALOG_METADATA):
         uri = storage.join(out, name)
         if storage.exists(uri):
             storage.remove(uri)
-    return ours
 
 
 def fingerprint(parts: list) -> str:
