@@ -269,7 +269,9 @@ def run_inference(
         Keywords of ``sources.open_source`` (``filename_mapping``, ``galaxy10``).
     overwrite : bool
         Replace the catalog ``out`` holds when it was made by another run key
-        (another model, input, preprocessing or merger rule) instead of refusing.
+        (another model, input, preprocessing or merger rule) instead of refusing;
+        only the files its ``_run_key.json`` lists are removed
+        (:func:`galaxy_ray.infer.run_key.owned_files`).
     progress : bool
         Show a progress bar (a plain line per 5% when stderr is not a terminal).
     log : callable
@@ -285,7 +287,9 @@ def run_inference(
     ------
     GalaxyRayError
         Bad options, a missing checkpoint or source, an output holding files
-        of another run key or plan (without ``overwrite``), or a stream that ended early.
+        of another run key or plan (without ``overwrite``), an ``out`` that is, holds or
+        lies inside the source, an ``out`` another run is writing (``_infer.lock``,
+        :class:`galaxy_ray.io.lock.OutputLock`), or a stream that ended early.
     """
     t0 = time.perf_counter()
     _check_options(batch_size)

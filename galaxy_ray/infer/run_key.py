@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from typing import Callable, Iterable
 
 import pyarrow as pa
@@ -296,14 +297,19 @@ def check_out_apart(source: str, out: str, inputs: Iterable[str] = ()) -> None:
     advice = "write the catalog to a folder of its own, outside the input (e.g. a sibling folder)"
     if storage.same_or_within(source, out):
         raise GalaxyRayError(f"--out {out}: is, holds or lies inside the source {source}; {advice}")
-    out_norm = out if storage.is_remote(out) else os.path.realpath(os.path.expanduser(out))
-    folders = {os.path.dirname(u) if not storage.is_remote(u) else u.rsplit("/", 1)[0] for u in inputs if u}
+    target = _place(out)
+    folders = {posixpath.dirname(u) if storage.is_remote(u) else os.path.dirname(u) for u in inputs if u}
     for folder in sorted(folders):
-        if not storage.same_or_within(folder, out):
-            continue
-        folder_norm = folder if storage.is_remote(folder) else os.path.realpath(folder)
-        if storage.same_or_within(out_norm, folder_norm) and not _strictly_inside(out_norm, folder_norm):
+        place = _place(folder)
+        if place == target or _strictly_inside(place, target):
             raise GalaxyRayError(f"--out {out}: is or holds {folder}, a folder of the cutouts {source} names; {advice}")
+
+
+def _place(uri: str) -> str:
+    """``uri`` compared as a place: symbolic links resolved locally, ``..`` removed on S3."""
+    if storage.is_remote(uri):
+        return "s3://" + posixpath.normpath(storage.strip_scheme(uri))
+    return os.path.realpath(os.path.expanduser(uri))
 
 
 def _strictly_inside(inner: str, outer: str) -> bool:

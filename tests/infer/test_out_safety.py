@@ -303,3 +303,20 @@ def test_a_shard_rewritten_in_place_with_the_same_ids_is_refused_on_rerun(ray_cl
     os.utime(shard, ns=(mtime + 1_000_000_000, mtime + 1_000_000_000))
     with pytest.raises(GalaxyRayError, match=r"another run \(input_files"):
         _run(model, source, out)
+
+
+def test_overwrite_replaces_an_unreadable_run_key_and_records_the_new_one(tmp_path):
+    """Variant not in the issue: a _run_key.json damaged on copy; the refusal says --overwrite, which must work."""
+    from galaxy_ray.infer.run_key import check_run_key, run_key
+
+    prov = {"checkpoint_sha256": "ab" * 32, "source": "s", "source_format": "shards", "preprocess": {"image_size": 32},
+            "tta": False, "merger_threshold": 0.5, "output_columns": ["a"], "tree_columns": [],
+            "source_fingerprint": "f", "input_files": "g"}
+    Path(tmp_path, layout.RUN_KEY).write_bytes(b"\x00{not json")
+    with pytest.raises(GalaxyRayError, match="unreadable run key .*pass --overwrite"):
+        check_run_key(str(tmp_path), run_key(prov), set(), overwrite=False, log=_quiet, files=["part-00000-00000.parquet"])
+    check_run_key(str(tmp_path), run_key(prov), set(), overwrite=True, log=_quiet, files=["part-00000-00000.parquet"])
+    stored = json.loads(Path(tmp_path, layout.RUN_KEY).read_text())
+    assert stored["checkpoint_sha256"] == "ab" * 32 and stored["files"] == ["part-00000-00000.parquet"]
+    # the plain rerun of the same key now goes through
+    check_run_key(str(tmp_path), run_key(prov), set(), overwrite=False, log=_quiet, files=["part-00000-00000.parquet"])
