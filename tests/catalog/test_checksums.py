@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from galaxy_ray import api, cli, infer
-from galaxy_ray.catalog.checksums import CHECKSUMS_KEY
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout
 from galaxy_ray.synthetic import synthetic_table
 
 SIZE = 32
+#: The _catalog.json key of the files' SHA-256 (docs/contracts.md).
+CHECKSUMS_KEY = "files_sha256"
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,14 @@ import pytest
 from galaxy_ray import cli, infer
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
-from galaxy_ray.io.lock import LOCK_NAME, OutputLock, create_exclusive
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.synthetic import synthetic_table
 from builders import noise_png
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 32
+#: The lock file an infer run holds in its --out (docs/contracts.md).
+LOCK_NAME = "_infer.lock"
 
 
 def _quiet(_line: str) -> None:
@@ -170,6 +171,8 @@ def test_overwrite_of_a_catalog_without_a_files_list_removes_only_parts_carrying
 
 
 def _try_create(path: str, barrier, results) -> None:
+    from galaxy_ray.io.lock import create_exclusive
+
     barrier.wait()
     results.put(create_exclusive(path, str(os.getpid()).encode()))
 
@@ -189,6 +192,8 @@ def test_of_many_processes_creating_the_lock_at_once_exactly_one_gets_it(tmp_pat
 
 
 def test_a_lock_held_by_a_live_run_refuses_and_a_dead_runs_lock_is_taken_over(tmp_path):
+    from galaxy_ray.io.lock import OutputLock
+
     out = str(tmp_path / "catalog")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
@@ -210,6 +215,8 @@ def test_a_lock_held_by_a_live_run_refuses_and_a_dead_runs_lock_is_taken_over(tm
 
 
 def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
+    from galaxy_ray.io.lock import OutputLock
+
     out = str(tmp_path)
     Path(out, LOCK_NAME).write_text(json.dumps({"host": "elsewhere.example", "pid": 1, "started": "x"}))
     with pytest.raises(GalaxyRayError, match=r"pid 1 on elsewhere.example"):
@@ -219,6 +226,8 @@ def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
 
 def test_an_s3_lock_is_a_conditional_put_only_one_run_gets(s3_bucket):
     """Variant not in the issue: the lock on an S3 --out (If-None-Match: * on moto)."""
+    from galaxy_ray.io.lock import OutputLock
+
     out = f"{s3_bucket}/catalog"
     first = OutputLock(out, log=_quiet)
     first.acquire()
