@@ -259,8 +259,11 @@ def test_a_second_run_on_one_out_while_the_first_writes_is_refused_and_the_catal
             if line.startswith("published ") or time.time() > deadline:
                 break
         os.killpg(proc.pid, signal.SIGSTOP)  # the first run is mid-way: paused, it still holds the lock
-        with pytest.raises(GalaxyRayError, match=rf"another galaxy-ray infer is writing this catalog \(pid {proc.pid}"):
-            _run(model, second_source, out)
+        # a scheduler's retry of the same job, then someone else's survey: both refused, neither writes
+        for source in (first_source, second_source):
+            with pytest.raises(GalaxyRayError, match=rf"another galaxy-ray infer is writing this catalog \(pid {proc.pid}"):
+                infer.run_inference(model, source, out, batch_size=2, rows_per_file=6, num_actors=1, log=_quiet,
+                                    progress=False)
         os.killpg(proc.pid, signal.SIGCONT)
         proc.stdout.read()
         assert proc.wait(timeout=300) == 0
