@@ -25,6 +25,7 @@ from typing import Iterable
 
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
+from galaxy_ray.io.lock import LOCK_NAME
 
 __all__ = ["CHECKSUMS_KEY", "catalog_checksums", "check_listing", "verify_file"]
 
@@ -71,8 +72,19 @@ def catalog_checksums(out: str, names: Iterable[str], written: dict[str, str]) -
     return found
 
 
-def check_listing(catalog_uri: str, files: list[str], checksums: dict[str, str]) -> None:
+def check_listing(catalog_uri: str, files: list[str], checksums: dict[str, str], listing: list[str] = ()) -> None:
     """Refuse part files ``_catalog.json`` does not list, and listed ones that are missing.
+
+    Parameters
+    ----------
+    catalog_uri : str
+        The catalog directory.
+    files : list of str
+        Its part files as listed now.
+    checksums : dict
+        ``_catalog.json``'s ``files_sha256``.
+    listing : list of str
+        Every file of the directory: an ``_infer.lock`` among them means a run is writing it now.
 
     Raises
     ------
@@ -83,6 +95,9 @@ def check_listing(catalog_uri: str, files: list[str], checksums: dict[str, str])
     listed = {n for n in checksums if n.endswith(layout.PART_SUFFIX)}
     extra, missing = sorted(names - listed), sorted(listed - names)
     summary = storage.join(catalog_uri, layout.CATALOG_SUMMARY)
+    if (extra or missing) and any(_name(f) == LOCK_NAME for f in listing):
+        raise GalaxyRayError(f"{catalog_uri}: galaxy-ray infer is writing this catalog now ({LOCK_NAME}); "
+                             "read it when that run has ended")
     if extra:
         raise GalaxyRayError(
             f"{storage.join(catalog_uri, extra[0])}: not among the files {summary} lists ({len(extra)} such); "

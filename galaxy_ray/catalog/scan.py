@@ -363,7 +363,7 @@ def open_catalog(uri: str) -> Catalog:
     summary = next((f for f in listing or [] if f.rsplit("/", 1)[-1] == METADATA_NAME), None)
     if listing is not None and provenance.get(CHECKSUMS_KEY):
         cat.checksums = dict(provenance[CHECKSUMS_KEY])
-        check_listing(uri, files, cat.checksums)
+        check_listing(uri, files, cat.checksums, listing)
         if summary is not None:
             verify_file(summary, cat.checksums.get(METADATA_NAME))
     found = summary_footers(summary, files) if summary else None

@@ -97,3 +97,11 @@ def test_a_damaged_metadata_summary_is_refused(copy):
     _damage(copy / layout.CATALOG_METADATA)
     with pytest.raises(GalaxyRayError, match=rf"{layout.CATALOG_METADATA}: damaged or changed"):
         api.open_catalog(str(copy))
+
+
+def test_a_catalog_a_run_is_still_writing_says_so_instead_of_damage(copy):
+    """Variant not in the issue: a reader started while a resumed infer adds parts (its lock is there)."""
+    shutil.copy(sorted(copy.glob("part-*.parquet"))[0], copy / "part-00099-00099.parquet")
+    (copy / "_infer.lock").write_text("{}")
+    with pytest.raises(GalaxyRayError, match=r"infer is writing this catalog now \(_infer.lock\)"):
+        api.open_catalog(str(copy))
