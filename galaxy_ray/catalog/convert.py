@@ -336,6 +336,7 @@ def to_hats(catalog_dir: str, out: str, *, margin_arcsec: float = DEFAULT_MARGIN
     cat = open_catalog(catalog_dir)
     if cat.layout != "plain":
         raise GalaxyRayError(f"{catalog_dir}: already a HATS catalog; open it with lsdb.open_catalog")
+    cat.verify()  # hats-import reads every file's rows: check them against _catalog.json first
     _check_out(str(out), replace)
     rows, missing = _rows_without_position(cat)
     if rows == missing:

@@ -14,6 +14,7 @@ in one read, so only files with a row group meeting the cover are opened.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from galaxy_ray.catalog.checksums import CHECKSUMS_KEY, check_listing, verify_file
 from galaxy_ray.catalog.hats import hats_parts, is_hats_listing
 from galaxy_ray.catalog.metadata import METADATA_NAME, summary_footers
 from galaxy_ray.catalog.regions import Box, Cone, Ranges, in_ranges
@@ -148,8 +150,30 @@ class Catalog:
     #: What opening read (the summary or the first footer; HATS: properties not counted).
     opened: ScanStats = field(default_factory=ScanStats)
     last_scan: ScanStats = field(default_factory=ScanStats)
+    #: ``_catalog.json``'s ``files_sha256`` ({file name: SHA-256}); None for catalogs written without it
+    checksums: dict | None = None
     _footers: dict = field(default_factory=dict, repr=False)
     _con: Any = field(default=None, repr=False)
+    _verified: set = field(default_factory=set, repr=False)
+
+    def verify(self, uris: Sequence[str] | None = None) -> None:
+        """Check files (all when None) against their SHA-256 in ``_catalog.json``, each once per opened catalog.
+
+        Every read of rows passes here first (:meth:`dataset`, :meth:`scan_region`), so every
+        command and the API refuse a damaged file.
+
+        Raises
+        ------
+        GalaxyRayError
+            A file's bytes differ from what ``infer`` wrote (:func:`galaxy_ray.catalog.checksums.verify_file`).
+        """
+        if not self.checksums:
+            return
+        todo = [u for u in (self.files if uris is None else uris) if u not in self._verified]
+        expected = [self.checksums.get(u.rstrip("/").rsplit("/", 1)[-1]) for u in todo]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # hashing releases the GIL; S3 reads overlap
+            list(pool.map(verify_file, todo, expected))
+        self._verified.update(todo)
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """This catalog's DuckDB connection (no file access; queries see what is registered)."""
@@ -175,7 +199,11 @@ class Catalog:
         return storage.pyarrow_filesystem(self.files[0])[0]
 
     def dataset(self) -> ds.Dataset:
-        """The files as one ``pyarrow.dataset.Dataset`` (from the ``_metadata`` summary when there is one)."""
+        """The files as one ``pyarrow.dataset.Dataset`` (from the ``_metadata`` summary when there is one).
+
+        Every file is checked against its recorded SHA-256 first (:meth:`verify`).
+        """
+        self.verify()
         if self.summary is not None:
             fs, path = storage.pyarrow_filesystem(self.summary)
             return ds.parquet_dataset(path, schema=self.schema, filesystem=fs)
@@ -223,6 +251,7 @@ class Catalog:
             if footer is not None and not row_groups_meeting(footer, cover):
                 stats.row_groups_total += footer.num_row_groups  # known from the summary: never opened
                 continue
+            self.verify([uri])  # only the files a region opens: a cone search keeps its pruning
             with fs.open_input_file(storage.pyarrow_filesystem(uri)[1]) as handle:
                 pf = pq.ParquetFile(handle, metadata=footer)
                 stats.files_opened += 1
@@ -332,6 +361,11 @@ def open_catalog(uri: str) -> Catalog:
         raise GalaxyRayError(f"{uri}: not a galaxy-ray catalog (no '{METADATA_KEY}' metadata)")
     cat = Catalog(uri=uri, files=files, schema=pa.schema([]), provenance=provenance)
     summary = next((f for f in listing or [] if f.rsplit("/", 1)[-1] == METADATA_NAME), None)
+    if listing is not None and provenance.get(CHECKSUMS_KEY):
+        cat.checksums = dict(provenance[CHECKSUMS_KEY])
+        check_listing(uri, files, cat.checksums, listing)
+        if summary is not None:
+            verify_file(summary, cat.checksums.get(METADATA_NAME))
     found = summary_footers(summary, files) if summary else None
     if found is not None:
         cat.summary, (cat._footers, size) = summary, found

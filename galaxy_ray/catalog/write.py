@@ -8,6 +8,7 @@ is ``_catalog.json`` beside the files.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from typing import Any, Sequence
@@ -184,7 +185,7 @@ def astropy_string_lengths(table: pa.Table) -> dict[bytes, bytes]:
 
 def write_catalog_file(
     table: pa.Table, uri: str, provenance: dict, row_group_size: int = 100_000
-) -> None:
+) -> str:
     """Write one catalog file: sorted by ``_healpix_29``, provenance in its metadata.
 
     Parameters
@@ -203,6 +204,11 @@ def write_catalog_file(
     row_group_size : int
         Maximum rows per Parquet row group (the unit that spatial queries skip).
 
+    Returns
+    -------
+    str
+        SHA-256 (hex) of the bytes written, for ``_catalog.json``'s ``files_sha256``.
+
     Raises
     ------
     GalaxyRayError
@@ -219,7 +225,9 @@ def write_catalog_file(
     table = table.replace_schema_metadata(meta)
     buf = io.BytesIO()
     pq.write_table(table, buf, row_group_size=max(1, int(row_group_size)), compression="zstd")
-    storage.write_bytes_atomic(uri, buf.getvalue())
+    data = buf.getvalue()
+    storage.write_bytes_atomic(uri, data)
+    return hashlib.sha256(data).hexdigest()  # of the bytes in memory: no second read
 
 
 def write_catalog_summary(catalog_dir: str, provenance: dict) -> None:

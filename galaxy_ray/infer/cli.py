@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the catalog as a HATS collection for LSDB to DIR (default <out>_hats)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the catalog in --out when another model, input, preprocessing or merger "
-                        "threshold made it (without this, such a rerun is refused)")
+                        "threshold made it (without this, such a rerun is refused); removes only the files "
+                        "its _run_key.json lists")
     runtime.add_verbose_argument(p)
     p.add_argument("--decode-tasks", type=int, default=None,
                    help="cap on concurrent decode tasks (default: one per model actor on CPUs, no cap on GPUs)")

@@ -35,6 +35,8 @@ __all__ = ["DEFAULT_ROWS_PER_FILE", "UNIT_COLUMN", "Unit", "Plan", "plan_shard_u
 
 #: Default rows per output file (one row group: the catalog's row-group limit).
 DEFAULT_ROWS_PER_FILE = 100_000
+#: The metadata column of file-per-object sources naming each row's cutout file (``sources._common.PATH``).
+_CUTOUT_PATH = "_path"
 #: Column that tags every row in flight with the index of its unit (never written to the catalog).
 UNIT_COLUMN = "_unit"
 
@@ -79,6 +81,10 @@ class Plan:
     metadata: Any = None
     #: what the plan knows of the input, hashed (galaxy_ray.infer.run_key): another input, another fingerprint
     fingerprint: str = ""
+    #: every input file's name, size and modification time (or ETag), hashed: a file rewritten in place changes it
+    input_files: str = ""
+    #: the files the plan reads (shards, or cutouts and the table naming them)
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -198,9 +204,32 @@ def make_plan(source, rows_per_file: int) -> Plan:
         plan = plan_shard_units(shards, [f.num_rows for f in footers], rows_per_file)
         plan.columns = footers[0].schema.to_arrow_schema().names if footers else []
         plan.fingerprint = run_key.shard_fingerprint(shards, footers)
+        plan.inputs = list(shards)
+        plan.input_files = run_key.files_fingerprint(shards)
         return plan
     meta = source.metadata()  # ids, positions, file locations: no pixels
     plan = plan_row_units(len(meta), rows_per_file)
     plan.source, plan.metadata = source, meta
     plan.fingerprint = run_key.metadata_fingerprint(meta)
+    plan.inputs = input_files(source, meta)
+    plan.input_files = run_key.files_fingerprint(plan.inputs)
     return plan
+
+
+def input_files(source, meta) -> list[str]:
+    """The files a non-shard source reads: each row's cutout (``_path``) and the table or file naming them.
+
+    Parameters
+    ----------
+    source : galaxy_ray.data.sources.Source
+        The opened source (its listing is on the driver).
+    meta : pandas.DataFrame
+        Its metadata table.
+    """
+    files = [str(p) for p in meta[_CUTOUT_PATH] if isinstance(p, str) and p] if _CUTOUT_PATH in meta.columns else []
+    files += [getattr(source, a) for a in ("table_uri", "solutions") if isinstance(getattr(source, a, None), str)]
+    listing = getattr(source, "listing", None)
+    if listing is not None:
+        # one file given (a FITS table, an HDF5 file), or the one file of a folder's listing the source reads
+        files += list(listing.files) if not listing.is_dir else [f for f in listing.files if f == source.uri]
+    return sorted(set(files))

@@ -20,6 +20,7 @@ from galaxy_ray import catalog
 from galaxy_ray import model as model_mod
 from galaxy_ray import runtime
 from galaxy_ray.catalog import galaxy_zoo
+from galaxy_ray.catalog.checksums import CHECKSUMS_KEY, catalog_checksums
 from galaxy_ray.catalog.metadata import portable_uri
 from galaxy_ray.data import sources
 from galaxy_ray.data.sources import identity
@@ -32,6 +33,7 @@ from galaxy_ray.merger.truth import truth_rule
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
 from galaxy_ray.infer.writer import UnitWriter, catalog_totals
 from galaxy_ray.io import layout, resume, storage
+from galaxy_ray.io.lock import OutputLock
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 from galaxy_ray.trees.columns import tree_column_names
 
@@ -112,24 +114,14 @@ def _pending_units(out: str, plan: Plan, key: dict, overwrite: bool, log: Callab
     ------
     GalaxyRayError
         ``out`` holds catalog files made by another run key
-        (:func:`galaxy_ray.infer.run_key.check_run_key`) or of a different plan.
+        (:func:`galaxy_ray.infer.run_key.check_run_key`), of a different plan, or not made by galaxy-ray.
     """
     storage.makedirs(out)
     state = resume.scan_output(out)
-    run_key.check_run_key(out, key, state.published, overwrite, log)
-    if overwrite and state.published:  # check_run_key removed them: list what is left, once more
-        state = resume.scan_output(out)
-    published = state.published
-    stale = resume.remove_temps(state)
+    published = run_key.check_run_key(out, key, state.published, overwrite, log, files=[u.name for u in plan.units])
+    stale = resume.remove_temps(resume.scan_output(out) if overwrite else state)
     if stale:
         log(f"removed {stale} temp file(s) left by an interrupted run")
-    foreign = plan.foreign(published)
-    if foreign:
-        raise GalaxyRayError(
-            f"{out}: holds {len(foreign)} catalog file(s) from a different split of the input "
-            f"(e.g. {foreign[0]}; another --rows-per-file?); rerun with the same options, "
-            "write to a new --out, or pass --overwrite to replace them"
-        )
     return [u for u in plan.units if u.name not in published]
 
 
@@ -206,8 +198,11 @@ def _summarise(out: str, plan: Plan, writer: UnitWriter, provenance: dict, timin
         **timing,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
+    # one footer for a query to read instead of one per file; then every file's checksum, which readers verify
+    footers = catalog.write_parquet_metadata(out)
+    summary[CHECKSUMS_KEY] = dict(catalog_checksums(out, names, writer.sha256),
+                                  **{layout.CATALOG_METADATA: storage.file_sha256(footers)})
     catalog.write_catalog_summary(out, summary)
-    catalog.write_parquet_metadata(out)  # one footer for a query to read instead of one per file
     pace = (f"; first rows after {timing['startup_seconds']:.1f} s, then {timing['rows_per_second_after_startup']:.1f} "
             "rows/s" if timing.get("rows_per_second_after_startup") else "")
     log(f"catalog {out}: {rows} rows in {len(names)} file(s), {error_rows} row(s) with errors "
@@ -275,7 +270,9 @@ def run_inference(
         Keywords of ``sources.open_source`` (``filename_mapping``, ``galaxy10``).
     overwrite : bool
         Replace the catalog ``out`` holds when it was made by another run key
-        (another model, input, preprocessing or merger rule) instead of refusing.
+        (another model, input, preprocessing or merger rule) instead of refusing;
+        only the files its ``_run_key.json`` lists are removed
+        (:func:`galaxy_ray.infer.run_key.owned_files`).
     progress : bool
         Show a progress bar (a plain line per 5% when stderr is not a terminal).
     log : callable
@@ -291,13 +288,16 @@ def run_inference(
     ------
     GalaxyRayError
         Bad options, a missing checkpoint or source, an output holding files
-        of another run key or plan (without ``overwrite``), or a stream that ended early.
+        of another run key or plan (without ``overwrite``), an ``out`` that is, holds or
+        lies inside the source, an ``out`` another run is writing (``_infer.lock``,
+        :class:`galaxy_ray.io.lock.OutputLock`), or a stream that ended early.
     """
     t0 = time.perf_counter()
     _check_options(batch_size)
     checkpoint = layout.checkpoint_file(checkpoint)
     spec, extra = model_mod.checkpoint_spec(checkpoint)  # fail early on a bad checkpoint; actors load it
     rule = merger_rule(spec, extra, merger_threshold, merger_precision, log)
+    run_key.check_out_apart(source, out)  # before anything is read or written
     src = sources.open_source(source, format, **(source_options or {}))  # lists and sniffs the source once
     provenance = base_provenance(checkpoint, spec, source, src.format, rule.threshold, tta, rule=rule)
     # as given, and in a form that still means the same file once the catalog is moved or shared
@@ -310,20 +310,22 @@ def run_inference(
     use_gpu = runtime.resolve_gpu(use_gpu, gpus)
     plan = make_plan(src, rows_per_file)
     provenance.update(_identity(plan, log))
-    provenance["source_fingerprint"] = plan.fingerprint
-    pending = _pending_units(out, plan, run_key.run_key(provenance), overwrite, log)
-    log(f"{source} ({src.format}): {plan.rows} rows in {len(plan.units)} output file(s); "
-        f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
-
-    writer = UnitWriter(out, pending, provenance, log=log, progress=progress)
-    streaming_from = streamed_until = None
-    if pending:
-        ds = pipeline.build_pipeline(
-            checkpoint, plan, pending, spec, batch_size=batch_size, tta=tta, rule=rule,
-            actors=pipeline.actor_pool(num_actors, use_gpu, gpus, cpus), use_gpu=use_gpu, cpus=cpus,
-            decode_tasks=decode_tasks,
-        )
-        streaming_from = time.perf_counter()
-        streamed_until = _stream(ds, writer, out)
-    timing = _throughput(t0, writer, streaming_from, streamed_until)
-    return _summarise(out, plan, writer, provenance, timing, t0, log)
+    provenance.update(source_fingerprint=plan.fingerprint, input_files=plan.input_files)
+    run_key.check_out_apart(source, out, plan.inputs)
+    storage.makedirs(out)
+    with OutputLock(out, log=log):  # one writer per --out: a second run is refused until this one ends
+        pending = _pending_units(out, plan, run_key.run_key(provenance), overwrite, log)
+        log(f"{source} ({src.format}): {plan.rows} rows in {len(plan.units)} output file(s); "
+            f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
+        writer = UnitWriter(out, pending, provenance, log=log, progress=progress)
+        streaming_from = streamed_until = None
+        if pending:
+            ds = pipeline.build_pipeline(
+                checkpoint, plan, pending, spec, batch_size=batch_size, tta=tta, rule=rule,
+                actors=pipeline.actor_pool(num_actors, use_gpu, gpus, cpus), use_gpu=use_gpu, cpus=cpus,
+                decode_tasks=decode_tasks,
+            )
+            streaming_from = time.perf_counter()
+            streamed_until = _stream(ds, writer, out)
+        timing = _throughput(t0, writer, streaming_from, streamed_until)
+        return _summarise(out, plan, writer, provenance, timing, t0, log)

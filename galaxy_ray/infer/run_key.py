@@ -23,6 +23,13 @@ The key's fields (``docs/contracts.md`` lists them too):
     the Parquet footers); for any other format, every row of the source's
     metadata table (ids, positions, file locations).  A survey of the same size
     with other galaxies has another fingerprint.
+``input_files``
+    SHA-256 of every input file's name, size and modification time (ns), or
+    size and ETag on S3 (:func:`galaxy_ray.io.storage.file_identities`): the
+    shards, or the cutouts and the table naming them.  A cutout or shard
+    rewritten in place under the same name (same ids, other pixels) changes
+    it, at the cost of one directory listing per folder; hashing every input's
+    bytes would read the survey twice.
 ``preprocess``, ``tta``, ``merger_threshold``
     What the model sees and how ``is_merger`` is set.
 ``catalog_columns``
@@ -36,17 +43,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable
+import posixpath
+from typing import Callable, Iterable
+
+import pyarrow as pa
 
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.schema import CatalogColumns as C
 
-__all__ = ["RUN_KEY_FIELDS", "run_key", "check_run_key", "remove_catalog"]
+__all__ = ["RUN_KEY_FIELDS", "run_key", "check_run_key", "record_run_key", "owned_files", "remove_catalog", "check_out_apart"]
 
 #: The fields of a run key, in the order a refusal lists what changed.
-RUN_KEY_FIELDS = ("checkpoint_sha256", "source", "source_format", "source_fingerprint", "preprocess", "tta",
-                  "merger_threshold", "catalog_columns")
+RUN_KEY_FIELDS = ("checkpoint_sha256", "source", "source_format", "source_fingerprint", "input_files",
+                  "preprocess", "tta", "merger_threshold", "catalog_columns")
+#: What a change of a field means, said after the values in a refusal.
+_MEANING = {"input_files": "an input file was rewritten, added or removed since (its size or modification time "
+                           "changed)"}
+#: The key of ``_run_key.json`` listing the catalog files the run plans to write: all ``--overwrite`` removes.
+FILES = "files"
 
 
 def run_key(provenance: dict) -> dict:
@@ -76,20 +91,24 @@ def _changes(stored: dict, key: dict) -> list[str]:
         return text if len(text) <= 24 else text[:12] + "..." + text[-8:]
 
     return [f"{name} {short(stored.get(name))} -> {short(key[name])}"
+            + (f" ({_MEANING[name]})" if name in _MEANING else "")
             for name in RUN_KEY_FIELDS if _canonical(stored.get(name)) != _canonical(key[name])]
 
 
-def _read_stored_key(out: str) -> dict | None:
+def _read_stored_key(out: str, overwrite: bool = False) -> dict | None:
     uri = storage.join(out, layout.RUN_KEY)
     if not storage.exists(uri):
         return None
     try:
         return json.loads(storage.read_bytes(uri))
     except (OSError, ValueError) as exc:
+        if overwrite:  # replaced below; the files it listed cannot be known, so only footers tell (remove_catalog)
+            return None
         raise GalaxyRayError(f"{uri}: unreadable run key ({exc}); pass --overwrite to replace the catalog") from None
 
 
-def check_run_key(out: str, key: dict, published: set[str], overwrite: bool, log: Callable[[str], None]) -> None:
+def check_run_key(out: str, key: dict, published: set[str], overwrite: bool, log: Callable[[str], None],
+                  files: list[str] | None = None) -> set[str]:
     """Refuse a rerun into ``out`` that would write other rows than those there; record ``key``.
 
     Parameters
@@ -101,17 +120,27 @@ def check_run_key(out: str, key: dict, published: set[str], overwrite: bool, log
     published : set of str
         Catalog file names ``out`` holds (:func:`galaxy_ray.io.resume.scan_output`).
     overwrite : bool
-        Replace whatever catalog ``out`` holds instead of refusing.
+        Replace the catalog a run key of ``out`` lists instead of refusing.
     log : callable
         Receives a line when a catalog is replaced.
+    files : list of str, optional
+        The catalog files this run plans to write (its units' names): any other
+        ``part-*.parquet`` in ``out`` is refused, and the list is recorded
+        with the key, as what a later ``--overwrite`` may remove.
+
+    Returns
+    -------
+    set of str
+        The catalog files ``out`` holds after any removal.
 
     Raises
     ------
     GalaxyRayError
         ``out`` holds catalog files made by another key, or catalog files with
-        no key (written by an older galaxy-ray), and ``overwrite`` is off.
+        no key (written by an older galaxy-ray), and ``overwrite`` is off; or
+        ``out`` holds ``part-*.parquet`` files this run would not write.
     """
-    stored = _read_stored_key(out)
+    stored = _read_stored_key(out, overwrite)
     if published and not overwrite:
         if stored is None:
             raise GalaxyRayError(
@@ -123,27 +152,74 @@ def check_run_key(out: str, key: dict, published: set[str], overwrite: bool, log
                 f"{out}: holds {len(published)} catalog file(s) made by another run ({'; '.join(changed)}); "
                 "write to a new --out, or pass --overwrite to replace them")
     if published and overwrite:
-        removed = remove_catalog(out)
-        log(f"--overwrite: removed the {removed} catalog file(s) {out} held")
-    if stored is None or _changes(stored, key):
+        ours = owned_files(out, stored, published)
+        if published - set(ours):  # refused before anything is removed
+            _refuse_foreign(out, published - set(ours), [], overwrite)
+        remove_catalog(out, ours)
+        log(f"--overwrite: removed the {len(ours)} catalog file(s) galaxy-ray wrote in {out}")
+        published = set()
+    elif files is not None:
+        _refuse_foreign(out, published, files, overwrite)
+    record = dict(key, **{FILES: sorted(files)}) if files is not None else dict(key)
+    # written again after --overwrite too: the plain rerun that follows must find it
+    if stored is None or _canonical(stored) != _canonical(record):
         storage.write_bytes_atomic(storage.join(out, layout.RUN_KEY),
-                                   json.dumps(key, indent=2, sort_keys=True, default=str).encode())
+                                   json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+    return published
 
 
-def remove_catalog(out: str) -> int:
-    """Delete the catalog galaxy-ray wrote in ``out`` (parts, temporaries, summaries); returns the parts removed.
+def _refuse_foreign(out: str, published: set[str], files: list[str], overwrite: bool) -> None:
+    """Refuse ``part-*.parquet`` files in ``out`` that this run does not write (another split, another tool)."""
+    foreign = sorted(published - set(files))
+    if not foreign:
+        return
+    if overwrite:
+        raise GalaxyRayError(
+            f"{out}: holds {len(foreign)} part file(s) no galaxy-ray run key lists (e.g. {foreign[0]}); "
+            "--overwrite removes only the files a run wrote, never others: move them away, or write to a new --out")
+    raise GalaxyRayError(
+        f"{out}: holds {len(foreign)} catalog file(s) from a different split of the input "
+        f"(e.g. {foreign[0]}; another --rows-per-file?); rerun with the same options, "
+        "write to a new --out, or pass --overwrite to replace them")
 
-    Only galaxy-ray's own names go (:mod:`galaxy_ray.io.layout`); any other file stays.
+
+def _written_by_infer(out: str, name: str) -> bool:
+    """True when the file ``name`` in ``out`` carries galaxy-ray infer's provenance naming that file."""
+    from galaxy_ray.catalog.write import file_provenance
+
+    try:
+        prov = file_provenance(storage.join(out, name))
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return isinstance(prov, dict) and prov.get("file") == name
+
+
+def owned_files(out: str, stored: dict | None, published: set[str]) -> list[str]:
+    """The catalog files among ``published`` that a galaxy-ray run wrote: all ``--overwrite`` may remove.
+
+    The ``files`` the stored run key ``stored`` lists; for a key without that
+    list (an older galaxy-ray) or none, the parts whose footer carries
+    galaxy-ray infer's provenance naming that very file.  Packed shards, Spark
+    output or any other ``part-*.parquet`` are never among them.
     """
-    state = resume.scan_output(out)
-    resume.remove_temps(state)
-    for name in sorted(state.published):
+    if stored is not None and isinstance(stored.get(FILES), list):
+        return sorted(published & set(stored[FILES]))
+    return sorted(n for n in published if _written_by_infer(out, n))
+
+
+def remove_catalog(out: str, names: list[str]) -> None:
+    """Delete the catalog files ``names`` (:func:`owned_files`) in ``out``, the temporaries and the summaries.
+
+    ``_run_key.json`` stays: the run that replaces the catalog writes its own
+    over it, so a plain rerun after ``--overwrite`` resumes.
+    """
+    resume.remove_temps(resume.scan_output(out))
+    for name in names:
         storage.remove(storage.join(out, name))
-    for name in (layout.CATALOG_SUMMARY, layout.RUN_KEY, layout.CATALOG_METADATA):
+    for name in (layout.CATALOG_SUMMARY, layout.CATALOG_METADATA):
         uri = storage.join(out, name)
         if storage.exists(uri):
             storage.remove(uri)
-    return len(state.published)
 
 
 def fingerprint(parts: list) -> str:
@@ -159,6 +235,16 @@ def shard_fingerprint(shards, footers) -> str:
     """:func:`fingerprint` of each shard's base name, row count and ``object_id`` range (from its footer)."""
     return fingerprint([[os.path.basename(uri), footer.num_rows, _id_range(footer)]
                         for uri, footer in zip(shards, footers)])
+
+
+def files_fingerprint(uris) -> str:
+    """:func:`fingerprint` of each file's URI with its size and modification time (or S3 ETag).
+
+    See :func:`galaxy_ray.io.storage.file_identities`; a missing file counts as ``None``.
+    """
+    uris = sorted(set(map(str, uris)))
+    identities = storage.file_identities(uris)
+    return fingerprint([[uri, identities.get(uri)] for uri in uris])
 
 
 def _id_range(footer) -> list | None:
@@ -184,3 +270,49 @@ def metadata_fingerprint(meta) -> str:
     digest = hashlib.sha256(_canonical(list(map(str, meta.columns))).encode())
     digest.update(pd.util.hash_pandas_object(meta.astype(str), index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def check_out_apart(source: str, out: str, inputs: Iterable[str] = ()) -> None:
+    """Refuse an ``--out`` that is the source, holds it, or lies inside it; or holds the files a table names.
+
+    A catalog written into its own input mixes the two (packed shards and
+    catalog parts share the ``part-*.parquet`` names), and a later
+    ``--overwrite`` or clean-up of the catalog would reach the input.
+
+    Parameters
+    ----------
+    source : str
+        The source as given (a folder, one file, or an ``s3://`` prefix).
+    out : str
+        The catalog directory.
+    inputs : iterable of str
+        Files the source's table names (cutouts of a manifest): ``out`` may
+        not be, or hold, a folder of them.
+
+    Raises
+    ------
+    GalaxyRayError
+        In one line, naming both and what to do.
+    """
+    advice = "write the catalog to a folder of its own, outside the input (e.g. a sibling folder)"
+    if storage.same_or_within(source, out):
+        raise GalaxyRayError(f"--out {out}: is, holds or lies inside the source {source}; {advice}")
+    target = _place(out)
+    folders = {posixpath.dirname(u) if storage.is_remote(u) else os.path.dirname(u) for u in inputs if u}
+    for folder in sorted(folders):
+        place = _place(folder)
+        if place == target or _strictly_inside(place, target):
+            raise GalaxyRayError(f"--out {out}: is or holds {folder}, a folder of the cutouts {source} names; {advice}")
+
+
+def _place(uri: str) -> str:
+    """``uri`` compared as a place: symbolic links resolved locally, ``..`` removed on S3."""
+    if storage.is_remote(uri):
+        return "s3://" + posixpath.normpath(storage.strip_scheme(uri))
+    return os.path.realpath(os.path.expanduser(uri))
+
+
+def _strictly_inside(inner: str, outer: str) -> bool:
+    """True when ``inner`` lies below ``outer`` (not the same place)."""
+    sep = "/" if storage.is_remote(outer) else os.sep
+    return inner.rstrip(sep) != outer.rstrip(sep) and inner.startswith(outer.rstrip(sep) + sep)

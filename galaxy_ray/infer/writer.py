@@ -68,6 +68,8 @@ class UnitWriter:
         self.rows = 0
         self.error_rows = 0
         self.errors_by_reason: Counter[str] = Counter()
+        #: SHA-256 (hex) of each file this run published, by name (``_catalog.json``'s ``files_sha256``)
+        self.sha256: dict[str, str] = {}
         #: When the first rows arrived (``time.perf_counter``) and how many: the end of start-up.
         self.first_rows_at: float | None = None
         self.first_rows = 0
@@ -119,7 +121,7 @@ class UnitWriter:
             provenance["input_shards"] = [os.path.basename(s) for s in unit.shards]
         if unit.row_range:
             provenance["input_rows"] = list(unit.row_range)
-        catalog.write_catalog_file(table, storage.join(self.out, unit.name), provenance)
+        self.sha256[unit.name] = catalog.write_catalog_file(table, storage.join(self.out, unit.name), provenance)
         self.done += 1
         self.rows += table.num_rows
         self.error_rows += errors

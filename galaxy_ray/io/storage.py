@@ -254,3 +254,84 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         if exc.filename is None:  # an error from inside write() names no file: name the one being published
             raise OSError(exc.errno, exc.strerror, uri) from exc
         raise
+
+
+def _local_identities(folder: str) -> dict[str, list]:
+    """``{path: [size, mtime_ns]}`` of the files in one local directory (one ``scandir``)."""
+    out = {}
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return out
+    for entry in entries:
+        try:
+            st = entry.stat()  # follows symlinks: the bytes that will be read
+        except OSError:
+            continue
+        out[entry.path] = [int(st.st_size), int(st.st_mtime_ns)]
+    return out
+
+
+def _remote_identities(folder: str) -> dict[str, list]:
+    """``{s3://uri: [size, ETag]}`` of the objects in one prefix (one LIST per 1,000 keys)."""
+    fs, path = _fresh(folder)
+    try:
+        entries = fs.ls(path, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {"s3://" + _entry_name(e): [int(e.get("size") or 0), str(e.get("ETag") or e.get("LastModified"))]
+            for e in entries if e.get("type") == "file"}
+
+
+def file_identities(uris) -> dict[str, list | None]:
+    """What tells a file's content apart without reading it: size and modification time (ns), or S3's ETag.
+
+    A file rewritten in place gets a new modification time (locally) or a new
+    ETag (on S3, a hash of its bytes), so these change whenever the bytes do,
+    short of a tool that sets the time back on purpose.  Reading every input's
+    bytes to hash them would double the work of a run; these cost one
+    directory listing per folder holding the files.
+
+    Parameters
+    ----------
+    uris : iterable of str
+        Files, local paths or ``s3://`` URIs.
+
+    Returns
+    -------
+    dict
+        ``{uri: [size, mtime_ns]}`` (local) or ``{uri: [size, etag]}`` (S3);
+        None for a file that does not exist.
+    """
+    uris = list(dict.fromkeys(str(u) for u in uris))
+    folders: dict[str, list[str]] = {}
+    for uri in uris:
+        key = uri if is_remote(uri) else os.path.abspath(os.path.expanduser(uri))
+        folders.setdefault(posixpath.dirname(key) if is_remote(uri) else os.path.dirname(key), []).append(uri)
+    out: dict[str, list | None] = {}
+    for folder, members in folders.items():
+        listed = _remote_identities(folder) if is_remote(folder) else _local_identities(folder)
+        for uri in members:
+            key = uri if is_remote(uri) else os.path.join(folder, os.path.basename(uri))
+            out[uri] = listed.get(key)
+    return out
+
+
+def same_or_within(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` name the same place, or one lies inside the other.
+
+    Local paths are compared after resolving symbolic links; ``s3://`` keys as
+    written and normalised (``..`` removed), so that either reading counts.
+    """
+    if is_remote(a) != is_remote(b):
+        return False
+    if is_remote(a):
+        pairs = [(a.rstrip("/"), b.rstrip("/")),
+                 ("s3://" + posixpath.normpath(strip_scheme(a)), "s3://" + posixpath.normpath(strip_scheme(b)))]
+    else:
+        pairs = [(os.path.realpath(os.path.expanduser(a)), os.path.realpath(os.path.expanduser(b)))]
+    sep = "/" if is_remote(a) else os.sep
+    for x, y in pairs:
+        if x == y or x.startswith(y.rstrip(sep) + sep) or y.startswith(x.rstrip(sep) + sep):
+            return True
+    return False

@@ -115,7 +115,7 @@ def test_a_catalog_of_another_column_layout_is_not_resumed_into(tmp_path):
 
     prov = {"checkpoint_sha256": "ab" * 32, "source": "s", "source_format": "shards", "preprocess": {"image_size": 32},
             "tta": False, "merger_threshold": 0.5, "output_columns": ["a", "b"], "tree_columns": ["a_fraction"],
-            "source_fingerprint": "f"}
+            "source_fingerprint": "f", "input_files": "g"}
     out = str(tmp_path)
     check_run_key(out, run_key(prov), set(), overwrite=False, log=_quiet)  # the first run records it
     older = run_key(dict(prov, tree_columns=[]))  # a galaxy-ray that wrote no tree columns
