@@ -61,10 +61,10 @@ def test_catalog_of_colliding_classes_is_readable_and_names_each_class(ray_clust
 
 
 def test_training_says_which_classes_share_a_name_and_where_they_went(capsys):
-    from galaxy_ray.train.driver import _say_shared_columns
+    from galaxy_ray.train.driver import say_shared_columns
 
-    _say_shared_columns(["Sb", "Sb:", "Sc"])
+    say_shared_columns(["Sb", "Sb:", "Sc"])
     err = capsys.readouterr().err
     assert "'Sb' -> prob_sb and 'Sb:' -> prob_sb_2" in err and err.count("\n") == 1
-    _say_shared_columns(["Sb", "Sc"])
+    say_shared_columns(["Sb", "Sc"])
     assert capsys.readouterr().err == ""

@@ -68,7 +68,7 @@ def _worker_config(cfg: TrainConfig, run_dir: str, spec, summary: DataSummary, w
     )
 
 
-def _say_shared_columns(names: Sequence[str]) -> None:
+def say_shared_columns(names: Sequence[str]) -> None:
     """One line when class names share a catalog column name: which columns they get instead."""
     from galaxy_ray.schema import class_columns, shared_class_columns
 
@@ -134,7 +134,7 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         spec = ModelSpec(cfg.arch, "classes", summary.class_names, preprocess,
                          default_merger(cfg, summary.class_names))
         class_index = {n: i for i, n in enumerate(summary.class_names)}
-        _say_shared_columns(summary.class_names)
+        say_shared_columns(summary.class_names)
     weights = class_weights(cfg, summary) if cfg.task == "classes" else None
     n_bn = min(cfg.bn_samples, summary.n_train)
     cache = plan_cache(cfg.cache, prepared_bytes(summary.n_train, summary.n_val, n_bn, preprocess),
