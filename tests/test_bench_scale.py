@@ -40,7 +40,7 @@ def _bench():
 
 def test_inputs_are_packed_shards_of_n_cutouts_and_their_first_tenth(tmp_path):
     bench = _bench()
-    inputs = bench.make_inputs(tmp_path, 1000, 16, 100, seed=3, workers=1)
+    inputs = bench.make_inputs(tmp_path, 1000, 16, 100, seed=3, workers=1, source_size=0)
     assert (inputs["shards"], inputs["shards_n10"], inputs["rows_n10"]) == (10, 1, 100)
     src = open_source(inputs["big"])
     assert src.format == "shards"
@@ -114,13 +114,29 @@ def test_run_watcher_counts_a_descendants_memory_cpu_and_first_part(tmp_path):
     assert watcher.last_tree and not any(bench._alive(p) for p in watcher.last_tree)  # all exited
 
 
-def test_bare_loop_classifies_the_rows_it_reads(tmp_path):
+def test_bare_loop_is_the_plain_script_over_whole_shards(tmp_path):
     bench = _bench()
-    inputs = bench.make_inputs(tmp_path, 300, 16, 100, seed=1, workers=1)
-    checkpoint = bench.make_checkpoint(tmp_path, "resnet18", 16)
-    rows, seconds, cpu = bench.bare_loop(checkpoint, inputs["big"], 64, 150)
+    inputs = bench.make_inputs(tmp_path, 300, 16, 100, seed=1, workers=1, source_size=0)
+    rows, seconds, cpu = bench.bare_loop(inputs["big"], "resnet18", 16, 64, 150, 1)
     assert rows == 200  # whole shards of 100 until at least 150 rows
     assert seconds > 0 and cpu > 0
+
+
+def test_default_inputs_are_real_size_jpegs(tmp_path):
+    """Without a folder of real JPEGs, the N input is synthetic 424-px JPEGs that galaxy-ray must resize."""
+    from PIL import Image
+
+    from galaxy_ray.data.sources.shards import PIXELS_KEY, pack_provenance
+
+    bench = _bench()
+    inputs = bench.make_inputs(tmp_path, 200, 16, 100, seed=1, workers=1)
+    src = open_source(inputs["big"])
+    table = src.read_rows(src.metadata())
+    assert table.num_rows == 200 and "synthetic 424-px" in inputs["what"]
+    with Image.open(io.BytesIO(table.column("image")[7].as_py())) as image:
+        assert image.format == "JPEG" and image.size == (424, 424)
+    # no `pack --image-size` provenance: the pipeline decodes and resizes them like any survey cutout
+    assert PIXELS_KEY not in pack_provenance(str(sorted(Path(inputs["big"]).glob("*.parquet"))[0]))
 
 
 def test_sizing_measures_each_jpeg_side_and_model_and_refuses_an_empty_folder(tmp_path):
