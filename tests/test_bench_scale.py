@@ -152,6 +152,26 @@ def test_sizing_measures_each_jpeg_side_and_model_and_refuses_an_empty_folder(tm
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"g{i}.jpg", quality=90)
     result = bench.sizing(str(tmp_path), [0, 64], [16], ["resnet18"], 8, 1)
     assert set(result["decode"]) == {"original_to_16px", "64px_to_16px"} and set(result["model"]) == {"resnet18_16px"}
-    assert all(v["ms"] > 0 for v in result["decode"].values()) and result["model"]["resnet18_16px"] > 0
+    assert all(v["ms"] > 0 and v["plain_ms"] > 0 for v in result["decode"].values())
+    assert all(abs(v["ratio"] - v["plain_ms"] / v["ms"]) < 0.01 for v in result["decode"].values())
+    assert result["model"]["resnet18_16px"] > 0
     # the resampled copies are 64-px JPEGs: more pixels of noise than the 40-px originals, so more bytes
     assert result["decode"]["64px_to_16px"]["jpeg_kib"] > result["decode"]["original_to_16px"]["jpeg_kib"]
+
+
+def test_sizing_plan_reproduces_the_worked_tables():
+    """The plan of docs/scale.md: at 17.2 ms per 424-px cutout and 2,500 images/s per A10G, 43 decode vCPUs
+    per GPU and 3 / 11 / 22 c6i.4xlarge for 1 / 10 / 100 M (worked by hand before this function existed);
+    at 1.5 ms, 3.75 vCPUs per GPU: 1 / 1 / 2 nodes, 100 M in 1.39 h for 1.389 x (8 x 1.212 + 2 x 0.68 + 0.384)."""
+    bench = _load("bench_sizing")
+    slow = bench.plan(17.2, 2500)
+    assert slow["decode_vcpus_per_gpu"] == 43.0
+    assert [r["decode_nodes"] for r in slow["rows"]] == [3, 11, 22]
+    assert [r["cost_usd"] for r in slow["rows"]] == [0.40, 3.53, 34.78]
+    fast = bench.plan(1.5, 2500)
+    assert fast["decode_vcpus_per_gpu"] == 3.8  # 3.75, rounded to one place
+    assert [r["decode_nodes"] for r in fast["rows"]] == [1, 1, 2]
+    assert [r["rate"] for r in fast["rows"]] == [2500, 10000, 20000]
+    assert fast["rows"][2]["cost_usd"] == 15.89 and fast["rows"][2]["hours"] == 1.389
+    table = bench.plan_table(fast, "fast")
+    assert "| 100 M | 8 | 2 (32) | 20,000/s | 1.39 | $15.89 | $0.16 |" in table.splitlines()
