@@ -43,12 +43,16 @@ if ! "$PY" -c "import ray" 2>/dev/null; then
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 "$PY" - <<'PY' || true
-import importlib.util, os, torch
-missing = [m for m in ("ray", "ray.data", "psutil", "astropy", "cdshealpix", "pyarrow", "PIL", "torchvision")
-           if importlib.util.find_spec(m.split(".")[0]) is None]
+import importlib, os, torch
+missing = []
+for name in ("ray", "ray.data", "psutil", "astropy", "cdshealpix", "pyarrow", "PIL", "torchvision"):
+    try:  # ray first: it puts its bundled psutil on the path
+        importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001  (any failure to import is worth a line)
+        missing.append(f"{name} ({type(exc).__name__}: {str(exc)[:80]})")
 cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
 print(f"gpu_check: torch {torch.__version__}, CUDA device {cuda}, {os.cpu_count()} CPU cores; "
-      f"missing modules: {', '.join(missing) or 'none'}", flush=True)
+      f"modules that do not import: {'; '.join(missing) or 'none'}", flush=True)
 PY
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
