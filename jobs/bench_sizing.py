@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="224", help="model image sizes, pixels (comma-separated)")
     p.add_argument("--jpeg-sides", default="0,256,424",
                    help="JPEG sides: 0 = the files as they are, else resampled to that side (comma-separated)")
-    p.add_argument("--archs", default="resnet18,resnet50", help="models (comma-separated)")
+    p.add_argument("--archs", default="resnet18,resnet50", help="models (comma-separated; \"\" for none)")
     p.add_argument("--reps", type=int, default=3, help="passes over the JPEGs")
     p.add_argument("--gpu-rate", type=float, default=GPU_RATE, help="images/s per GPU of the plan (default 2500)")
     p.add_argument("--plan-from", default=None, help="a saved JSON line of this script: only recompute the plans")
@@ -265,8 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.plan_from:
         result = json.loads(Path(args.plan_from).read_text().strip().splitlines()[-1])
     else:
-        result = sizing(args.jpegs, ints(args.jpeg_sides), ints(args.sizes), args.archs.split(","), BATCH_SIZE,
-                        args.reps)
+        archs = [a for a in args.archs.split(",") if a]
+        result = sizing(args.jpegs, ints(args.jpeg_sides), ints(args.sizes), archs, BATCH_SIZE, args.reps)
     if args.decode_ms is None:
         result["plans"] = plans_from(result, args.gpu_rate)
     for name, p in result["plans"].items():
