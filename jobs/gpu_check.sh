@@ -34,7 +34,8 @@ SECONDS=0
 if ! "$PY" -c "import ray" 2>/dev/null; then
   if [ -d .whl ]; then
     echo "gpu_check: ray is not importable here; installing .whl/ into /tmp/site"
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+      || echo "gpu_check: installing .whl/ failed (rc $?); stage (c) will fail and be recorded"
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   else
     echo "gpu_check: ray is not importable and there is no .whl/ here (see ../shared/device/README.md);" \
