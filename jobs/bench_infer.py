@@ -1,26 +1,32 @@
-"""Benchmark: the Ray Data inference pipeline against a bare PyTorch loop, and its memory.
+"""Benchmark: the Ray Data inference pipeline against a plain PyTorch script, and its memory.
 
-In one run, on the same packed shards and the same model:
+In one run, on the same packed shards (real-size cutouts by default: 424-px JPEGs,
+``--source-size``; the 2,000 real Kaggle Galaxy Zoo cutouts cycled, or synthetic galaxies
+where they are absent) and the same torchvision ResNet at the model's side:
 
-(a) a bare single-process loop: read each shard with pyarrow, decode and
-    preprocess with ``transforms.preprocess_batch`` (the pipeline's code) and
-    run the model, batch after batch;
+(a) a plain script, ``jobs/plain_loop.py``: none of galaxy-ray's code, as a user writes one:
+    pyarrow reads the shards, Pillow decodes and resizes (bilinear, uint8), a torch
+    ``DataLoader`` runs as many worker processes as the pipeline gets cores
+    (``--plain-workers``, default every core), the model classifies batch after batch;
 (b) the pipeline, ``infer.run_inference`` on a local Ray cluster (started,
     and warmed up on one shard, before the clock runs; the model actors'
     start-up, the planning and the writing of the catalog are inside the
     timing).
 
-The bare loop runs before and after each timed pipeline run, and the pipeline
+``--source-size 0`` is the older mode: synthetic PNGs at the model's own size, so that neither
+side resizes (the data plane and the model without the decoder's cost).
+
+The plain loop runs before and after each timed pipeline run, and the pipeline
 is compared with the mean of those two: the speed of these shared machines
-drifts by 10-20 % within minutes, so one bare run at the start is not a fair
+drifts by 10-20 % within minutes, so one run at the start is not a fair
 baseline for a pipeline run ten minutes later.
 
 It prints images/s of each and the ratio b/a twice: end to end, and after the
 pipeline's start-up (the time to first row: until its first catalog rows reach
 the driver: planning, starting the actor process, importing torch and loading
 the model, about 10 s on 2 cores).  (d) splits a fresh model actor's share of
-it: importing the model code, loading the checkpoint, the first batch.  A job pays the start-up once, so at survey scale the
-end-to-end rate tends to the rate after start-up.  Then it runs the pipeline on N and
+it: importing the model code, loading the checkpoint, the first batch.  A job pays the start-up once, so at survey
+scale the end-to-end rate tends to the rate after start-up.  Then it runs the pipeline on N and
 10N inputs (the N shards copied ten times with new object ids) and prints the
 peak memory of each and their ratio.
 
@@ -40,6 +46,7 @@ The last line of output is one JSON object with all the figures::
 
     python jobs/bench_infer.py --n 1000
     python jobs/bench_infer.py --n 1000 --time-10n
+    python jobs/bench_infer.py --n 1000 --source-size 0      # model-sized inputs, no resize
     python jobs/bench_infer.py --gpu --n 20000
 """
 
@@ -58,67 +65,32 @@ from pathlib import Path
 from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-
+import bench_common  # noqa: E402
+from bench_common import PeakMemory, tree_pss_bytes  # noqa: E402
 from galaxy_ray.cli import run_entry_point  # noqa: E402
 
 #: Galaxies in the Galaxy Zoo DESI catalog (Walmsley et al. 2023).
 GZ_DESI_GALAXIES = 8.7e6
 
 
-# --------------------------------------------------------------------------- memory
-
-
-def tree_pss_bytes(pid: int | None = None) -> int:
-    """Pss of a process and all its descendants, in bytes (psutil: ``/proc/PID/smaps_rollup``)."""
-    root = psutil.Process(pid)
-    total = 0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            total += proc.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass  # exited between the listing and the read
-    return total
-
-
-class PeakMemory:
-    """Samples :func:`tree_pss_bytes` of this process in a thread; ``peak`` in bytes."""
-
-    def __init__(self, interval_s: float = 0.5) -> None:
-        self.interval_s = interval_s
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, tree_pss_bytes())
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, tree_pss_bytes())
-
-
 # --------------------------------------------------------------------------- inputs
 
 
-def make_inputs(workdir: Path, n: int, size: int, rows_per_shard: int, copies: int) -> tuple[str, str]:
-    """N synthetic galaxies as packed shards, and the same shards ``copies`` times with new ids."""
+def make_inputs(workdir: Path, n: int, size: int, rows_per_shard: int, copies: int, source_size: int = 424,
+                jpegs: str | None = None) -> tuple[str, str, str]:
+    """N cutouts as packed shards, the same shards ``copies`` times with new ids, and what the images are.
+
+    ``source_size`` > 0: ``source_size``-px JPEGs (:func:`bench_common.jpeg_pool`: the files of
+    ``jpegs``, cycled; synthetic without it); 0: synthetic PNGs at the model's ``size``.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from galaxy_ray.synthetic import synthesize
-
     small, big = workdir / "shards_n", workdir / f"shards_{copies}n"
-    synthesize(str(small), n, size=size, fmt="shards", seed=1, rows_per_shard=rows_per_shard)
+    made = bench_common.write_shards(str(small), n, rows_per_shard, seed=1, workers=os.cpu_count() or 1,
+                                     source_size=source_size, model_size=size, jpegs=jpegs, id_prefix="infer")
     big.mkdir(parents=True, exist_ok=True)
     shards = sorted(small.glob("*.parquet"))
     for k in range(copies):
@@ -127,7 +99,7 @@ def make_inputs(workdir: Path, n: int, size: int, rows_per_shard: int, copies: i
             ids = pa.array([f"{i}-copy{k}" for i in table["object_id"].to_pylist()], pa.string())
             table = table.set_column(table.column_names.index("object_id"), "object_id", ids)
             pq.write_table(table, big / f"part-{k * len(shards) + j:05d}.parquet")
-    return str(small), str(big)
+    return str(small), str(big), made["inputs"]
 
 
 def make_checkpoint(workdir: Path, arch: str, image_size: int) -> str:
@@ -142,31 +114,15 @@ def make_checkpoint(workdir: Path, arch: str, image_size: int) -> str:
     return model_mod.save_checkpoint(str(workdir / "model.pt"), model_mod.build_model(spec), spec)
 
 
-# --------------------------------------------------------------------------- (a) bare loop
+# --------------------------------------------------------------------------- (a) the plain script
 
 
-def bare_loop(checkpoint: str, shards: str, batch_size: int, device: str) -> tuple[int, float]:
-    """Read, decode, preprocess and classify every cutout in this process; (images, seconds)."""
-    import pyarrow.parquet as pq
-    import torch
-
-    from galaxy_ray import model as model_mod
-    from galaxy_ray.data.transforms import preprocess_batch
-
-    t0 = time.perf_counter()
-    model, spec = model_mod.load_checkpoint(checkpoint, map_location=device)
-    images = 0
-    for shard in sorted(Path(shards).glob("*.parquet")):
-        table = pq.read_table(shard, columns=["object_id", "image", "source"])
-        for start in range(0, table.num_rows, batch_size):
-            part = table.slice(start, batch_size)
-            batch = {k: np.array(part[k].to_pylist(), dtype=object) for k in part.column_names}
-            pixels = preprocess_batch(batch, spec.preprocess)["pixels"]
-            model_mod.predict_numpy(model, pixels)
-            images += len(pixels)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return images, time.perf_counter() - t0
+def bare_loop(shards: str, arch: str, image_size: int, batch_size: int, device: str,
+              workers: int) -> tuple[int, float, dict]:
+    """``jobs/plain_loop.py`` over every cutout of ``shards``; (images, seconds, its JSON figures)."""
+    figures = bench_common.plain_loop(shards, arch, image_size, batch_size, workers,
+                                      device="cuda" if device == "cuda" else "cpu")
+    return figures["images"], figures["seconds"], figures
 
 
 # --------------------------------------------------------------------------- (b) pipeline
@@ -262,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default=None, help="override the architecture (default resnet18, resnet50 on --gpu)")
     p.add_argument("--image-size", type=int, default=None, help="model input side (default 128, 224 on --gpu)")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 64, 256 on --gpu)")
+    p.add_argument("--source-size", type=int, default=424,
+                   help="side of the packed cutout JPEGs, pixels (default 424, the size of SDSS/GZ cutouts); "
+                        "0: synthetic PNGs at the model's own size (no resize)")
+    p.add_argument("--jpegs", default=bench_common.default_jpegs(),
+                   help="folder of real cutout JPEGs to pack, cycled (default: the Kaggle Galaxy Zoo sample where "
+                        "present); 'synthetic' for synthetic galaxies")
+    p.add_argument("--plain-workers", type=int, default=None,
+                   help="DataLoader worker processes of the plain script (default: every core, as the pipeline)")
     p.add_argument("--rows-per-shard", type=int, default=250, help="rows per input shard")
     p.add_argument("--rows-per-file", type=int, default=1000, help="rows per output file")
     p.add_argument("--num-actors", type=int, default=None, help="model actors (default: one per GPU / 4 CPUs)")
@@ -274,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Bench:
-    """One benchmark run: its inputs and model, and the bare-loop rates measured so far."""
+    """One benchmark run: its inputs and model, and the plain-script rates measured so far."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -285,18 +249,28 @@ class Bench:
         self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_infer_"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.bare_rates: list[float] = []
+        self.bare_cpu_ms: list[float] = []
+        self.plain_workers = args.plain_workers or os.cpu_count() or 1
+        jpegs = None if args.jpegs in (None, "", "synthetic") else args.jpegs
         t0 = time.perf_counter()
-        self.small, self.big = make_inputs(self.workdir, args.n, self.image_size, args.rows_per_shard, args.copies)
+        self.small, self.big, self.inputs = make_inputs(self.workdir, args.n, self.image_size, args.rows_per_shard,
+                                                        args.copies, args.source_size, jpegs)
         self.checkpoint = make_checkpoint(self.workdir, self.arch, self.image_size)
-        print(f"inputs: {args.n} and {args.copies * args.n} synthetic {self.image_size}-px cutouts in shards of "
-              f"{args.rows_per_shard} ({time.perf_counter() - t0:.0f} s); model {self.arch}, batch "
-              f"{self.batch_size}, {self.device}, {os.cpu_count()} CPU cores", flush=True)
+        side = f"{args.source_size}-px JPEG" if args.source_size else f"model-sized {self.image_size}-px PNG"
+        print(f"inputs: {args.n} and {args.copies * args.n} {side} cutouts ({self.inputs}) in shards of "
+              f"{args.rows_per_shard} ({time.perf_counter() - t0:.0f} s); model {self.arch} at {self.image_size} px, "
+              f"batch {self.batch_size}, {self.device}, {os.cpu_count()} CPU cores; load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
 
     def bare(self) -> float:
-        """One bare-loop run over the N input; images/s (also kept in ``bare_rates``)."""
-        n_a, s_a = bare_loop(self.checkpoint, self.small, self.batch_size, self.device)
+        """One plain-script run over the N input; images/s (also kept in ``bare_rates``)."""
+        n_a, s_a, figures = bare_loop(self.small, self.arch, self.image_size, self.batch_size, self.device,
+                                      self.plain_workers)
         self.bare_rates.append(n_a / s_a)
-        print(f"(a) bare PyTorch loop:     {n_a} images in {s_a:.1f} s = {n_a / s_a:.1f} images/s", flush=True)
+        self.bare_cpu_ms.append(figures["cpu_ms_per_image"])
+        print(f"(a) plain script (Pillow, torchvision, DataLoader with {self.plain_workers} workers): {n_a} images in "
+              f"{s_a:.1f} s = {n_a / s_a:.1f} images/s ({figures['cpu_ms_per_image']:.1f} ms CPU per image; load "
+              f"average {os.getloadavg()[0]:.1f})", flush=True)
         return n_a / s_a
 
     def pipeline(self, shards: str, out: str, sample_memory: bool = True) -> tuple[int, float, int, dict]:
@@ -306,14 +280,14 @@ class Bench:
 
     def warm_up(self) -> None:
         """Run the pipeline on one shard: starts the cluster's worker processes (and their imports of
-        torch), as a long-lived cluster has them; the bare loop's process has imported torch already too."""
+        torch), as a long-lived cluster has them; the plain script imports torch before its clock starts."""
         warm = self.workdir / "warmup"
         warm.mkdir(exist_ok=True)
         shutil.copy(sorted(Path(self.small).glob("*.parquet"))[0], warm / "part-00000.parquet")
         self.pipeline(str(warm), "catalog_warmup")
 
     def speed(self, before: float, gpus: int) -> dict:
-        """Time the pipeline on N against the mean of the bare loop just before and just after it."""
+        """Time the pipeline on N against the mean of the plain script just before and just after it."""
         n_b, s_b, _, summary = self.pipeline(self.small, "catalog_n", sample_memory=False)
         rate_a = (before + self.bare()) / 2
         rate_b = n_b / s_b
@@ -323,11 +297,12 @@ class Bench:
         print(f"(b) Ray Data pipeline:     {n_b} images in {s_b:.1f} s = {rate_b:.1f} images/s end to end; "
               f"time to first row {startup:.1f} s (the driver planning {planning:.1f} s, then the model actors and "
               f"the first batches {startup - planning:.1f} s), then {steady:.1f} images/s", flush=True)
-        print(f"    against the bare loop's {rate_a:.1f} images/s (mean of the runs before and after): "
+        print(f"    against the plain script's {rate_a:.1f} images/s (mean of the runs before and after): "
               f"ratio b/a after start-up = {steady / rate_a:.3f}  (goal >= 0.9); end to end = {rate_b / rate_a:.3f} "
               f"(the {startup:.1f} s start-up is paid once per job)", flush=True)
         return {
             "device": self.device, "arch": self.arch, "image_size": self.image_size, "batch_size": self.batch_size,
+            "source_size": self.args.source_size, "inputs": self.inputs, "plain_workers": self.plain_workers,
             "cpu_cores": os.cpu_count(), "gpus": gpus, "n": self.args.n,
             "bare_images_per_s": round(rate_a, 2), "pipeline_images_per_s": round(rate_b, 2),
             "pipeline_startup_s": startup, "time_to_first_row_s": startup, "planning_s": planning,
@@ -350,12 +325,12 @@ class Bench:
                     pipeline_images_per_s_10n_after_startup=steady_10n, mem_ratio=round(mem_10n / mem_n, 3))
 
     def time_10n(self) -> dict:
-        """Time the pipeline, unsampled, on the big input against the bare loop around it."""
+        """Time the pipeline, unsampled, on the big input against the plain script around it (on N, not 10N)."""
         before = self.bare()
         n_d, s_d, _, summary_d = self.pipeline(self.big, "catalog_10n", sample_memory=False)
         rate_10n = (before + self.bare()) / 2
         steady_d = summary_d.get("rows_per_second_after_startup", float("nan"))
-        print(f"(b) on {n_d} images: {n_d / s_d:.1f} images/s end to end = {n_d / s_d / rate_10n:.3f} of the bare "
+        print(f"(b) on {n_d} images: {n_d / s_d:.1f} images/s end to end = {n_d / s_d / rate_10n:.3f} of the plain "
               f"loop's {rate_10n:.1f} (mean of the runs before and after); {steady_d:.1f} after start-up "
               f"= {steady_d / rate_10n:.3f}", flush=True)
         return dict(bare_images_per_s_10n=round(rate_10n, 2), pipeline_images_per_s_10n_timed=round(n_d / s_d, 2),
@@ -385,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     bench = Bench(args)
     # The machine's speed drifts by 10-20 % over minutes, so each pipeline timing is compared with
-    # the mean of the bare-loop runs just before and just after it.
+    # the mean of the plain-script runs just before and just after it.
     before = bench.bare()
     # The cluster `galaxy-ray infer` starts (or joins, with RAY_ADDRESS), so the start-up is the users'
     ray = runtime.ensure_ray()
@@ -399,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.update(bench.time_10n())
     result.update(actor_startup(bench.checkpoint, bench.device, bench.batch_size, bench.image_size))
     result["bare_runs_images_per_s"] = [round(r, 2) for r in bench.bare_rates]
+    result["bare_cpu_ms_per_image"] = round(bench_common.mean(bench.bare_cpu_ms), 3)
+    result["load_average_end"] = round(os.getloadavg()[0], 2)
     if args.gpu:
         result.update(bench.gpu_figures(result["pipeline_images_per_s"], gpus))
     ray.shutdown()

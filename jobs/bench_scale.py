@@ -1,20 +1,19 @@
-"""Benchmark: survey scale.  The data plane of ``galaxy-ray infer`` on N tiny cutouts, then HATS and a cone search.
+"""Benchmark: survey scale.  ``galaxy-ray infer`` on N real-size cutouts into a tiny model, then HATS and a cone search.
 
-The cutouts are small (16 px by default, the smallest image size a model
-takes) so that the network's cost is not what is measured: reading shards,
-decoding, the hand-off to the model actors, the catalog writer, resuming,
-memory and the object store are.  In one run:
+The cutouts are real-size (424-px JPEGs by default, ``--source-size``: the 2,000 real Kaggle
+Galaxy Zoo cutouts cycled, or synthetic galaxies where they are absent) and the model is small
+(16 px by default, the smallest image size a model takes), so that the network's cost is not
+what is measured: reading shards, decoding and resizing, the hand-off to the model actors, the
+catalog writer, resuming, memory and the object store are.  ``--source-size 0`` is the older
+mode: model-sized PNGs that skip the resize.  In one run:
 
-1. **Inputs.**  N synthetic cutouts written straight from numpy into packed
-   shards (the shard contract of ``docs/contracts.md``: the cutout table plus
-   ``error``, zstd Parquet, ``pack --image-size`` provenance in the footer, so
-   the pixels count as model-sized and skip the resize), by a pool of
-   processes; no image files.  The N/10 input is the first tenth of those
-   shards (hard links).  A randomly initialised ResNet-18 checkpoint at the
-   same size (the weights do not change the speed).
-2. **Bare loop.**  In this process: read shards of the N input with pyarrow,
-   ``transforms.preprocess_batch`` (the pipeline's code) and the model, batch
-   after batch, over a sample of ``--bare-rows`` rows; run before and after
+1. **Inputs.**  N cutouts packed into shards (the shard contract of ``docs/contracts.md``: the
+   cutout table plus ``error``, zstd Parquet) by a pool of processes; no image files.  The N/10
+   input is the first tenth of those shards (hard links).  A randomly initialised ResNet-18
+   checkpoint at the model's size (the weights do not change the speed).
+2. **Plain loop.**  ``jobs/plain_loop.py`` in a subprocess, none of galaxy-ray's code: pyarrow,
+   Pillow decode + resize, the same torchvision ResNet, a ``DataLoader`` with one worker process
+   per core, over whole shards of the N input until ``--bare-rows`` rows; run before and after
    the timed pipeline runs, and the mean is the baseline.
 3. **Pipeline.**  ``galaxy-ray infer`` as a subprocess (it starts its own local
    Ray, so the driver, the GCS, the raylet and every worker and actor are its
@@ -41,6 +40,7 @@ memory and the object store are.  In one run:
 The last line of output is one JSON object with all the figures::
 
     python jobs/bench_scale.py --n 20000
+    python jobs/bench_scale.py --n 20000 --source-size 0       # model-sized PNGs (no resize), as before issue 31
     nice -n 10 python jobs/bench_scale.py --kill-run main      # N = 1,000,000
 
 The per-cutout CPU costs behind ``docs/scale.md`` section 2 (real JPEG decode and the
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import math
 import os
@@ -60,18 +59,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "jobs"))
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
+import bench_common  # noqa: E402
 from galaxy_ray.cli import run_entry_point  # noqa: E402
 
 MIB = 1 << 20
@@ -82,78 +81,26 @@ CONE = (180.0, 30.0, 2.0)
 # --------------------------------------------------------------------------- inputs
 
 
-def _shard_pixels(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """``n`` elliptical exponential blobs with noise, uint8 (n, size, size, 3), vectorised."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - (size - 1) / 2.0
-    angle = rng.uniform(0, np.pi, n).astype(np.float32)[:, None, None]
-    q = rng.uniform(0.3, 1.0, n).astype(np.float32)[:, None, None]
-    scale = rng.uniform(0.08, 0.25, n).astype(np.float32)[:, None, None] * size
-    c, s = np.cos(angle), np.sin(angle)
-    u = xx * c + yy * s
-    v = (-xx * s + yy * c) / q
-    r = np.sqrt(u * u + v * v) / scale
-    light = np.exp(-r)[..., None] * rng.uniform(0.5, 1.0, (n, 1, 1, 3)).astype(np.float32)
-    light += rng.normal(0.0, 0.03, light.shape).astype(np.float32)
-    return (np.clip(light, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+def make_inputs(workdir: Path, n: int, size: int, rows_per_shard: int, seed: int, workers: int,
+                source_size: int = 424, jpegs: str | None = None) -> dict:
+    """The N input (:func:`bench_common.write_shards` in ``workers`` processes) and its first tenth (hard links).
 
-
-def _write_shard(args: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Write shard ``k`` of the input (runs in a pool process); its (ra, dec) in degrees."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from PIL import Image
-
-    from galaxy_ray.data.sources import CUTOUT_SCHEMA
-    from galaxy_ray.data.sources.shards import PACK_METADATA_KEY, PIXELS_KEY
-    from galaxy_ray.io import layout, storage
-    from galaxy_ray.schema import CatalogColumns as C
-
-    out, k, first, n, size, seed = args
-    rng = np.random.default_rng([seed, k])
-    ra = rng.uniform(0.0, 360.0, n)
-    dec = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, n)))  # uniform on the sphere
-    images = []
-    for rgb in _shard_pixels(rng, n, size):
-        buf = io.BytesIO()
-        Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)  # as pack --image-size stores them
-        images.append(buf.getvalue())
-    ids = [f"scale-{i:09d}" for i in range(first, first + n)]
-    table = pa.Table.from_pydict({
-        C.OBJECT_ID: ids, C.RA: ra, C.DEC: dec, C.IMAGE: images,
-        C.SOURCE: [f"bench_scale(seed={seed})[{i}]" for i in range(first, first + n)],
-        C.VOTES: pa.nulls(n, pa.list_(pa.float32())), C.LABEL: pa.nulls(n, pa.string()),
-    }, schema=CUTOUT_SCHEMA).append_column(C.ERROR, pa.nulls(n, pa.string()))
-    pixels = {"image_size": size, "crop_fraction": 1.0, "stored_size": size}
-    provenance = {"source": f"bench_scale(seed={seed})", "format": "synthetic", "shard": k, "first_row": first,
-                  "rows": n, PIXELS_KEY: pixels}
-    table = table.replace_schema_metadata({PACK_METADATA_KEY: json.dumps(provenance).encode()})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    storage.write_bytes_atomic(os.path.join(out, layout.part_name(k)), sink.getvalue().to_pybytes())
-    return ra, dec
-
-
-def make_inputs(workdir: Path, n: int, size: int, rows_per_shard: int, seed: int, workers: int) -> dict:
-    """The N input (shards written from numpy in ``workers`` processes) and its first tenth (hard links)."""
+    ``source_size`` > 0: ``source_size``-px JPEGs (the files of ``jpegs``, cycled; synthetic without
+    it); 0: synthetic PNGs at the model's ``size``, stored as ``pack --image-size`` stores them.
+    """
     big, small = workdir / "shards_n", workdir / "shards_n10"
     for d in (big, small):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
-    jobs = [(str(big), k, first, min(rows_per_shard, n - first), size, seed)
-            for k, first in enumerate(range(0, n, rows_per_shard))]
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        positions = list(pool.map(_write_shard, jobs))
-    seconds = time.perf_counter() - t0
-    tenth = max(1, len(jobs) // 10)
+    made = bench_common.write_shards(str(big), n, rows_per_shard, seed=seed, workers=workers,
+                                     source_size=source_size, model_size=size, jpegs=jpegs, id_prefix="scale")
+    tenth = max(1, made["shards"] // 10)
     for k in range(tenth):
         name = f"part-{k:05d}.parquet"
         os.link(big / name, small / name)
-    ra = np.concatenate([p[0] for p in positions])
-    dec = np.concatenate([p[1] for p in positions])
-    return dict(big=str(big), small=str(small), shards=len(jobs), shards_n10=tenth,
-                rows_n10=sum(j[3] for j in jobs[:tenth]), seconds=seconds, ra=ra, dec=dec,
-                bytes=sum(f.stat().st_size for f in big.glob("*.parquet")))
+    return dict(big=str(big), small=str(small), shards=made["shards"], shards_n10=tenth,
+                rows_n10=sum(made["rows"][:tenth]), seconds=made["seconds"], ra=made["ra"], dec=made["dec"],
+                bytes=made["bytes"], what=made["inputs"])
 
 
 def make_checkpoint(workdir: Path, arch: str, image_size: int) -> str:
@@ -171,156 +118,21 @@ def make_checkpoint(workdir: Path, arch: str, image_size: int) -> str:
 # --------------------------------------------------------------------------- bare loop
 
 
-def bare_loop(checkpoint: str, shards: str, batch_size: int, max_rows: int) -> tuple[int, float, float]:
-    """Read, decode, preprocess and classify up to ``max_rows`` packed cutouts in this process.
+def bare_loop(shards: str, arch: str, image_size: int, batch_size: int, max_rows: int,
+              workers: int) -> tuple[int, float, float]:
+    """``jobs/plain_loop.py`` over whole shards of ``shards`` until ``max_rows`` rows.
 
-    Returns (rows, wall seconds, CPU seconds of this process, all its threads).
+    Returns (rows, wall seconds, CPU seconds of the script and its DataLoader workers).
     """
-    import pyarrow.parquet as pq
-
-    from galaxy_ray import model as model_mod
-    from galaxy_ray.data.transforms import preprocess_batch
-
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    model, spec = model_mod.load_checkpoint(checkpoint, map_location="cpu")
-    rows = 0
-    for shard in sorted(Path(shards).glob("*.parquet")):
-        if rows >= max_rows:
-            break
-        table = pq.read_table(shard, columns=["object_id", "image", "source"])
-        for start in range(0, table.num_rows, batch_size):
-            part = table.slice(start, batch_size)
-            batch = {k: np.array(part[k].to_pylist(), dtype=object) for k in part.column_names}
-            model_mod.predict_numpy(model, preprocess_batch(batch, spec.preprocess)["pixels"])
-            rows += part.num_rows
-    return rows, time.perf_counter() - t0, time.process_time() - cpu0
+    figures = bench_common.plain_loop(shards, arch, image_size, batch_size, workers, max_rows=max_rows)
+    return figures["images"], figures["seconds"], figures["cpu_s"]
 
 
 # --------------------------------------------------------------------------- watching a run
 
 
-def process_tree(root: int) -> list[psutil.Process]:
-    """``root`` and all its descendants (none when ``root`` has exited)."""
-    try:
-        proc = psutil.Process(root)
-        return [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _sample_process(proc: psutil.Process) -> tuple[float, int, int, str] | None:
-    """(CPU seconds, RSS bytes, Pss bytes, command line) of ``proc``; None when it has gone."""
-    try:
-        with proc.oneshot():
-            cpu = proc.cpu_times()
-            mem = proc.memory_full_info()  # Pss from /proc/PID/smaps_rollup
-            return cpu.user + cpu.system, mem.rss, mem.pss, " ".join(proc.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-
-
-class RunWatcher:
-    """Polls a subprocess's process tree and its output directory in a thread (see the module docstring)."""
-
-    def __init__(self, proc: subprocess.Popen, out: str, interval_s: float = 1.0) -> None:
-        self.proc, self.out, self.interval_s = proc, out, interval_s
-        self.t0 = time.perf_counter()
-        self.peak = dict(driver_rss=0, workers_rss=0, worker_rss_max=0, ray_system_rss=0, tree_rss=0, tree_pss=0,
-                         spill_dir_bytes=0, workers=0)
-        self.first_part_s: float | None = None  # the first part this run published (not one already there)
-        self.parts = 0
-        self._already = set(_part_names(out))
-        self.session_dir: str | None = None
-        self.last_tree: list[psutil.Process] = []
-        #: CPU seconds (user + system) of every process of the tree, as last seen: on a shared machine the
-        #: tree's CPU time per row is a steadier figure than its wall time
-        self.cpu_s: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> "RunWatcher":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        tree = process_tree(self.proc.pid)
-        self.last_tree = tree
-        figures = dict(driver_rss=0, workers_rss=0, worker_rss_max=0, ray_system_rss=0, tree_rss=0, tree_pss=0,
-                       workers=0)
-        for proc in tree:
-            sample = _sample_process(proc)
-            if sample is None:
-                continue
-            cpu, rss, pss, cmd = sample
-            self.cpu_s[proc.pid] = max(self.cpu_s.get(proc.pid, 0.0), cpu)
-            figures["tree_rss"] += rss
-            figures["tree_pss"] += pss
-            if proc.pid == self.proc.pid:
-                figures["driver_rss"] = rss
-            elif cmd.startswith("ray::"):  # Ray's workers and actors name themselves ray::<task or actor>
-                figures["workers_rss"] += rss
-                figures["worker_rss_max"] = max(figures["worker_rss_max"], rss)
-                figures["workers"] += 1
-            else:
-                figures["ray_system_rss"] += rss
-                if self.session_dir is None and "raylet" in cmd and "--session_dir=" in cmd:
-                    self.session_dir = cmd.split("--session_dir=", 1)[1].split()[0]
-        if self.session_dir:
-            figures["spill_dir_bytes"] = _spill_dir_bytes(self.session_dir)
-        for k, v in figures.items():
-            self.peak[k] = max(self.peak[k], v)
-        names = _part_names(self.out)
-        self.parts = len(names)
-        if self.first_part_s is None and set(names) - self._already:
-            self.first_part_s = time.perf_counter() - self.t0
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval_s)
-
-
-def _part_names(out: str) -> list[str]:
-    try:
-        return [p for p in os.listdir(out) if p.startswith("part-") and p.endswith(".parquet")]
-    except OSError:
-        return []
-
-
-def _alive(proc: psutil.Process) -> bool:
-    """Still running (not exited, not a zombie), and the same process as when seen (psutil checks its start time)."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _name(proc: psutil.Process) -> str:
-    try:
-        return proc.name()
-    except psutil.NoSuchProcess:
-        return "?"
-
-
-def _spill_dir_bytes(session_dir: str) -> int:
-    """Bytes in the session's spill directories (Ray spills to ``<session>/ray_spilled_objects*`` by default)."""
-    total = 0
-    try:
-        entries = [e for e in os.listdir(session_dir) if e.startswith("ray_spilled_objects")]
-    except OSError:
-        return 0
-    for e in entries:
-        for dirpath, _, files in os.walk(os.path.join(session_dir, e)):
-            for f in files:
-                try:
-                    total += os.path.getsize(os.path.join(dirpath, f))
-                except OSError:
-                    pass
-    return total
+process_tree, RunWatcher = bench_common.process_tree, bench_common.RunWatcher
+_alive, _name = bench_common.alive, bench_common.name_of
 
 
 def raylet_spilled_mib(session_dir: str | None) -> float | None:
@@ -442,7 +254,15 @@ def cone_truth(ra: np.ndarray, dec: np.ndarray, cone: tuple[float, float, float]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000, help="cutouts in the survey (N; the memory baseline is N/10)")
-    p.add_argument("--image-size", type=int, default=16, help="cutout and model side, pixels (16 is the smallest)")
+    p.add_argument("--image-size", type=int, default=16, help="model side, pixels (16 is the smallest)")
+    p.add_argument("--source-size", type=int, default=424,
+                   help="side of the packed cutout JPEGs, pixels (default 424, the size of SDSS/GZ cutouts); "
+                        "0: synthetic PNGs at the model's size (no resize)")
+    p.add_argument("--jpegs", default=bench_common.default_jpegs(),
+                   help="folder of real cutout JPEGs to pack, cycled (default: the Kaggle Galaxy Zoo sample where "
+                        "present); 'synthetic' for synthetic galaxies")
+    p.add_argument("--plain-workers", type=int, default=None,
+                   help="DataLoader worker processes of the plain loop (default: every core, as the pipeline)")
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (pipeline and bare loop)")
     p.add_argument("--rows-per-shard", type=int, default=None, help="rows per input shard (default N/100, 100..10000)")
@@ -498,23 +318,27 @@ class ScaleBench:
     def prepare(self) -> None:
         """The header line, the N and N/10 inputs and the checkpoint."""
         args, n = self.args, self.n
-        self.say(f"bench_scale: N = {n}, {args.image_size}-px cutouts, {args.arch}, batch {args.batch_size}, "
+        side = f"{args.source_size}-px JPEG cutouts" if args.source_size else "model-sized PNG cutouts"
+        self.say(f"bench_scale: N = {n}, {side} into {args.arch} at {args.image_size} px, batch {args.batch_size}, "
                  f"{args.rows_per_shard} rows per shard, {args.rows_per_file} rows per catalog file, "
-                 f"{os.cpu_count()} CPU cores; work in {self.workdir} (subprocess logs: {self.log_path})")
+                 f"{os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}); work in {self.workdir} "
+                 f"(subprocess logs: {self.log_path})")
+        jpegs = None if args.jpegs in (None, "", "synthetic") else args.jpegs
         inputs = self.inputs = make_inputs(self.workdir, n, args.image_size, args.rows_per_shard, args.seed,
-                                           workers=os.cpu_count() or 1)
-        self.say(f"inputs: {n} cutouts in {inputs['shards']} shards ({inputs['bytes'] / MIB:.0f} MiB) written in "
+                                           workers=os.cpu_count() or 1, source_size=args.source_size, jpegs=jpegs)
+        self.say(f"inputs: {n} cutouts ({inputs['what']}) in {inputs['shards']} shards ({inputs['bytes'] / MIB:.0f} MiB) written in "
                  f"{inputs['seconds']:.1f} s = {n / inputs['seconds']:.0f} cutouts/s; N/10 input: "
                  f"{inputs['rows_n10']} rows in {inputs['shards_n10']} shards")
         self.checkpoint = make_checkpoint(self.workdir, args.arch, args.image_size)
 
     def bare(self) -> float:
         """One bare-loop run over ``--bare-rows`` rows of the N input; its rows/s."""
-        rows, s, cpu = bare_loop(self.checkpoint, self.inputs["big"], self.args.batch_size, self.args.bare_rows)
+        rows, s, cpu = bare_loop(self.inputs["big"], self.args.arch, self.args.image_size, self.args.batch_size,
+                                 self.args.bare_rows, self.args.plain_workers or os.cpu_count() or 1)
         self.bare_rates.append(rows / s)
         self.bare_cpu.append(cpu / rows)
-        self.say(f"bare loop: {rows} rows in {s:.1f} s = {rows / s:.0f} rows/s ({cpu / rows * 1e3:.2f} ms CPU "
-                 "per row)")
+        self.say(f"plain loop (jobs/plain_loop.py): {rows} rows in {s:.1f} s = {rows / s:.0f} rows/s "
+                 f"({cpu / rows * 1e3:.2f} ms CPU per row; load average {os.getloadavg()[0]:.1f})")
         return rows / s
 
     def infer(self, shards: str, out: str, kill_after_parts: int | None = None) -> dict:
@@ -631,7 +455,8 @@ def result_dict(bench: ScaleBench) -> dict:
     peak_mib = lambda k: {f"peak_{k}_mib": round(rn[f"peak_{k}"] / MIB),  # noqa: E731
                           f"peak_{k}_mib_n10": round(rn10[f"peak_{k}"] / MIB)}
     return {
-        "n": n, "image_size": args.image_size, "arch": args.arch, "batch_size": args.batch_size,
+        "n": n, "image_size": args.image_size, "source_size": args.source_size, "inputs": inputs["what"],
+        "plain_workers": args.plain_workers or os.cpu_count(), "arch": args.arch, "batch_size": args.batch_size,
         "cpu_cores": os.cpu_count(), "shards": inputs["shards"], "rows_per_shard": args.rows_per_shard,
         "rows_per_file": args.rows_per_file,
         "input_write_s": round(inputs["seconds"], 1), "input_mib": round(inputs["bytes"] / MIB, 1),

@@ -40,7 +40,7 @@ def _bench():
 
 def test_inputs_are_packed_shards_of_n_cutouts_and_their_first_tenth(tmp_path):
     bench = _bench()
-    inputs = bench.make_inputs(tmp_path, 1000, 16, 100, seed=3, workers=1)
+    inputs = bench.make_inputs(tmp_path, 1000, 16, 100, seed=3, workers=1, source_size=0)
     assert (inputs["shards"], inputs["shards_n10"], inputs["rows_n10"]) == (10, 1, 100)
     src = open_source(inputs["big"])
     assert src.format == "shards"
@@ -114,13 +114,29 @@ def test_run_watcher_counts_a_descendants_memory_cpu_and_first_part(tmp_path):
     assert watcher.last_tree and not any(bench._alive(p) for p in watcher.last_tree)  # all exited
 
 
-def test_bare_loop_classifies_the_rows_it_reads(tmp_path):
+def test_bare_loop_is_the_plain_script_over_whole_shards(tmp_path):
     bench = _bench()
-    inputs = bench.make_inputs(tmp_path, 300, 16, 100, seed=1, workers=1)
-    checkpoint = bench.make_checkpoint(tmp_path, "resnet18", 16)
-    rows, seconds, cpu = bench.bare_loop(checkpoint, inputs["big"], 64, 150)
+    inputs = bench.make_inputs(tmp_path, 300, 16, 100, seed=1, workers=1, source_size=0)
+    rows, seconds, cpu = bench.bare_loop(inputs["big"], "resnet18", 16, 64, 150, 1)
     assert rows == 200  # whole shards of 100 until at least 150 rows
     assert seconds > 0 and cpu > 0
+
+
+def test_default_inputs_are_real_size_jpegs(tmp_path):
+    """Without a folder of real JPEGs, the N input is synthetic 424-px JPEGs that galaxy-ray must resize."""
+    from PIL import Image
+
+    from galaxy_ray.data.sources.shards import PIXELS_KEY, pack_provenance
+
+    bench = _bench()
+    inputs = bench.make_inputs(tmp_path, 200, 16, 100, seed=1, workers=1)
+    src = open_source(inputs["big"])
+    table = src.read_rows(src.metadata())
+    assert table.num_rows == 200 and "synthetic 424-px" in inputs["what"]
+    with Image.open(io.BytesIO(table.column("image")[7].as_py())) as image:
+        assert image.format == "JPEG" and image.size == (424, 424)
+    # no `pack --image-size` provenance: the pipeline decodes and resizes them like any survey cutout
+    assert PIXELS_KEY not in pack_provenance(str(sorted(Path(inputs["big"]).glob("*.parquet"))[0]))
 
 
 def test_sizing_measures_each_jpeg_side_and_model_and_refuses_an_empty_folder(tmp_path):
@@ -136,6 +152,26 @@ def test_sizing_measures_each_jpeg_side_and_model_and_refuses_an_empty_folder(tm
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"g{i}.jpg", quality=90)
     result = bench.sizing(str(tmp_path), [0, 64], [16], ["resnet18"], 8, 1)
     assert set(result["decode"]) == {"original_to_16px", "64px_to_16px"} and set(result["model"]) == {"resnet18_16px"}
-    assert all(v["ms"] > 0 for v in result["decode"].values()) and result["model"]["resnet18_16px"] > 0
+    assert all(v["ms"] > 0 and v["plain_ms"] > 0 for v in result["decode"].values())
+    assert all(abs(v["ratio"] - v["plain_ms"] / v["ms"]) < 0.01 for v in result["decode"].values())
+    assert result["model"]["resnet18_16px"] > 0
     # the resampled copies are 64-px JPEGs: more pixels of noise than the 40-px originals, so more bytes
     assert result["decode"]["64px_to_16px"]["jpeg_kib"] > result["decode"]["original_to_16px"]["jpeg_kib"]
+
+
+def test_sizing_plan_reproduces_the_worked_tables():
+    """The plan of docs/scale.md: at 17.2 ms per 424-px cutout and 2,500 images/s per A10G, 43 decode vCPUs
+    per GPU and 3 / 11 / 22 c6i.4xlarge for 1 / 10 / 100 M (worked by hand before this function existed);
+    at 1.5 ms, 3.75 vCPUs per GPU: 1 / 1 / 2 nodes, 100 M in 1.39 h for 1.389 x (8 x 1.212 + 2 x 0.68 + 0.384)."""
+    bench = _load("bench_sizing")
+    slow = bench.plan(17.2, 2500)
+    assert slow["decode_vcpus_per_gpu"] == 43.0
+    assert [r["decode_nodes"] for r in slow["rows"]] == [3, 11, 22]
+    assert [r["cost_usd"] for r in slow["rows"]] == [0.40, 3.53, 34.78]
+    fast = bench.plan(1.5, 2500)
+    assert fast["decode_vcpus_per_gpu"] == 3.8  # 3.75, rounded to one place
+    assert [r["decode_nodes"] for r in fast["rows"]] == [1, 1, 2]
+    assert [r["rate"] for r in fast["rows"]] == [2500, 10000, 20000]
+    assert fast["rows"][2]["cost_usd"] == 15.89 and fast["rows"][2]["hours"] == 1.389
+    table = bench.plan_table(fast, "fast")
+    assert "| 100 M | 8 | 2 (32) | 20,000/s | 1.39 | $15.89 | $0.16 |" in table.splitlines()
