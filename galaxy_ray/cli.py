@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "stats": ("galaxy_ray.catalog", "stats_main", "row counts, morphology mix and merger fraction"),
     "hats": ("galaxy_ray.catalog", "hats_main", "write a catalog in the HATS layout (LSDB), with a margin cache"),
     "crossmatch": ("galaxy_ray.catalog", "crossmatch_main", "pair a catalog with another catalog by position (LSDB)"),
+    "similar": ("galaxy_ray.similar.cli", "main", "galaxies like a given one, and the oddest ones, from embeddings"),
     "report": ("galaxy_ray.report", "main", "figures and an index page for a source, run or catalog"),
 }
 

@@ -293,12 +293,21 @@ class Catalog:
             stats.bytes_read += chunk_bytes(meta, [groups[k] for k in hit], rest)
             other = other.filter(pa.array(np.concatenate([parts[k] for k in hit])))
             for name in rest:
-                got = got.append_column(self.schema.field(name), other[name])
+                got = got.append_column(self.schema.field(name), other[name].cast(self.schema.field(name).type))
         return got.select(columns)
+
+
+def _widen_half(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with float16 lists (``infer --embeddings``) read as float32: DuckDB cannot scan Arrow float16."""
+    for i, f in enumerate(schema):
+        if pa.types.is_fixed_size_list(f.type) and pa.types.is_float16(f.type.value_type):
+            schema = schema.set(i, f.with_type(pa.list_(pa.float32(), f.type.list_size)))
+    return schema
 
 
 def _checked(cat: Catalog) -> Catalog:
     """``cat`` after checking it has the contract's columns."""
+    cat.schema = _widen_half(cat.schema)
     missing = [c for c in (*LEADING_COLUMNS, *TRAILING_COLUMNS) if c not in cat.schema.names]
     if missing:
         raise GalaxyRayError(f"{cat.uri}: not a galaxy-ray catalog (no column {', '.join(missing)})")

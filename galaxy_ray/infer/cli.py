@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the catalog in --out when another model, input, preprocessing or merger "
                         "threshold made it (without this, such a rerun is refused); removes only the files "
                         "its _run_key.json lists")
+    p.add_argument("--embeddings", type=int, nargs="?", const=16, default=None, metavar="DIMS",
+                   help="also write an 'embedding' column: the pooled features, PCA-reduced to DIMS (default 16) "
+                        "float16 numbers, for `galaxy-ray similar` (docs/similar.md)")
+    p.add_argument("--embedding-sample", type=int, default=512, help="cutouts that fit the embeddings' PCA")
     runtime.add_verbose_argument(p)
     p.add_argument("--decode-tasks", type=int, default=None,
                    help="cap on concurrent decode tasks (default: one per model actor on CPUs, no cap on GPUs)")
@@ -83,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         merger_precision=args.merger_precision,
         num_actors=args.num_actors, use_gpu=args.gpu, decode_tasks=args.decode_tasks,
         source_options=sources.source_options(args), overwrite=args.overwrite, log=lambda s: print(s, flush=True),
+        embeddings=args.embeddings, embedding_sample=args.embedding_sample,
     )
     print(f"rows with errors: {summary['error_rows']}", flush=True)
     if args.hats is not None:

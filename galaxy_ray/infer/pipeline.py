@@ -43,6 +43,7 @@ from galaxy_ray.infer.rows import catalog_rows
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.model import Predictor, output_columns, view_spread
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.similar.embed import Embedder
 from galaxy_ray.trees.dirichlet import expected_fractions
 
 __all__ = ["object_store_budget", "actor_pool", "default_decode_tasks", "build_pipeline", "stream_catalog_rows",
@@ -68,10 +69,12 @@ class CatalogModel:
         ``"cuda"`` or ``"cpu"`` (``"cuda"`` without a visible GPU runs on the CPU).
     threads : int or None
         Torch intra-op threads on CPU.
+    embedding : dict, optional
+        The provenance's ``embedding`` entry: add the ``embedding`` column.
     """
 
     def __init__(self, checkpoint: str, rule: MergerRule | None = None, tta: bool = False, device: str = "cpu",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, embedding: dict | None = None) -> None:
         if threads:
             torch.set_num_threads(int(threads))
         self.predictor = Predictor.from_checkpoint(checkpoint, device=device, tta=tta)
@@ -79,6 +82,8 @@ class CatalogModel:
         self.columns = list(output_columns(self.spec))
         self.rule = rule or MergerRule.from_checkpoint(self.spec, self.predictor.extra)
         self.side = self.spec.preprocess.image_size
+        # embeddings (galaxy_ray.similar.embed): the head's input, recorded during the same forward pass
+        self.embedder = Embedder(self.predictor, embedding) if embedding else None
 
     def check_pixels(self, pixels: np.ndarray) -> None:
         """Refuse model input whose shape is not (N, 3, side, side) uint8 for this model's preprocessing.
@@ -97,6 +102,12 @@ class CatalogModel:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         """Catalog rows (with the unit tag when present) for a batch of :func:`prepare_batch`."""
+        if self.embedder is None:
+            return self._rows(batch)
+        self.embedder.tap.clear()
+        return self.embedder.add_column(self._rows(batch), ok_rows(batch[C.ERROR]))
+
+    def _rows(self, batch: dict[str, np.ndarray]) -> pa.Table:
         ok = ok_rows(batch[C.ERROR])
         if ok.any():
             self.check_pixels(batch["pixels"])
@@ -191,7 +202,7 @@ def default_decode_tasks(actors: tuple[int, int], use_gpu: bool) -> int | None:
 
 def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *, batch_size: int, tta: bool,
                    rule: MergerRule, actors: tuple[int, int], use_gpu: bool, cpus: float,
-                   decode_tasks: int | None):
+                   decode_tasks: int | None, embedding: dict | None = None):
     """The streaming Dataset of catalog rows (tagged with their unit) for the ``pending`` units of ``plan``.
 
     Raises
@@ -227,14 +238,14 @@ def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *
         num_cpus=decode_cpus,
     )
     ds = _predict(ds, checkpoint, batch_size=batch_size, tta=tta, rule=rule,
-                  actors=actors, use_gpu=use_gpu, cpus=cpus)
+                  actors=actors, use_gpu=use_gpu, cpus=cpus, embedding=embedding)
     side = pre.image_size
     _limit_memory(ds, batch_size * 3 * side * side, actors[1])  # uint8 pixels
     return ds
 
 
 def _predict(ds, checkpoint: str, *, batch_size: int, tta: bool, rule: MergerRule,
-             actors: tuple[int, int], use_gpu: bool, cpus: float):
+             actors: tuple[int, int], use_gpu: bool, cpus: float, embedding: dict | None = None):
     """The model stage: a pool of :class:`CatalogModel` actors, one GPU each on GPU clusters."""
     import ray.data
 
@@ -251,7 +262,7 @@ def _predict(ds, checkpoint: str, *, batch_size: int, tta: bool, rule: MergerRul
         batch_size=batch_size,
         batch_format="numpy",
         zero_copy_batch=True,
-        fn_constructor_kwargs=dict(checkpoint=checkpoint, rule=rule, tta=tta, **ctor),
+        fn_constructor_kwargs=dict(checkpoint=checkpoint, rule=rule, tta=tta, embedding=embedding, **ctor),
         compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
         **resources,
     )

@@ -34,6 +34,7 @@ from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE, Plan, make_plan
 from galaxy_ray.infer.writer import UnitWriter, catalog_totals
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.io.lock import OutputLock
+from galaxy_ray.similar.embed import plan_embedding
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
 from galaxy_ray.trees.columns import tree_column_names
 
@@ -233,6 +234,8 @@ def run_inference(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    embeddings: int | None = None,
+    embedding_sample: int = 512,
 ) -> dict[str, Any]:
     """Stream ``source`` through the model in ``checkpoint`` into a catalog under ``out``.
 
@@ -277,6 +280,10 @@ def run_inference(
         Show a progress bar (a plain line per 5% when stderr is not a terminal).
     log : callable
         Receives progress lines.
+    embeddings : int, optional
+        Also write an ``embedding`` column of this many float16 PCA dimensions of the
+        pooled features, the PCA fitted on ``embedding_sample`` cutouts
+        (:func:`galaxy_ray.similar.embed.plan_embedding`).
 
     Returns
     -------
@@ -314,6 +321,9 @@ def run_inference(
     run_key.check_out_apart(source, out, plan.inputs)
     storage.makedirs(out)
     with OutputLock(out, log=log):  # one writer per --out: a second run is refused until this one ends
+        embedding = plan_embedding(checkpoint, plan, spec, out, provenance, dims=embeddings, sample=embedding_sample,
+                                   tta=tta, overwrite=overwrite, log=log)
+        provenance.update({"embedding": embedding} if embedding else {})
         pending = _pending_units(out, plan, run_key.run_key(provenance), overwrite, log)
         log(f"{source} ({src.format}): {plan.rows} rows in {len(plan.units)} output file(s); "
             f"{len(plan.units) - len(pending)} already written, {len(pending)} to do")
@@ -323,7 +333,7 @@ def run_inference(
             ds = pipeline.build_pipeline(
                 checkpoint, plan, pending, spec, batch_size=batch_size, tta=tta, rule=rule,
                 actors=pipeline.actor_pool(num_actors, use_gpu, gpus, cpus), use_gpu=use_gpu, cpus=cpus,
-                decode_tasks=decode_tasks,
+                decode_tasks=decode_tasks, embedding=embedding,
             )
             streaming_from = time.perf_counter()
             streamed_until = _stream(ds, writer, out)

@@ -1,0 +1,59 @@
+"""``galaxy-ray similar``: galaxies like a given one (``--like``, ``--like-image``), or the oddest (``--oddity``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from galaxy_ray.errors import GalaxyRayError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``galaxy-ray similar``."""
+    p = argparse.ArgumentParser(
+        prog="galaxy-ray similar",
+        description="Exact similarity search over a catalog written by `galaxy-ray infer --embeddings`.")
+    p.add_argument("catalog", help="catalog directory, s3:// prefix or catalog Parquet file")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--like", metavar="OBJECT_ID", help="the galaxy to match, by its object_id")
+    what.add_argument("--like-image", metavar="FILE", help="an image file, embedded with the catalog's model")
+    what.add_argument("--oddity", action="store_true",
+                      help="rank every galaxy by the distance to its k-th nearest neighbour, oddest first")
+    p.add_argument("-k", type=int, default=None,
+                   help="results to return (with --oddity: which neighbour; default 20, 10 with --oddity)")
+    p.add_argument("--metric", default="cosine", help="cosine (default) or euclidean, in the embedding space")
+    p.add_argument("--cone", nargs=3, type=float, metavar=("RA", "DEC", "RADIUS"),
+                   help="search only within RADIUS degrees of (RA, DEC) degrees")
+    p.add_argument("--where", help="SQL filter on catalog columns, as for query, e.g. \"NOT is_merger\"")
+    p.add_argument("--columns", help="more comma-separated columns to show")
+    p.add_argument("--checkpoint", help="with --like-image: the model, when the catalog's is not reachable here")
+    p.add_argument("--out", help="write the rows to a .csv, .parquet, .fits or .vot file (local or s3://)")
+    p.add_argument("--max-print", type=int, default=20, help="rows shown on the terminal (default 20)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``galaxy-ray similar CATALOG --like OBJECT_ID -k 20`` (or ``--like-image FILE``, ``--oddity``)."""
+    from galaxy_ray.catalog.cli import print_rows
+    from galaxy_ray.catalog.output import write_table
+    from galaxy_ray.catalog.scan import open_catalog
+    from galaxy_ray.similar.search import oddity, similar
+
+    args = build_parser().parse_args(argv)
+    cat = open_catalog(args.catalog)
+    if args.oddity:
+        table = oddity(cat, k=args.k or 10, metric=args.metric, cone=args.cone, where=args.where, columns=args.columns)
+    else:
+        table = similar(cat, args.like, like_image=args.like_image, k=args.k or 20, metric=args.metric, cone=args.cone,
+                        where=args.where, columns=args.columns, checkpoint=args.checkpoint)
+    if args.out:
+        try:
+            fmt = write_table(table, args.out, provenance=cat.provenance)
+        except ValueError as exc:
+            raise GalaxyRayError(f"--out {args.out}: {exc}") from None
+        print(f"wrote {table.num_rows} rows to {args.out} ({fmt})")
+    else:
+        print_rows(table, args.max_print)
+    return 0
