@@ -9,7 +9,8 @@ Model work: :func:`train`, :func:`evaluate` and :func:`infer` run on Ray
 (a local cluster is started unless one is reachable); :func:`predict` runs
 here, on files or an in-memory (N, H, W, 3) uint8 array.  Catalog work:
 :func:`open_catalog` (pandas, astropy, arrow or LSDB), :func:`cone`,
-:func:`box` and :func:`merger_stats`, none of which imports torch.
+:func:`box` and :func:`merger_stats`, none of which imports torch; :func:`similar` and
+:func:`oddity` search a catalog's embeddings (``infer(..., embeddings=16)``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 from galaxy_ray.api.catalogs import box, cone, merger_stats, open_catalog
 from galaxy_ray.api.models import evaluate, infer, train
 from galaxy_ray.api.predict import predict
+from galaxy_ray.api.similar import oddity, similar
 from galaxy_ray.errors import GalaxyRayError
 
 #: The stable public functions (``GalaxyRayError``, importable from here too, is in ``galaxy_ray.errors``).
-__all__ = ["train", "evaluate", "infer", "predict", "open_catalog", "cone", "box", "merger_stats"]
+__all__ = ["train", "evaluate", "infer", "predict", "open_catalog", "cone", "box", "merger_stats",
+           "similar", "oddity"]
