@@ -41,6 +41,11 @@ def similar(catalog: Catalog | str, like: str | None = None, *, like_image: str 
         More columns after ``distance``, ``object_id``, ``ra``, ``dec``, ``morphology``, ``p_merger``, ``is_merger``.
     output : {"pandas", "astropy", "arrow"}
 
+    Returns
+    -------
+    pandas.DataFrame, astropy.table.Table or pyarrow.Table
+        ``distance`` then the columns, nearest first.
+
     Raises
     ------
     GalaxyRayError
@@ -59,6 +64,25 @@ def oddity(catalog: Catalog | str, *, k: int = 10, metric: str = "cosine", cone:
 
     Exact and chunked (:func:`galaxy_ray.similar.search.oddity`): time grows as the square
     of the rows searched, so restrict large catalogs with ``cone`` or ``where``.
+
+    Parameters
+    ----------
+    catalog : Catalog or str
+        A catalog written with embeddings.
+    k : int
+        Which neighbour's distance is the score (the galaxy itself not counted).
+    metric : {"cosine", "euclidean"}
+    cone : (ra, dec, radius) in degrees, optional
+    where : str, optional
+        SQL filter; neighbours are searched among the rows it keeps.
+    columns : str or sequence of str, optional
+        More columns to show.
+    output : {"pandas", "astropy", "arrow"}
+
+    Returns
+    -------
+    pandas.DataFrame, astropy.table.Table or pyarrow.Table
+        ``oddity`` then the columns, oddest first.
 
     Raises
     ------
