@@ -83,13 +83,24 @@ def score(rank, ids: np.ndarray, queries: dict[str, list[str]], rel: dict[str, p
     return out
 
 
+def _val_fraction(checkpoint: str) -> float:
+    """The held-out fraction of the run that wrote ``checkpoint`` (its ``config.json``), else 0.2."""
+    config = Path(checkpoint).parent / "config.json"
+    if config.exists():
+        return float(json.loads(config.read_text())["config"].get("val_fraction", 0.2))
+    return 0.2
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gz2", default=os.environ.get("GALAXY_RAY_GZ2_SAMPLE"), help="the GZ2 sample folder")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--image-size", type=int, default=48)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--dims", type=int, default=16)
-    p.add_argument("--checkpoint", help="skip training: embed with this checkpoint")
+    p.add_argument("--checkpoint", help="skip training: embed with this checkpoint (trained on the sample)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="the training run's held-out fraction (default: its config.json beside the checkpoint, "
+                        "else 0.2, galaxy-ray's default)")
     p.add_argument("--work", help="directory for the run and catalog (default: a temporary one)")
     args = p.parse_args(argv)
     if not args.gz2 or not Path(args.gz2, "catalog.csv").exists():
@@ -114,7 +125,8 @@ def main(argv=None) -> int:
     votes = votes.set_index("dr7objid").loc[cat[C.OBJECT_ID]]
     ids = cat[C.OBJECT_ID].to_numpy()
     rel = {prop: pd.Series(votes[col].to_numpy(float), index=ids) for prop, col in PROPERTIES.items()}
-    held_out = np.array([split_of(i, 0.2) == "val" for i in ids])
+    val_fraction = args.val_fraction or _val_fraction(checkpoint)
+    held_out = np.array([split_of(i, val_fraction) == "val" for i in ids])
     queries = {prop: [i for i, h, r in zip(ids, held_out, rel[prop].to_numpy()) if h and r > 0.9]
                for prop in PROPERTIES}
 
@@ -137,8 +149,9 @@ def main(argv=None) -> int:
     rand = {prop: float(np.mean([score(lambda q: rng.permutation(ids[ids != q]), ids, {prop: qs}, rel)[prop]
                                  for _ in range(200)])) for prop, qs in queries.items()}
     result = {"bench": "similar", "data": "sdss_gz2_sample", "galaxies": int(len(ids)),
-              "queries": {p: len(q) for p, q in queries.items()}, "dims": args.dims,
-              "bytes_per_galaxy": 2 * args.dims, "image_size": args.image_size,
+              "queries": {p: len(q) for p, q in queries.items()}, "val_fraction": val_fraction, "dims": args.dims,
+              "bytes_per_galaxy": 2 * args.dims,
+              "image_size": catalog.read_provenance(out)["preprocess"].get("image_size"),
               "epochs": None if args.checkpoint else args.epochs,
               "ndcg10_embeddings": emb, "ndcg10_pixels_pca": pixel, "ndcg10_random": rand,
               "ratio_vs_pixels": {p: round(emb[p] / pixel[p], 3) for p in emb},

@@ -167,8 +167,8 @@ def _stored_embedding(out: str) -> tuple[bool, dict | None, dict]:
     return True, prov.get("embedding"), prov
 
 
-def plan_embedding(checkpoint: str, plan, spec, out: str, provenance: dict, *, dims: int | None, sample: int = DEFAULT_SAMPLE,
-                   tta: bool = False, overwrite: bool = False,
+def plan_embedding(checkpoint: str, plan, spec, out: str, provenance: dict, *, dims: int | None,
+                   sample: int = DEFAULT_SAMPLE, tta: bool = False, overwrite: bool = False,
                    log: Callable[[str], None] = print) -> dict | None:
     """The provenance's ``embedding`` entry of an inference run (None without ``dims``).
 
@@ -218,6 +218,7 @@ def plan_embedding(checkpoint: str, plan, spec, out: str, provenance: dict, *, d
     log(f"embeddings: PCA of {features.shape[1]} pooled features to {dims} float16 dimensions "
         f"({2 * dims} bytes per galaxy), fitted on {len(pixels)} cutouts; keeps {kept:.1%} of their variance")
     return {"column": EMBEDDING_COLUMN, "dims": int(dims), "dtype": "float16", "bytes_per_galaxy": 2 * int(dims),
-            "features": "pooled backbone features (the input of the model's head)" + (", mean of 8 views" if tta else ""),
+            "features": "pooled backbone features (the input of the model's head)"
+                        + (", mean of 8 views" if tta else ""),
             "feature_dim": int(features.shape[1]), "fit_rows": int(len(pixels)),
             "fit_sample": "cutouts evenly spaced over the input", **pca_to_dict(pca)}
