@@ -218,3 +218,16 @@ def test_cli_similar_prints_results_and_catalogs_without_embeddings_get_one_line
     assert cli_main(["similar", plain, "--like", query_id]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no embeddings" in err and "infer" in err and "--embeddings" in err
+
+
+def test_overwrite_replaces_a_catalog_written_with_other_embedding_options(ray_cluster, checkpoint, survey, tmp_path):
+    out = str(tmp_path / "cat")
+    infer.run_inference(checkpoint, survey[0], out, rows_per_file=12, num_actors=1, progress=False, log=_quiet,
+                        embeddings=3, embedding_sample=8)
+    assert _rows(out)["embedding"].dropna().map(len).eq(3).all()
+    files = [f for f in storage.list_files(out, (".parquet",)) if Path(f).name.startswith("part-")]
+    lines: list[str] = []
+    infer.run_inference(checkpoint, survey[0], out, rows_per_file=12, num_actors=1, progress=False,
+                        log=lines.append, overwrite=True)
+    assert "embedding" not in _rows(out).columns and len(_rows(out)) == 30
+    assert any(f"removed {len(files)} catalog file(s) with 3-dimensional embeddings" in line for line in lines)
