@@ -12,19 +12,22 @@
     accuracy, balanced accuracy (mean per-class recall), per-class precision
     and recall, the confusion matrix, beside the majority-class baseline.
 both
-    merger precision and recall at the run's ``p_merger`` threshold.
+    merger precision and recall at the run's ``p_merger`` threshold, and the
+    rows left out of the metrics (unreadable or undecodable), by reason.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections import Counter
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from galaxy_ray import schema
+from galaxy_ray.errors import error_reason
 
-__all__ = ["classes_metrics", "gz2_metrics", "votes_metrics", "merger_metrics"]
+__all__ = ["classes_metrics", "gz2_metrics", "votes_metrics", "merger_metrics", "errors_by_reason", "error_summary"]
 
 
 def gz2_metrics(y_true: np.ndarray, y_pred: np.ndarray, train_mean: Sequence[float] | None = None) -> dict[str, Any]:
@@ -160,3 +163,19 @@ def merger_metrics(true_merger: np.ndarray, p_merger: np.ndarray, threshold: flo
         "precision": tp / int(predicted.sum()) if predicted.any() else None,
         "recall": tp / int(true_merger.sum()) if true_merger.any() else None,
     }
+
+
+def errors_by_reason(errors: Sequence[Any]) -> dict[str, int]:
+    """How many rows failed, by reason (:func:`galaxy_ray.errors.error_reason`), most frequent first."""
+    counts = Counter(error_reason(str(e)) for e in errors if e is not None)
+    return dict(counts.most_common())
+
+
+def error_summary(report: Mapping[str, Any], first_error: str | None) -> str | None:
+    """The line saying how many rows the metrics leave out and why (None when none is)."""
+    n = int(report.get("error_rows") or 0)
+    if not n:
+        return None
+    reasons = ", ".join(f"{r}: {k}" for r, k in (report.get("errors_by_reason") or {}).items())
+    example = f"; e.g. {first_error}" if first_error else ""
+    return f"{n} rows could not be read or decoded and are left out of these metrics ({reasons}){example}"

@@ -27,7 +27,8 @@ from galaxy_ray.data.transforms import check_stored_pixels, nonempty_batch, ok_r
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.truth import operating_summary, true_mergers, truth_rule
-from galaxy_ray.evaluate.metrics import classes_metrics, gz2_metrics, merger_metrics, votes_metrics
+from galaxy_ray.evaluate.metrics import (classes_metrics, error_summary, errors_by_reason, gz2_metrics, merger_metrics,
+                                         votes_metrics)
 from galaxy_ray.evaluate.plots import (curves_from_csv, plot_confusion, plot_per_answer, plot_precision_recall,
                                        plot_reliability)
 from galaxy_ray.io import layout, storage
@@ -79,14 +80,24 @@ class LabelledPredictor:
         self.label, self.subset, self.split = label, subset, split
         self.class_index = {n: i for i, n in enumerate(self.spec.output_names)}
 
+    def _known(self, labels: np.ndarray) -> np.ndarray:
+        """Rows with a label this model can be scored on (set, and for classes one of its classes)."""
+        known = label_present(labels)
+        if self.spec.task == "classes":
+            known &= np.array([str(v) in self.class_index for v in labels], dtype=bool)
+        return known
+
     def _targets(self, labels: np.ndarray) -> np.ndarray:
+        """(N, outputs) float32 targets; zero on rows without a known label (rows the reader could not read)."""
         n, k = len(labels), self.spec.num_outputs
         y_true = np.zeros((n, k), dtype=np.float32)
+        rows = np.flatnonzero(self._known(labels))
+        if not len(rows):
+            return y_true
         if self.spec.task != "classes":  # gz2 cumulative fractions, votes counts
-            if n:
-                y_true[:] = np.stack([np.asarray(v, dtype=np.float32) for v in labels]).reshape(n, k)
+            y_true[rows] = np.stack([np.asarray(labels[i], dtype=np.float32) for i in rows]).reshape(len(rows), k)
         else:
-            y_true[np.arange(n), [self.class_index[str(v)] for v in labels]] = 1.0
+            y_true[rows, [self.class_index[str(labels[i])] for i in rows]] = 1.0
         return y_true
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
@@ -97,9 +108,10 @@ class LabelledPredictor:
     def predict(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Targets, predictions, TTA spread and errors of the kept rows of one batch of the cutout table."""
         labels = batch[self.label]
-        keep = label_present(labels)
-        if self.spec.task == "classes":
-            keep &= np.array([str(v) in self.class_index for v in labels], dtype=bool)
+        # a row the reader could not read (a corrupt shard's row group) may have lost its label too:
+        # it is kept as an error row, so that the report counts it rather than dropping it unseen
+        unread = ~ok_rows(batch[C.ERROR]) if C.ERROR in batch else np.zeros(len(labels), dtype=bool)
+        keep = self._known(labels) | unread
         if self.subset is not None:
             keep &= self.split.mask(batch[C.OBJECT_ID], self.subset)
         sub = {k: v[keep] for k, v in batch.items() if k in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, self.label)}
@@ -253,6 +265,7 @@ def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: fl
     if not len(y_true):
         raise GalaxyRayError("no labelled cutout could be evaluated (all rows failed to decode or had no label)")
     report: dict[str, Any] = {"task": spec.task, "rows": int(len(y_true)), "error_rows": int((~ok).sum()),
+                              "errors_by_reason": errors_by_reason(preds[C.ERROR]),
                               "output_names": list(spec.output_names)}
     if spec.task == "gz2":
         report["gz2"] = gz2_metrics(y_true, y_pred, train_mean)
@@ -347,8 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_summary(report: Mapping[str, Any], written: list[str]) -> None:
+def _print_summary(report: Mapping[str, Any], written: list[str], first_error: str | None = None) -> None:
     print(f"galaxy-ray evaluate: {headline(report)}", flush=True)
+    errors = error_summary(report, first_error)
+    if errors:
+        print(f"galaxy-ray evaluate: warning: {errors}", flush=True)
     if "merger" in report:
         m = report["merger"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
@@ -415,5 +431,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if storage.exists(metrics_csv):  # evaluating a run's model.pt: its training curves too
         written.append(storage.join(out, layout.CURVES_PNG))
         curves_from_csv(metrics_csv, written[-1])
-    _print_summary(report, written)
+    _print_summary(report, written, next((str(e) for e in preds[C.ERROR] if e is not None), None))
     return 0

@@ -94,12 +94,35 @@ def summarize_labels(ds, cfg: TrainConfig, workers: int) -> DataSummary:
         data_logger.setLevel(level)
 
 
+def _readable_rows(table, source: str):
+    """``table`` without the rows its reader could not read (a corrupt shard's row group), said in one line.
+
+    Those rows hold no pixels (their ``error`` names the shard and its rows) and
+    are left out of training; counting them as training rows would misstate the
+    split, and leaving them out unsaid would hide a damaged source.
+    """
+    if C.ERROR not in table.columns:
+        return table
+    failed = ~ok_rows(table[C.ERROR].to_numpy(dtype=object))
+    if failed.any():
+        from collections import Counter
+
+        from galaxy_ray.errors import error_reason
+
+        errors = table[C.ERROR][failed].astype(str)
+        reasons = ", ".join(f"{r}: {k}" for r, k in Counter(map(error_reason, errors)).most_common())
+        runtime.say(f"galaxy-ray train: warning: {int(failed.sum())} rows of {source} cannot be read and are left "
+                    f"out of training ({reasons}); e.g. {errors.iloc[0]}")
+    return table[~failed].drop(columns=[C.ERROR]).reset_index(drop=True)
+
+
 def _summarize_labels(ds, cfg: TrainConfig, workers: int) -> DataSummary:
     columns = column_names(ds)
     if cfg.label not in columns:
         hint = "pass --label-column" if cfg.task == "classes" else "is it a labelled GZ2 source? pass --label-column"
         raise GalaxyRayError(f"{cfg.source}: no column {cfg.label!r} (columns: {', '.join(columns)}); {hint}")
-    table = ds.select_columns([C.OBJECT_ID, cfg.label]).to_pandas()
+    read = [C.OBJECT_ID, cfg.label] + ([C.ERROR] if C.ERROR in columns else [])
+    table = _readable_rows(ds.select_columns(read).to_pandas(), cfg.source)
     # The split, the checkpoint's validation and a catalog are all keyed by object_id.
     identity.refuse_duplicate_ids(table[C.OBJECT_ID].tolist(), cfg.source)
     present = label_present(table[cfg.label].to_numpy(dtype=object))

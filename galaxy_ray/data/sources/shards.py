@@ -1,8 +1,7 @@
 """Packed Parquet shards of the cutout table (what ``galaxy-ray pack`` writes).
 
-Reading streams them with Ray Data's Parquet reader
-(:func:`galaxy_ray.data.sources._common.read_parquet`) on the pyarrow filesystem
-of :mod:`galaxy_ray.io.storage`.  Repacking (``pack`` of a shards source) needs
+Reading streams them through Ray Data, one block per shard, on the pyarrow
+filesystem of :mod:`galaxy_ray.io.storage` (:func:`read_shards`).  Repacking (``pack`` of a shards source) needs
 the rows in a fixed order: the driver reads only the Parquet footers to count
 each file's rows, and workers read their slice back by file and row.
 
@@ -10,7 +9,8 @@ A shard whose footer is valid but whose data pages are corrupt (a bad copy, a
 truncated upload) is read row group by row group (:func:`read_shard`): the
 rows of a row group that cannot be read become rows with a null ``image`` and
 an ``error`` naming the shard and its rows, with their ids and positions when
-those columns can still be read, so one bad shard never stops a job.
+those columns can still be read, so one bad shard never stops a job:
+``infer``, ``pack``, ``train`` and ``evaluate`` all read shards this way.
 
 ``galaxy-ray pack --image-size N`` stores cutouts already resized for a model;
 its footers say so under ``galaxy_ray_pack`` -> ``pixels``
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from galaxy_ray.io import storage
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import CatalogColumns as C
-from galaxy_ray.data.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source, read_parquet
+from galaxy_ray.data.sources._common import CUTOUT_COLUMNS, CUTOUT_SCHEMA, Source
 from galaxy_ray.data.sources.identity import exact_float_ids
 from galaxy_ray.data.sources.listing import SourceListing, as_listing
 
@@ -235,7 +235,8 @@ def read_shard(uri: str, columns: Sequence[str] | None = None) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def read_shards(shards: Sequence[str], columns: Sequence[str] | None = None, **read_args):
+def read_shards(shards: Sequence[str], columns: Sequence[str] | None = None, *, tag_path: bool = True,
+                conformed: bool = False, **read_args):
     """The rows of packed shards as a Ray Dataset, one block per shard, a bad row group as error rows.
 
     Parameters
@@ -243,8 +244,12 @@ def read_shards(shards: Sequence[str], columns: Sequence[str] | None = None, **r
     shards : sequence of str
         Shard URIs (local or ``s3://``, all on one filesystem).
     columns : sequence of str, optional
-        Columns to read; an ``error`` column and ``path`` (the shard's path
-        without its scheme, as ``include_paths`` gives it) are always added.
+        Columns to read; an ``error`` column is always added.
+    tag_path : bool
+        Add ``path``: the shard's path without its scheme, as ``include_paths`` gives it (``infer``
+        keys its progress by it).
+    conformed : bool
+        Give the cutout table's columns and types first (:func:`conform`), as :meth:`Shards.dataset` does.
     **read_args
         For ``ray.data.read_datasource`` (``num_cpus``, ``concurrency``, ``compute``...).
 
@@ -254,18 +259,22 @@ def read_shards(shards: Sequence[str], columns: Sequence[str] | None = None, **r
     """
     import ray.data
 
-    return ray.data.read_datasource(_datasource(list(shards), columns), override_num_blocks=len(shards),
-                                    **read_args)
+    return ray.data.read_datasource(_datasource(list(shards), columns, tag_path, conformed),
+                                    override_num_blocks=len(shards), **read_args)
 
 
-def _read_task_fn(uri: str, columns: Sequence[str] | None):
+def _read_task_fn(uri: str, columns: Sequence[str] | None, tag_path: bool, conformed: bool):
     def read():
         table = read_shard(uri, columns)
-        yield table.append_column("path", pa.array([storage.strip_scheme(uri)] * table.num_rows, pa.string()))
+        if conformed:
+            table = conform(table)
+        if tag_path:
+            table = table.append_column("path", pa.array([storage.strip_scheme(uri)] * table.num_rows, pa.string()))
+        yield table
     return read
 
 
-def _datasource(shards: list[str], columns: Sequence[str] | None):
+def _datasource(shards: list[str], columns: Sequence[str] | None, tag_path: bool = True, conformed: bool = False):
     """A ``ray.data.Datasource`` over ``shards`` (defined here so that importing this module needs no Ray)."""
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
@@ -279,7 +288,7 @@ def _datasource(shards: list[str], columns: Sequence[str] | None):
 
         def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                            data_context=None) -> list:
-            return [ReadTask(_read_task_fn(uri, columns),
+            return [ReadTask(_read_task_fn(uri, columns, tag_path, conformed),
                              BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=(uri,)),
                              per_task_row_limit=per_task_row_limit)
                     for uri in shards]
@@ -303,11 +312,15 @@ class Shards(Source):
         check_shard_ids(self.files)
 
     def dataset(self, rows_per_block: int = 64):
-        fs, _ = storage.pyarrow_filesystem(self.files[0])
-        paths = [storage.strip_scheme(f) for f in self.files]
-        return read_parquet(paths, fs, file_extensions=None).map_batches(
-            conform, batch_format="pyarrow", batch_size=None
-        )
+        """The cutout table, one block per shard, read row group by row group (:func:`read_shards`).
+
+        Training and evaluation read shards this way, as ``infer`` and ``pack``
+        do: the rows of a row group whose data pages are corrupt become rows
+        with a null ``image`` and an ``error`` naming the shard and its rows
+        (training leaves them out and says how many; evaluation counts them
+        as errors), instead of one unreadable page stopping the whole job.
+        """
+        return read_shards(self.files, tag_path=False, conformed=True)
 
     def metadata(self) -> pd.DataFrame:
         counts = []
