@@ -134,3 +134,53 @@ def test_pack_of_shards_with_a_broken_footer_stops_in_one_line_naming_it(tmp_pat
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"galaxy-ray: error: {uris[1]}: not a readable Parquet shard (")
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- issue 33, section 3: train and evaluate
+
+
+def _corrupt_source(tmp_path, write_shards, column: str) -> tuple[str, list[str], pa.Table]:
+    """Three shards of 10 labelled galaxies; ``column``'s chunk of the second one corrupt."""
+    table = synthetic_table(30, size=SIZE, seed=9)
+    uris = write_shards(table, str(tmp_path / "shards"), 10)
+    _corrupt(uris[1], column)
+    return str(tmp_path / "shards"), uris, table
+
+
+@pytest.mark.parametrize("column", [C.IMAGE, C.VOTES])  # the issue's case (image pages); a variant: the label's
+def test_training_leaves_a_corrupt_row_group_out_in_one_line(ray_cluster, tmp_path, write_shards, capsys, column):
+    from galaxy_ray.train import config_from_args, plan_run
+    from galaxy_ray.train.data import build_datasets
+
+    source, uris, table = _corrupt_source(tmp_path, write_shards, column)
+    cfg = config_from_args(["--source", source, "--image-size", str(SIZE), "--workers", "1", "--bn-samples", "0",
+                            "--val-fraction", "0.3", "--storage", str(tmp_path / "runs")])
+    plan = plan_run(cfg)  # HEAD: OSError from pyarrow inside a Ray task, a traceback of 76 lines
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "cannot be read" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"galaxy-ray train: warning: 10 rows of {source} cannot be read and are left out "
+                                  f"of training (unreadable Parquet data: 10); e.g. {uris[1]}: unreadable Parquet "
+                                  "data (rows 0-9, row group 0: ")
+    assert plan.summary.n_train + plan.summary.n_val == 20  # the 20 galaxies of the good shards
+    datasets = build_datasets(plan.ds, cfg, plan.class_index, plan.spec.preprocess, plan.summary.n_train)
+    assert datasets["train"].count() == plan.summary.n_train and datasets["val"].count() == plan.summary.n_val
+
+
+def test_evaluate_counts_a_corrupt_row_group_as_error_rows_naming_the_shard(ray_cluster, tmp_path, write_shards,
+                                                                            tiny_checkpoint, capsys):
+    from galaxy_ray.cli import main as cli_main
+
+    source, uris, _ = _corrupt_source(tmp_path, write_shards, C.IMAGE)
+    checkpoint = tiny_checkpoint(str(tmp_path / "model.pt"), size=SIZE)
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", checkpoint, source, "--out", str(out)]) == 0  # HEAD: 2, after 148 lines
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["rows"] == 20 and report["error_rows"] == 10
+    assert report["errors_by_reason"] == {"unreadable Parquet data": 10}
+    lines = [line for line in capsys.readouterr().out.splitlines() if "left out of these metrics" in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "galaxy-ray evaluate: warning: 10 rows could not be read or decoded and are left out of these metrics "
+        f"(unreadable Parquet data: 10); e.g. {uris[1]}: unreadable Parquet data (rows 0-9, row group 0: ")
+    predictions = pq.read_table(out / "predictions.parquet").to_pandas()
+    assert len(predictions) == 30  # every row is accounted for, the unreadable ones with NaN predictions
+    assert int(predictions["y_pred"].map(lambda v: bool(np.isnan(v).all())).sum()) == 10

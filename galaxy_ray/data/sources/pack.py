@@ -59,7 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from galaxy_ray import runtime
-from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.errors import GalaxyRayError, os_error_line
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.progress import Progress
 from galaxy_ray.schema import CatalogColumns as C
@@ -147,6 +147,21 @@ class _ShardWriter:
         self.pixels = pixels
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """One result row per shard published, or one row whose ``error`` says why writing failed.
+
+        A failure to write (a full disk, no permission) or a :class:`GalaxyRayError`
+        goes back to the driver as one line in ``error``, not as an exception: raised
+        in this Ray task, it would reach the user as a Ray traceback of 46 lines.
+        """
+        try:
+            return self._write(batch)
+        except GalaxyRayError as exc:
+            failed = str(exc)
+        except OSError as exc:
+            failed = os_error_line(exc)
+        return pd.DataFrame({"shard": [-1], "rows": [0], "not_images": [0], "error": [failed]})
+
+    def _write(self, batch: pd.DataFrame) -> pd.DataFrame:
         done = []
         for k, rows in batch.groupby(_SHARD, sort=False):
             k = int(k)
@@ -166,7 +181,7 @@ class _ShardWriter:
             storage.write_bytes_atomic(storage.join(self.out, layout.part_name(k)), sink.getvalue().to_pybytes())
             done.append((k, table.num_rows, refused))
         return pd.DataFrame({"shard": [d[0] for d in done], "rows": [d[1] for d in done],
-                             "not_images": [d[2] for d in done]})
+                             "not_images": [d[2] for d in done], "error": [None] * len(done)})
 
 
 def _check_plan(out: str, plan: dict, existing: set[int]) -> None:
@@ -301,6 +316,9 @@ def _write_shards(src: Source, meta: pd.DataFrame, todo: list[int], out: str, ro
     written = not_images = 0
     with Progress(len(todo), "pack", "shards", enabled=verbose) as progress:
         for row in results.iter_rows():
+            if row["error"] is not None and row["error"] == row["error"]:  # not None nor NaN
+                kept = f" ({written} of {len(todo)} shards written; a rerun keeps them)" if written else ""
+                raise GalaxyRayError(f"{row['error']}{kept}")
             written += 1
             not_images += int(row["not_images"])
             progress.update(1)
