@@ -18,11 +18,11 @@ from torch import nn
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import layout, storage
 from galaxy_ray.model.nets import GalaxyNet, unwrap
-from galaxy_ray.model.spec import ModelSpec
+from galaxy_ray.model.spec import DAMAGED, ModelSpec, described, check_spec_dict
 from galaxy_ray.model.torchfile import CHECKPOINT_FORMAT, read_torch
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "checkpoint_bytes", "checkpoint_spec", "save_checkpoint",
-           "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "check_payload", "checkpoint_bytes", "checkpoint_spec",
+           "save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_VERSION = 2
 
@@ -69,7 +69,23 @@ def _read_payload(uri: str) -> dict:
         raise GalaxyRayError(f"{uri}: not a galaxy-ray checkpoint (expected model.pt written by `galaxy-ray train`)")
     if int(obj.get("version", 0)) > CHECKPOINT_VERSION:
         raise GalaxyRayError(f"{uri}: checkpoint version {obj['version']} is newer than this galaxy-ray; upgrade it")
+    check_payload(obj, uri)
     return obj
+
+
+def check_payload(obj: Mapping[str, Any], uri: str) -> None:
+    """Refuse a checkpoint whose spec or ``extra`` has a key of the wrong type, in one line naming it.
+
+    Raises
+    ------
+    GalaxyRayError
+        As :func:`galaxy_ray.model.spec.check_spec_dict`, or an ``extra`` that is not a mapping.
+    """
+    check_spec_dict(obj.get("spec"), f"{uri}: model spec")
+    extra = obj.get("extra", {})
+    if not isinstance(extra, Mapping):
+        raise GalaxyRayError(f"{uri}: key 'extra' is {described(extra)}; expected a mapping (the training run's "
+                             f"epoch, metrics, split, merger threshold ...): {DAMAGED}")
 
 
 def _network(spec: ModelSpec, state: Mapping[str, torch.Tensor], uri: str) -> GalaxyNet:

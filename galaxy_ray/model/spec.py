@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
+
 from galaxy_ray import schema
 from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.errors import GalaxyRayError
 
-__all__ = ["ARCHS", "TASKS", "ModelSpec"]
+__all__ = ["ARCHS", "TASKS", "ModelSpec", "check_spec_dict"]
 
 #: Supported torchvision architectures -> name of their ImageNet weights enum.
 ARCHS: dict[str, str] = {
@@ -33,6 +35,105 @@ ARCHS: dict[str, str] = {
     "resnet50": "ResNet50_Weights",
 }
 TASKS = ("gz2", "votes", "classes")
+
+
+#: What a stored spec's damage means, and what to do (the end of every refusal of a stored spec).
+DAMAGED = ("a damaged checkpoint, or one not written by `galaxy-ray train`; retrain, or use the model.pt a "
+           "training run published")
+
+
+def described(value: Any) -> str:
+    """A stored value as a refusal shows it: its repr, cut at 60 characters, and its type in words.
+
+    The repr is bounded before it is built (:mod:`reprlib`): a pickle, like YAML,
+    can share one list many times over, and a full repr of it would not fit in memory.
+    """
+    import reprlib
+
+    short = reprlib.Repr()  # Python 3.11's takes no keywords
+    short.maxlevel, short.maxstring, short.maxother = 3, 50, 50
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 6
+    kind = ("null" if value is None else "a boolean" if isinstance(value, bool) else "a mapping"
+            if isinstance(value, Mapping) else f"a {type(value).__name__}")
+    text = short.repr(value)
+    text = f"{text[:57]}..." if len(text) > 60 else text
+    return text if value is None else f"{text} ({kind})"
+
+
+def _refuse(where: str, key: str, value: Any, expected: str) -> GalaxyRayError:
+    return GalaxyRayError(f"{where}: key '{key}' is {described(value)}; expected {expected}: {DAMAGED}")
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _check_preprocess(d: Any, where: str) -> None:
+    if not isinstance(d, Mapping):
+        raise _refuse(where, "preprocess", d, "a mapping with image_size (whole pixels) and crop_fraction")
+    if "image_size" not in d:
+        raise GalaxyRayError(f"{where}: key 'preprocess' is {described(dict(d))} without image_size; expected "
+                             f"a mapping with image_size (whole pixels) and crop_fraction: {DAMAGED}")
+    if not _is_whole(d["image_size"]):
+        raise _refuse(where, "preprocess.image_size", d["image_size"], "a whole number of pixels")
+    if "crop_fraction" in d and not _is_number(d["crop_fraction"]):
+        raise _refuse(where, "preprocess.crop_fraction", d["crop_fraction"], "a number between 0.1 and 1")
+
+
+def _check_calibration(d: Any, where: str) -> None:
+    if d is None:
+        return
+    if not isinstance(d, Mapping):
+        raise _refuse(where, "calibration", d, "a mapping of the fitted maps (probabilities, merger) or null")
+    for part in ("probabilities", "merger"):
+        if d.get(part) is not None and not isinstance(d[part], Mapping):
+            raise _refuse(where, f"calibration.{part}", d[part], "a mapping (a fitted map's method and "
+                                                                  "parameters) or null")
+
+
+def check_spec_dict(d: Any, where: str = "model spec") -> None:
+    """Refuse a stored spec whose keys are missing or of the wrong type, in one line naming the key.
+
+    Stored specs come from files (checkpoints); a value of the wrong type would
+    otherwise fail deep inside the code that uses it, as a traceback.  Keys this
+    function does not know are left alone (a newer field is checked where it is read).
+
+    Parameters
+    ----------
+    d : Any
+        The stored spec (:meth:`ModelSpec.to_dict`'s form).
+    where : str
+        What holds it, for the message (``"<checkpoint>: model spec"``).
+
+    Raises
+    ------
+    GalaxyRayError
+        ``d`` is not a mapping, lacks ``arch``, ``task``, ``output_names`` or
+        ``preprocess``, or holds a key of the wrong type: the message names the
+        key, its value and the type expected.
+    """
+    if not isinstance(d, Mapping):
+        raise GalaxyRayError(f"{where}: is {described(d)}; expected a mapping of arch, task, output_names, "
+                             f"preprocess, ...: {DAMAGED}")
+    missing = [key for key in ("arch", "task", "output_names", "preprocess") if key not in d]
+    if missing:
+        raise GalaxyRayError(f"{where} without {', '.join(missing)}: {DAMAGED}")
+    for key, expected in (("arch", f"a string, one of {', '.join(ARCHS)}"),
+                          ("task", f"a string, one of {', '.join(TASKS)}")):
+        if not isinstance(d[key], str):
+            raise _refuse(where, key, d[key], expected)
+    names = d["output_names"]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise _refuse(where, "output_names", names, "a list of strings (the outputs' names, in order)")
+    _check_preprocess(d["preprocess"], where)
+    for key in ("merger", "tree"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise _refuse(where, key, d[key], "a string or null")
+    _check_calibration(d.get("calibration"), where)
 
 
 @dataclass
@@ -158,12 +259,10 @@ class ModelSpec:
         Raises
         ------
         GalaxyRayError
-            ``d`` lacks one of ``arch``, ``task``, ``output_names``, ``preprocess``.
+            ``d`` lacks one of ``arch``, ``task``, ``output_names``, ``preprocess``,
+            or holds a key of the wrong type (:func:`check_spec_dict`).
         """
-        missing = [key for key in ("arch", "task", "output_names", "preprocess") if key not in d]
-        if missing:
-            raise GalaxyRayError(f"model spec without {', '.join(missing)}: a damaged checkpoint, or one not written "
-                                 "by `galaxy-ray train`; retrain, or use the model.pt a training run published")
+        check_spec_dict(d)
         return cls(d["arch"], d["task"], list(d["output_names"]), PreprocessConfig.from_dict(d["preprocess"]),
                    d.get("merger"), d.get("calibration"), d.get("tree"))
 
