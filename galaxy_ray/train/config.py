@@ -17,11 +17,17 @@ from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.merger.truth import MERGER_VOTE_CUT
 from galaxy_ray.train.cache import CACHE_CHOICES
 from galaxy_ray.train.scaling import AUTO, parse_workers
+from galaxy_ray.train.yaml_bounds import bounded_yaml
 
-__all__ = ["TrainConfig", "build_parser", "config_from_args", "load_config_file", "validate"]
+__all__ = ["TrainConfig", "build_parser", "check_types", "coerce_option", "config_from_args", "load_config_file",
+           "validate"]
 
 #: Keys a ``--config`` file may use for an option whose flag was renamed.
 CONFIG_ALIASES = {"use_gpu": "gpu"}
+#: Largest ``--config`` file read, bytes (a file of options is a few hundred).
+MAX_CONFIG_BYTES = 1 << 20
+#: Most values a ``--config`` file may hold once its YAML aliases are expanded (a "billion laughs" has 9**9).
+MAX_CONFIG_VALUES = 10_000
 
 
 @dataclass
@@ -126,6 +132,85 @@ def _threshold(value: Any) -> float | str:
     return t
 
 
+def _kinds(name: str) -> set[str]:
+    """The types an option's annotation allows (``"int | None"`` -> ``{"int", "None"}``)."""
+    annotation = {f.name: f.type for f in fields(TrainConfig)}[name]
+    return {part.strip() for part in str(annotation).split("|")}
+
+
+def _expected(kinds: set[str]) -> str:
+    words = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false"}
+    allowed = [words[k] for k in ("int", "float", "str", "bool") if k in kinds]
+    if "int" in kinds and "float" in kinds:
+        allowed.remove("a whole number")
+    return " or ".join(allowed + (["null"] if "None" in kinds else []))
+
+
+def _from_text(text: str, kinds: set[str]) -> Any:
+    """A number given as text (``"0.2"`` in YAML or JSON quotes), or None when it is not one."""
+    for kind, parse in (("int", int), ("float", float)):
+        if kind in kinds:
+            try:
+                return parse(text.strip())
+            except ValueError:
+                continue
+    return None
+
+
+def coerce_option(name: str, value: Any, where: str) -> Any:
+    """``value`` as option ``name``'s type, or a one-line refusal naming the option, the value and the type.
+
+    Whole numbers, numbers and strings are what the flags give; a ``--config``
+    file or the API can hand in anything, and a list, a mapping or a boolean
+    for a number (``val_fraction: [0.2]``, ``epochs: true``) would fail deep
+    inside training, or silently count as 1.
+
+    Parameters
+    ----------
+    name : str
+        A :class:`TrainConfig` field.
+    where : str
+        The option as the message names it (``--val-fraction``, ``--config f.yaml: val_fraction``).
+
+    Raises
+    ------
+    GalaxyRayError
+        A value of a type the option does not take.
+    """
+    from galaxy_ray.model.spec import described  # bounded: a value can be an alias bomb's shared list
+
+    kinds = _kinds(name)
+    if value is None and "None" in kinds:
+        return None
+    if name == "gpu" and isinstance(value, bool):  # YAML reads `use_gpu: true` as a boolean
+        return "yes" if value else "no"
+    if name == "class_weights" and isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)  # a YAML list of weights, in class order
+    if isinstance(value, bool):
+        if "bool" in kinds:
+            return value
+    elif isinstance(value, int) and ({"int", "float"} & kinds):
+        return value if "int" in kinds else float(value)
+    elif isinstance(value, float) and "float" in kinds:
+        return value
+    elif isinstance(value, float) and "int" in kinds and value.is_integer():
+        return int(value)
+    elif isinstance(value, (int, float)) and "str" in kinds:
+        return str(value)  # name: 2024
+    elif isinstance(value, str) and "str" in kinds:
+        return value
+    elif isinstance(value, str) and _from_text(value, kinds) is not None:
+        return _from_text(value, kinds)
+    raise GalaxyRayError(f"{where} {described(value)}: expected {_expected(kinds)}")
+
+
+def check_types(cfg: TrainConfig) -> None:
+    """Coerce every option of ``cfg`` to its type in place (:func:`coerce_option`, named by its flag)."""
+    for f in fields(TrainConfig):
+        setattr(cfg, f.name, coerce_option(f.name, getattr(cfg, f.name), "--" + f.name.replace("_", "-")))
+
+
 def _check_ranges(cfg: TrainConfig) -> None:
     if not 0.0 < float(cfg.val_fraction) < 1.0:
         raise GalaxyRayError(f"--val-fraction {cfg.val_fraction}: must be between 0 and 1")
@@ -163,6 +248,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     """
     from galaxy_ray.model import ARCHS, TASKS
 
+    check_types(cfg)
     if not cfg.source:
         raise GalaxyRayError("--source is required: a path or s3:// URI of labelled cutouts")
     if cfg.task not in TASKS:
@@ -263,22 +349,30 @@ def build_parser() -> argparse.ArgumentParser:
 def load_config_file(path: str) -> dict[str, Any]:
     """Options from a YAML or JSON file, keys as the flags (``-`` or ``_``).
 
+    Memory stays bounded whatever the file holds: it is read only up to
+    :data:`MAX_CONFIG_BYTES`, and YAML aliases may expand it to at most
+    :data:`MAX_CONFIG_VALUES` values (:func:`galaxy_ray.train.yaml_bounds.bounded_yaml`).
+
     Raises
     ------
     GalaxyRayError
-        Missing file, unparsable text, not a mapping, or an unknown option.
+        Missing or oversized file, unparsable text, an alias bomb, not a mapping, an
+        unknown option, or a value of the wrong type (naming the file and the key).
     """
     try:
+        fs, local = storage.fsspec_filesystem(path)
+        if fs.size(local) > MAX_CONFIG_BYTES:
+            raise GalaxyRayError(f"--config {path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; a file of options "
+                                 "is a few hundred bytes: is it the right file?")
         text = storage.read_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise GalaxyRayError(f"--config {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise GalaxyRayError(f"--config {path}: not UTF-8 text; give a YAML or JSON file of options") from None
     try:
-        if path.endswith(".json"):
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
+        data = json.loads(text) if path.endswith(".json") else bounded_yaml(text, f"--config {path}", MAX_CONFIG_VALUES)
+    except GalaxyRayError:
+        raise
     except Exception as exc:
         raise GalaxyRayError(f"--config {path}: not valid YAML/JSON ({one_line(exc)})") from None
     if not isinstance(data, dict):
@@ -290,7 +384,7 @@ def load_config_file(path: str) -> dict[str, Any]:
         k = CONFIG_ALIASES.get(k, k)
         if k not in known:
             raise GalaxyRayError(f"--config {path}: unknown option {key!r}")
-        out[k] = value
+        out[k] = coerce_option(k, value, f"--config {path}: {key}")
     return out
 
 
@@ -299,8 +393,4 @@ def config_from_args(argv: Sequence[str] | None) -> TrainConfig:
     args = build_parser().parse_args(argv)
     values = load_config_file(args.config) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
-    if isinstance(values.get("class_weights"), list):
-        values["class_weights"] = ",".join(str(v) for v in values["class_weights"])
-    if isinstance(values.get("gpu"), bool):  # YAML reads `use_gpu: true` as a boolean
-        values["gpu"] = "yes" if values["gpu"] else "no"
     return validate(TrainConfig(**values))
