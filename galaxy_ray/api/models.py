@@ -197,8 +197,12 @@ def infer(checkpoint: str, source: str, out: str, *, batch_size: int = 64, tta: 
         Bad options, a missing checkpoint or source, an ``out`` holding another
         run's catalog (without ``overwrite``), or a stream that ended early.
     """
+    from galaxy_ray.infer.options import check_decode_tasks, check_num_actors
     from galaxy_ray.infer.run import run_inference
 
+    for key, check in (("num_actors", check_num_actors), ("decode_tasks", check_decode_tasks)):
+        if key in options:
+            options[key] = check(options[key], f"infer(): {key}")
     if rows_per_file is not None:
         options["rows_per_file"] = int(rows_per_file)
     return run_inference(str(checkpoint), str(source), str(out), format=format, batch_size=batch_size, tta=tta,

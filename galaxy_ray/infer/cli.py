@@ -8,23 +8,12 @@ from typing import Sequence
 
 from galaxy_ray import catalog, runtime
 from galaxy_ray.data import sources
+from galaxy_ray.infer.options import check_decode_tasks, check_num_actors
 from galaxy_ray.infer.plan import DEFAULT_ROWS_PER_FILE
 from galaxy_ray.infer.run import run_inference
 from galaxy_ray.merger.operating import parse_threshold
 
 __all__ = ["build_parser", "main"]
-
-
-def _actors_arg(text: str) -> int | tuple[int, int]:
-    try:
-        parts = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give N or MIN,MAX") from None
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2 and 1 <= parts[0] <= parts[1]:
-        return tuple(parts)
-    raise argparse.ArgumentTypeError(f"{text!r}: give N or MIN,MAX with 1 <= MIN <= MAX")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "chose on its validation split) or a number")
     p.add_argument("--merger-precision", type=float, default=None,
                    help="with auto: the lowest threshold whose validation precision reaches this")
-    p.add_argument("--num-actors", type=_actors_arg, default=None,
+    p.add_argument("--num-actors", default=None, metavar="N|MIN,MAX",
                    help="model actors: N or MIN,MAX (default one per GPU, or one per 4 CPUs)")
     runtime.add_gpu_argument(p, "one GPU per model actor")
     p.add_argument("--hats", nargs="?", const="", metavar="DIR",
@@ -80,12 +69,14 @@ def _write_hats(out: str, dest: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray infer`` and ``jobs/infer.py``."""
     args = build_parser().parse_args(argv)
+    # checked here, not as argparse types, so that a bad value is one line like every other refusal
+    num_actors, decode_tasks = check_num_actors(args.num_actors), check_decode_tasks(args.decode_tasks)
     runtime.set_verbosity(args.verbose)
     summary = run_inference(
         args.checkpoint, args.source, args.out, format=args.format, batch_size=args.batch_size,
         rows_per_file=args.rows_per_file, tta=args.tta, merger_threshold=args.merger_threshold,
         merger_precision=args.merger_precision,
-        num_actors=args.num_actors, use_gpu=args.gpu, decode_tasks=args.decode_tasks,
+        num_actors=num_actors, use_gpu=args.gpu, decode_tasks=decode_tasks,
         source_options=sources.source_options(args), overwrite=args.overwrite, log=lambda s: print(s, flush=True),
         embeddings=args.embeddings, embedding_sample=args.embedding_sample,
     )
