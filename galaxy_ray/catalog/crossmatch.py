@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from typing import Sequence
 
@@ -32,6 +33,7 @@ from galaxy_ray.catalog.hats import hats_upath, is_hats_listing
 from galaxy_ray.catalog.output import write_table
 from galaxy_ray.catalog.query import check_columns, split_list
 from galaxy_ray.catalog.scan import Catalog, as_catalog
+from galaxy_ray.catalog.write import METADATA_KEY
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
@@ -198,7 +200,10 @@ def crossmatch(catalog: Catalog | str, other: str, radius_arcsec: float = 1.0,
     -------
     pyarrow.Table
         One row per pair: the kept columns and ``separation_arcsec``, sorted
-        by ``object_id`` then separation.
+        by ``object_id`` then separation.  Its schema metadata holds the
+        morphology catalog's provenance (key ``galaxy_ray``: checkpoint SHA-256,
+        merger threshold and its validation rates ...), as the catalog's files
+        do, since the pairs carry its ``p_merger`` and ``is_merger``.
 
     Raises
     ------
@@ -222,7 +227,12 @@ def crossmatch(catalog: Catalog | str, other: str, radius_arcsec: float = 1.0,
         raise GalaxyRayError(f"cross-match failed: {one_line(exc)}") from None
     df = matched.reset_index(drop=True).rename(columns={"_dist_arcsec": SEPARATION})
     df = df.sort_values([C.OBJECT_ID, SEPARATION], kind="stable").reset_index(drop=True)
-    return pa.Table.from_pandas(df, preserve_index=False)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if not cat.provenance:
+        return table
+    meta = dict(table.schema.metadata or {})
+    meta[METADATA_KEY.encode()] = json.dumps(cat.provenance, sort_keys=True, default=str).encode()
+    return table.replace_schema_metadata(meta)
 
 
 def crossmatch_main(argv: Sequence[str] | None = None) -> int:
@@ -236,13 +246,19 @@ def crossmatch_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--other-ra", help="the other catalog's RA column (default: ra, RAJ2000, ...)")
     p.add_argument("--other-dec", help="the other catalog's Dec column (default: dec, DEJ2000, ...)")
     p.add_argument("--neighbors", type=int, default=1, help="most matches per galaxy, nearest first (default 1)")
-    p.add_argument("--out", help="write the pairs to a .csv, .parquet, .fits or .vot file (local or s3://)")
+    p.add_argument("--out", help="write the pairs to a .csv, .parquet, .fits or .vot file (local or s3://); "
+                                 "Parquet, FITS and VOTable keep the catalog's provenance, as query --out does")
     p.add_argument("--max-print", type=int, default=20, help="rows shown on the terminal (default 20)")
     args = p.parse_args(argv)
-    table = crossmatch(args.catalog, args.other, args.radius, columns=args.columns, other_columns=args.other_columns,
+    cat = as_catalog(args.catalog)
+    table = crossmatch(cat, args.other, args.radius, columns=args.columns, other_columns=args.other_columns,
                        n_neighbors=args.neighbors, other_ra=args.other_ra, other_dec=args.other_dec)
     if args.out:
-        fmt = write_table(table, args.out)
+        # the pairs carry the catalog's p_merger and is_merger: its provenance (checkpoint SHA-256, threshold
+        # and its validation rates) goes with them into Parquet, FITS and VOTable outputs, as query's does
+        asked = {"catalog": args.catalog, "crossmatch": args.other, "radius": args.radius,
+                 "neighbors": args.neighbors}
+        fmt = write_table(table, args.out, provenance=cat.provenance, query=asked)
         print(f"wrote {table.num_rows} pairs to {args.out} ({fmt})")
     else:
         print_rows(table, args.max_print)
