@@ -24,38 +24,75 @@ def _npy_bytes(cutout: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _array_rows(images: np.ndarray, ids: Sequence[str] | None) -> dict[str, np.ndarray]:
-    """Cutout-table rows for (N, H, W, 3) uint8 cutouts, each as the ``.npy`` bytes the decoder reads."""
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise GalaxyRayError(f"images: an array of shape {images.shape} ({images.dtype}); predict takes "
-                             "uint8 cutouts of shape (N, H, W, 3), or a list of image files")
-    names = [str(i) for i in (range(len(images)) if ids is None else ids)]
-    if len(names) != len(images):
-        raise GalaxyRayError(f"ids: {len(names)} ids for {len(images)} cutouts; give one id per cutout")
-    data = np.empty(len(images), dtype=object)
-    data[:] = [_npy_bytes(c) for c in images]
-    return {C.OBJECT_ID: np.array(names, dtype=object), C.IMAGE: data,
-            C.SOURCE: np.array([f"images[{i}]" for i in range(len(images))], dtype=object)}
+#: What ``images`` may be, for the messages that refuse anything else.
+_TAKES = ("predict takes uint8 cutouts of shape (N, H, W, 3) or (H, W, 3) (a NumPy array or torch tensor), "
+          "an image file's path, or a list of either")
 
 
-def _file_rows(images: Sequence[str], ids: Sequence[str] | None) -> dict[str, np.ndarray]:
-    """Cutout-table rows for image files (None bytes where a file cannot be read: decoding reports it)."""
-    uris = [str(u) for u in images]
-    names = [os.path.basename(u) for u in uris] if ids is None else [str(i) for i in ids]
-    if len(names) != len(uris):
-        raise GalaxyRayError(f"ids: {len(names)} ids for {len(uris)} images; give one id per image")
-    data = np.empty(len(uris), dtype=object)
-    for i, uri in enumerate(uris):
-        try:
-            data[i] = storage.read_bytes(uri)
-        except (FileNotFoundError, OSError):
-            data[i] = None
-    return {C.OBJECT_ID: np.array(names, dtype=object), C.IMAGE: data, C.SOURCE: np.array(uris, dtype=object)}
+def _as_array(image):
+    """A torch tensor as its NumPy array (on the CPU), anything else as it is."""
+    if type(image).__module__.split(".")[0] == "torch" and hasattr(image, "detach"):
+        return image.detach().cpu().numpy()
+    return image
 
 
-def predict(checkpoint: str, images: np.ndarray | Sequence[str], *, ids: Sequence[str] | None = None,
-            tta: bool = False, merger_threshold: float | str = "auto", merger_precision: float | None = None,
-            batch_size: int = 256, device: str = "cpu") -> pd.DataFrame:
+def _check_cutout(image: np.ndarray, where: str, dims: int) -> None:
+    """Refuse anything but uint8 RGB: ``dims`` 4 for (N, H, W, 3), 3 for one (H, W, 3) cutout."""
+    if image.ndim != dims or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise GalaxyRayError(f"{where}: an array of shape {image.shape} ({image.dtype}); {_TAKES}")
+
+
+def _items(images) -> list:
+    """``images`` as a list of cutouts, each a path (str or PathLike) or a (H, W, 3) uint8 array.
+
+    A single path is one cutout, not a sequence of characters; an (N, H, W, 3)
+    array or tensor is N cutouts; a single (H, W, 3) one is one cutout.
+    """
+    if isinstance(images, (str, os.PathLike)):
+        return [images]
+    images = _as_array(images)
+    if isinstance(images, np.ndarray):
+        _check_cutout(images, "images", 3 if images.ndim == 3 else 4)
+        return [images] if images.ndim == 3 else list(images)
+    if isinstance(images, (bytes, bytearray, dict)) or not hasattr(images, "__iter__"):
+        raise GalaxyRayError(f"images: a value of type {type(images).__name__}; {_TAKES}")
+    return [_as_array(item) for item in images]
+
+
+def _cutout_rows(images, ids: Sequence[str] | None) -> dict[str, np.ndarray]:
+    """Cutout-table rows, one per cutout in input order: a file's bytes (None where it cannot be read: decoding
+    reports it), or an array as the ``.npy`` bytes the decoder reads.
+
+    Default ids: a file's name, or an array's position in the input (``"0"`` ...), never its text.
+    """
+    items = _items(images)
+    names, data, sources = [], np.empty(len(items), dtype=object), []
+    for k, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            uri = os.fspath(item)
+            names.append(os.path.basename(uri.rstrip("/")))
+            sources.append(uri)
+            try:
+                data[k] = storage.read_bytes(uri)
+            except (FileNotFoundError, OSError):
+                data[k] = None
+        elif isinstance(item, np.ndarray):
+            _check_cutout(item, f"images[{k}]", 3)
+            names.append(str(k))
+            sources.append(f"images[{k}]")
+            data[k] = _npy_bytes(item)
+        else:
+            raise GalaxyRayError(f"images[{k}]: a value of type {type(item).__name__}; {_TAKES}")
+    if ids is not None:
+        names = [str(i) for i in ids]
+        if len(names) != len(items):
+            raise GalaxyRayError(f"ids: {len(names)} ids for {len(items)} cutouts; give one id per cutout")
+    return {C.OBJECT_ID: np.array(names, dtype=object), C.IMAGE: data, C.SOURCE: np.array(sources, dtype=object)}
+
+
+def predict(checkpoint: str, images: np.ndarray | str | os.PathLike | Sequence, *,
+            ids: Sequence[str] | None = None, tta: bool = False, merger_threshold: float | str = "auto",
+            merger_precision: float | None = None, batch_size: int = 256, device: str = "cpu") -> pd.DataFrame:
     """Classify a few cutouts in this process (no Ray): image files, or cutouts already in memory.
 
     Each cutout is decoded, resized and cropped exactly as ``infer`` does
@@ -66,13 +103,15 @@ def predict(checkpoint: str, images: np.ndarray | Sequence[str], *, ids: Sequenc
     ----------
     checkpoint : str
         ``model.pt`` or its run directory, path or ``s3://``.
-    images : numpy.ndarray or sequence of str
+    images : numpy.ndarray, torch.Tensor, str, os.PathLike or a sequence of these
         uint8 cutouts of shape (N, H, W, 3), RGB in [0, 255], any side H = W
-        (resized to the model's input size); or JPEG / PNG / FITS / ``.npy``
-        files, paths or ``s3://``.
+        (resized to the model's input size), as a NumPy array or a torch
+        tensor, or one cutout of shape (H, W, 3); or a JPEG / PNG / FITS /
+        ``.npy`` file, path or ``s3://`` (one path is one cutout); or a list
+        of any of these, one cutout each.
     ids : sequence of str, optional
-        ``object_id`` of each cutout (default: the file names, or ``"0"`` ...
-        ``"N-1"`` for an array).
+        ``object_id`` of each cutout (default: a file's name, or an array's
+        position in the input, ``"0"`` ... ``"N-1"``).
     tta : bool
         Average over the 8 rotations and flips (adds ``p_merger_std`` and ``morphology_prob_std``).
     merger_threshold : "auto" or float
@@ -96,8 +135,9 @@ def predict(checkpoint: str, images: np.ndarray | Sequence[str], *, ids: Sequenc
     Raises
     ------
     GalaxyRayError
-        An unreadable checkpoint, an array of the wrong shape or type, a
-        threshold outside [0, 1], or ids that do not match the cutouts.
+        An unreadable checkpoint, an array of the wrong shape or type, an
+        item that is neither a path nor an array, a threshold outside [0, 1],
+        or ids that do not match the cutouts.
     """
     import pyarrow as pa
 
@@ -107,7 +147,7 @@ def predict(checkpoint: str, images: np.ndarray | Sequence[str], *, ids: Sequenc
 
     if int(batch_size) < 1:
         raise GalaxyRayError(f"batch_size {batch_size}: must be at least 1")
-    rows = _array_rows(images, ids) if isinstance(images, np.ndarray) else _file_rows(list(images), ids)
+    rows = _cutout_rows(images, ids)
     model = CatalogModel(layout.checkpoint_file(str(checkpoint)), tta=tta, device=device)
     model.rule = MergerRule.from_checkpoint(model.spec, model.predictor.extra, merger_threshold, merger_precision)
     n, parts = len(rows[C.OBJECT_ID]), []
