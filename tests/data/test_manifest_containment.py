@@ -69,7 +69,37 @@ def test_s3_keys_outside_the_manifest_prefix_are_found():
     paths = ["s3://b/survey/images/a.png", "s3://b/other/x.png", "/etc/passwd",
              "s3://b/survey/../other/x.png", "s3://b/surveyX/a.png", None, "s3://b/survey/deep/er/c.fits"]
     assert [(row, why) for row, _, why in outside_paths(paths, "s3://b/survey")] == [
-        (1, ""), (2, " (a local path)"), (3, ""), (4, "")]
+        (1, ""), (2, " (a local path)"), (3, DOTS), (4, "")]
+
+
+DOTS = " (an S3 key with a '..' part, which S3 reads literally, not as the folder above)"
+
+
+def test_s3_keys_with_dots_are_compared_as_s3_reads_them():
+    # issue 33: these normalise to a path inside the folder, but S3 reads the key as written: another object,
+    # or (the variant) another bucket altogether, since s3://x/../b/... is bucket x
+    paths = ["s3://b/other/../survey/a.png", "s3://x/../b/survey/a.png", "s3://b/survey/a/../b.png",
+             "s3://b/survey/./a.png", "s3://b/survey/..a.png"]
+    assert [(row, why) for row, _, why in outside_paths(paths, "s3://b/survey")] == [(0, DOTS), (1, DOTS), (2, DOTS)]
+
+
+def test_an_s3_manifest_naming_a_key_with_dots_is_refused_before_any_read(s3_bucket):
+    """Real S3 (moto on loopback): the literal key ``other/../survey/images/a.png`` is another object than
+    ``survey/images/a.png``; HEAD let the manifest name it and read that object into the cutout table."""
+    from galaxy_ray.io import storage
+
+    storage.write_bytes_atomic(f"{s3_bucket}/survey/images/a.png", noise_png(1))
+    path = f"{s3_bucket}/other/../survey/images/a.png"
+    storage.write_bytes_atomic(path, noise_png(2))  # the object S3 stores under the literal key
+    assert storage.read_bytes(path) == noise_png(2) != storage.read_bytes(f"{s3_bucket}/survey/images/a.png")
+    table = pd.DataFrame({"object_id": ["g0", "g1"], "path": ["images/a.png", path]}).to_csv(index=False)
+    storage.write_bytes_atomic(f"{s3_bucket}/survey/manifest.csv", table.encode())
+    with pytest.raises(GalaxyRayError) as err:
+        open_source(f"{s3_bucket}/survey").metadata()
+    assert str(err.value) == (
+        f"{s3_bucket}/survey/manifest.csv: row 2 of its 'path' column names {path}{DOTS}, outside the table's "
+        f"folder {s3_bucket}/survey; a table may name only files under its own folder: move the cutouts there, "
+        "or pass --allow-outside-paths if you trust this table")
 
 
 def test_pack_and_infer_refuse_before_any_work_and_name_the_flag(tree, capsys, tiny_checkpoint):

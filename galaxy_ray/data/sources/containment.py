@@ -11,15 +11,18 @@ read, naming the first such path, unless the user passes
 ``--allow-outside-paths`` (``allow_outside_paths=True``).
 
 Local paths are resolved as the operating system would (``os.path.realpath``
-of each file's folder, cached, and of the file itself when it is a symlink);
-``s3://`` keys have no symlinks, and ``..`` was already normalised when the
-path was resolved against the table's folder.
+of each file's folder, cached, and of the file itself when it is a symlink).
+``s3://`` keys are compared as written, because S3 reads them so: a key has no
+folders, and ``s3://b/other/../survey/a.png`` names the object whose key is
+literally ``other/../survey/a.png``, outside ``s3://b/survey/`` although it
+*normalises* to a path inside.  So an ``s3://`` path with a ``..`` part is
+outside (a relative path in an ``s3://`` table was already resolved against
+its folder, ``..`` and all, and is read as resolved).
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
 from typing import Sequence
 
 from galaxy_ray.errors import GalaxyRayError
@@ -37,11 +40,14 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def _remote_outside(path: str, folder: str) -> str | None:
-    """Why an ``s3://`` table's file is outside its folder (None when inside)."""
+    """Why an ``s3://`` table's file is outside its folder (None when inside), its key compared as S3 reads it."""
     if not storage.is_remote(path):
         return " (a local path)"
-    key = "s3://" + posixpath.normpath(storage.strip_scheme(path))
-    return None if _inside(key, folder) else ""
+    key = storage.strip_scheme(path)
+    if ".." in key.split("/"):
+        # never normalised: S3 would read the literal key, or another bucket (s3://x/../b/... is bucket x)
+        return " (an S3 key with a '..' part, which S3 reads literally, not as the folder above)"
+    return None if _inside("s3://" + key, folder) else ""
 
 
 class _LocalResolver:
