@@ -25,7 +25,7 @@ from galaxy_ray.catalog.metadata import portable_uri
 from galaxy_ray.data import sources
 from galaxy_ray.data.sources import identity
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.infer import pipeline, run_key
+from galaxy_ray.infer import options, pipeline, run_key
 from galaxy_ray.merger.calibration import describe
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.rule import MergerRule
@@ -88,9 +88,12 @@ def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: flo
     return prov
 
 
-def _check_options(batch_size: int) -> None:
+def _check_options(batch_size: int, num_actors, decode_tasks) -> tuple:
+    """The sizing options, checked in one line each (the CLI and ``api.infer`` check them too; this covers
+    a direct call); returns ``num_actors`` and ``decode_tasks`` as the pipeline takes them."""
     if batch_size < 1:
         raise GalaxyRayError(f"--batch-size {batch_size}: must be at least 1")
+    return options.check_num_actors(num_actors), options.check_decode_tasks(decode_tasks)
 
 
 def merger_rule(spec, extra: dict, merger_threshold: float | str, merger_precision: float | None,
@@ -300,7 +303,7 @@ def run_inference(
         :class:`galaxy_ray.io.lock.OutputLock`), or a stream that ended early.
     """
     t0 = time.perf_counter()
-    _check_options(batch_size)
+    num_actors, decode_tasks = _check_options(batch_size, num_actors, decode_tasks)
     checkpoint = layout.checkpoint_file(checkpoint)
     spec, extra = model_mod.checkpoint_spec(checkpoint)  # fail early on a bad checkpoint; actors load it
     rule = merger_rule(spec, extra, merger_threshold, merger_precision, log)

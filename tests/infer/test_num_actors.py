@@ -50,3 +50,14 @@ def test_the_api_refuses_in_one_line_before_any_work(tmp_path, tiny_checkpoint, 
         api.infer(checkpoint, str(tmp_path), str(out), **{key: value})
     assert str(err.value) == f"infer(): {key} {value!r}: {reason}"
     assert not out.exists()
+
+
+def test_a_direct_run_inference_call_checks_them_too(tmp_path):
+    """``run_inference`` called directly (a notebook, a script) refuses the same values in one line,
+    before it reads the checkpoint."""
+    from galaxy_ray.infer.run import run_inference
+
+    for kwargs, flag in (({"num_actors": 0}, "--num-actors 0"), ({"decode_tasks": -1}, "--decode-tasks -1")):
+        with pytest.raises(GalaxyRayError) as err:
+            run_inference(str(tmp_path / "missing.pt"), str(tmp_path), str(tmp_path / "out"), **kwargs)
+        assert str(err.value).startswith(flag) and "\n" not in str(err.value)
