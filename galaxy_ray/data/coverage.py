@@ -86,32 +86,40 @@ def data_mask(empty: np.ndarray, missing: np.ndarray, guard: int = 0) -> np.ndar
     return ~(missing | margin)
 
 
-def blank_reason(values: np.ndarray, has_data: np.ndarray) -> str | None:
+def blank_reason(values: np.ndarray, has_data: np.ndarray, scale: float = 1.0,
+                 channels_last: bool = False) -> str | None:
     """Why a cutout has no signal, or None when it has.
 
     Parameters
     ----------
     values : numpy.ndarray, shape (C, H, W)
-        The cutout's bands or colour channels, before any stretch.
+        The cutout's bands or colour channels, before any stretch (uint8 display
+        images stay uint8: no float copy of the cutout is made).
     has_data : numpy.ndarray of bool, shape (H, W)
         From :func:`data_mask`.
+    scale : float
+        Value of full white (255 for uint8 pixels): the reason names the value
+        as a fraction of it, as for float pixels in [0, 1].
+    channels_last : bool
+        ``values`` is (H, W, C), as decoded images are (gathering the pixels
+        with data from that layout reads memory in order).
 
     Returns
     -------
     str or None
         A short reason (it follows "no signal: ..." in an error message).
     """
-    finite = np.isfinite(values)
-    if not finite.any():
+    if values.dtype.kind == "f" and not np.isfinite(values).any():
         return "image is all NaN or infinite"
     coverage = float(has_data.mean())
     if coverage == 0.0:
         return "no pixel holds data (all zero, NaN or transparent)"
     if coverage < MIN_COVERAGE:
         return f"{coverage:.0%} of its pixels hold data; at least {MIN_COVERAGE:.0%} needed"
-    kept = values[:, has_data]
-    kept = kept[np.isfinite(kept)]
+    kept = values[has_data] if channels_last else values[:, has_data]
+    if values.dtype.kind == "f":
+        kept = kept[np.isfinite(kept)]
     if kept.size == 0 or kept.min() == kept.max():
-        value = float(kept[0]) if kept.size else float("nan")
+        value = float(kept[0]) / scale if kept.size else float("nan")
         return f"every pixel has the same value {value:g}"
     return None

@@ -12,8 +12,10 @@ Blank cutouts
 A cutout with no signal (blank, or outside the survey footprint: fewer than
 ``MIN_COVERAGE`` of its pixels hold data, or all of them one value; see
 :mod:`galaxy_ray.data.coverage`) is a :class:`BlankCutoutError`.  Every other
-cutout is a :class:`Cutout`: float32 (H, W, 3) pixels in [0, 1] and its
-coverage, the fraction of its pixels that hold data.  Band data (FITS,
+cutout is a :class:`Cutout`: its (H, W, 3) pixels and its coverage, the
+fraction of its pixels that hold data.  8-bit display images are tested and
+kept as uint8 (:func:`display_cutout`: no float copy of the cutout is made);
+fluxes are float32.  Band data (FITS,
 float ``.npy``) goes through astropy's Lupton et al. (2004) asinh colour
 stretch (:func:`lupton_rgb`), with the pixels without data set to black.
 """
@@ -85,7 +87,10 @@ class Cutout:
     Attributes
     ----------
     pixels : numpy.ndarray
-        float32 (H, W, 3) in [0, 1].
+        (H, W, 3): uint8 for an 8-bit display image (JPEG, PNG, TIFF, uint8
+        ``.npy``) as :func:`galaxy_ray.data.decode.decode_pixels` returns it,
+        else float32 in [0, 1] (what :func:`galaxy_ray.data.decode.decode_cutout`
+        returns for every cutout).
     coverage : float
         Fraction of the pixels that hold data (1.0 for a cutout inside the footprint).
     """
@@ -114,27 +119,62 @@ def check_size(axes: Sequence[int], name: str) -> None:
     )
 
 
-def _finish(values: np.ndarray, has_data: np.ndarray, name: str) -> float:
-    """Coverage of a cutout whose (C, H, W) ``values`` have signal; BlankCutoutError otherwise."""
-    reason = blank_reason(values, has_data)
+def _finish(values: np.ndarray, has_data: np.ndarray, name: str, scale: float = 1.0,
+            channels_last: bool = False) -> float:
+    """Coverage of a cutout whose (C, H, W) (or (H, W, C)) ``values`` have signal; BlankCutoutError otherwise."""
+    reason = blank_reason(values, has_data, scale, channels_last)
     coverage = float(has_data.mean())
     if reason is not None:
         raise BlankCutoutError(f"{name}: no signal: blank or outside the survey footprint ({reason})", coverage)
     return coverage
 
 
-def display_cutout(rgb: np.ndarray, missing: np.ndarray, name: str, lossy: bool = False) -> Cutout:
-    """A display image, float32 (H, W, 3) in [0, 1], whose ``missing`` pixels are not data.
+def _black_level(dtype: np.dtype, lossy: bool) -> float:
+    """Brightest value that counts as black fill: 0, or :data:`JPEG_BLACK` (12 of 255) for a lossy JPEG."""
+    if not lossy:
+        return 0
+    return round(JPEG_BLACK * 255) if dtype == np.uint8 else JPEG_BLACK
+
+
+def _channel_max(rgb: np.ndarray) -> np.ndarray:
+    """Brightest channel of each pixel, (H, W); two elementwise maxima run faster than a reduction over axis -1."""
+    return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+
+
+def _border_blank(rgb: np.ndarray, black: float) -> bool:
+    """True when a whole border row or column is black: only then can the cutout have a blank margin."""
+    return any(bool((_channel_max(line) <= black).all()) for line in (rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]))
+
+
+def display_cutout(rgb: np.ndarray, missing: np.ndarray, name: str, lossy: bool = False,
+                   guard: int = JPEG_BLOCK) -> Cutout:
+    """A display image, (H, W, 3) uint8 or float32 in [0, 1], whose ``missing`` pixels are not data.
 
     Black (fill candidates) is exact zero, or for a ``lossy`` JPEG at most
-    :data:`JPEG_BLACK` in every channel, with :data:`JPEG_BLOCK` pixels of
-    ringing beside a margin left out of the sky-floor test.
+    :data:`JPEG_BLACK` in every channel (12 of 255), with ``guard`` pixels of
+    ringing beside a margin left out of the sky-floor test (:data:`JPEG_BLOCK`
+    at full size; fewer on a JPEG decoded at a reduced scale).  The pixels are
+    kept as given (uint8 stays uint8).
+
+    A blank margin fills whole border rows or columns, so a cutout whose four
+    border lines each hold a non-black pixel, and with no transparent pixel, has
+    every pixel with data (coverage 1.0, the rule of
+    :mod:`galaxy_ray.data.coverage`, tested without a mask of the whole cutout):
+    only its extrema are then needed.
     """
-    if min(rgb.shape[:2]) < 2:
+    if rgb.ndim != 3 or min(rgb.shape[:2]) < 2:
         raise DecodeError(f"{name}: decoded image has shape {rgb.shape}; expected (H, W, 3) with H, W >= 2")
-    empty = (rgb.max(axis=-1) <= (JPEG_BLACK if lossy else 0.0)) | missing
-    has_data = data_mask(empty, missing, JPEG_BLOCK if lossy else 0)
-    coverage = _finish(rgb.transpose(2, 0, 1), has_data, name)
+    black = _black_level(rgb.dtype, lossy)
+    scale = 255.0 if rgb.dtype == np.uint8 else 1.0
+    if not missing.any() and not _border_blank(rgb, black):
+        low, high = rgb.min(), rgb.max()
+        if low == high:
+            raise BlankCutoutError(f"{name}: no signal: blank or outside the survey footprint (every pixel has "
+                                   f"the same value {float(low) / scale:g})", 1.0)
+        return Cutout(rgb, 1.0)
+    empty = (_channel_max(rgb) <= black) | missing
+    has_data = data_mask(empty, missing, guard if lossy else 0)
+    coverage = _finish(rgb, has_data, name, scale, channels_last=True)
     return Cutout(rgb, coverage)
 
 

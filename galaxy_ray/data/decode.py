@@ -4,7 +4,8 @@ Encodings are recognised from their magic bytes, never from a file name:
 
 * **JPEG, PNG, TIFF** through Pillow, in every mode Pillow opens.  8-bit
   modes (``1``, ``L``, ``P``, ``LA``, ``RGB``, ``RGBA``, ``CMYK``, ``YCbCr``...)
-  go through Pillow's RGB conversion and are divided by 255; 16-bit greyscale
+  go through Pillow's RGB conversion and stay uint8 (:func:`decode_pixels`;
+  :func:`decode_cutout` divides them by 255); 16-bit greyscale
   (``I;16*``, and ``I`` with values in 0..65535) is divided by 65535, so no
   value is clipped; 32-bit float (``F``) and wider integers are one band for
   the Lupton stretch.  Alpha is dropped, and alpha 0 marks a missing pixel.
@@ -37,6 +38,7 @@ import zlib
 import numpy as np
 
 from galaxy_ray.data.cutout import (
+    JPEG_BLOCK,
     MAX_BANDS,
     MAX_CUTOUT_SIDE,
     BlankCutoutError,
@@ -61,6 +63,7 @@ __all__ = [
     "detect_encoding",
     "image_encoding",
     "NOT_AN_IMAGE",
+    "decode_pixels",
     "decode_cutout",
     "decode_image",
     "lupton_rgb",
@@ -128,8 +131,16 @@ def image_encoding(data: bytes | None) -> str | None:
     return detect_encoding(head)
 
 
-def _open_pillow(data: bytes, name: str, kind: str):
-    """The opened and fully loaded Pillow image, its size checked before its pixels are decoded."""
+def _open_pillow(data: bytes, name: str, kind: str, draft: int | None = None):
+    """The opened and fully loaded Pillow image and the factor its sides were reduced by (1, 2, 4 or 8).
+
+    The size is checked before any pixel is decoded.
+
+    ``draft``: a JPEG is decoded at the smallest of 1/2, 1/4 or 1/8 of its
+    size (libjpeg's DCT scaling, Pillow's ``Image.draft``) whose sides stay at
+    least ``draft`` pixels; other formats, and a JPEG under twice that side, at
+    full size.
+    """
     from PIL import Image
 
     try:
@@ -146,14 +157,17 @@ def _open_pillow(data: bytes, name: str, kind: str):
     try:
         width, height = img.size
         check_size((height, width), name)
+        if draft and kind == "jpeg" and 2 * int(draft) <= min(width, height):
+            img.draft("RGB", (int(draft), int(draft)))
         img.load()  # forces the full decode: a truncated file fails here
+        shrink = max(1, width // max(1, img.width))
     except DecodeError:
         img.close()
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         img.close()
         raise corrupt_error(name, kind.upper(), exc) from None
-    return img
+    return img, shrink
 
 
 def _transparent(img) -> np.ndarray:
@@ -163,8 +177,9 @@ def _transparent(img) -> np.ndarray:
     return np.asarray(img.convert("RGBA"))[..., 3] == 0
 
 
-def _decode_pillow(data: bytes, name: str, kind: str) -> Cutout:
-    with _open_pillow(data, name, kind) as img:
+def _decode_pillow(data: bytes, name: str, kind: str, draft: int | None = None) -> Cutout:
+    img, shrink = _open_pillow(data, name, kind, draft)
+    with img:
         mode = img.mode
         if mode in _SIXTEEN_BIT or mode in ("I", "F"):
             grey = np.asarray(img).astype(np.float32)
@@ -173,13 +188,16 @@ def _decode_pillow(data: bytes, name: str, kind: str) -> Cutout:
             rgb = np.repeat(grey[..., None] / np.float32(65535.0), 3, axis=-1)
             missing = np.zeros(grey.shape, dtype=bool)
         else:
-            try:
-                rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+            try:  # 8 bits a channel: uint8 throughout, no float copy of the cutout
+                rgb = np.asarray(img if mode == "RGB" else img.convert("RGB"))
                 missing = _transparent(img)
             except ValueError as exc:
                 raise DecodeError(f"{name}: {kind.upper()} in Pillow mode {mode} has no RGB conversion "
                                   f"({one_line(exc)})") from None
-    return display_cutout(rgb, missing, name, lossy=kind == "jpeg")
+    if rgb.dtype != np.uint8:
+        return display_cutout(rgb, missing, name)
+    # ringing next to a margin spans one JPEG block of the full-size image: fewer pixels at a reduced scale
+    return display_cutout(rgb, missing, name, lossy=kind == "jpeg", guard=max(2, JPEG_BLOCK // shrink))
 
 
 def _image_hdu(hdul):
@@ -249,7 +267,7 @@ def _decode_npy(data: bytes, name: str) -> Cutout:
         raise DecodeError(f"{name}: corrupt .npy pixels ({one_line(exc)}); re-fetch the cutout") from None
     if arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
         rgb = arr if arr.ndim == 3 else np.repeat(arr[..., None], 3, axis=-1)
-        return display_cutout(rgb.astype(np.float32) / np.float32(255.0), np.zeros(arr.shape[:2], bool), name)
+        return display_cutout(np.ascontiguousarray(rgb), np.zeros(arr.shape[:2], bool), name)
     numeric = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     if numeric and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[0] <= 5)):
         return band_cutout(_as_band_cube(arr.astype(np.float32), name), name)
@@ -259,8 +277,13 @@ def _decode_npy(data: bytes, name: str) -> Cutout:
     )
 
 
-def decode_cutout(data: bytes | None, source: str = "") -> Cutout:
-    """Decode one cutout to float32 (H, W, 3) pixels in [0, 1] and its coverage.
+def decode_pixels(data: bytes | None, source: str = "", draft: int | None = None) -> Cutout:
+    """Decode one cutout to (H, W, 3) pixels and its coverage, keeping 8-bit display images uint8.
+
+    What the model-input stage (:func:`galaxy_ray.data.transforms.prepare_cutout`)
+    calls: an 8-bit JPEG, PNG, TIFF or uint8 ``.npy`` comes back as uint8
+    0..255 with no float copy made; fluxes (FITS, float or integer ``.npy``,
+    Pillow ``I`` / ``F`` images) and 16-bit greyscale as float32 in [0, 1].
 
     Parameters
     ----------
@@ -269,6 +292,10 @@ def decode_cutout(data: bytes | None, source: str = "") -> Cutout:
         gzip / bzip2 / xz wrapped.  None means the source could not read the file.
     source : str
         Where the bytes came from; every error message names it.
+    draft : int, optional
+        Side, in pixels, the caller will resize to.  A JPEG at least twice
+        that side is decoded by DCT scaling at 1/2, 1/4 or 1/8 of its size
+        (never under ``draft``), and its blank test runs on that reduced image.
 
     Raises
     ------
@@ -286,12 +313,38 @@ def decode_cutout(data: bytes | None, source: str = "") -> Cutout:
         raise DecodeError(f"{name}: {exc}") from None
     kind = detect_encoding(data)
     if kind in _PILLOW_KINDS:
-        return _decode_pillow(data, name, kind)
+        return _decode_pillow(data, name, kind, draft)
     if kind == "fits":
         return _decode_fits(data, name)
     if kind == "npy":
         return _decode_npy(data, name)
     raise DecodeError(f"{name}: {NOT_AN_IMAGE}; check that the file is a cutout")
+
+
+def decode_cutout(data: bytes | None, source: str = "") -> Cutout:
+    """Decode one cutout at full size to float32 (H, W, 3) pixels in [0, 1] and its coverage.
+
+    :func:`decode_pixels` with uint8 pixels divided by 255.
+
+    Parameters
+    ----------
+    data : bytes or None
+        Encoded bytes (see the module docstring for the formats), possibly
+        gzip / bzip2 / xz wrapped.  None means the source could not read the file.
+    source : str
+        Where the bytes came from; every error message names it.
+
+    Raises
+    ------
+    BlankCutoutError
+        The cutout has no signal (its ``coverage`` attribute says how much held data).
+    DecodeError
+        Any other unreadable or refused cutout; one line naming ``source``.
+    """
+    cutout = decode_pixels(data, source)
+    if cutout.pixels.dtype == np.uint8:
+        return Cutout(cutout.pixels.astype(np.float32) / np.float32(255.0), cutout.coverage)
+    return cutout
 
 
 def decode_image(data: bytes | None, source: str = "") -> np.ndarray:

@@ -48,14 +48,18 @@ import pandas as pd
 import torch
 
 from galaxy_ray.data.cutout import source_name
-from galaxy_ray.data.decode import BlankCutoutError, DecodeError, decode_cutout
+from galaxy_ray.data.decode import BlankCutoutError, DecodeError, decode_pixels
+from galaxy_ray.data.resize import center_crop_uint8, resize_uint8
 from galaxy_ray.data.sources.shards import stored_pixels
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = [
     "PreprocessConfig",
+    "PIXELS_VERSION",
     "prepare_image",
+    "prepare_pixels",
+    "prepare_cutout",
     "preprocess_batch",
     "is_error_free",
     "ok_rows",
@@ -63,6 +67,7 @@ __all__ = [
     "row_error",
     "model_sized_png",
     "check_stored_pixels",
+    "stored_version",
     "nonempty_batch",
 ]
 
@@ -73,6 +78,12 @@ COVERAGE = C.COVERAGE
 MAX_SHIFT = 0.05
 ZOOM_RANGE = (0.9, 1.1)
 BRIGHTNESS_RANGE = (0.9, 1.1)
+
+
+#: Preprocessing version of new models (:attr:`PreprocessConfig.version`).
+PIXELS_VERSION = 2
+#: The versions this galaxy-ray prepares pixels for.
+PIXELS_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -86,30 +97,56 @@ class PreprocessConfig:
     crop_fraction : float
         Fraction of the cutout's side kept by the centre crop (1.0 keeps all);
         the borders of survey cutouts are mostly sky and neighbours.
+    version : int
+        How a JPEG is decoded.  1 (models whose spec has no ``version``:
+        trained before versions existed): at full size.  2
+        (:data:`PIXELS_VERSION`, new models): by DCT scaling at 1/2, 1/4 or 1/8 of its size when
+        the resize side is at most half the cutout's (``Image.draft``), which
+        moves pixels by up to about 20 of 255 (0.2-0.5 on average) at
+        424 -> 96 px.  Both resize 8-bit images as uint8 with Pillow's
+        antialiased bilinear filter (within 1 of 255 of the float resize of
+        earlier versions).
     """
 
     image_size: int
     crop_fraction: float = 1.0
+    version: int = PIXELS_VERSION
 
     def __post_init__(self) -> None:
         if not isinstance(self.image_size, (int, np.integer)) or not 16 <= int(self.image_size) <= 1024:
             raise GalaxyRayError(f"--image-size {self.image_size!r}: must be a whole number of pixels in 16..1024")
         if not (isinstance(self.crop_fraction, (int, float)) and 0.1 <= float(self.crop_fraction) <= 1.0):
             raise GalaxyRayError(f"--crop-fraction {self.crop_fraction!r}: must be between 0.1 and 1.0")
+        if self.version not in PIXELS_VERSIONS:
+            raise GalaxyRayError(f"preprocessing version {self.version!r}: this galaxy-ray prepares pixels for "
+                                 f"versions {', '.join(map(str, PIXELS_VERSIONS))}; upgrade galaxy-ray")
 
     @property
     def resize_to(self) -> int:
         """Side the decoded cutout is resized to before the centre crop, in pixels."""
         return max(int(self.image_size), int(round(self.image_size / float(self.crop_fraction))))
 
+    @property
+    def draft(self) -> int | None:
+        """Side a JPEG may be DCT-scaled down to while decoding (version 2), or None (version 1)."""
+        return self.resize_to if self.version >= 2 else None
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain numbers (stored in a model's spec)."""
-        return {"image_size": int(self.image_size), "crop_fraction": float(self.crop_fraction)}
+        """Plain numbers (stored in a model's spec; the run key of ``infer`` includes them).
+
+        ``version`` is left out for version 1, so that a model trained before
+        versions existed keeps its spec and its run key.
+        """
+        d: dict[str, Any] = {"image_size": int(self.image_size), "crop_fraction": float(self.crop_fraction)}
+        if self.version != 1:
+            d["version"] = int(self.version)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PreprocessConfig":
-        """Inverse of :meth:`to_dict` (``crop_fraction`` defaults to 1.0, as old checkpoints have it)."""
-        return cls(image_size=int(d["image_size"]), crop_fraction=float(d.get("crop_fraction", 1.0)))
+        """Inverse of :meth:`to_dict` (``crop_fraction`` defaults to 1.0 and ``version`` to 1, as old checkpoints have it)."""
+        return cls(image_size=int(d["image_size"]), crop_fraction=float(d.get("crop_fraction", 1.0)),
+                   version=int(d.get("version", 1)))
 
 
 def _augment_params(rng: np.random.Generator, size: int) -> dict[str, Any]:
@@ -152,10 +189,45 @@ def prepare_image(
     return x.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
 
 
+def prepare_pixels(pixels: np.ndarray, config: PreprocessConfig, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Decoded pixels (H, W, 3) -> model input, uint8 (3, S, S).
+
+    uint8 pixels (8-bit display images) are resized as uint8 by Pillow
+    (:func:`galaxy_ray.data.resize.resize_uint8`) and, without ``rng``,
+    centre-cropped as uint8: no float copy is made.  With ``rng`` the resized
+    pixels go through :func:`prepare_image`'s augmentation.  Float pixels
+    (fluxes after the Lupton stretch, 16-bit images) go through
+    :func:`prepare_image` whole.
+    """
+    if pixels.dtype == np.uint8:
+        resized = resize_uint8(pixels, config.resize_to)
+        if rng is None:
+            return np.ascontiguousarray(center_crop_uint8(resized, config.image_size).transpose(2, 0, 1))
+        pixels = resized.astype(np.float32) / np.float32(255.0)  # resized already: prepare_image only augments
+    return prepare_image(pixels, config, rng).numpy()
+
+
+def prepare_cutout(data: bytes | None, source: str, config: PreprocessConfig,
+                   rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
+    """One cutout's bytes -> (model input uint8 (3, S, S), coverage): the decode stage of every pipeline.
+
+    :func:`galaxy_ray.data.decode.decode_pixels` (a JPEG DCT-scaled for
+    version 2 configs, see :attr:`PreprocessConfig.version`), then
+    :func:`prepare_pixels`.
+
+    Raises
+    ------
+    DecodeError, BlankCutoutError, Exception
+        Whatever decoding raises.
+    """
+    cutout = decode_pixels(data, source, config.draft)
+    return prepare_pixels(cutout.pixels, config, rng), cutout.coverage
+
+
 def model_sized_png(data: bytes | None, source: str, config: PreprocessConfig) -> bytes:
     """One encoded cutout -> a lossless PNG of it resized to ``config.resize_to`` (what ``pack --image-size`` stores).
 
-    The pixels are :func:`prepare_image`'s deterministic resize without the
+    The pixels are :func:`prepare_cutout`'s deterministic resize without the
     centre crop, as uint8 (S, S, 3) RGB, S = ``config.resize_to``.
 
     Raises
@@ -166,16 +238,19 @@ def model_sized_png(data: bytes | None, source: str, config: PreprocessConfig) -
     """
     from PIL import Image
 
-    cutout = decode_cutout(data, source)
     side = config.resize_to
-    pixels = prepare_image(cutout.pixels, PreprocessConfig(side, 1.0))
+    pixels, _ = prepare_cutout(data, source, PreprocessConfig(side, 1.0, config.version))
     buf = io.BytesIO()
-    Image.fromarray(pixels.permute(1, 2, 0).numpy(), mode="RGB").save(buf, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0))).save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 
+#: How each preprocessing version decodes a JPEG (in refusals).
+_VERSION_WORDS = {1: "at full size", 2: "by DCT scaling when the model's side is at most half the cutout's"}
+
+
 def check_stored_pixels(source: Any, preprocess: PreprocessConfig) -> dict[str, Any] | None:
-    """Refuse model input from cutouts packed at another size than ``preprocess`` resizes to.
+    """Refuse model input from cutouts packed at another size or preprocessing version than ``preprocess``.
 
     Parameters
     ----------
@@ -193,7 +268,9 @@ def check_stored_pixels(source: Any, preprocess: PreprocessConfig) -> dict[str, 
     Raises
     ------
     GalaxyRayError
-        The stored side differs from ``round(image_size / crop_fraction)`` of ``preprocess``.
+        The stored side differs from ``round(image_size / crop_fraction)`` of
+        ``preprocess``, or the pack's ``version`` (1 when absent) from
+        :attr:`PreprocessConfig.version`.
     """
     stored = stored_pixels(source)
     if stored is None:
@@ -209,7 +286,28 @@ def check_stored_pixels(source: Any, preprocess: PreprocessConfig) -> dict[str, 
             f"`galaxy-ray pack --image-size {config.image_size} --crop-fraction {config.crop_fraction:g}`, "
             "or use the original source"
         )
+    version = int(stored.get("version", 1))
+    if version != config.version:
+        name = getattr(source, "uri", source if isinstance(source, str) else "the source")
+        raise GalaxyRayError(
+            f"{name}: cutouts are packed with preprocessing version {version}, but this model was trained on "
+            f"version {config.version} pixels (JPEGs decoded {_VERSION_WORDS[config.version]}); repack the "
+            f"original source with this galaxy-ray (`galaxy-ray pack --image-size {config.image_size} "
+            f"--crop-fraction {config.crop_fraction:g}` packs version {PIXELS_VERSION}), or use the original source"
+        )
     return stored
+
+
+def stored_version(source: Any, preprocess: PreprocessConfig) -> PreprocessConfig:
+    """``preprocess`` with the preprocessing version of a model-sized pack (unchanged for original images).
+
+    A model trained on packed pixels records the version that made them, so
+    that inference on the original cutouts reproduces them.
+    """
+    stored = stored_pixels(source)
+    if stored is None:
+        return preprocess
+    return PreprocessConfig(preprocess.image_size, preprocess.crop_fraction, int(stored.get("version", 1)))
 
 
 def is_error_free(value: Any) -> bool:
@@ -279,9 +377,7 @@ def _prepare_rows(
             continue
         source = "" if names[i] is None else str(names[i])
         try:
-            cutout = decode_cutout(images[i], source)
-            pixels[i] = prepare_image(cutout.pixels, config, rng).numpy()
-            coverage[i] = cutout.coverage
+            pixels[i], coverage[i] = prepare_cutout(images[i], source, config, rng)
         except BlankCutoutError as exc:
             errors[i], coverage[i] = str(exc), exc.coverage
         except Exception as exc:  # noqa: BLE001  (any failure of one cutout is that row's error, never the job's)

@@ -296,7 +296,7 @@ def prepare_training_batch(
     sub = {k: v[keep] for k, v in batch.items() if k in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, label)}
     config = preprocess
     if augment:  # the augmentation rotates before the centre crop: keep the margin for the worker
-        config = PreprocessConfig(config.resize_to, 1.0)
+        config = PreprocessConfig(config.resize_to, 1.0, config.version)
     out = preprocess_batch(sub, config, augment=False)
     ok = ok_rows(out[C.ERROR])
     if not ok.all():

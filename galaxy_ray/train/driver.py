@@ -103,7 +103,7 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         Unusable ``--weights``, source or labels, or cutouts packed for another
         model size (one line each), before anything trains.
     """
-    from galaxy_ray.data.transforms import PreprocessConfig, check_stored_pixels
+    from galaxy_ray.data.transforms import PreprocessConfig, check_stored_pixels, stored_version
     from galaxy_ray.model import ModelSpec, build_model
 
     preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction))
@@ -112,6 +112,7 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         # the backbone is all that loads from them, so any head will do for the check
         _refuse_non_finite(build_model(ModelSpec.for_gz2(cfg.arch, preprocess), cfg.weights), cfg.weights)
     source = open_training_source(cfg)
+    preprocess = stored_version(source, preprocess)  # trained on packed pixels: record the version that made them
     check_stored_pixels(source, preprocess)
     # a local Ray gets room for the workers and for decoding; auto then sizes the run to what the cluster has
     ray = runtime.ensure_ray(min_cpus=AUTO_LOCAL_CPUS if cfg.workers == AUTO else int(cfg.workers) + 2, dashboard=True)

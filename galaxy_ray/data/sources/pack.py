@@ -74,7 +74,10 @@ _RESUME_KEYS = ("format", "rows", "rows_per_shard", "shards", PIXELS_KEY)
 
 
 def pixels_record(image_size: int | None, crop_fraction: float = 1.0) -> dict | None:
-    """``{image_size, crop_fraction, stored_size}`` of a model-sized pack, or None for original bytes.
+    """``{image_size, crop_fraction, stored_size, version}`` of a model-sized pack, or None for original bytes.
+
+    ``version`` is the preprocessing version that made the pixels
+    (:attr:`galaxy_ray.data.transforms.PreprocessConfig.version`; packs without it are version 1).
 
     Raises
     ------
@@ -89,7 +92,7 @@ def pixels_record(image_size: int | None, crop_fraction: float = 1.0) -> dict | 
 
     config = PreprocessConfig(int(image_size), float(crop_fraction))
     return {"image_size": config.image_size, "crop_fraction": float(config.crop_fraction),
-            "stored_size": config.resize_to}
+            "stored_size": config.resize_to, "version": config.version}
 
 
 def screened(table: pa.Table) -> tuple[pa.Table, int]:
@@ -125,7 +128,7 @@ def model_sized(table: pa.Table, pixels: dict) -> pa.Table:
     """``table`` with each decodable cutout's ``image`` replaced by its model-sized PNG (runs in workers)."""
     from galaxy_ray.data.transforms import PreprocessConfig, model_sized_png
 
-    config = PreprocessConfig(int(pixels["image_size"]), float(pixels["crop_fraction"]))
+    config = PreprocessConfig(int(pixels["image_size"]), float(pixels["crop_fraction"]), int(pixels.get("version", 1)))
     images = table.column(C.IMAGE).to_pylist()
     names = table.column(C.SOURCE).to_pylist() if C.SOURCE in table.column_names else [None] * len(images)
     out = []
