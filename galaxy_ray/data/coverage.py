@@ -86,6 +86,20 @@ def data_mask(empty: np.ndarray, missing: np.ndarray, guard: int = 0) -> np.ndar
     return ~(missing | margin)
 
 
+def _data_values(values: np.ndarray, has_data: np.ndarray) -> np.ndarray:
+    """The values of the pixels with data of (H, W, C) ``values``.
+
+    A blank margin leaves the pixels with data a rectangle: then they are a view
+    of it, and no copy of the cutout is gathered.
+    """
+    rows, cols = np.flatnonzero(has_data.any(axis=1)), np.flatnonzero(has_data.any(axis=0))
+    if rows.size == 0:
+        return values[:0, :0]
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    inside = has_data[box]
+    return values[box] if inside.all() else values[box][inside]
+
+
 def blank_reason(values: np.ndarray, has_data: np.ndarray, scale: float = 1.0,
                  channels_last: bool = False) -> str | None:
     """Why a cutout has no signal, or None when it has.
@@ -116,7 +130,7 @@ def blank_reason(values: np.ndarray, has_data: np.ndarray, scale: float = 1.0,
         return "no pixel holds data (all zero, NaN or transparent)"
     if coverage < MIN_COVERAGE:
         return f"{coverage:.0%} of its pixels hold data; at least {MIN_COVERAGE:.0%} needed"
-    kept = values[has_data] if channels_last else values[:, has_data]
+    kept = _data_values(values, has_data) if channels_last else values[:, has_data]
     if values.dtype.kind == "f":
         kept = kept[np.isfinite(kept)]
     if kept.size == 0 or kept.min() == kept.max():
