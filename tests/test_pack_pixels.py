@@ -15,7 +15,13 @@ from galaxy_ray import infer
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.data.sources import pack, pack_main
 from galaxy_ray.data.sources.shards import Shards, stored_pixels
-from galaxy_ray.data.transforms import PreprocessConfig, check_stored_pixels, model_sized_png, preprocess_batch
+from galaxy_ray.data.transforms import (
+    PreprocessConfig,
+    check_stored_pixels,
+    model_sized_png,
+    preprocess_batch,
+    stored_version,
+)
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.synthetic import synthesize
 
@@ -52,7 +58,7 @@ def test_packed_pixels_equal_preprocessing_of_the_original(packed):
 
 def test_the_pack_records_its_pixels(packed):
     _, out = packed
-    record = {"image_size": 32, "crop_fraction": 1.0, "stored_size": 32}
+    record = {"image_size": 32, "crop_fraction": 1.0, "stored_size": 32, "version": 2}
     assert json.loads((out / "_pack.json").read_text())["pixels"] == record
     meta = json.loads(pq.read_schema(out / "part-00001.parquet").metadata[b"galaxy_ray_pack"])
     assert meta["pixels"] == record
@@ -91,3 +97,13 @@ def test_crop_fraction_stores_the_uncropped_resize():
     assert stored.shape == (1, 3, 32, 32) and np.abs(stored.astype(int) - direct.astype(int)).max() <= 1
     with pytest.raises(GalaxyRayError, match="only with --image-size"):
         pack("unused", "unused", crop_fraction=0.8)
+
+
+def test_a_model_of_another_preprocessing_version_is_refused_and_training_takes_the_packs(packed):
+    _, out = packed
+    old = PreprocessConfig(32, 1.0, 1)  # a checkpoint trained before preprocessing versions
+    with pytest.raises(GalaxyRayError, match=r"packed with preprocessing version 2, but this model was trained on "
+                                             r"version 1 pixels .*repack"):
+        check_stored_pixels(Shards(str(out)), old)
+    assert stored_version(Shards(str(out)), old) == PreprocessConfig(32, 1.0, 2)
+    assert stored_version([], old) is old  # no pack: the version asked for

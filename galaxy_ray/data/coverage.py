@@ -134,6 +134,6 @@ def blank_reason(values: np.ndarray, has_data: np.ndarray, scale: float = 1.0,
     if values.dtype.kind == "f":
         kept = kept[np.isfinite(kept)]
     if kept.size == 0 or kept.min() == kept.max():
-        value = float(kept[0]) / scale if kept.size else float("nan")
+        value = float(kept.flat[0]) / scale if kept.size else float("nan")
         return f"every pixel has the same value {value:g}"
     return None

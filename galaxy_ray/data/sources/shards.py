@@ -39,7 +39,7 @@ SUFFIX = ".parquet"
 _FILE, _ROW = "_file", "_row"
 #: Parquet key-value metadata key of a shard's pack provenance (written by ``pack``).
 PACK_METADATA_KEY = b"galaxy_ray_pack"
-#: Its entry describing model-sized pixels: ``image_size``, ``crop_fraction``, ``stored_size``.
+#: Its entry describing model-sized pixels: ``image_size``, ``crop_fraction``, ``stored_size``, ``version``.
 PIXELS_KEY = "pixels"
 
 
@@ -77,7 +77,7 @@ def stored_pixels(source: Any) -> dict[str, Any] | None:
     Returns
     -------
     dict or None
-        ``{"image_size": N, "crop_fraction": F, "stored_size": round(N / F)}``.
+        ``{"image_size": N, "crop_fraction": F, "stored_size": round(N / F), "version": V}`` (no ``version``: 1).
     """
     if isinstance(source, Source):
         if source.format != "shards":
