@@ -85,15 +85,18 @@ def pixel_rows(folders: dict[str, str], n: int, sides: list[int]) -> list[dict]:
 
 def demo_model(folder: str, side: int, epochs: int, seed: int = 0):
     """A GZ2 ResNet-18 trained from scratch on the reference pixels of the GZ2 sample; (model, spec, bytes)."""
-    from galaxy_ray.data.sources._common import PATH
+    import pandas as pd
+
     from galaxy_ray.data.sources.gz2_catalog import GZ2Catalog
     from galaxy_ray.data.transforms import PreprocessConfig
     from galaxy_ray.model import ModelSpec, build_model
     from galaxy_ray.model.losses import loss_function
     from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS
 
-    meta = GZ2Catalog(folder).metadata()
-    data = [Path(p).read_bytes() for p in meta[PATH]]
+    meta = GZ2Catalog(folder).metadata()  # the catalog's rows, in order, with the 37 cumulative fractions
+    files = pd.read_csv(Path(folder) / "catalog.csv", usecols=["image"])["image"]
+    assert len(files) == len(meta), "catalog.csv and the source's rows differ"
+    data = [(Path(folder) / f).read_bytes() for f in files]
     targets = torch.tensor(meta[list(GZ2_KAGGLE_COLUMNS)].to_numpy(np.float32))
     spec = ModelSpec.for_gz2("resnet18", PreprocessConfig(side, 1.0, 1))
     model, loss_fn = build_model(spec, "none"), loss_function(spec)

@@ -15,13 +15,8 @@ from galaxy_ray import infer
 from galaxy_ray.cli import run_entry_point
 from galaxy_ray.data.sources import pack, pack_main
 from galaxy_ray.data.sources.shards import Shards, stored_pixels
-from galaxy_ray.data.transforms import (
-    PreprocessConfig,
-    check_stored_pixels,
-    model_sized_png,
-    preprocess_batch,
-    stored_version,
-)
+from galaxy_ray.data.packed import check_stored_pixels, model_sized_png, stored_version
+from galaxy_ray.data.transforms import PreprocessConfig, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.synthetic import synthesize
 

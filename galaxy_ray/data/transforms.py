@@ -3,18 +3,24 @@
 A model never sees pixels prepared differently in production than in training,
 because both call :func:`preprocess_batch`.  The steps are:
 
-1. :func:`~galaxy_ray.data.decode.decode_cutout`: JPEG / PNG / TIFF through
+1. :func:`~galaxy_ray.data.decode.decode_pixels`: JPEG / PNG / TIFF through
    Pillow, FITS band cubes through astropy's Lupton et al. (2004) asinh colour
    stretch, ``.npy`` raw pixels, any of them gzip / bzip2 / xz wrapped; the
-   result is float32 (H, W, 3) in [0, 1] and the cutout's coverage.  Images
-   over the size cap and blank cutouts are refused there (see
-   :mod:`galaxy_ray.data.cutout`).
-2. resize to ``round(image_size / crop_fraction)`` pixels, then (training only)
-   a random affine transform (any rotation angle, small shifts and zooms, a
-   flip) and a mild brightness jitter, then a centre crop of ``image_size``.
+   result is the cutout's (H, W, 3) pixels and its coverage.  8-bit display
+   images stay uint8 (no float copy: the blank/coverage test reads the uint8
+   pixels), and with preprocessing version 2 a JPEG at least twice the resize
+   side is DCT-scaled by its decoder (:attr:`PreprocessConfig.version`).
+   Fluxes and 16-bit images are float32 in [0, 1].  Images over the size cap
+   and blank cutouts are refused there (see :mod:`galaxy_ray.data.cutout`).
+2. resize to ``round(image_size / crop_fraction)`` pixels: uint8 pixels with
+   Pillow's antialiased bilinear filter (:mod:`galaxy_ray.data.resize`), float
+   pixels with torchvision's on float32; then (training only) a random affine
+   transform (any rotation angle, small shifts and zooms, a flip) and a mild
+   brightness jitter on floats, then a centre crop of ``image_size``.
    Cropping *after* the rotation fills the rotated corners with real sky
    wherever ``crop_fraction < 1``.
-3. quantisation to uint8 (``round(clip(x, 0, 1) * 255)``): the model input.
+3. quantisation to uint8 (``round(clip(x, 0, 1) * 255)``; uint8 pixels
+   without augmentation are uint8 already): the model input.
    The network normalises its own input (``galaxy_ray.model``), so training,
    evaluation and CPU or GPU inference all feed these same bytes, and a
    quarter of float32's bytes crosses to the GPU.
@@ -30,10 +36,11 @@ scales each cutout on its galaxy.
 Model-sized packs: ``galaxy-ray pack --image-size N --crop-fraction F`` stores
 each cutout resized to ``round(N / F)`` pixels (step 2's resize, not its crop,
 so that rotations still fill the corners with sky) as a lossless uint8 PNG
-(:func:`model_sized_png`).  Decoding one gives back exactly those bytes, so the
-resize becomes a no-op and the result equals preparing the original.  A model
-whose resize side differs would resample resampled pixels:
-:func:`check_stored_pixels` refuses it.
+(:func:`galaxy_ray.data.packed.model_sized_png`), and records the preprocessing version that made
+them.  Decoding one gives back exactly those bytes, so the resize becomes a
+no-op and the result equals preparing the original.  A model whose resize
+side or version differs would see other pixels than it was trained on:
+:func:`galaxy_ray.data.packed.check_stored_pixels` refuses it.
 """
 
 from __future__ import annotations
@@ -50,7 +57,6 @@ import torch
 from galaxy_ray.data.cutout import source_name
 from galaxy_ray.data.decode import BlankCutoutError, DecodeError, decode_pixels
 from galaxy_ray.data.resize import center_crop_uint8, resize_uint8
-from galaxy_ray.data.sources.shards import stored_pixels
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import CatalogColumns as C
 
@@ -65,9 +71,6 @@ __all__ = [
     "ok_rows",
     "COVERAGE",
     "row_error",
-    "model_sized_png",
-    "check_stored_pixels",
-    "stored_version",
     "nonempty_batch",
 ]
 
@@ -224,92 +227,6 @@ def prepare_cutout(data: bytes | None, source: str, config: PreprocessConfig,
     return prepare_pixels(cutout.pixels, config, rng), cutout.coverage
 
 
-def model_sized_png(data: bytes | None, source: str, config: PreprocessConfig) -> bytes:
-    """One encoded cutout -> a lossless PNG of it resized to ``config.resize_to`` (what ``pack --image-size`` stores).
-
-    The pixels are :func:`prepare_cutout`'s deterministic resize without the
-    centre crop, as uint8 (S, S, 3) RGB, S = ``config.resize_to``.
-
-    Raises
-    ------
-    DecodeError, BlankCutoutError, Exception
-        Whatever decoding raises: ``pack`` then keeps the original bytes, so the
-        stage that reads the row reports its error as it would have.
-    """
-    from PIL import Image
-
-    side = config.resize_to
-    pixels, _ = prepare_cutout(data, source, PreprocessConfig(side, 1.0, config.version))
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0))).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
-
-
-#: How each preprocessing version decodes a JPEG (in refusals).
-_VERSION_WORDS = {1: "at full size", 2: "by DCT scaling when the model's side is at most half the cutout's"}
-
-
-def check_stored_pixels(source: Any, preprocess: PreprocessConfig) -> dict[str, Any] | None:
-    """Refuse model input from cutouts packed at another size or preprocessing version than ``preprocess``.
-
-    Parameters
-    ----------
-    source : Source, str or sequence of str
-        An opened source or shard URIs (see :func:`galaxy_ray.data.sources.shards.stored_pixels`).
-    preprocess : PreprocessConfig
-        The model's preprocessing.
-
-    Returns
-    -------
-    dict or None
-        The stored-pixel record when the cutouts are model-sized and match, None
-        for original images (any preprocessing applies).
-
-    Raises
-    ------
-    GalaxyRayError
-        The stored side differs from ``round(image_size / crop_fraction)`` of
-        ``preprocess``, or the pack's ``version`` (1 when absent) from
-        :attr:`PreprocessConfig.version`.
-    """
-    stored = stored_pixels(source)
-    if stored is None:
-        return None
-    config = preprocess
-    side = int(stored.get("stored_size", 0))
-    if side != config.resize_to:
-        name = getattr(source, "uri", source if isinstance(source, str) else "the source")
-        raise GalaxyRayError(
-            f"{name}: cutouts are packed at {side} px (--image-size {stored.get('image_size')} --crop-fraction "
-            f"{stored.get('crop_fraction')}), but this model resizes to {config.resize_to} px (image_size "
-            f"{config.image_size}, crop_fraction {config.crop_fraction:g}); repack the original source with "
-            f"`galaxy-ray pack --image-size {config.image_size} --crop-fraction {config.crop_fraction:g}`, "
-            "or use the original source"
-        )
-    version = int(stored.get("version", 1))
-    if version != config.version:
-        name = getattr(source, "uri", source if isinstance(source, str) else "the source")
-        raise GalaxyRayError(
-            f"{name}: cutouts are packed with preprocessing version {version}, but this model was trained on "
-            f"version {config.version} pixels (JPEGs decoded {_VERSION_WORDS[config.version]}); repack the "
-            f"original source with this galaxy-ray (`galaxy-ray pack --image-size {config.image_size} "
-            f"--crop-fraction {config.crop_fraction:g}` packs version {PIXELS_VERSION}), or use the original source"
-        )
-    return stored
-
-
-def stored_version(source: Any, preprocess: PreprocessConfig) -> PreprocessConfig:
-    """``preprocess`` with the preprocessing version of a model-sized pack (unchanged for original images).
-
-    A model trained on packed pixels records the version that made them, so
-    that inference on the original cutouts reproduces them.
-    """
-    stored = stored_pixels(source)
-    if stored is None:
-        return preprocess
-    return PreprocessConfig(preprocess.image_size, preprocess.crop_fraction, int(stored.get("version", 1)))
-
-
 def is_error_free(value: Any) -> bool:
     """True when a row's ``error`` value means "no error".
 
@@ -436,3 +353,4 @@ def preprocess_batch(
     out[C.ERROR] = err
     out[COVERAGE] = coverage
     return out
+

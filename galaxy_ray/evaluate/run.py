@@ -23,7 +23,8 @@ from galaxy_ray import raycompat, runtime, schema
 from galaxy_ray.data.labels import column_names, label_present
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.vote_counts import attach_vote_counts
-from galaxy_ray.data.transforms import check_stored_pixels, nonempty_batch, ok_rows, preprocess_batch
+from galaxy_ray.data.packed import check_stored_pixels
+from galaxy_ray.data.transforms import nonempty_batch, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.truth import operating_summary, true_mergers, truth_rule

@@ -35,7 +35,8 @@ import pyarrow as pa
 import torch
 
 from galaxy_ray import raycompat, runtime
-from galaxy_ray.data.transforms import check_stored_pixels, ok_rows
+from galaxy_ray.data.packed import check_stored_pixels
+from galaxy_ray.data.transforms import ok_rows
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.infer.plan import UNIT_COLUMN, Plan, Unit
 from galaxy_ray.infer.prepare import CPU_NICENESS, prepare_blocks, read_tagged_rows
@@ -209,7 +210,7 @@ def build_pipeline(checkpoint: str, plan: Plan, pending: Sequence[Unit], spec, *
     ------
     GalaxyRayError
         The input was packed at a pixel size this model does not take
-        (:func:`galaxy_ray.data.transforms.check_stored_pixels`).
+        (:func:`galaxy_ray.data.packed.check_stored_pixels`).
     """
     import ray.data
 

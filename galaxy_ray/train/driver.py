@@ -103,7 +103,8 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         Unusable ``--weights``, source or labels, or cutouts packed for another
         model size (one line each), before anything trains.
     """
-    from galaxy_ray.data.transforms import PreprocessConfig, check_stored_pixels, stored_version
+    from galaxy_ray.data.packed import check_stored_pixels, stored_version
+    from galaxy_ray.data.transforms import PreprocessConfig
     from galaxy_ray.model import ModelSpec, build_model
 
     preprocess = PreprocessConfig(int(cfg.image_size), float(cfg.crop_fraction))

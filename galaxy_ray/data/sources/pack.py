@@ -41,7 +41,7 @@ centre crop is *not* applied, so training's rotations still fill the corners
 with real sky.  ``{image_size, crop_fraction, stored_size}`` is recorded under
 ``pixels`` in ``_pack.json`` and in every shard's metadata; a model whose
 preprocessing resizes to another side is refused
-(:func:`galaxy_ray.data.transforms.check_stored_pixels`).  A cutout that cannot
+(:func:`galaxy_ray.data.packed.check_stored_pixels`).  A cutout that cannot
 be decoded keeps its original bytes, so its error is reported where it is read.
 """
 
@@ -126,7 +126,8 @@ def screened(table: pa.Table) -> tuple[pa.Table, int]:
 
 def model_sized(table: pa.Table, pixels: dict) -> pa.Table:
     """``table`` with each decodable cutout's ``image`` replaced by its model-sized PNG (runs in workers)."""
-    from galaxy_ray.data.transforms import PreprocessConfig, model_sized_png
+    from galaxy_ray.data.packed import model_sized_png
+    from galaxy_ray.data.transforms import PreprocessConfig
 
     config = PreprocessConfig(int(pixels["image_size"]), float(pixels["crop_fraction"]), int(pixels.get("version", 1)))
     images = table.column(C.IMAGE).to_pylist()

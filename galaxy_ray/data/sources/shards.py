@@ -15,7 +15,7 @@ those columns can still be read, so one bad shard never stops a job:
 ``galaxy-ray pack --image-size N`` stores cutouts already resized for a model;
 its footers say so under ``galaxy_ray_pack`` -> ``pixels``
 (:func:`stored_pixels`), and the stages that prepare model input check it
-against the model's preprocessing (``transforms.check_stored_pixels``).
+against the model's preprocessing (``packed.check_stored_pixels``).
 """
 
 from __future__ import annotations
