@@ -100,6 +100,18 @@ def test_palette_grey_and_uint8_npy_cutouts_stay_uint8():
         np.testing.assert_array_equal(decode_cutout(data, "x").pixels, expected / np.float32(255))
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_model_sized_png_gives_back_the_pixels_of_its_original(version):
+    from galaxy_ray.data.packed import model_sized_png
+
+    jpeg = _encode(_galaxy(), "JPEG", quality=85)
+    config = PreprocessConfig(64, 0.8, version)  # resized to 80 px: DCT-scaled by 2 for version 2
+    png = model_sized_png(jpeg, "g.jpg", config)
+    assert Image.open(io.BytesIO(png)).size == (80, 80)
+    direct, again = (preprocess_batch({"image": np.array([b], dtype=object)}, config)["pixels"] for b in (jpeg, png))
+    np.testing.assert_array_equal(again, direct)
+
+
 # --- blank and edge verdicts on uint8 data ------------------------------------------------------
 
 
