@@ -18,10 +18,11 @@ The sets: real 424-px JPEGs (``--kaggle``, ``--gz2``: Galaxy Zoo's SDSS
 cutouts; skipped, with a line saying so, where the folder is absent), and
 synthetic galaxies (a Sersic-like profile on sky noise) as 256- and 424-px
 PNGs and 64- to 256-px 3-band FITS cubes.  The three paths run in turn
-``--repeats`` times and each keeps its best time (the machines this runs on
-are shared: the best of interleaved runs is the least disturbed one).
+``--repeats`` times and each keeps its best CPU time (the machines this runs
+on are shared: CPU time, and the best of interleaved runs, are the least
+disturbed by other processes).
 
-It prints ms per cutout, cutouts/s per core and the ratios g/b (the target is
+It prints CPU ms per cutout, cutouts/s per core and the ratios g/b (the target is
 at least 0.8 for 424-px JPEGs at 224 and 96 px and for 424-px PNGs) and g/a;
 the last line is one JSON object with every figure::
 
@@ -160,15 +161,19 @@ def galaxy_ray_stage(batch_rows: int) -> Callable[[list[bytes], int], np.ndarray
 
 
 def best_times(paths: dict[str, Callable], data: list[bytes], side: int, repeats: int) -> dict[str, float]:
-    """Best seconds per cutout of each path, the paths run in turn ``repeats`` times (after one warm-up call)."""
+    """Best CPU seconds per cutout of each path, the paths run in turn ``repeats`` times (after one warm-up call).
+
+    CPU time of this one-threaded process (``time.process_time``), not wall time: on a shared machine a
+    process waits for a core for much of the wall clock, and how long is chance.
+    """
     for fn in paths.values():
         fn(data[:2], side)
     best = {name: float("inf") for name in paths}
     for _ in range(repeats):
         for name, fn in paths.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn(data, side)
-            best[name] = min(best[name], (time.perf_counter() - t0) / len(data))
+            best[name] = min(best[name], (time.process_time() - t0) / len(data))
     return best
 
 
