@@ -41,6 +41,7 @@ __all__ = [
     "source_name",
     "check_size",
     "display_cutout",
+    "display_image_coverage",
     "band_cutout",
     "lupton_rgb",
     "corrupt_error",
@@ -176,6 +177,37 @@ def display_cutout(rgb: np.ndarray, missing: np.ndarray, name: str, lossy: bool 
     has_data = data_mask(empty, missing, guard if lossy else 0)
     coverage = _finish(rgb, has_data, name, scale, channels_last=True)
     return Cutout(rgb, coverage)
+
+
+def display_image_coverage(image, name: str, lossy: bool = False, guard: int = JPEG_BLOCK,
+                           missing: np.ndarray | None = None) -> float:
+    """Coverage of a Pillow RGB image by :func:`display_cutout`'s rule, read without copying the image when it can.
+
+    With no transparent pixel (``missing`` None) and no black border line, the
+    verdict needs only the four border lines and Pillow's per-channel extrema;
+    otherwise the image is read into an array and tested whole.
+
+    Raises
+    ------
+    BlankCutoutError
+        The cutout has no signal.
+    """
+    w, h = image.size
+    if missing is None and min(w, h) >= 2:
+        black = _black_level(np.dtype(np.uint8), lossy)
+        lines = (image.crop((0, 0, w, 1)), image.crop((0, h - 1, w, h)), image.crop((0, 0, 1, h)),
+                 image.crop((w - 1, 0, w, h)))
+        if not any(bool((_channel_max(np.asarray(line)) <= black).all()) for line in lines):
+            extrema = image.getextrema()
+            low, high = min(e[0] for e in extrema), max(e[1] for e in extrema)
+            if low == high:
+                raise BlankCutoutError(f"{name}: no signal: blank or outside the survey footprint (every pixel has "
+                                       f"the same value {low / 255.0:g})", 1.0)
+            return 1.0
+    rgb = np.asarray(image)
+    if missing is None:
+        missing = np.zeros(rgb.shape[:2], dtype=bool)
+    return display_cutout(rgb, missing, name, lossy, guard).coverage
 
 
 def band_cutout(cube: np.ndarray, name: str) -> Cutout:

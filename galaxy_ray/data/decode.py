@@ -34,6 +34,7 @@ import io
 import lzma
 import warnings
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,7 @@ from galaxy_ray.data.cutout import (
     check_size,
     corrupt_error,
     display_cutout,
+    display_image_coverage,
     lupton_rgb,
     source_name,
 )
@@ -64,6 +66,7 @@ __all__ = [
     "image_encoding",
     "NOT_AN_IMAGE",
     "decode_pixels",
+    "decode_for_resize",
     "decode_cutout",
     "decode_image",
     "lupton_rgb",
@@ -170,34 +173,37 @@ def _open_pillow(data: bytes, name: str, kind: str, draft: int | None = None):
     return img, shrink
 
 
-def _transparent(img) -> np.ndarray:
-    """Pixels whose alpha is 0 (all False for an image without alpha)."""
+def _transparent(img) -> np.ndarray | None:
+    """Pixels whose alpha is 0; None for an image without alpha."""
     if "A" not in img.getbands() and "transparency" not in img.info:
-        return np.zeros((img.height, img.width), dtype=bool)
+        return None
     return np.asarray(img.convert("RGBA"))[..., 3] == 0
 
 
-def _decode_pillow(data: bytes, name: str, kind: str, draft: int | None = None) -> Cutout:
+def _decode_pillow(data: bytes, name: str, kind: str, draft: int | None = None, as_image: bool = False):
+    """A :class:`Cutout`; with ``as_image``, an 8-bit image as (Pillow RGB image, coverage) instead."""
     img, shrink = _open_pillow(data, name, kind, draft)
-    with img:
-        mode = img.mode
-        if mode in _SIXTEEN_BIT or mode in ("I", "F"):
+    mode = img.mode
+    if mode in _SIXTEEN_BIT or mode in ("I", "F"):
+        with img:
             grey = np.asarray(img).astype(np.float32)
-            if mode == "F" or (mode == "I" and not (grey.min() >= 0 and grey.max() <= 65535)):
-                return band_cutout(grey[None], name)  # not a 16-bit display image: fluxes
-            rgb = np.repeat(grey[..., None] / np.float32(65535.0), 3, axis=-1)
-            missing = np.zeros(grey.shape, dtype=bool)
-        else:
-            try:  # 8 bits a channel: uint8 throughout, no float copy of the cutout
-                rgb = np.asarray(img if mode == "RGB" else img.convert("RGB"))
-                missing = _transparent(img)
-            except ValueError as exc:
-                raise DecodeError(f"{name}: {kind.upper()} in Pillow mode {mode} has no RGB conversion "
-                                  f"({one_line(exc)})") from None
-    if rgb.dtype != np.uint8:
-        return display_cutout(rgb, missing, name)
+        if mode == "F" or (mode == "I" and not (grey.min() >= 0 and grey.max() <= 65535)):
+            return band_cutout(grey[None], name)  # not a 16-bit display image: fluxes
+        rgb = np.repeat(grey[..., None] / np.float32(65535.0), 3, axis=-1)
+        return display_cutout(rgb, np.zeros(grey.shape, dtype=bool), name)
+    try:  # 8 bits a channel: uint8 throughout, no float copy of the cutout
+        rgb_image = img if mode == "RGB" else img.convert("RGB")
+        missing = _transparent(img)
+    except ValueError as exc:
+        img.close()
+        raise DecodeError(f"{name}: {kind.upper()} in Pillow mode {mode} has no RGB conversion "
+                          f"({one_line(exc)})") from None
     # ringing next to a margin spans one JPEG block of the full-size image: fewer pixels at a reduced scale
-    return display_cutout(rgb, missing, name, lossy=kind == "jpeg", guard=max(2, JPEG_BLOCK // shrink))
+    coverage = display_image_coverage(rgb_image, name, lossy=kind == "jpeg", guard=max(2, JPEG_BLOCK // shrink),
+                                      missing=missing)
+    if as_image:
+        return rgb_image, coverage
+    return Cutout(np.asarray(rgb_image), coverage)
 
 
 def _image_hdu(hdul):
@@ -304,6 +310,23 @@ def decode_pixels(data: bytes | None, source: str = "", draft: int | None = None
     DecodeError
         Any other unreadable or refused cutout; one line naming ``source``.
     """
+    pixels, coverage = decode_for_resize(data, source, draft)
+    return Cutout(pixels if isinstance(pixels, np.ndarray) else np.asarray(pixels), coverage)
+
+
+def decode_for_resize(data: bytes | None, source: str = "", draft: int | None = None) -> tuple[Any, float]:
+    """(pixels, coverage) as :func:`decode_pixels`, with an 8-bit JPEG, PNG or TIFF as a Pillow RGB image.
+
+    What the decode stage calls: Pillow resizes the image it decoded, and the
+    blank test reads only its border lines and extrema (see
+    :func:`galaxy_ray.data.cutout.display_image_coverage`), so the full-size
+    cutout is never copied into an array.
+
+    Raises
+    ------
+    BlankCutoutError, DecodeError
+        As :func:`decode_pixels`.
+    """
     name = source_name(source)
     if data is None or len(data) == 0:
         raise DecodeError(f"{name}: no image bytes (file missing or empty); check the source")
@@ -313,11 +336,11 @@ def decode_pixels(data: bytes | None, source: str = "", draft: int | None = None
         raise DecodeError(f"{name}: {exc}") from None
     kind = detect_encoding(data)
     if kind in _PILLOW_KINDS:
-        return _decode_pillow(data, name, kind, draft)
-    if kind == "fits":
-        return _decode_fits(data, name)
-    if kind == "npy":
-        return _decode_npy(data, name)
+        out = _decode_pillow(data, name, kind, draft, as_image=True)
+        return out if isinstance(out, tuple) else (out.pixels, out.coverage)
+    if kind in ("fits", "npy"):
+        cutout = _decode_fits(data, name) if kind == "fits" else _decode_npy(data, name)
+        return cutout.pixels, cutout.coverage
     raise DecodeError(f"{name}: {NOT_AN_IMAGE}; check that the file is a cutout")
 
 

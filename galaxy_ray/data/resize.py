@@ -14,23 +14,28 @@ floats by :func:`galaxy_ray.data.transforms.prepare_image`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["resize_uint8", "center_crop_offset", "center_crop_uint8"]
 
 
-def resize_uint8(rgb: np.ndarray, side: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (side, side, 3) uint8 with Pillow's antialiased bilinear filter.
+def resize_uint8(rgb: Any, side: int) -> np.ndarray:
+    """(H, W, 3) uint8, or a Pillow RGB image -> (side, side, 3) uint8 with Pillow's antialiased bilinear filter.
 
-    An image already of that size is returned as it is (a model-sized pack
-    decodes to exactly the model's resize side, so its bytes pass unchanged).
+    An image already of that size comes back unchanged (a model-sized pack
+    decodes to exactly the model's resize side, so its bytes pass as they are).
     """
     from PIL import Image
 
-    if rgb.shape[0] == side and rgb.shape[1] == side:
-        return rgb
-    image = Image.fromarray(np.ascontiguousarray(rgb))  # (H, W, 3) uint8 is RGB
-    return np.asarray(image.resize((int(side), int(side)), Image.Resampling.BILINEAR))
+    if isinstance(rgb, np.ndarray):
+        if rgb.shape[0] == side and rgb.shape[1] == side:
+            return rgb
+        rgb = Image.fromarray(np.ascontiguousarray(rgb))  # (H, W, 3) uint8 is RGB
+    if rgb.size != (side, side):
+        rgb = rgb.resize((int(side), int(side)), Image.Resampling.BILINEAR)
+    return np.asarray(rgb)
 
 
 def center_crop_offset(side: int, size: int) -> int:

@@ -55,7 +55,7 @@ import pandas as pd
 import torch
 
 from galaxy_ray.data.cutout import source_name
-from galaxy_ray.data.decode import BlankCutoutError, DecodeError, decode_pixels
+from galaxy_ray.data.decode import BlankCutoutError, DecodeError, decode_for_resize
 from galaxy_ray.data.resize import center_crop_uint8, resize_uint8
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.schema import CatalogColumns as C
@@ -192,17 +192,17 @@ def prepare_image(
     return x.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
 
 
-def prepare_pixels(pixels: np.ndarray, config: PreprocessConfig, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Decoded pixels (H, W, 3) -> model input, uint8 (3, S, S).
+def prepare_pixels(pixels: Any, config: PreprocessConfig, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Decoded pixels (H, W, 3), or a Pillow RGB image -> model input, uint8 (3, S, S).
 
-    uint8 pixels (8-bit display images) are resized as uint8 by Pillow
+    uint8 pixels and Pillow images (8-bit display images) are resized as uint8 by Pillow
     (:func:`galaxy_ray.data.resize.resize_uint8`) and, without ``rng``,
     centre-cropped as uint8: no float copy is made.  With ``rng`` the resized
     pixels go through :func:`prepare_image`'s augmentation.  Float pixels
     (fluxes after the Lupton stretch, 16-bit images) go through
     :func:`prepare_image` whole.
     """
-    if pixels.dtype == np.uint8:
+    if not isinstance(pixels, np.ndarray) or pixels.dtype == np.uint8:
         resized = resize_uint8(pixels, config.resize_to)
         if rng is None:
             return np.ascontiguousarray(center_crop_uint8(resized, config.image_size).transpose(2, 0, 1))
@@ -214,7 +214,7 @@ def prepare_cutout(data: bytes | None, source: str, config: PreprocessConfig,
                    rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
     """One cutout's bytes -> (model input uint8 (3, S, S), coverage): the decode stage of every pipeline.
 
-    :func:`galaxy_ray.data.decode.decode_pixels` (a JPEG DCT-scaled for
+    :func:`galaxy_ray.data.decode.decode_for_resize` (a JPEG DCT-scaled for
     version 2 configs, see :attr:`PreprocessConfig.version`), then
     :func:`prepare_pixels`.
 
@@ -223,8 +223,8 @@ def prepare_cutout(data: bytes | None, source: str, config: PreprocessConfig,
     DecodeError, BlankCutoutError, Exception
         Whatever decoding raises.
     """
-    cutout = decode_pixels(data, source, config.draft)
-    return prepare_pixels(cutout.pixels, config, rng), cutout.coverage
+    pixels, coverage = decode_for_resize(data, source, config.draft)
+    return prepare_pixels(pixels, config, rng), coverage
 
 
 def is_error_free(value: Any) -> bool:
