@@ -184,8 +184,9 @@ def display_image_coverage(image, name: str, lossy: bool = False, guard: int = J
     """Coverage of a Pillow RGB image by :func:`display_cutout`'s rule, read without copying the image when it can.
 
     With no transparent pixel (``missing`` None) and no black border line, the
-    verdict needs only the four border lines and Pillow's per-channel extrema;
-    otherwise the image is read into an array and tested whole.
+    verdict needs only the four border lines (and, when they hold one value,
+    Pillow's per-channel extrema); otherwise the image is read into an array
+    and tested whole.
 
     Raises
     ------
@@ -197,7 +198,11 @@ def display_image_coverage(image, name: str, lossy: bool = False, guard: int = J
         black = _black_level(np.dtype(np.uint8), lossy)
         lines = (image.crop((0, 0, w, 1)), image.crop((0, h - 1, w, h)), image.crop((0, 0, 1, h)),
                  image.crop((w - 1, 0, w, h)))
-        if not any(bool((_channel_max(np.asarray(line)) <= black).all()) for line in lines):
+        border = [np.asarray(line) for line in lines]
+        if not any(bool((_channel_max(line) <= black).all()) for line in border):
+            values = np.concatenate([line.reshape(-1) for line in border])
+            if values.min() != values.max():  # two values on the border: not one value throughout
+                return 1.0
             extrema = image.getextrema()
             low, high = min(e[0] for e in extrema), max(e[1] for e in extrema)
             if low == high:
