@@ -193,7 +193,7 @@ def prepare_image(
 
 
 def prepare_pixels(pixels: Any, config: PreprocessConfig, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Decoded pixels (H, W, 3), or a Pillow RGB image -> model input, uint8 (3, S, S).
+    """Decoded pixels (H, W, 3), or a Pillow RGB image -> model input, uint8 (3, S, S) (possibly a view).
 
     uint8 pixels and Pillow images (8-bit display images) are resized as uint8 by Pillow
     (:func:`galaxy_ray.data.resize.resize_uint8`) and, without ``rng``,
@@ -205,7 +205,8 @@ def prepare_pixels(pixels: Any, config: PreprocessConfig, rng: np.random.Generat
     if not isinstance(pixels, np.ndarray) or pixels.dtype == np.uint8:
         resized = resize_uint8(pixels, config.resize_to)
         if rng is None:
-            return np.ascontiguousarray(center_crop_uint8(resized, config.image_size).transpose(2, 0, 1))
+            # a view: the caller's batch array takes the one copy (a copy here would be a second one)
+            return center_crop_uint8(resized, config.image_size).transpose(2, 0, 1)
         pixels = resized.astype(np.float32) / np.float32(255.0)  # resized already: prepare_image only augments
     return prepare_image(pixels, config, rng).numpy()
 
