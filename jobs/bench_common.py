@@ -370,3 +370,26 @@ class RunWatcher:
 
 def mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write a benchmark's real-size input shards on their own (the inputs ``bench_infer``,
+    ``bench_scale`` and ``gpu_check`` pack), so one set can be reused across runs and machines."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0].replace("\n    ", " "))
+    parser.add_argument("out", help="folder to write the shards into")
+    parser.add_argument("--n", type=int, default=1000, help="cutouts (default 1000)")
+    parser.add_argument("--rows-per-shard", type=int, default=250)
+    parser.add_argument("--source-size", type=int, default=424, help="JPEG side in px (0: model-sized PNGs)")
+    parser.add_argument("--model-size", type=int, default=224, help="PNG side with --source-size 0")
+    parser.add_argument("--jpegs", default=default_jpegs(), help="folder of real JPEG cutouts to cycle")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    done = write_shards(args.out, args.n, args.rows_per_shard, seed=args.seed, workers=os.cpu_count() or 1,
+                        source_size=args.source_size, model_size=args.model_size, jpegs=args.jpegs)
+    print(json.dumps({k: done[k] for k in ("shards", "bytes", "seconds", "inputs") if k in done}, default=str))
+
+
+if __name__ == "__main__":
+    main()

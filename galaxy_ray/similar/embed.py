@@ -163,7 +163,10 @@ def _stored_embedding(out: str) -> tuple[bool, dict | None, dict]:
     files = catalog_files(out) if storage.exists(out) else []
     if not files:
         return False, None, {}
-    prov = file_provenance(files[0]) or {}
+    try:
+        prov = file_provenance(files[0]) or {}
+    except Exception:  # noqa: BLE001 - not a catalog file of ours (damaged, foreign): the run key's check names it
+        return True, None, {}
     return True, prov.get("embedding"), prov
 
 
