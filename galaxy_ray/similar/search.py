@@ -5,8 +5,10 @@ output columns at a time, with pyarrow, or the rows a ``--cone`` /
 ``--where`` query selects) and compute distances with numpy, so memory holds
 one chunk plus the best ``k`` rows so far.  Exact search reads every
 embedding once per query: about 32 bytes per galaxy at 16 dimensions, so a
-million galaxies are 32 MB; an approximate index for much larger catalogs
-is not built yet (``docs/similar.md``).
+million galaxies are 32 MB.  When the catalog has an index
+(``galaxy-ray similar CATALOG --build-index``, :mod:`galaxy_ray.similar.index`)
+for the metric asked, both use it instead (:mod:`galaxy_ray.similar.indexed`);
+``use_index=False`` (``--exact``) does not.
 """
 
 from __future__ import annotations
@@ -153,6 +155,16 @@ def _chunks(cat: Catalog, columns: list[str], cone, where: str | None) -> Iterat
     yield from table.to_batches(max_chunksize=CHUNK_ROWS)
 
 
+def _usable_index(cat: Catalog, metric: str, use_index: bool):
+    """The catalog's index when it has one built for ``metric`` and ``use_index``; else None."""
+    if not use_index:
+        return None
+    from galaxy_ray.similar.index import load_index
+
+    idx = load_index(cat)
+    return idx if idx is not None and idx.metric == metric else None
+
+
 def _top(table: pa.Table, k: int) -> pa.Table:
     order = np.argsort(table["distance"].to_numpy(), kind="stable")[:k]
     return table.take(pa.array(order))
@@ -161,8 +173,8 @@ def _top(table: pa.Table, k: int) -> pa.Table:
 def similar(catalog: Catalog | str, like: str | None = None, *, like_image: str | None = None,
             vector: np.ndarray | None = None, k: int = 20, metric: str = "cosine", cone=None,
             where: str | None = None, columns: str | Sequence[str] | None = None,
-            checkpoint: str | None = None) -> pa.Table:
-    """The ``k`` galaxies nearest to one galaxy, an image or a vector, by exact search.
+            checkpoint: str | None = None, use_index: bool = True) -> pa.Table:
+    """The ``k`` galaxies nearest to one galaxy, an image or a vector (exact, or through the catalog's index).
 
     Parameters
     ----------
@@ -184,6 +196,8 @@ def similar(catalog: Catalog | str, like: str | None = None, *, like_image: str 
     columns : str or sequence of str, optional
         Columns shown after ``distance``, ``object_id``, ``ra``, ``dec``, ``morphology``,
         ``p_merger`` and ``is_merger``.
+    use_index : bool
+        Use the catalog's index when it has one for ``metric`` (False: always exact).
 
     Returns
     -------
@@ -193,17 +207,30 @@ def similar(catalog: Catalog | str, like: str | None = None, *, like_image: str 
     Raises
     ------
     GalaxyRayError
-        No embeddings, not exactly one query, an unknown id or column, a bad metric, k or filter.
+        No embeddings, not exactly one query, an unknown id or column, a bad metric, k or filter,
+        a stale index.
     """
     cat = as_catalog(catalog)
     info = embedding_info(cat)
     _check(metric, k)
     if sum(x is not None for x in (like, like_image, vector)) != 1:
         raise GalaxyRayError("give exactly one query: --like OBJECT_ID or --like-image FILE")
-    q = (query_vector(cat, like) if like is not None else image_vector(cat, like_image, checkpoint)
-         if like_image is not None else np.asarray(vector, dtype=np.float32))
+    idx = _usable_index(cat, metric, use_index)
+    if idx is not None and like is not None:
+        from galaxy_ray.similar.indexed import indexed_vector
+
+        q = indexed_vector(cat, idx, like)
+    else:
+        q = (query_vector(cat, like) if like is not None else image_vector(cat, like_image, checkpoint)
+             if like_image is not None else np.asarray(vector, dtype=np.float32))
     dims = int(info["dims"])
     out_cols = _out_columns(cat, columns)
+    if idx is not None:
+        from galaxy_ray.similar.indexed import indexed_similar
+
+        got = indexed_similar(cat, idx, q, k, metric, cone, where, out_cols)
+        if got is not None:
+            return got
     best: pa.Table | None = None
     for chunk in _chunks(cat, out_cols, cone, where):
         valid, values = embedding_matrix(chunk.column(EMBEDDING_COLUMN), dims)
@@ -259,12 +286,14 @@ def kth_neighbour_distance(values: np.ndarray, k: int, metric: str = "cosine",
 
 
 def oddity(catalog: Catalog | str, *, k: int = 10, metric: str = "cosine", cone=None, where: str | None = None,
-           columns: str | Sequence[str] | None = None) -> pa.Table:
+           columns: str | Sequence[str] | None = None, use_index: bool = True) -> pa.Table:
     """Every galaxy's oddity: the distance to its ``k``-th nearest neighbour, oddest first.
 
     Galaxies in sparse regions of the embedding space (few that look like
     them) score high.  Neighbours are searched among the rows the filters
-    keep (all rows by default).
+    keep (all rows by default).  Without filters, a catalog's index for
+    ``metric`` proposes each row's neighbours (time ~N log N instead of N**2);
+    their distances are exact.
 
     Returns
     -------
@@ -287,6 +316,12 @@ def oddity(catalog: Catalog | str, *, k: int = 10, metric: str = "cosine", cone=
         tables.append(pa.Table.from_batches([chunk.select(out_cols)]).filter(pa.array(valid)))
         matrices.append(values)
     values = np.concatenate(matrices) if matrices else np.zeros((0, dims), np.float32)
-    score = kth_neighbour_distance(values, k, metric)
+    idx = _usable_index(cat, metric, use_index) if cone is None and where is None else None
+    if idx is not None and len(idx.row) == len(values):
+        from galaxy_ray.similar.indexed import indexed_kth
+
+        score = indexed_kth(idx, values, k, metric)
+    else:
+        score = kth_neighbour_distance(values, k, metric)
     table = pa.concat_tables(tables).add_column(0, "oddity", pa.array(score, type=pa.float64()))
     return table.take(pa.array(np.argsort(-score, kind="stable")))
