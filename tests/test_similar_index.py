@@ -166,3 +166,26 @@ def test_an_index_for_another_metric_is_left_aside(indexed_catalog):
     q = frame.loc[frame["object_id"] == oid, "embedding"].iloc[0].astype(np.float64)
     d = np.sqrt(((np.stack(frame["embedding"]).astype(np.float64) - q) ** 2).sum(1))
     np.testing.assert_allclose(got["distance"], np.sort(d)[:5], atol=1e-6)
+
+
+def test_hats_conversion_keeps_the_embedding_for_lsdb_and_similar(tmp_path):
+    import lsdb
+
+    from galaxy_ray.catalog.convert import to_hats
+
+    plain = tmp_path / "cat"
+    frame = write_catalog(plain, n=400)
+    hats = str(tmp_path / "hats")
+    to_hats(str(plain), hats, workers=1)
+    got = lsdb.open_catalog(hats).compute().set_index("object_id").loc[frame["object_id"]]
+    # float16 values widened to float32 (the catalog's read schema): every value kept exactly
+    np.testing.assert_array_equal(np.stack(got["embedding"].to_numpy()).astype(np.float32),
+                                  np.stack(frame["embedding"]))
+    oid = frame["object_id"].iloc[3]
+    on_hats = search.similar(hats, oid, k=8).to_pandas()
+    on_plain = search.similar(str(plain), oid, k=8).to_pandas()
+    assert list(on_hats["object_id"]) == list(on_plain["object_id"])
+    np.testing.assert_allclose(on_hats["distance"], on_plain["distance"], atol=1e-12)
+    assert cli_main(["similar", hats, "--build-index"]) == 0
+    indexed_hits = search.similar(hats, oid, k=8).to_pandas()
+    assert indexed_hits["object_id"].iloc[0] == oid and len(set(indexed_hits["object_id"]) & set(on_plain["object_id"])) >= 7
