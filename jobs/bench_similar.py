@@ -22,6 +22,19 @@ the same dimensions, the same cosine search).  Prints a few lines and ends
 with one JSON line::
 
     python jobs/bench_similar.py --gz2 /work/shared/data/sdss_gz2_sample
+
+Two label modes (``jobs/similar_labels.py``) score retrieval by a class label
+instead: the fraction of each query's 10 nearest other galaxies that share its
+label, and nDCG@10 with that agreement (0 or 1) as relevance, for the same
+three rankings (random: the exact expectation, the label's share of the
+pool).  ``--synthetic``: a ResNet-18 trained (``task classes``) on a synthetic
+survey (``galaxy-ray synth``, seed 1) embeds another one (seed 2, every galaxy
+a held-out query) with its Galaxy10 classes; ``--kaggle DIR``: the 2,000 real
+Kaggle Galaxy Zoo cutouts labelled spiral / non_spiral, held-out queries from
+the training run's own split::
+
+    python jobs/bench_similar.py --synthetic
+    python jobs/bench_similar.py --kaggle /work/shared/data/kaggle_gz_spirals
 """
 
 from __future__ import annotations
@@ -102,7 +115,16 @@ def main(argv=None) -> int:
                    help="the training run's held-out fraction (default: its config.json beside the checkpoint, "
                         "else 0.2, galaxy-ray's default)")
     p.add_argument("--work", help="directory for the run and catalog (default: a temporary one)")
+    p.add_argument("--synthetic", action="store_true", help="label mode on a synthetic survey (no --gz2 needed)")
+    p.add_argument("--kaggle", metavar="DIR", help="label mode on the Kaggle spirals folder (manifest.csv, images/)")
+    p.add_argument("--train-size", type=int, default=1000, help="--synthetic: training galaxies")
+    p.add_argument("--survey-size", type=int, default=600, help="--synthetic: galaxies searched")
     args = p.parse_args(argv)
+    if args.synthetic or args.kaggle:
+        from similar_labels import run_labels
+
+        print(json.dumps(run_labels(args)))
+        return 0
     if not args.gz2 or not Path(args.gz2, "catalog.csv").exists():
         print("bench_similar: give --gz2 or GALAXY_RAY_GZ2_SAMPLE (the folder with catalog.csv and images/)")
         return 2

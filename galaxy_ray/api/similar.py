@@ -15,12 +15,13 @@ __all__ = ["similar", "oddity"]
 def similar(catalog: Catalog | str, like: str | None = None, *, like_image: str | None = None,
             vector: np.ndarray | None = None, k: int = 20, metric: str = "cosine",
             cone: Sequence[float] | None = None, where: str | None = None,
-            columns: str | Sequence[str] | None = None, output: str = "pandas"):
+            columns: str | Sequence[str] | None = None, output: str = "pandas", use_index: bool = True):
     """The ``k`` galaxies that look most like one galaxy (``like``, its object_id), an image or a vector.
 
-    Exact search over the catalog's ``embedding`` column (written by
-    ``infer(..., embeddings=16)`` / ``galaxy-ray infer --embeddings``); see
-    :func:`galaxy_ray.similar.search.similar` and ``docs/similar.md``.
+    Search over the catalog's ``embedding`` column (written by
+    ``infer(..., embeddings=16)`` / ``galaxy-ray infer --embeddings``): through
+    the catalog's index when ``galaxy-ray similar CATALOG --build-index`` made
+    one, else exact; see :func:`galaxy_ray.similar.search.similar` and ``docs/similar.md``.
 
     Parameters
     ----------
@@ -40,6 +41,8 @@ def similar(catalog: Catalog | str, like: str | None = None, *, like_image: str 
     columns : str or sequence of str, optional
         More columns after ``distance``, ``object_id``, ``ra``, ``dec``, ``morphology``, ``p_merger``, ``is_merger``.
     output : {"pandas", "astropy", "arrow"}
+    use_index : bool
+        Use the catalog's index when it has one for ``metric`` (False: exact search).
 
     Returns
     -------
@@ -54,16 +57,19 @@ def similar(catalog: Catalog | str, like: str | None = None, *, like_image: str 
     from galaxy_ray.similar.search import similar as search_similar
 
     table = search_similar(catalog, like, like_image=like_image, vector=vector, k=k, metric=metric, cone=cone,
-                           where=where, columns=columns)
+                           where=where, columns=columns, use_index=use_index)
     return convert_table(table, output)
 
 
 def oddity(catalog: Catalog | str, *, k: int = 10, metric: str = "cosine", cone: Sequence[float] | None = None,
-           where: str | None = None, columns: str | Sequence[str] | None = None, output: str = "pandas"):
+           where: str | None = None, columns: str | Sequence[str] | None = None, output: str = "pandas",
+           use_index: bool = True):
     """Every galaxy's oddity (distance to its ``k``-th nearest neighbour in the embedding space), oddest first.
 
-    Exact and chunked (:func:`galaxy_ray.similar.search.oddity`): time grows as the square
-    of the rows searched, so restrict large catalogs with ``cone`` or ``where``.
+    Exact and chunked (:func:`galaxy_ray.similar.search.oddity`), time growing as the square
+    of the rows searched, unless the catalog has an index (``similar --build-index``) and no
+    ``cone`` / ``where`` is given: then the index proposes the neighbours (distances exact).
+    ``columns=open_catalog(uri).columns`` keeps every column, as ``similar --oddity --out X.parquet`` does.
 
     Parameters
     ----------
@@ -78,6 +84,8 @@ def oddity(catalog: Catalog | str, *, k: int = 10, metric: str = "cosine", cone:
     columns : str or sequence of str, optional
         More columns to show.
     output : {"pandas", "astropy", "arrow"}
+    use_index : bool
+        Use the catalog's index when it has one (False: exact).
 
     Returns
     -------
@@ -91,4 +99,5 @@ def oddity(catalog: Catalog | str, *, k: int = 10, metric: str = "cosine", cone:
     """
     from galaxy_ray.similar.search import oddity as search_oddity
 
-    return convert_table(search_oddity(catalog, k=k, metric=metric, cone=cone, where=where, columns=columns), output)
+    return convert_table(search_oddity(catalog, k=k, metric=metric, cone=cone, where=where, columns=columns,
+                                       use_index=use_index), output)
