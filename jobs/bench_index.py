@@ -25,6 +25,13 @@ build time linear)::
 
     python jobs/bench_index.py --only faiss-ivf-sq16,faiss-ivf,faiss-hnsw   # 1,000,000 vectors, ~35 min
     python jobs/bench_index.py --n 100000 --queries 300                       # all four, quicker
+    python jobs/bench_index.py --catalog                                      # end to end on a catalog
+
+``--catalog`` writes a real galaxy-ray catalog of ``--n`` rows around the same
+embeddings, times ``galaxy-ray similar --build-index`` and compares
+``api.similar`` with and without the index (time per query including
+opening the catalog and loading the index, recall@10), plain and with a
+``--where`` filter.
 
 (usearch's HNSW build is the slowest: 1,000,000 vectors take over half an
 hour on one loaded core, so the first command leaves it out.)  The chosen
@@ -182,6 +189,66 @@ def project(fig: dict, n: int, target: int = 100_000_000) -> dict:
 THREADS_USED = [1]
 
 
+def write_clustered_catalog(out: str, n: int, dims: int, clusters: int, files: int = 10) -> list[str]:
+    """A galaxy-ray catalog of ``n`` rows around :func:`clustered` embeddings (galaxy-ray's writer); its ids."""
+    import pyarrow as pa
+
+    from galaxy_ray.catalog.checksums import CHECKSUMS_KEY
+    from galaxy_ray.catalog.write import write_catalog_file, write_catalog_summary
+    from galaxy_ray.similar.embed import embedding_array
+
+    rng = np.random.default_rng(3)
+    vec = clustered(n, dims, clusters)
+    ids = np.array([f"g{i:08d}" for i in range(n)], dtype=object)
+    prov = {"output_columns": ["p_spiral"], "embedding": {"dims": dims, "fit_rows": 0}}
+    sums = {}
+    for f, part in enumerate(np.array_split(np.arange(n), files)):
+        p = rng.random(len(part)).astype(np.float32)
+        table = pa.table({"object_id": ids[part], "ra": rng.uniform(0, 360, len(part)),
+                          "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, len(part)))), "p_spiral": p,
+                          "morphology": np.where(p > 0.5, "spiral", "smooth"), "p_merger": rng.random(len(part)),
+                          "is_merger": rng.random(len(part)) > 0.9, "error": pa.nulls(len(part), pa.string()),
+                          "embedding": embedding_array(vec[part])})
+        name = f"part-{f:05d}.parquet"
+        sums[name] = write_catalog_file(table, os.path.join(out, name), prov)
+    write_catalog_summary(out, {**prov, CHECKSUMS_KEY: sums})
+    return list(ids)
+
+
+def end_to_end(args) -> dict:
+    """``--catalog``: build the index of a real catalog, then ``api.similar`` with and without it."""
+    from galaxy_ray import api
+
+    with tempfile.TemporaryDirectory() as out:
+        ids = write_clustered_catalog(out, args.n, args.dims, args.clusters)
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "galaxy_ray.cli", "similar", out, "--build-index"],
+                              capture_output=True, text=True)
+        build_s = time.perf_counter() - t0
+        if proc.returncode:
+            raise SystemExit(proc.stderr)
+        queries = [ids[i] for i in np.random.default_rng(4).choice(len(ids), 10, replace=False)]
+        fig = {"bench": "index_catalog", "n": args.n, "build_index_seconds": round(build_s, 1),
+               "index_bytes_on_disk_per_galaxy": round(sum(
+                   os.path.getsize(os.path.join(out, "_similar_index", f))
+                   for f in os.listdir(os.path.join(out, "_similar_index"))) / args.n, 1)}
+        for name, kw in (("exact", {"use_index": False}), ("indexed", {}),
+                         ("indexed_where", {"where": "p_spiral > 0.5"}), ("exact_where", {"where": "p_spiral > 0.5",
+                                                                                           "use_index": False})):
+            lat, got = [], []
+            for q in queries:
+                t0 = time.perf_counter()
+                got.append(set(api.similar(out, q, k=10, **kw)["object_id"]))
+                lat.append(time.perf_counter() - t0)
+            fig[f"{name}_seconds_median"] = round(float(np.median(lat)), 3)
+            fig[f"_{name}_ids"] = got
+        for pair in (("indexed", "exact"), ("indexed_where", "exact_where")):
+            a, b = fig.pop(f"_{pair[0]}_ids"), fig.pop(f"_{pair[1]}_ids")
+            fig[f"recall_at_10_{pair[0]}"] = sum(len(x & y) for x, y in zip(a, b)) / (10 * len(a))
+        fig["speedup"] = round(fig["exact_seconds_median"] / fig["indexed_seconds_median"], 1)
+        return fig
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1_000_000, help="vectors (default 1,000,000)")
@@ -190,10 +257,16 @@ def main(argv=None) -> None:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1, help="threads per build (default 1: the machine is shared)")
     p.add_argument("--only", help="comma-separated candidates (default all)")
+    p.add_argument("--catalog", action="store_true",
+                   help="end to end: write a catalog of --n rows, `similar --build-index`, api.similar with and "
+                        "without the index (10 queries, plain and with --where)")
     p.add_argument("--child", nargs=2, metavar=("NAME", "DATA"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(run_candidate(args.child[0], args.child[1], 10)))
+        return
+    if args.catalog:
+        print(json.dumps(end_to_end(args)))
         return
     THREADS_USED[0] = args.threads
     t0 = time.perf_counter()
