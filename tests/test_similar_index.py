@@ -77,7 +77,10 @@ def test_build_index_stores_every_row_with_an_embedding_and_the_catalogs_checksu
     assert meta["rows"] == len(frame) and meta["metric"] == "cosine" and meta["dims"] == DIMS
     assert meta["files"] == summary[CHECKSUMS_KEY] and len(meta["files"]) == FILES
     idx = load_index(search.as_catalog(out))
-    assert sorted(idx.object_ids) == sorted(frame["object_id"])
+    ids = idx.object_ids.to_pylist()
+    assert sorted(ids) == sorted(frame["object_id"])
+    expected = np.stack(frame.set_index("object_id").loc[ids, "embedding"])  # the stored float16 values, exactly
+    np.testing.assert_array_equal(np.asarray(idx.vectors, np.float32), expected)
 
 
 def test_indexed_search_agrees_with_exact_search(indexed_catalog, monkeypatch):

@@ -10,7 +10,10 @@ fit in about 4 GB.  hnswlib has no binary wheel here.
 The index lives next to the catalog in ``CATALOG/_similar_index/`` (names
 starting with ``_`` are not catalog files): ``index.faiss`` (the serialized
 index), ``rows.parquet`` (for each index label: ``object_id``, the catalog
-file's number and the row in it) and ``index.json`` (metric, sizes, FAISS
+file's number and the row in it), ``vectors.npy`` (the stored float16
+embeddings in label order: candidates' exact distances without reading the
+catalog's embedding column; memory-mapped for a local catalog, so only the
+pages of the candidates are read) and ``index.json`` (metric, sizes, FAISS
 version and the catalog's file names with their SHA-256 from
 ``_catalog.json``, or their row counts for catalogs written without
 checksums).  A catalog rewritten since the build no longer matches and the
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from galaxy_ray.catalog.scan import Catalog
@@ -86,13 +90,18 @@ def file_embeddings(cat: Catalog, dims: int):
 
 @dataclass
 class SimilarIndex:
-    """A loaded index: the FAISS index, its labels' rows and its ``index.json``."""
+    """A loaded index: the FAISS index, its labels' rows, stored vectors (float16) and ``index.json``."""
 
     index: object
-    object_ids: np.ndarray
+    object_ids: pa.Array
     file_number: np.ndarray
     row: np.ndarray
+    vectors: np.ndarray
     meta: dict
+
+    def label_of(self, object_id: str) -> int:
+        """The first label of ``object_id``, -1 when the index has none."""
+        return int(pc.index(self.object_ids, pa.scalar(str(object_id), pa.string())).as_py())
 
     @property
     def metric(self) -> str:
@@ -142,7 +151,8 @@ def build_index(cat: Catalog, metric: str = "cosine", log=print) -> dict:
     if not storage.isdir(cat.uri):
         raise GalaxyRayError(f"{cat.uri}: an index is kept in a catalog directory; this is one file")
     parts = list(file_embeddings(cat, dims))
-    vectors = unit_rows(np.concatenate([p[3] for p in parts]), metric)
+    stored = np.concatenate([p[3] for p in parts]).astype(np.float16)  # exactly the catalog's float16 values
+    vectors = unit_rows(stored, metric)
     if len(vectors) < 2:
         raise GalaxyRayError(f"{cat.uri}: {len(vectors)} rows with embeddings; an index needs at least 2")
     index, nlist = _make(faiss, len(vectors), dims, metric)
@@ -160,6 +170,9 @@ def build_index(cat: Catalog, metric: str = "cosine", log=print) -> dict:
     pq.write_table(rows, buf, compression="zstd")
     storage.write_bytes_atomic(storage.join(folder, "rows.parquet"), buf.getvalue())
     storage.write_bytes_atomic(storage.join(folder, "index.faiss"), faiss.serialize_index(index).tobytes())
+    buf = io.BytesIO()
+    np.save(buf, stored)
+    storage.write_bytes_atomic(storage.join(folder, "vectors.npy"), buf.getvalue())
     storage.write_bytes_atomic(storage.join(folder, "index.json"), json.dumps(meta, indent=1).encode())
     log(f"indexed {len(vectors)} galaxies ({metric}, {nlist} lists) in {folder}")
     return meta
@@ -190,8 +203,11 @@ def load_index(cat: Catalog) -> SimilarIndex | None:
     index = faiss.deserialize_index(np.frombuffer(storage.read_bytes(storage.join(folder, "index.faiss")), np.uint8))
     index.nprobe = int(meta["nprobe"])
     rows = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(folder, "rows.parquet"))))
-    return SimilarIndex(index, rows["object_id"].to_numpy(zero_copy_only=False), rows["file"].to_numpy(),
-                        rows["row"].to_numpy(), meta)
+    vec_uri = storage.join(folder, "vectors.npy")
+    vectors = (np.load(storage.strip_scheme(vec_uri), mmap_mode="r") if not storage.is_remote(vec_uri)
+               else np.load(io.BytesIO(storage.read_bytes(vec_uri))))
+    return SimilarIndex(index, rows["object_id"].combine_chunks(), rows["file"].to_numpy(), rows["row"].to_numpy(),
+                        vectors, meta)
 
 
 def read_rows(cat: Catalog, idx: SimilarIndex, labels: np.ndarray, columns: list[str]) -> pa.Table:

@@ -39,13 +39,10 @@ def indexed_vector(cat: Catalog, idx: SimilarIndex, object_id: str) -> np.ndarra
     GalaxyRayError
         No row with that id has an embedding in the index.
     """
-    from galaxy_ray.similar.search import embedding_matrix
-
-    hits = np.flatnonzero(idx.object_ids == object_id)
-    if not len(hits):
+    label = idx.label_of(object_id)
+    if label < 0:
         raise GalaxyRayError(f"--like {object_id!r}: no such object_id with an embedding in {cat.uri}")
-    rows = read_rows(cat, idx, hits[:1], [EMBEDDING_COLUMN])
-    return embedding_matrix(rows[EMBEDDING_COLUMN], int(idx.meta["dims"]))[1][0]
+    return np.asarray(idx.vectors[label], dtype=np.float32)
 
 
 def _passing(cat: Catalog, table: pa.Table, cone, where: str | None) -> np.ndarray:
@@ -74,7 +71,7 @@ def indexed_similar(cat: Catalog, idx: SimilarIndex, q: np.ndarray, k: int, metr
 
     None when a filter keeps fewer than ``k`` of the over-fetched candidates.
     """
-    from galaxy_ray.similar.search import distances, embedding_matrix
+    from galaxy_ray.similar.search import distances
 
     filtered = cone is not None or where is not None
     want = min(len(idx.row), max(OVERFETCH * k, 1000) if filtered else 2 * k + 10)
@@ -84,12 +81,14 @@ def indexed_similar(cat: Catalog, idx: SimilarIndex, q: np.ndarray, k: int, metr
     if filtered:
         needed += sorted(validate_where(where, cat.columns)) if where else []
         needed += ["ra", "dec"]
-    needed = list(dict.fromkeys([c for c in needed if c != EMBEDDING_COLUMN] + [EMBEDDING_COLUMN]))
-    table = read_rows(cat, idx, labels, needed)
-    d = distances(embedding_matrix(table[EMBEDDING_COLUMN], int(idx.meta["dims"]))[1], q, metric)
+    d = distances(np.asarray(idx.vectors[np.sort(labels)], np.float32)[np.argsort(np.argsort(labels))], q, metric)
     order = np.lexsort((labels, d))  # nearest first, ties in catalog order as exact search
+    if not filtered:
+        order = order[:k]
+        labels, d, order = labels[order], d[order], np.arange(len(order))
+    table = read_rows(cat, idx, labels, list(dict.fromkeys(needed)))
     if filtered:
-        passing = set(_passing(cat, table.select([c for c in needed if c != EMBEDDING_COLUMN]), cone, where))
+        passing = set(_passing(cat, table, cone, where))
         order = np.array([i for i in order if i in passing], dtype=np.int64)
         if len(order) < k and len(labels) < len(idx.row):
             return None
