@@ -18,11 +18,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from galaxy_ray.catalog.query import quote_identifier, validate_where, where_clause
+from galaxy_ray.catalog.query import validate_where, where_clause
 from galaxy_ray.catalog.regions import as_region
 from galaxy_ray.catalog.scan import Catalog
 from galaxy_ray.errors import GalaxyRayError
-from galaxy_ray.similar.embed import EMBEDDING_COLUMN
 from galaxy_ray.similar.index import SimilarIndex, read_rows
 
 __all__ = ["OVERFETCH", "indexed_vector", "indexed_similar", "indexed_kth"]
