@@ -171,6 +171,7 @@ def test_an_index_for_another_metric_is_left_aside(indexed_catalog):
     np.testing.assert_allclose(got["distance"], np.sort(d)[:5], atol=1e-6)
 
 
+@pytest.mark.slow  # the Dask-based HATS conversion takes about 2 minutes on 2 cores
 def test_hats_conversion_keeps_the_embedding_for_lsdb_and_similar(tmp_path):
     import lsdb
 
