@@ -38,6 +38,7 @@ def test_names_without_collisions_keep_their_columns():
     assert class_columns(schema.GALAXY10_CLASSES) == [schema.class_column(c) for c in schema.GALAXY10_CLASSES]
 
 
+@pytest.mark.slow
 def test_catalog_of_colliding_classes_is_readable_and_names_each_class(ray_cluster, tmp_path, write_shards):
     """A classes checkpoint (as training writes, classes sorted) over 12 cutouts: pandas and pyarrow read the
     catalog, every prob_ field once, and the provenance says which class each column is."""

@@ -178,6 +178,7 @@ def test_preprocessing_versions_in_the_spec_dict():
 # --- the benchmark ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_decode_runs_small_and_ends_with_its_json_line():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(

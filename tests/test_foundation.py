@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from galaxy_ray.io import storage
@@ -46,6 +47,7 @@ print("compile", bool(torch.equal(double(torch.arange(3.0)), torch.tensor([0.0, 
 """
 
 
+@pytest.mark.slow
 def test_torchvision_import_leaves_dynamo_until_it_is_used():
     """A fresh process (as a model actor is): torchvision imports without torch._dynamo, which still works later."""
     out = subprocess.run([sys.executable, "-c", _DYNAMO_CHECK], capture_output=True, text=True, timeout=300)

@@ -222,6 +222,7 @@ def test_rerun_into_the_same_directory_drops_stale_files(tmp_path):
     assert pq.read_table(tmp_path).num_rows == 3
 
 
+@pytest.mark.slow
 def test_parallel_workers_write_the_same_survey(tmp_path):
     serial = synthetic.synthesize(str(tmp_path / "serial"), 12, size=SIZE, fmt="shards", rows_per_shard=4, workers=1)
     parallel = synthetic.synthesize(str(tmp_path / "pool"), 12, size=SIZE, fmt="shards", rows_per_shard=4, workers=2)

@@ -14,6 +14,9 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout
 from galaxy_ray.synthetic import synthetic_table
 
+# slow: the module's catalog is written by a real inference run (a Ray actor pool loading a model)
+pytestmark = pytest.mark.slow
+
 SIZE = 32
 #: The _catalog.json key of the files' SHA-256 (docs/contracts.md).
 CHECKSUMS_KEY = "files_sha256"

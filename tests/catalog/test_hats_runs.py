@@ -54,6 +54,7 @@ def test_a_dask_shutdown_past_its_timeout_after_a_complete_write_is_a_warning(tm
     assert "already holds a HATS collection" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_what_is_missing_or_short_is_named(tmp_path):
     plain, positioned = _plain(tmp_path / "plain", n=1500, seed=6)
     out = tmp_path / "morph"

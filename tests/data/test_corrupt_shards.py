@@ -166,6 +166,7 @@ def test_training_leaves_a_corrupt_row_group_out_in_one_line(ray_cluster, tmp_pa
     assert datasets["train"].count() == plan.summary.n_train and datasets["val"].count() == plan.summary.n_val
 
 
+@pytest.mark.slow
 def test_evaluate_counts_a_corrupt_row_group_as_error_rows_naming_the_shard(ray_cluster, tmp_path, write_shards,
                                                                             tiny_checkpoint, capsys):
     from galaxy_ray.cli import main as cli_main

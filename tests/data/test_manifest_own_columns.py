@@ -81,6 +81,7 @@ def test_a_blank_path_is_that_row_s_error_not_the_table_s(tmp_path, blank):
     assert rows["image"].to_pylist()[1] is None
 
 
+@pytest.mark.slow
 def test_infer_over_a_download_log_classifies_every_downloaded_cutout(ray_cluster, tmp_path, tiny_checkpoint):
     """On HEAD the log's ``error`` cells stopped g0 and g3 being classified, and g1's blank path refused the table."""
     checkpoint = tiny_checkpoint(str(tmp_path / "model.pt"), size=SIZE)

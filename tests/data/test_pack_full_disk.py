@@ -51,6 +51,7 @@ def _pack_command(src, out) -> str:
     return f"{sys.executable} -m galaxy_ray.cli pack {src} {out} --rows-per-shard 10"
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_pack_is_one_line_naming_the_file_and_what_to_do(tmp_path, write_shards, small_disk):
     disk, run = small_disk
     write_shards(synthetic_table(40, size=SIZE, seed=1), str(tmp_path / "src"), 10)

@@ -47,6 +47,7 @@ print(rows.num_rows, *sorted(name for name in heavy if name in sys.modules))
 """
 
 
+@pytest.mark.slow
 def test_a_fresh_model_actor_loads_and_classifies_without_the_heavy_imports(tmp_path, tiny_checkpoint):
     """What a new actor process imports: none of the compiler, the catalog package, scipy's fitting or astropy.
 

@@ -177,6 +177,7 @@ def _try_create(path: str, barrier, results) -> None:
     results.put(create_exclusive(path, str(os.getpid()).encode()))
 
 
+@pytest.mark.slow
 def test_of_many_processes_creating_the_lock_at_once_exactly_one_gets_it(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(6), ctx.Queue()

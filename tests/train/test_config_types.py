@@ -69,6 +69,7 @@ def _limited_address_space() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (4 * gib, 4 * gib))  # torch's imports take ~2.2 GiB of it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mapping", [False, True], ids=["lists", "mappings"])
 def test_a_yaml_alias_bomb_is_one_line_in_bounded_memory(tmp_path, mapping):
     config = _config(tmp_path, _bomb(mapping=mapping))
