@@ -35,6 +35,11 @@ os.environ.update(
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray Train's controller polls its workers every 2 s by default, and each step of a run (workers
+# started, a report, the end) waits for the next poll; the ~20 training runs of the suite each wait
+# less at 0.5 s.  A worker is only declared hung after RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S
+# (10 min), not after one missed poll, so a loaded machine does not fail runs sooner.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 
 _RAY_FIXTURES = {"ray_cluster", "ray_head", "submit_job"}

@@ -96,6 +96,15 @@ def _train_argv(source: str, storage: str) -> list[str]:
             "--image-size", "32", "--batch-size", "8", "--name", "console", "--storage", storage]
 
 
+def _session_env(ray_cluster) -> dict[str, str]:
+    """The environment of a ``galaxy-ray train`` subprocess that joins the session's Ray (as a job's driver does).
+
+    The console under test is the driver's: the worker's progress reaches it through Ray's log
+    streaming whether the driver started Ray or joined it, and joining saves a Ray start per test.
+    """
+    return dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address)
+
+
 def _n_train(console: str) -> int:
     match = re.search(r"on (\d+) training / \d+ validation galaxies", console)
     assert match, console[-3000:]
@@ -103,9 +112,9 @@ def _n_train(console: str) -> int:
 
 
 @pytest.mark.slow
-def test_a_piped_training_console_has_progress_lines_and_no_report_dicts(small_survey, tmp_path):
+def test_a_piped_training_console_has_progress_lines_and_no_report_dicts(ray_cluster, small_survey, tmp_path):
     done = subprocess.run(_train_argv(small_survey, str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=900)
+                          text=True, timeout=900, env=_session_env(ray_cluster))
     console = done.stdout
     assert done.returncode == 0, console[-3000:]
     n = _n_train(console)
@@ -115,11 +124,11 @@ def test_a_piped_training_console_has_progress_lines_and_no_report_dicts(small_s
     assert re.search(r"epoch 1/1 \[\w+\] train_loss", console)  # the epoch's summary line stays
 
 
-def _run_in_terminal(argv: list[str], timeout: float) -> tuple[int, str]:
+def _run_in_terminal(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run ``argv`` with a 120 x 40 pseudo-terminal as its stdin, stdout and stderr; its exit code and output."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=env)
     os.close(slave)
     chunks, deadline = [], time.monotonic() + timeout
     try:
@@ -142,8 +151,9 @@ def _run_in_terminal(argv: list[str], timeout: float) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_a_terminal_gets_a_live_training_bar_drawn_on_the_driver(small_survey, tmp_path):
-    code, console = _run_in_terminal(_train_argv(small_survey, str(tmp_path)), timeout=900)
+def test_a_terminal_gets_a_live_training_bar_drawn_on_the_driver(ray_cluster, small_survey, tmp_path):
+    code, console = _run_in_terminal(_train_argv(small_survey, str(tmp_path)), timeout=900,
+                                     env=_session_env(ray_cluster))
     assert code == 0, console[-3000:]
     n = _n_train(console)
     assert REPORT_DICT not in console
