@@ -161,6 +161,7 @@ def test_cpu_clusters_run_one_decode_task_per_model_actor_and_gpu_clusters_no_ca
     assert pipeline.default_decode_tasks((2, 2), use_gpu=True) is None  # GPU: decoding feeds it, as many as fit
 
 
+@pytest.mark.slow
 def test_decode_tasks_only_ever_lower_their_own_priority():
     code = ("import os; from galaxy_ray.infer.prepare import yield_cpu; "
             "yield_cpu(7); a = os.getpriority(os.PRIO_PROCESS, 0); "

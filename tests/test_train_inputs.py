@@ -11,6 +11,7 @@ from galaxy_ray.train import config_from_args
 from galaxy_ray.train.driver import run_training
 
 
+@pytest.mark.slow
 def test_training_refuses_an_object_id_on_two_rows_and_names_it(ray_cluster, tmp_path):
     synthesize(str(tmp_path / "src"), n=12, size=32, fmt="manifest", seed=4)
     manifest = tmp_path / "src" / "manifest.csv"

@@ -22,7 +22,9 @@ from galaxy_ray.catalog.export import PROVENANCE_INFO
 from galaxy_ray.cli import run_entry_point
 
 pytest.importorskip("lsdb")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# slow: the session's first crossmatch compiles hats' numba alignment (20-30 s on 2 cores);
+# tests/test_hats.py keeps crossmatch in the fast tier
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 PROVENANCE = {"task": "classes", "output_columns": ["prob_spiral", "prob_elliptical"], "merger": "merger",
               "merger_threshold": 0.4321, "checkpoint_sha256": "cd" * 32, "versions": {"galaxy_ray": "0.1.0"},
