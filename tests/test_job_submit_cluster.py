@@ -101,13 +101,15 @@ def _start_nodes(logs: Path, temp_dir: str) -> tuple[list[subprocess.Popen], str
                     raise RuntimeError(f"ray head did not start; see {logs}/head.log")
                 time.sleep(1)
         for k in range(WORKER_NODES):
-            # its own temp dir: two nodes starting at once in one would both take the first free socket name
+            # its own temp dir: two nodes starting at once in one would both take the first free socket name.
+            # One node at a time: each raylet has a fixed 30 s to register with the GCS (ray/_private/node.py),
+            # which two nodes starting together on a loaded 2-core machine can both miss.
             procs.append(start(f"worker{k}", [f"--address=127.0.0.1:{gcs_port}", f"--num-cpus={CPUS_PER_NODE}",
                                               f"--temp-dir={temp_dir}/w{k}"]))
-        while len(_alive_nodes(address)) < 1 + WORKER_NODES:
-            if time.time() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError(f"ray worker nodes did not join; see {logs}")
-            time.sleep(1)
+            while len(_alive_nodes(address)) < 2 + k:
+                if time.time() > deadline or any(p.poll() is not None for p in procs):
+                    raise RuntimeError(f"ray worker nodes did not join; see {logs}")
+                time.sleep(1)
     except BaseException:
         _stop(procs)
         raise
