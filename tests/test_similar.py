@@ -231,3 +231,20 @@ def test_overwrite_replaces_a_catalog_written_with_other_embedding_options(ray_c
                         log=lines.append, overwrite=True)
     assert "embedding" not in _rows(out).columns and len(_rows(out)) == 30
     assert any(f"removed {len(files)} catalog file(s) with 3-dimensional embeddings" in line for line in lines)
+
+
+def test_cli_similar_grid_draws_the_query_and_its_neighbours_from_the_source(embedded, survey, tmp_path, capsys):
+    from PIL import Image
+
+    query_id = _rows(embedded).pipe(lambda d: d[d[C.ERROR].isna()])[C.OBJECT_ID].iloc[0]
+    png = tmp_path / "like.png"
+    assert cli_main(["similar", embedded, "--like", query_id, "-k", "6", "--grid", str(png)]) == 0
+    out = capsys.readouterr().out
+    # the query first, then its 5 neighbours (the query itself is the first of the 6 rows): every cutout was read
+    assert f"wrote 6 cutouts to {png}" in out and "not readable" not in out
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (round(1.9 * 6 * 80), round(2.2 * 80))
+    capsys.readouterr()
+    assert cli_main(["similar", embedded, "--oddity", "--grid", str(tmp_path / "odd.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--like" in err and not (tmp_path / "odd.png").exists()

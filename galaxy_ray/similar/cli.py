@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true", help="search exactly even when the catalog has an index")
     p.add_argument("--checkpoint", help="with --like-image: the model, when the catalog's is not reachable here")
     p.add_argument("--out", help="write the rows to a .csv, .parquet, .fits or .vot file (local or s3://)")
+    p.add_argument("--grid", metavar="FILE.png",
+                   help="with --like / --like-image: also draw the query and its neighbours' cutouts, read from "
+                        "the catalog's source, as a PNG grid")
     p.add_argument("--max-print", type=int, default=20, help="rows shown on the terminal (default 20)")
     return p
 
@@ -50,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from galaxy_ray.similar.search import oddity, similar
 
     args = build_parser().parse_args(argv)
+    if args.grid and not (args.like or args.like_image):
+        raise GalaxyRayError("--grid draws a search's neighbours: use it with --like or --like-image")
     cat = open_catalog(args.catalog)
     if args.build_index:
         from galaxy_ray.similar.index import build_index
@@ -64,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         table = similar(cat, args.like, like_image=args.like_image, k=args.k or 20, metric=args.metric, cone=args.cone,
                         where=args.where, columns=args.columns, checkpoint=args.checkpoint, use_index=not args.exact)
+    if args.grid:
+        from galaxy_ray.report.similar_grid import plot_similar_grid
+
+        print(plot_similar_grid(table, cat.provenance.get("source"), args.grid, like=args.like,
+                                like_image=args.like_image))
     if args.out:
         try:
             fmt = write_table(table, args.out, provenance=cat.provenance)
