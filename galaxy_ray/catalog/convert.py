@@ -42,9 +42,11 @@ import time
 import warnings
 from typing import Sequence
 
+import astropy.units as u
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from galaxy_ray.catalog.angles import ANGLE_HELP, parse_angle
 from galaxy_ray.catalog.hats import COLLECTION_PROPERTIES, hats_parts, hats_upath
 from galaxy_ray.catalog.scan import open_catalog
 from galaxy_ray.catalog.write import METADATA_KEY
@@ -369,8 +371,8 @@ def hats_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="galaxy-ray hats", description=hats_main.__doc__)
     p.add_argument("catalog", help="catalog directory or s3:// prefix written by galaxy-ray infer")
     p.add_argument("out", help="HATS collection to write (local or s3://); its last part names it")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN_ARCSEC,
-                   help=f"margin cache width in arcsec (default {DEFAULT_MARGIN_ARCSEC:g})")
+    p.add_argument("--margin", default=f"{DEFAULT_MARGIN_ARCSEC:g}arcsec",
+                   help=f"margin cache width, {ANGLE_HELP} (default {DEFAULT_MARGIN_ARCSEC:g}arcsec)")
     p.add_argument("--partition-rows", type=int, default=DEFAULT_PARTITION_ROWS,
                    help=f"most rows per partition (default {DEFAULT_PARTITION_ROWS:,})")
     p.add_argument("--row-group-rows", type=int, default=DEFAULT_ROW_GROUP_ROWS,
@@ -380,6 +382,7 @@ def hats_main(argv: Sequence[str] | None = None) -> int:
                    help="local Dask worker processes (default: CPUs, at most 4)")
     p.add_argument("--dask-scheduler", metavar="ADDRESS", help="run on this Dask cluster instead (tcp://HOST:8786)")
     args = p.parse_args(argv)
+    args.margin = float(parse_angle(args.margin, "--margin").to_value(u.arcsec))
     if args.margin <= 0 or args.partition_rows < 1 or args.row_group_rows < 1:
         raise GalaxyRayError("--margin, --partition-rows and --row-group-rows must be positive")
     got = to_hats(args.catalog, args.out, margin_arcsec=args.margin, partition_rows=args.partition_rows,

@@ -28,8 +28,9 @@ from galaxy_ray.synthetic.encode import cutout_table, encode_fits, encode_jpeg, 
 from galaxy_ray.synthetic.galaxy import OBJECT_ID_PREFIX, SyntheticGalaxy
 from galaxy_ray.synthetic.votes import debiased
 
-#: The synthetic survey writes every format the readers know.
-FORMATS: tuple[str, ...] = SOURCE_FORMATS
+#: The synthetic survey writes every format the readers know but ``image-folder`` (a manifest's
+#: ``images/`` folder is one).
+FORMATS: tuple[str, ...] = tuple(f for f in SOURCE_FORMATS if f != "image-folder")
 
 #: Galaxy10 HDF5 per-row datasets besides the images: (dataset, metadata key, dtype), as in the release.
 H5_COLUMNS = ((galaxy10_h5.LABELS, "galaxy10", "uint8"), (galaxy10_h5.RA, "ra", "float64"),
