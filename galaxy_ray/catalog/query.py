@@ -266,8 +266,10 @@ def query(
     ----------
     catalog : Catalog or str
         An opened catalog or its URI.
-    cone : (ra, dec, radius) in degrees, or Cone, optional
-    box : (ra_min, ra_max, dec_min, dec_max) in degrees, or Box, optional
+    cone : (ra, dec, radius), or Cone, optional
+        Each a float in degrees or an angle string (``"30arcmin"``; :mod:`galaxy_ray.catalog.angles`).
+    box : (ra_min, ra_max, dec_min, dec_max), or Box, optional
+        Likewise degrees or angle strings.
         ``ra_min > ra_max`` crosses RA = 0/360.
     where : str, optional
         SQL filter expression on catalog columns, e.g. ``"p_merger > 0.8 AND morphology = 'spiral'"``.
@@ -342,10 +344,10 @@ def _friendly_source(cat: Catalog, needed: set[str]) -> tuple[str, set[str]]:
 
 
 def cone_search(catalog: Catalog | str, ra: float, dec: float, radius: float, **kwargs):
-    """Rows within ``radius`` degrees of (``ra``, ``dec``); see :func:`query` for the options."""
-    return query(catalog, cone=Cone(ra, dec, radius), **kwargs)
+    """Rows within ``radius`` of (``ra``, ``dec``): floats in degrees or angle strings (``"5arcsec"``); see :func:`query`."""
+    return query(catalog, cone=(ra, dec, radius), **kwargs)
 
 
 def box_search(catalog: Catalog | str, ra_min: float, ra_max: float, dec_min: float, dec_max: float, **kwargs):
     """Rows inside an RA/Dec box (``ra_min > ra_max`` crosses RA = 0/360); see :func:`query`."""
-    return query(catalog, box=Box(ra_min, ra_max, dec_min, dec_max), **kwargs)
+    return query(catalog, box=(ra_min, ra_max, dec_min, dec_max), **kwargs)
