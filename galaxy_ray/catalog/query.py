@@ -105,6 +105,13 @@ def where_clause(where: str | None) -> str:
     return f" WHERE (\n{where.strip()}\n)" if where else ""
 
 
+def _as_written(name: str, where: str) -> str:
+    """The word of ``where`` that SQL split at its hyphens into ``name - ...`` (``disk-edge-on_yes_fractio``
+    for ``disk``), so that an unknown hyphenated name is reported, and matched, whole."""
+    words = re.findall(r"[A-Za-z_][\w\-]*", where)
+    return next((w for w in words if "-" in w and w.split("-", 1)[0].lower() == name.lower()), name)
+
+
 def _is_pure_filter(node: dict) -> bool:
     """True when a parsed statement is ``SELECT * FROM catalog WHERE ...`` and nothing more."""
     source = node.get("from_table", {})
@@ -139,7 +146,8 @@ def _check_expression(obj: Any, where: str, lower: dict[str, str], used: set[str
                 names = names[1:]
             if len(names) != 1 or names[0].lower() not in lower:
                 raise GalaxyRayError(f"--where {where!r}: "
-                                     + unknown_column_message('.'.join(names), list(lower.values())))
+                                     + unknown_column_message(_as_written('.'.join(names), where),
+                                                              list(lower.values())))
             used.add(lower[names[0].lower()])
         if cls == "FUNCTION":
             name = str(obj.get("function_name", "")).lower()
