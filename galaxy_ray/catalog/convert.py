@@ -37,6 +37,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -148,9 +149,14 @@ def _dask_client(workers: int, scheduler: str | None, tmp: str):
 
     if scheduler:
         return Client(scheduler)
+    # a local cluster's nanny logs "Worker process still alive after 4.0 seconds, killing" at every shutdown
+    # of a loaded machine: the run is judged by what it wrote, so its own warnings stay off the console
+    import logging
+
+    silence = logging.WARNING if runtime.is_verbose() else logging.ERROR
     # one worker runs in this process (threads): no start-up cost on small catalogs
     return Client(n_workers=workers, threads_per_worker=1, processes=workers > 1, dashboard_address=None,
-                  local_directory=tmp)
+                  local_directory=tmp, silence_logs=silence)
 
 
 def _collection_args(cat, parent: str, name: str, tmp: str, props: dict, options: dict):
@@ -387,7 +393,7 @@ def hats_main(argv: Sequence[str] | None = None) -> int:
         raise GalaxyRayError("--margin, --partition-rows and --row-group-rows must be positive")
     got = to_hats(args.catalog, args.out, margin_arcsec=args.margin, partition_rows=args.partition_rows,
                   row_group_rows=args.row_group_rows, highest_order=args.highest_order, workers=args.workers,
-                  dask_scheduler=args.dask_scheduler, progress=True)
+                  dask_scheduler=args.dask_scheduler, progress=sys.stderr.isatty())
     left_out = f"; {got['rows_without_position']} row(s) without a position left out" \
         if got["rows_without_position"] else ""
     print(f"wrote {got['out']}: {got['rows']} rows in {got['partitions']} partitions, margin cache "
