@@ -9,6 +9,7 @@ query`` never pays for importing torch.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -29,6 +30,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "similar": ("galaxy_ray.similar.cli", "main", "galaxies like a given one, and the oddest ones, from embeddings"),
     "report": ("galaxy_ray.report", "main", "figures and an index page for a source, run or catalog"),
 }
+
+
+def help_text(doc: str | None) -> str:
+    """A docstring as a ``--help`` description: reST's ``x`` and :role:`x` shown as plain x."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", doc or "")
+    return re.sub(r"``([^`]+)``", r"\1", text)
 
 
 def run_entry_point(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from galaxy_ray.catalog.scan import Catalog, open_catalog
 from galaxy_ray.catalog.stats import format_stats, merger_stats
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, CatalogColumns as C
+from galaxy_ray.cli import help_text
 
 __all__ = ["query_main", "stats_main", "print_rows"]
 
@@ -32,7 +33,7 @@ def _add_region_args(p: argparse.ArgumentParser) -> None:
 
 
 def _query_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="galaxy-ray query", description=query_main.__doc__)
+    p = argparse.ArgumentParser(prog="galaxy-ray query", description=help_text(query_main.__doc__))
     _add_region_args(p)
     p.add_argument("--columns",
                    help="comma-separated columns to return, or 'all'. Default: on the terminal a readable set "
@@ -152,7 +153,7 @@ def query_main(argv: Sequence[str] | None = None) -> int:
 
 def stats_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray stats``: rows, error rows, morphology mix, merger fraction with a Wilson interval."""
-    p = argparse.ArgumentParser(prog="galaxy-ray stats", description=stats_main.__doc__)
+    p = argparse.ArgumentParser(prog="galaxy-ray stats", description=help_text(stats_main.__doc__))
     _add_region_args(p)
     p.add_argument("--by", help="group by this column (floating-point columns in bins)")
     p.add_argument("--bins", help="with --by: number of equal-width bins or comma-separated edges")

@@ -55,6 +55,7 @@ from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray import runtime
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.cli import help_text
 
 __all__ = ["DEFAULT_MARGIN_ARCSEC", "DEFAULT_PARTITION_ROWS", "SHUTDOWN_TIMEOUT", "WORK_SUFFIX", "default_hats_path",
            "work_dir", "to_hats", "hats_main"]
@@ -374,7 +375,7 @@ def to_hats(catalog_dir: str, out: str, *, margin_arcsec: float = DEFAULT_MARGIN
 
 def hats_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray hats``: write the HATS collection (catalog + margin cache) of a catalog, for LSDB."""
-    p = argparse.ArgumentParser(prog="galaxy-ray hats", description=hats_main.__doc__)
+    p = argparse.ArgumentParser(prog="galaxy-ray hats", description=help_text(hats_main.__doc__))
     p.add_argument("catalog", help="catalog directory or s3:// prefix written by galaxy-ray infer")
     p.add_argument("out", help="HATS collection to write (local or s3://); its last part names it")
     p.add_argument("--margin", default=f"{DEFAULT_MARGIN_ARCSEC:g}arcsec",

@@ -38,6 +38,7 @@ from galaxy_ray.catalog.write import METADATA_KEY
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.cli import help_text
 
 __all__ = ["SEPARATION", "DEFAULT_COLUMNS", "parse_radius", "read_table", "crossmatch", "crossmatch_main"]
 
@@ -236,7 +237,7 @@ def crossmatch(catalog: Catalog | str, other: str, radius_arcsec: float = 1.0,
 
 def crossmatch_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray crossmatch``: pair the catalog's galaxies with another catalog's objects (LSDB)."""
-    p = argparse.ArgumentParser(prog="galaxy-ray crossmatch", description=crossmatch_main.__doc__)
+    p = argparse.ArgumentParser(prog="galaxy-ray crossmatch", description=help_text(crossmatch_main.__doc__))
     p.add_argument("catalog", help="morphology catalog (plain or HATS, local or s3://)")
     p.add_argument("other", help="HATS catalog, or a .parquet, .csv or .fits table with RA/Dec in degrees")
     p.add_argument("--radius", default="1arcsec",
