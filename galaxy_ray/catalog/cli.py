@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from galaxy_ray.catalog.angles import ANGLE_HELP
+from galaxy_ray.catalog.regions import as_region
 from galaxy_ray.catalog.output import write_kaggle_submission, write_table
 from galaxy_ray.catalog.query import query, quote_known_columns, split_list, validate_where
 from galaxy_ray.catalog.scan import Catalog, open_catalog
@@ -142,7 +143,10 @@ def query_main(argv: Sequence[str] | None = None) -> int:
         n = write_kaggle_submission(table, args.kaggle_submission)
         print(f"wrote {n} rows to {args.kaggle_submission} (Kaggle submission layout)")
     if args.out:
-        asked = {"catalog": args.catalog, "cone": args.cone, "box": args.box, "where": args.where,
+        region = as_region(args.cone, args.box)  # recorded in degrees, whatever units were typed
+        degrees = None if region is None else list(region.__dict__.values())
+        asked = {"catalog": args.catalog, "cone": degrees if args.cone else None,
+                 "box": degrees if args.box else None, "where": args.where,
                  "sort": args.sort, "limit": args.limit, "friendly": args.friendly or None}
         fmt = write_table(table, args.out, provenance=cat.provenance, query=asked)
         print(f"wrote {table.num_rows} rows to {args.out} ({fmt})")

@@ -206,7 +206,8 @@ def check_columns(names: Iterable[str], columns: Sequence[str], option: str) -> 
     for name in names:
         key = name.strip().lower()
         if key not in lower:
-            raise GalaxyRayError(f"{option}: {unknown_column_message(name.strip(), list(columns))}")
+            hint = unknown_column_message(name.strip(), list(columns)).split(f"{name.strip()!r}", 1)[1]
+            raise GalaxyRayError(f"{option} {name.strip()!r}: unknown column{hint}")
         out.append(lower[key])
     return out
 
