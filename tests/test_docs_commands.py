@@ -102,13 +102,13 @@ def demo_root(tmp_path_factory):
     given = os.environ.get("GALAXY_RAY_DOCS_ROOT")
     root = Path(given) if given else tmp_path_factory.mktemp("docs_root")
     root.mkdir(parents=True, exist_ok=True)
-    if (root / "demo_output" / "report" / "index.html").is_file():
-        return root
     venv = Path(sys.executable).parent.parent
     for name, target in ((".venv", venv), ("jobs", ROOT / "jobs"), ("cluster", ROOT / "cluster"),
                          ("galaxy_ray", ROOT / "galaxy_ray")):
         if not (root / name).is_symlink():
             (root / name).symlink_to(target)
+    if (root / "demo_output" / "report" / "index.html").is_file():
+        return root
     done = subprocess.run([sys.executable, str(ROOT / "jobs" / "demo.py"), "--out", "demo_output",
                            "--train-size", "300", "--survey-size", "400", "--epochs", "1", "--image-size", "32"],
                           cwd=root, env=_env(), capture_output=True, text=True, timeout=1800)
