@@ -85,8 +85,6 @@ def ensure_ray(min_cpus: int = 1, dashboard: bool = False) -> Any:
             # Ray instance on the machine it cannot tell which and prints a ConnectionError traceback.
             # The processes this start spawns inherit the environment: name this cluster's API server.
             pinned["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{kwargs['dashboard_port']}"
-        if not verbose:
-            pinned.setdefault("RAY_BACKEND_LOG_LEVEL", os.environ.get("RAY_BACKEND_LOG_LEVEL", "error"))
         with _environment(pinned):
             context = _start_local_ray(ray, num_cpus=max(os.cpu_count() or 1, int(min_cpus)), **common, **kwargs)
         if dashboard and context.dashboard_url:
