@@ -9,6 +9,7 @@ query`` never pays for importing torch.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -31,6 +32,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def help_text(doc: str | None) -> str:
+    """A docstring as a ``--help`` description: reST's ``x`` and :role:`x` shown as plain x."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", doc or "")
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
 def run_entry_point(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a stage's ``main``, turning a :class:`GalaxyRayError` or an ``OSError`` into one line and exit 2."""
     try:
@@ -46,11 +53,31 @@ def run_entry_point(fn: Callable[[Sequence[str] | None], int], argv: Sequence[st
         return 130
 
 
+#: The commands in the order of the work, in groups.
+WORKFLOW: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("1. cutouts", ("synth", "pack")),
+    ("2. train", ("train", "evaluate")),
+    ("3. classify", ("infer", "predict")),
+    ("4. use the catalog", ("query", "stats", "report", "hats", "crossmatch", "similar")),
+)
+
+EXAMPLE = """\
+example (after `make demo`; any path may be s3://):
+  galaxy-ray train --source demo_output/train --task votes --epochs 2 --name mine --storage demo_output/runs
+  galaxy-ray infer --checkpoint demo_output/runs/mine/model.pt --source my_cutouts/ --out my_catalog
+  galaxy-ray query my_catalog --cone 180 30 30arcmin --where "p_merger > 0.8"
+  galaxy-ray stats my_catalog --by morphology
+angles: 5arcsec, 30arcmin, 0.5deg; a bare number is degrees. Docs: README.md and docs/."""
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: galaxy-ray COMMAND [options]   (galaxy-ray COMMAND --help for its options)", "", "commands:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
-    return "\n".join(lines)
+    lines = ["usage: galaxy-ray COMMAND [options]   (galaxy-ray COMMAND --help for its options)", "",
+             "commands, in the order of the work:"]
+    for title, names in WORKFLOW:
+        lines.append(f" {title}")
+        lines += [f"   {name:<{width}}  {COMMANDS[name][2]}" for name in names]
+    return "\n".join(lines) + "\n\n" + EXAMPLE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

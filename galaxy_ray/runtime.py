@@ -7,6 +7,7 @@ Kept free of torch at import time, so that light commands can use it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -63,6 +64,9 @@ def ensure_ray(min_cpus: int = 1, dashboard: bool = False) -> Any:
     if ray.is_initialized():
         return ray
     verbose = is_verbose()
+    if not _is_terminal(sys.stdout):
+        # Ray colours each worker's line prefix; in a pipe, a log file or a job log those are raw escape codes
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     _filter_ray_deprecations(verbose)
     raycompat.quiet_ray_data_logging(not verbose)
     # Worker output (training's progress lines) must reach the driver: keep log_to_driver.
@@ -73,13 +77,52 @@ def ensure_ray(min_cpus: int = 1, dashboard: bool = False) -> Any:
         ray.init(address=address, **common)
     else:
         kwargs: dict[str, Any] = {"include_dashboard": dashboard}
+        pinned: dict[str, str] = {}
         if dashboard:
             kwargs["dashboard_host"] = "127.0.0.1"
-        context = _start_local_ray(ray, num_cpus=max(os.cpu_count() or 1, int(min_cpus)), **common, **kwargs)
+            kwargs["dashboard_port"] = _free_port()
+            # Ray Train's placement-group cleaner asks the state API for "the" local Ray; with another
+            # Ray instance on the machine it cannot tell which and prints a ConnectionError traceback.
+            # The processes this start spawns inherit the environment: name this cluster's API server.
+            pinned["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{kwargs['dashboard_port']}"
+        with _environment(pinned):
+            context = _start_local_ray(ray, num_cpus=max(os.cpu_count() or 1, int(min_cpus)), **common, **kwargs)
         if dashboard and context.dashboard_url:
             say(f"galaxy-ray: local Ray dashboard at http://{context.dashboard_url}")
     configure_ray_data(verbose)
     return ray
+
+
+def _is_terminal(stream) -> bool:
+    """True when ``stream`` is an interactive terminal."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _free_port() -> int:
+    """A TCP port free on loopback now (for the local dashboard, so that its address is known before start)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """``os.environ`` with ``values`` set inside the block (the processes started there keep them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 #: Tries at starting a local Ray whose raylet misses Ray's registration deadline.

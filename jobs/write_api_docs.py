@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -29,29 +30,98 @@ HEADER = """# Python API
 `from galaxy_ray import api as gr`. The names below are the stable public API (`galaxy_ray.api.__all__`);
 everything else in the package may change between versions. The catalog functions and `predict` are
 also `galaxy_ray.<name>` (loaded on first use, so `import galaxy_ray` does not import torch).
-RA, Dec and radii are ICRS degrees. A problem you can fix raises `galaxy_ray.errors.GalaxyRayError`
-with a one-line message.
+RA and Dec are ICRS degrees; an angle is a float in the unit its parameter names (`radius` degrees,
+`radius_arcsec` arcseconds) or a string with a unit (`"30arcmin"`, `"5arcsec"`). A problem you can
+fix raises `galaxy_ray.errors.GalaxyRayError` with a one-line message. Every command has its
+function: `synth` is `synthesize`, `hats` is `to_hats`, the others share their command's name.
 
 """
 
+EXAMPLE = """## Example
+
+This runs as written after `make demo` (`tests/test_docs_commands.py` runs it); the README's
+"From Python" block trains, infers and predicts from scratch.
+
+```python
+from galaxy_ray import api as gr
+
+catalog = gr.open_catalog("demo_output/catalog")                     # pandas DataFrame
+near = gr.cone("demo_output/catalog", 180, 30, "5deg", columns=["object_id", "p_merger"])
+edge_on = gr.query("demo_output/catalog", where="disk-edge-on_yes_fraction > 0.5",
+                   columns="object_id,disk-edge-on_yes_fraction", sort="-disk-edge-on_yes_fraction", limit=5)
+stats = gr.merger_stats("demo_output/catalog")
+rows = gr.predict("demo_output/runs/demo-votes/model.pt",
+                  ["demo_output/survey_files/images/synth-2-0000000.png"])
+print(len(catalog), len(near), len(edge_on), stats["mergers"], rows["object_id"].tolist())
+```
+"""
+
+
+#: An annotation quoted by ``from __future__ import annotations`` (``x: 'str'``, ``-> 'dict'``).
+_QUOTED_ANNOTATION = re.compile(r"(: |-> )'([^']*)'")
+
 
 def signature_line(name: str, obj) -> str:
-    """``name(params) -> return``: the exact ``inspect.signature`` of ``obj``, as the page shows it."""
+    """``name(params) -> return``: ``obj``'s ``inspect.signature`` with its annotations unquoted."""
     kind = "class " if inspect.isclass(obj) else ""
-    return f"{kind}{name}{inspect.signature(obj)}"
+    return f"{kind}{name}{_QUOTED_ANNOTATION.sub(lambda m: m.group(1) + m.group(2), str(inspect.signature(obj)))}"
+
+
+def markdown_text(text: str) -> str:
+    """reST inline markup as Markdown: ``x`` and :role:`x` -> `x` (a ``~`` prefix keeps the last part)."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", lambda m: f"`{m.group(1)}`", text)
+    return re.sub(r"``([^`]+)``", r"`\1`", text)
+
+
+def _definitions(body: list[str]) -> list[str]:
+    """numpydoc ``name : type`` entries and their indented descriptions as a Markdown list."""
+    out: list[str] = []
+    for line in body:
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            name, _, kind = line.partition(" : ")
+            names = ", ".join(f"`{n.strip()}`" for n in name.split(","))
+            out.append(f"- {names}" + (f" ({markdown_text(kind.strip())})" if kind.strip() else "") + ":")
+        elif out:
+            out[-1] += " " + markdown_text(line.strip())
+    return [line.rstrip(":") for line in out]
+
+
+def docstring_markdown(doc: str) -> str:
+    """A numpydoc docstring as Markdown: prose, then **Parameters**, **Returns**, **Raises** lists and
+    **Examples** as a Python block (shown, not run: `tests/test_docs_commands.py` runs the page's
+    own example block)."""
+    lines = doc.splitlines()
+    heads = [i for i in range(len(lines) - 1)
+             if lines[i].strip() and set(lines[i + 1].strip()) == {"-"} and len(lines[i + 1].strip()) >= 3]
+    prose = markdown_text("\n".join(lines[: heads[0]] if heads else lines)).strip()
+    parts = [prose]
+    for k, i in enumerate(heads):
+        body = lines[i + 2: heads[k + 1] if k + 1 < len(heads) else len(lines)]
+        title = lines[i].strip()
+        if title == "Examples":
+            code = "\n".join(b[4:] if b.startswith((">>> ", "... ")) else b for b in body).strip()
+            code = re.sub(r"\s+# doctest:.*$", "", code, flags=re.M)
+            parts.append(f"**{title}**\n\n<!-- not-run: a docstring example -->\n```python\n{code}\n```")
+        elif title in ("Parameters", "Returns", "Raises", "Yields", "Attributes", "Other Parameters"):
+            parts.append(f"**{title}**\n\n" + "\n".join(_definitions(body)))
+        else:
+            parts.append(f"**{title}**\n\n" + markdown_text("\n".join(body)).strip())
+    return "\n\n".join(p for p in parts if p)
 
 
 def section(name: str, obj) -> str:
     doc = inspect.getdoc(obj) or ""
-    return f"## `{name}`\n\n```python\n{signature_line(name, obj)}\n```\n\n```text\n{doc}\n```\n"
+    return f"## `{name}`\n\n```\n{signature_line(name, obj)}\n```\n\n{docstring_markdown(doc)}\n"
 
 
 def render() -> str:
     """The whole page, from the code as it is now."""
     names = list(api.__all__)
-    index = "".join(f"- [`{n}`](#{n.lower()}): {(inspect.getdoc(getattr(api, n)) or '').splitlines()[0]}\n"
+    index = "".join(f"- [`{n}`](#{n.lower()}): {markdown_text((inspect.getdoc(getattr(api, n)) or '').splitlines()[0])}\n"
                     for n in names)
-    return HEADER + index + "\n" + "\n".join(section(n, getattr(api, n)) for n in names)
+    return HEADER + index + "\n" + EXAMPLE + "\n" + "\n".join(section(n, getattr(api, n)) for n in names)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -504,10 +504,10 @@ def test_predict_prints_morphology_and_merger_probability(gz2_checkpoint, tmp_pa
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 1 and len(lines) == 3
     for line, path in zip(lines[:2], paths):
-        assert line.startswith(f"{path}: ") and "p_merger" in line and "top:" in line
+        assert line.startswith(f"{path.stem}: ") and "p_merger" in line and "top:" in line  # the catalog's id
         morph = line.split(": ", 1)[1].split()[0]
         assert morph in {"elliptical", "spiral", "disk", "edge_on", "artifact"}
-    assert lines[2].startswith(f"{broken}: error:")
+    assert lines[2].startswith(f"{broken.stem}: error:")
     results = infer.predict_files(gz2_checkpoint, [str(paths[0])], top=37)
     assert len(results[0]["top"]) == 37
     np.testing.assert_allclose(sum(v for c, v in results[0]["top"] if c.startswith("smooth_or_features")), 1.0,

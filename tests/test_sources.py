@@ -161,7 +161,12 @@ def _hand_shards(out, ids, ra, dec, classes, conditional, pixels):
     pq.write_table(table.slice(half), out / "part-00001.parquet")
 
 
-_HAND = {"galaxy10-h5": _hand_h5, "kaggle-gz2": _hand_kaggle, "gz2-catalog": _hand_catalog,
+def _hand_image_folder(out, ids, ra, dec, classes, conditional, pixels):
+    for i, p in zip(ids, pixels):
+        (out / f"{i}.png").write_bytes(_encode(p, "PNG"))
+
+
+_HAND = {"image-folder": _hand_image_folder, "galaxy10-h5": _hand_h5, "kaggle-gz2": _hand_kaggle, "gz2-catalog": _hand_catalog,
          "fits": _hand_fits, "manifest": _hand_manifest, "shards": _hand_shards}
 
 
@@ -182,6 +187,9 @@ def truth(out: Path, fmt: str) -> pd.DataFrame:
             return pd.DataFrame({"object_id": [f"{path.stem}_{k}" for k in range(n)], "ra": f["ra"][:],
                                  "dec": f["dec"][:], "label": [GALAXY10_CLASSES[a] for a in f["ans"][:]],
                                  "votes": None})
+    if fmt == "image-folder":  # the file names are the ids; nothing else is known
+        ids = sorted(p.name[: -len(".png")] for p in out.glob("*.png"))
+        return pd.DataFrame({"object_id": ids, "ra": np.nan, "dec": np.nan, "label": None, "votes": None})
     if fmt == "kaggle-gz2":
         t = pd.read_csv(out / "training_solutions_rev1.csv", dtype={"GalaxyID": str})
         return pd.DataFrame({"object_id": t.GalaxyID, "ra": np.nan, "dec": np.nan, "label": None,
@@ -243,9 +251,9 @@ def test_every_synthetic_layout_is_detected_and_read_back_as_itself(tmp_path, ra
         assert detect_format(str(out)) == fmt
         table = read_source(str(out)).to_pandas()
         assert sorted(table.object_id) == sorted(truth(out, fmt).object_id), fmt
-        if fmt in ("fits", "manifest", "shards"):  # the layouts that keep the generator's ids
+        if fmt in ("fits", "manifest", "shards", "image-folder"):  # the layouts that keep the generator's ids
             assert sorted(table.object_id) == sorted(drawn.object_id), fmt
-        if fmt == "kaggle-gz2":  # the challenge's layout has no coordinates
+        if fmt in ("kaggle-gz2", "image-folder"):  # layouts without coordinates
             assert table.ra.isna().all() and table.dec.isna().all()
         else:
             np.testing.assert_allclose(np.sort(table.ra), np.sort(drawn.ra), atol=1e-4, err_msg=fmt)
@@ -369,7 +377,7 @@ def test_corrupt_and_missing_cutouts_become_rows(tmp_path, ray_cluster):
     kaggle = make_source(tmp_path / "k", "kaggle-gz2", n=4) / "images_training_rev1"
     corrupt = sorted(kaggle.glob("*.jpg"))[0]
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    assert detect_format(str(kaggle)) == "kaggle-gz2"
+    assert detect_format(str(kaggle)) == "image-folder"  # a folder of only images (issue 34)
     table = read_source(str(kaggle)).to_pandas().set_index("object_id")
     assert sorted(table.index) == sorted(p.stem for p in kaggle.glob("*.jpg"))
     assert table.image[corrupt.stem] == b"\xff\xd8\xff\xe0 truncated"

@@ -10,7 +10,9 @@ Model work: :func:`train`, :func:`evaluate` and :func:`infer` run on Ray
 here, on files or an in-memory (N, H, W, 3) uint8 array.  Catalog work:
 :func:`open_catalog` (pandas, astropy, arrow or LSDB), :func:`cone`,
 :func:`box` and :func:`merger_stats`, none of which imports torch; :func:`similar` and
-:func:`oddity` search a catalog's embeddings (``infer(..., embeddings=16)``).
+:func:`oddity` search a catalog's embeddings (``infer(..., embeddings=16)``).  The other
+commands: :func:`query`, :func:`synthesize` (``synth``), :func:`pack`, :func:`to_hats`
+(``hats``), :func:`crossmatch` and :func:`report`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from galaxy_ray.api.catalogs import box, cone, merger_stats, open_catalog
 from galaxy_ray.api.models import evaluate, infer, train
 from galaxy_ray.api.predict import predict
 from galaxy_ray.api.similar import oddity, similar
+from galaxy_ray.api.tools import crossmatch, pack, query, report, synthesize, to_hats
 from galaxy_ray.errors import GalaxyRayError
 
 #: The stable public functions (``GalaxyRayError``, importable from here too, is in ``galaxy_ray.errors``).
-__all__ = ["train", "evaluate", "infer", "predict", "open_catalog", "cone", "box", "merger_stats",
-           "similar", "oddity"]
+__all__ = ["train", "evaluate", "infer", "predict", "open_catalog", "cone", "box", "query", "merger_stats",
+           "similar", "oddity", "synthesize", "pack", "to_hats", "crossmatch", "report"]

@@ -91,8 +91,9 @@ def cone(catalog: str | Catalog, ra: float, dec: float, radius: float, *, where:
         A catalog URI (plain or HATS) or an opened :class:`galaxy_ray.catalog.Catalog`.
     ra, dec : float
         Centre, ICRS degrees (``0 <= ra < 360``, ``-90 <= dec <= 90``).
-    radius : float
-        Angular radius in degrees (``0 < radius <= 180``).
+    radius : float or str
+        Angular radius: a float in degrees (``0 < radius <= 180``) or an angle with a unit,
+        ``"5arcsec"``, ``"30arcmin"``, ``"0.5deg"``.
     where : str, optional
         SQL filter on the catalog's columns, e.g. ``"is_merger"``.
     columns : sequence of str, optional

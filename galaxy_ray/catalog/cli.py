@@ -11,29 +11,34 @@ from typing import Sequence
 import pandas as pd
 import pyarrow as pa
 
+from galaxy_ray.catalog.angles import ANGLE_HELP
+from galaxy_ray.catalog.regions import as_region
 from galaxy_ray.catalog.output import write_kaggle_submission, write_table
-from galaxy_ray.catalog.query import query
+from galaxy_ray.catalog.query import query, quote_known_columns, split_list, validate_where
 from galaxy_ray.catalog.scan import Catalog, open_catalog
 from galaxy_ray.catalog.stats import format_stats, merger_stats
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, CatalogColumns as C
+from galaxy_ray.cli import help_text
 
 __all__ = ["query_main", "stats_main", "print_rows"]
 
 
 def _add_region_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("catalog", help="catalog directory, s3:// prefix or catalog Parquet file")
-    p.add_argument("--cone", nargs=3, type=float, metavar=("RA", "DEC", "RADIUS"),
-                   help="rows within RADIUS degrees of (RA, DEC) degrees")
-    p.add_argument("--box", nargs=4, type=float, metavar=("RA_MIN", "RA_MAX", "DEC_MIN", "DEC_MAX"),
-                   help="rows in an RA/Dec box, degrees; RA_MIN > RA_MAX crosses RA = 0/360")
+    p.add_argument("--cone", nargs=3, metavar=("RA", "DEC", "RADIUS"),
+                   help=f"rows within RADIUS of (RA, DEC), ICRS; each {ANGLE_HELP} (e.g. --cone 180 30 5arcmin)")
+    p.add_argument("--box", nargs=4, metavar=("RA_MIN", "RA_MAX", "DEC_MIN", "DEC_MAX"),
+                   help=f"rows in an RA/Dec box; each {ANGLE_HELP}; RA_MIN > RA_MAX crosses RA = 0/360")
     p.add_argument("--where", help="SQL filter on catalog columns, e.g. \"p_merger > 0.8 AND morphology = 'spiral'\"")
 
 
 def _query_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="galaxy-ray query", description=query_main.__doc__)
+    p = argparse.ArgumentParser(prog="galaxy-ray query", description=help_text(query_main.__doc__))
     _add_region_args(p)
-    p.add_argument("--columns", help="comma-separated columns to return (default: all)")
+    p.add_argument("--columns",
+                   help="comma-separated columns to return, or 'all'. Default: on the terminal a readable set "
+                        f"({', '.join(DEFAULT_COLUMNS)}, and the columns --where and --sort name); with --out, all")
     p.add_argument("--sort", help="COLUMN, COLUMN DESC or -COLUMN (descending); several separated by commas")
     p.add_argument("--limit", type=int, help="at most this many rows")
     p.add_argument("--out", help="write the rows to a .csv, .parquet, .fits or .vot file (local or s3://)")
@@ -76,6 +81,24 @@ def _dash_values(argv: Sequence[str], parser: argparse.ArgumentParser, options: 
     return out
 
 
+#: What ``query`` prints when no --columns is given (those the catalog has).
+DEFAULT_COLUMNS = (C.OBJECT_ID, C.RA, C.DEC, C.MORPHOLOGY, C.P_MERGER, C.IS_MERGER, C.ERROR)
+
+
+def default_columns(cat: Catalog, where: str | None, sort: str | None) -> list[str]:
+    """The readable default: :data:`DEFAULT_COLUMNS`, then the columns ``where`` and ``sort`` name."""
+    names = cat.columns
+    out = [c for c in DEFAULT_COLUMNS if c in names]
+    if where:
+        used = validate_where(quote_known_columns(where, names), names)
+        out += [c for c in names if c in used and c not in out]
+    for item in split_list(sort):
+        key = item.split()[0].lstrip("-") if item.split() else ""
+        match = [c for c in names if c.lower() == key.lower()]
+        out += [c for c in match if c not in out]
+    return out
+
+
 def _kaggle_columns(cat: Catalog, args: argparse.Namespace) -> list[str]:
     """The columns a Kaggle submission needs, after checking that ``cat`` is a GZ2 catalog."""
     if args.columns:
@@ -100,7 +123,14 @@ def query_main(argv: Sequence[str] | None = None) -> int:
     parser = _query_parser()
     args = parser.parse_args(_dash_values(sys.argv[1:] if argv is None else argv, parser, ("--sort",)))
     cat = open_catalog(args.catalog)
-    columns = _kaggle_columns(cat, args) if args.kaggle_submission else args.columns
+    if args.kaggle_submission:
+        columns = _kaggle_columns(cat, args)
+    elif args.columns and args.columns.strip().lower() == "all":
+        columns = None
+    elif args.columns or args.out:
+        columns = args.columns
+    else:
+        columns = default_columns(cat, args.where, args.sort)
     start = time.perf_counter()
     table = query(cat, cone=args.cone, box=args.box, where=args.where, columns=columns, sort=args.sort,
                   limit=args.limit, output="arrow", friendly=args.friendly)
@@ -113,7 +143,10 @@ def query_main(argv: Sequence[str] | None = None) -> int:
         n = write_kaggle_submission(table, args.kaggle_submission)
         print(f"wrote {n} rows to {args.kaggle_submission} (Kaggle submission layout)")
     if args.out:
-        asked = {"catalog": args.catalog, "cone": args.cone, "box": args.box, "where": args.where,
+        region = as_region(args.cone, args.box)  # recorded in degrees, whatever units were typed
+        degrees = None if region is None else list(region.__dict__.values())
+        asked = {"catalog": args.catalog, "cone": degrees if args.cone else None,
+                 "box": degrees if args.box else None, "where": args.where,
                  "sort": args.sort, "limit": args.limit, "friendly": args.friendly or None}
         fmt = write_table(table, args.out, provenance=cat.provenance, query=asked)
         print(f"wrote {table.num_rows} rows to {args.out} ({fmt})")
@@ -124,7 +157,7 @@ def query_main(argv: Sequence[str] | None = None) -> int:
 
 def stats_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray stats``: rows, error rows, morphology mix, merger fraction with a Wilson interval."""
-    p = argparse.ArgumentParser(prog="galaxy-ray stats", description=stats_main.__doc__)
+    p = argparse.ArgumentParser(prog="galaxy-ray stats", description=help_text(stats_main.__doc__))
     _add_region_args(p)
     p.add_argument("--by", help="group by this column (floating-point columns in bins)")
     p.add_argument("--bins", help="with --by: number of equal-width bins or comma-separated edges")

@@ -59,8 +59,36 @@ _GZ2 = {a.column: ColumnInfo(None, _PROBABILITY, f"GZ2 cumulative vote fraction,
         for a in GZ2_ANSWERS}
 _GZ2.update({name: ColumnInfo(None, _PROBABILITY, f"GZ2 conditional vote fraction, {a.question} {a.key}")
              for a, name in zip(GZ2_ANSWERS, GZ2.fraction_columns)})
-_GZ2.update({name: ColumnInfo(None, _PROBABILITY, f"GZ2 proportion of volunteers asked {q.key}")
+_GZ2.update({name: ColumnInfo(None, _PROBABILITY, f"proportion of volunteers who would be asked {q.key}")
              for q, name in zip(GZ2.questions, GZ2.proportion_asked_columns)})
+
+
+
+def _tree_columns() -> dict[str, ColumnInfo]:
+    """Every tree's columns (GZ2, GZ DECaLS DR5, DR8 / GZ DESI): conditional fractions, proportion
+    asked and the 90% interval bounds, each with its UCD and a description naming question and answer."""
+    from galaxy_ray.trees import SCHEMAS
+
+    out: dict[str, ColumnInfo] = {}
+    # GZ DECaLS DR5 and DR8 / GZ DESI share most column names: the descriptions name no tree
+    for schema in {id(s): s for s in SCHEMAS.values()}.values():
+        lower, upper = schema.interval_columns
+        answers = [(q, a) for q in schema.questions for a in q.answers]
+        for (q, a), frac, lo, hi in zip(answers, schema.fraction_columns, lower, upper):
+            what = f"'{a.name.removeprefix(q.key + '_')}' to '{q.key}'"
+            out.setdefault(frac, ColumnInfo(None, _PROBABILITY, "Galaxy Zoo conditional vote fraction: of the "
+                                                                f"volunteers asked, the share answering {what}"))
+            out.setdefault(lo, ColumnInfo(None, "stat.probability;stat.min",
+                                          f"lower end of the 90% interval of the vote fraction answering {what}"))
+            out.setdefault(hi, ColumnInfo(None, "stat.probability;stat.max",
+                                          f"upper end of the 90% interval of the vote fraction answering {what}"))
+        for q, name in zip(schema.questions, schema.proportion_asked_columns):
+            out.setdefault(name, ColumnInfo(None, "stat.probability",
+                                            f"proportion of volunteers who would be asked '{q.key}'"))
+    return out
+
+
+_TREES = _tree_columns()
 
 
 def _described(info: ColumnInfo | None, name: str, provenance: Mapping | None) -> ColumnInfo | None:
@@ -93,6 +121,8 @@ def column_info(name: str, provenance: Mapping | None = None) -> ColumnInfo | No
         info = _FIXED[name]
     elif name in _GZ2:
         info = _GZ2[name]
+    elif name in _TREES:
+        info = _TREES[name]
     elif name.startswith("prob_"):
         names = (provenance or {}).get("output_names") or []
         classes = dict(zip(class_columns(names), names))

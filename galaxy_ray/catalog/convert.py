@@ -37,14 +37,17 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
 from typing import Sequence
 
+import astropy.units as u
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from galaxy_ray.catalog.angles import ANGLE_HELP, parse_angle
 from galaxy_ray.catalog.hats import COLLECTION_PROPERTIES, hats_parts, hats_upath
 from galaxy_ray.catalog.scan import open_catalog
 from galaxy_ray.catalog.write import METADATA_KEY
@@ -52,6 +55,7 @@ from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray import runtime
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.cli import help_text
 
 __all__ = ["DEFAULT_MARGIN_ARCSEC", "DEFAULT_PARTITION_ROWS", "SHUTDOWN_TIMEOUT", "WORK_SUFFIX", "default_hats_path",
            "work_dir", "to_hats", "hats_main"]
@@ -146,9 +150,14 @@ def _dask_client(workers: int, scheduler: str | None, tmp: str):
 
     if scheduler:
         return Client(scheduler)
+    # a local cluster's nanny logs "Worker process still alive after 4.0 seconds, killing" at every shutdown
+    # of a loaded machine: the run is judged by what it wrote, so its own warnings stay off the console
+    import logging
+
+    silence = logging.WARNING if runtime.is_verbose() else logging.ERROR
     # one worker runs in this process (threads): no start-up cost on small catalogs
     return Client(n_workers=workers, threads_per_worker=1, processes=workers > 1, dashboard_address=None,
-                  local_directory=tmp)
+                  local_directory=tmp, silence_logs=silence)
 
 
 def _collection_args(cat, parent: str, name: str, tmp: str, props: dict, options: dict):
@@ -366,11 +375,11 @@ def to_hats(catalog_dir: str, out: str, *, margin_arcsec: float = DEFAULT_MARGIN
 
 def hats_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray hats``: write the HATS collection (catalog + margin cache) of a catalog, for LSDB."""
-    p = argparse.ArgumentParser(prog="galaxy-ray hats", description=hats_main.__doc__)
+    p = argparse.ArgumentParser(prog="galaxy-ray hats", description=help_text(hats_main.__doc__))
     p.add_argument("catalog", help="catalog directory or s3:// prefix written by galaxy-ray infer")
     p.add_argument("out", help="HATS collection to write (local or s3://); its last part names it")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN_ARCSEC,
-                   help=f"margin cache width in arcsec (default {DEFAULT_MARGIN_ARCSEC:g})")
+    p.add_argument("--margin", default=f"{DEFAULT_MARGIN_ARCSEC:g}arcsec",
+                   help=f"margin cache width, {ANGLE_HELP} (default {DEFAULT_MARGIN_ARCSEC:g}arcsec)")
     p.add_argument("--partition-rows", type=int, default=DEFAULT_PARTITION_ROWS,
                    help=f"most rows per partition (default {DEFAULT_PARTITION_ROWS:,})")
     p.add_argument("--row-group-rows", type=int, default=DEFAULT_ROW_GROUP_ROWS,
@@ -380,11 +389,12 @@ def hats_main(argv: Sequence[str] | None = None) -> int:
                    help="local Dask worker processes (default: CPUs, at most 4)")
     p.add_argument("--dask-scheduler", metavar="ADDRESS", help="run on this Dask cluster instead (tcp://HOST:8786)")
     args = p.parse_args(argv)
+    args.margin = float(parse_angle(args.margin, "--margin").to_value(u.arcsec))
     if args.margin <= 0 or args.partition_rows < 1 or args.row_group_rows < 1:
         raise GalaxyRayError("--margin, --partition-rows and --row-group-rows must be positive")
     got = to_hats(args.catalog, args.out, margin_arcsec=args.margin, partition_rows=args.partition_rows,
                   row_group_rows=args.row_group_rows, highest_order=args.highest_order, workers=args.workers,
-                  dask_scheduler=args.dask_scheduler, progress=True)
+                  dask_scheduler=args.dask_scheduler, progress=sys.stderr.isatty())
     left_out = f"; {got['rows_without_position']} row(s) without a position left out" \
         if got["rows_without_position"] else ""
     print(f"wrote {got['out']}: {got['rows']} rows in {got['partitions']} partitions, margin cache "

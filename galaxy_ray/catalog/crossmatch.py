@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from galaxy_ray.catalog.angles import ANGLE_HELP, parse_angle
 from galaxy_ray.catalog.cli import print_rows
 from galaxy_ray.catalog.hats import hats_upath, is_hats_listing
 from galaxy_ray.catalog.output import write_table
@@ -37,6 +38,7 @@ from galaxy_ray.catalog.write import METADATA_KEY
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import storage
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.cli import help_text
 
 __all__ = ["SEPARATION", "DEFAULT_COLUMNS", "parse_radius", "read_table", "crossmatch", "crossmatch_main"]
 
@@ -55,21 +57,19 @@ _TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".csv
                    ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
 
 
-def parse_radius(text: str | float) -> float:
-    """A match radius in arcsec from ``"1arcsec"``, ``"0.5 arcmin"``, ``"0.001deg"`` or a bare number (arcsec).
+def parse_radius(text: str | float, bare_unit: str = "arcsec") -> float:
+    """A match radius in arcsec from ``"1arcsec"``, ``"0.5 arcmin"``, ``"0.001deg"`` or a bare number.
+
+    The grammar is :mod:`galaxy_ray.catalog.angles`'. A bare number is in ``bare_unit``:
+    arcseconds for the Python parameter ``radius_arcsec``, degrees on the command line
+    (``crossmatch --radius``), as every command reads a bare angle.
 
     Raises
     ------
     GalaxyRayError
         Not an angle, or not positive.
     """
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        try:
-            value = u.Quantity(str(text).strip()).to_value(u.arcsec)
-        except (TypeError, ValueError, u.UnitsError):
-            raise GalaxyRayError(f"--radius {text!r}: give an angle such as 1arcsec, 0.5arcmin or 0.001deg") from None
+    value = float(parse_angle(text, "--radius", default_unit=bare_unit).to_value(u.arcsec))
     if not value > 0:
         raise GalaxyRayError(f"--radius {text!r}: must be > 0")
     return float(value)
@@ -237,10 +237,11 @@ def crossmatch(catalog: Catalog | str, other: str, radius_arcsec: float = 1.0,
 
 def crossmatch_main(argv: Sequence[str] | None = None) -> int:
     """``galaxy-ray crossmatch``: pair the catalog's galaxies with another catalog's objects (LSDB)."""
-    p = argparse.ArgumentParser(prog="galaxy-ray crossmatch", description=crossmatch_main.__doc__)
+    p = argparse.ArgumentParser(prog="galaxy-ray crossmatch", description=help_text(crossmatch_main.__doc__))
     p.add_argument("catalog", help="morphology catalog (plain or HATS, local or s3://)")
     p.add_argument("other", help="HATS catalog, or a .parquet, .csv or .fits table with RA/Dec in degrees")
-    p.add_argument("--radius", default="1arcsec", help="largest separation, e.g. 1arcsec, 0.5arcmin (default 1arcsec)")
+    p.add_argument("--radius", default="1arcsec",
+                   help=f"largest separation, {ANGLE_HELP} (default 1arcsec)")
     p.add_argument("--columns", help=f"morphology columns to keep (default {','.join(DEFAULT_COLUMNS)})")
     p.add_argument("--other-columns", help="the other catalog's columns to keep (default all)")
     p.add_argument("--other-ra", help="the other catalog's RA column (default: ra, RAJ2000, ...)")
@@ -251,7 +252,7 @@ def crossmatch_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-print", type=int, default=20, help="rows shown on the terminal (default 20)")
     args = p.parse_args(argv)
     cat = as_catalog(args.catalog)
-    table = crossmatch(cat, args.other, args.radius, columns=args.columns, other_columns=args.other_columns,
+    table = crossmatch(cat, args.other, parse_radius(args.radius, bare_unit="deg"), columns=args.columns, other_columns=args.other_columns,
                        n_neighbors=args.neighbors, other_ra=args.other_ra, other_dec=args.other_dec)
     if args.out:
         # the pairs carry the catalog's p_merger and is_merger: its provenance (checkpoint SHA-256, threshold

@@ -9,7 +9,9 @@ else.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from typing import Any, Iterable, Sequence
 
 import duckdb
@@ -32,6 +34,8 @@ __all__ = [
     "split_list",
     "source_connection",
     "run_sql",
+    "quote_known_columns",
+    "unknown_column_message",
 ]
 
 #: Named SQL functions a --where filter may call (operators such as + or LIKE are always allowed).
@@ -55,6 +59,43 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def unknown_column_message(name: str, columns: Sequence[str]) -> str:
+    """``unknown column 'x'`` with the closest column names (difflib), not the whole list."""
+    close = difflib.get_close_matches(name, list(columns), n=3, cutoff=0.6)
+    if not close:
+        close = difflib.get_close_matches(name.lower(), [c.lower() for c in columns], n=3, cutoff=0.4)
+        close = [next(c for c in columns if c.lower() == k) for k in close]
+    hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(columns)} columns; `--columns all` lists them)"
+    return f"unknown column {name!r}{hint}"
+
+
+#: A single-quoted SQL string or a double-quoted identifier: left as written by :func:`quote_known_columns`.
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+def quote_known_columns(where: str, columns: Sequence[str]) -> str:
+    """``where`` with every catalog column that SQL would not read as one name double-quoted.
+
+    Galaxy Zoo DESI's column names hold hyphens (``disk-edge-on_yes_fraction``,
+    ``bar_strong_90pc-lower``), which SQL reads as subtractions; such a name is
+    quoted here (case-insensitively, never inside a string literal or an
+    identifier that is already quoted), so a filter can be written as the column
+    names read.  Names of letters, digits and ``_`` are left alone.
+    """
+    special = sorted((c for c in columns if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c)), key=len, reverse=True)
+    if not special:
+        return where
+    pattern = re.compile(r"(?<![\w\-.\"])(" + "|".join(map(re.escape, special)) + r")(?![\w\-\"])", re.I)
+    lower = {c.lower(): c for c in special}
+    out, pos = [], 0
+    for m in _QUOTED.finditer(where):
+        out.append(pattern.sub(lambda k: quote_identifier(lower[k.group(1).lower()]), where[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(pattern.sub(lambda k: quote_identifier(lower[k.group(1).lower()]), where[pos:]))
+    return "".join(out)
+
+
 def where_clause(where: str | None) -> str:
     """`` WHERE (...)`` of a filter, or ``""``.
 
@@ -62,6 +103,13 @@ def where_clause(where: str | None) -> str:
     cannot swallow the closing parenthesis.
     """
     return f" WHERE (\n{where.strip()}\n)" if where else ""
+
+
+def _as_written(name: str, where: str) -> str:
+    """The word of ``where`` that SQL split at its hyphens into ``name - ...`` (``disk-edge-on_yes_fractio``
+    for ``disk``), so that an unknown hyphenated name is reported, and matched, whole."""
+    words = re.findall(r"[A-Za-z_][\w\-]*", where)
+    return next((w for w in words if "-" in w and w.split("-", 1)[0].lower() == name.lower()), name)
 
 
 def _is_pure_filter(node: dict) -> bool:
@@ -97,8 +145,9 @@ def _check_expression(obj: Any, where: str, lower: dict[str, str], used: set[str
             if len(names) == 2 and names[0] == "catalog":
                 names = names[1:]
             if len(names) != 1 or names[0].lower() not in lower:
-                raise GalaxyRayError(f"--where {where!r}: unknown column {'.'.join(names)!r}; "
-                                     f"columns are: {', '.join(lower.values())}")
+                raise GalaxyRayError(f"--where {where!r}: "
+                                     + unknown_column_message(_as_written('.'.join(names), where),
+                                                              list(lower.values())))
             used.add(lower[names[0].lower()])
         if cls == "FUNCTION":
             name = str(obj.get("function_name", "")).lower()
@@ -127,7 +176,7 @@ def validate_where(where: str, columns: Sequence[str]) -> set[str]:
         For anything but a single expression: several statements, subqueries,
         table functions (``read_parquet``, ...), unknown columns or functions.
     """
-    text = where.strip()
+    text = quote_known_columns(where.strip(), columns)
     if not text:
         raise GalaxyRayError("--where is empty; give a filter such as \"p_merger > 0.8\"")
     sql = "SELECT * FROM catalog" + where_clause(text)
@@ -157,7 +206,8 @@ def check_columns(names: Iterable[str], columns: Sequence[str], option: str) -> 
     for name in names:
         key = name.strip().lower()
         if key not in lower:
-            raise GalaxyRayError(f"{option} {name.strip()!r}: unknown column; columns are: {', '.join(columns)}")
+            hint = unknown_column_message(name.strip(), list(columns)).split(f"{name.strip()!r}", 1)[1]
+            raise GalaxyRayError(f"{option} {name.strip()!r}: unknown column{hint}")
         out.append(lower[key])
     return out
 
@@ -225,13 +275,15 @@ def query(
     ----------
     catalog : Catalog or str
         An opened catalog or its URI.
-    cone : (ra, dec, radius) in degrees, or Cone, optional
-    box : (ra_min, ra_max, dec_min, dec_max) in degrees, or Box, optional
+    cone : (ra, dec, radius), or Cone, optional
+        Each a float in degrees or an angle string (``"30arcmin"``; :mod:`galaxy_ray.catalog.angles`).
+    box : (ra_min, ra_max, dec_min, dec_max), or Box, optional
+        Likewise degrees or angle strings.
         ``ra_min > ra_max`` crosses RA = 0/360.
     where : str, optional
         SQL filter expression on catalog columns, e.g. ``"p_merger > 0.8 AND morphology = 'spiral'"``.
     columns : str or sequence of str, optional
-        Columns to return (comma-separated or a list); all when None.
+        Columns to return (comma-separated or a list); all when None or ``"all"``.
     sort : str or sequence of str, optional
         ``"p_merger desc"``, ``"-p_merger"``, several separated by commas.
     limit : int, optional
@@ -258,7 +310,10 @@ def query(
     cat = as_catalog(catalog)
     region = as_region(cone, box)
     names = cat.columns
+    if isinstance(columns, str) and columns.strip().lower() == "all":
+        columns = None
     selected = check_columns(split_list(columns), names, "--columns") or names
+    where = quote_known_columns(where, names) if where else where
     where_cols = validate_where(where, names) if where else set()
     keys = _parse_sort(sort, names)
     if limit is not None and int(limit) < 0:
@@ -298,10 +353,10 @@ def _friendly_source(cat: Catalog, needed: set[str]) -> tuple[str, set[str]]:
 
 
 def cone_search(catalog: Catalog | str, ra: float, dec: float, radius: float, **kwargs):
-    """Rows within ``radius`` degrees of (``ra``, ``dec``); see :func:`query` for the options."""
-    return query(catalog, cone=Cone(ra, dec, radius), **kwargs)
+    """Rows within ``radius`` of (``ra``, ``dec``): floats in degrees or angle strings (``"5arcsec"``); see :func:`query`."""
+    return query(catalog, cone=(ra, dec, radius), **kwargs)
 
 
 def box_search(catalog: Catalog | str, ra_min: float, ra_max: float, dec_min: float, dec_max: float, **kwargs):
     """Rows inside an RA/Dec box (``ra_min > ra_max`` crosses RA = 0/360); see :func:`query`."""
-    return query(catalog, box=Box(ra_min, ra_max, dec_min, dec_max), **kwargs)
+    return query(catalog, box=(ra_min, ra_max, dec_min, dec_max), **kwargs)

@@ -198,8 +198,11 @@ class Box:
         return in_dec & in_ra
 
 
-def as_region(cone: Sequence[float] | Cone | None, box: Sequence[float] | Box | None) -> Cone | Box | None:
+def as_region(cone: Sequence[float | str] | Cone | None, box: Sequence[float | str] | Box | None) -> Cone | Box | None:
     """The region of a query: ``cone`` (ra, dec, radius) or ``box`` (ra_min, ra_max, dec_min, dec_max).
+
+    Each value is an angle (:mod:`galaxy_ray.catalog.angles`): a number in degrees, or a string
+    such as ``"5arcsec"``, ``"30arcmin"`` or ``"0.5deg"``.
 
     Raises
     ------
@@ -212,8 +215,14 @@ def as_region(cone: Sequence[float] | Cone | None, box: Sequence[float] | Box | 
         return cone
     if isinstance(box, Box):
         return box
+    from galaxy_ray.catalog.angles import angle_deg
+
     if cone is not None:
-        return Cone(*map(float, cone))
+        if len(cone) != 3:
+            raise GalaxyRayError(f"--cone {' '.join(map(str, cone))}: give RA DEC RADIUS")
+        return Cone(*(angle_deg(v, f"--cone {w}") for v, w in zip(cone, ("RA", "DEC", "RADIUS"))))
     if box is not None:
-        return Box(*map(float, box))
+        if len(box) != 4:
+            raise GalaxyRayError(f"--box {' '.join(map(str, box))}: give RA_MIN RA_MAX DEC_MIN DEC_MAX")
+        return Box(*(angle_deg(v, "--box") for v in box))
     return None

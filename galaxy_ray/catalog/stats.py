@@ -22,6 +22,7 @@ from galaxy_ray.catalog.query import (
     quote_identifier,
     run_sql,
     source_connection,
+    quote_known_columns,
     validate_where,
     where_clause,
 )
@@ -205,6 +206,7 @@ def merger_stats(
     cat = as_catalog(catalog)
     region = as_region(cone, box)
     names = cat.columns
+    where = quote_known_columns(where, names) if where else where
     where_cols = validate_where(where, names) if where else set()
     by_col = check_columns([by], names, "--by")[0] if by else None
     needed_set = {C.MORPHOLOGY, C.IS_MERGER, C.ERROR, C.P_MERGER} | where_cols | ({by_col} if by_col else set())
@@ -233,6 +235,17 @@ def merger_stats(
     return result
 
 
+def _region_text(region: dict) -> str:
+    """``cone of 0.5 deg around (RA, Dec) = (180, 30) deg`` in place of the region's dict."""
+    if "cone" in region:
+        ra, dec, radius = region["cone"]
+        return f"cone of radius {radius:g} deg around (RA, Dec) = ({ra:g}, {dec:g}) deg"
+    if "box" in region:
+        ra0, ra1, dec0, dec1 = region["box"]
+        return f"box RA {ra0:g} - {ra1:g} deg, Dec {dec0:g} - {dec1:g} deg"
+    return str(region)
+
+
 def format_stats(stats: dict) -> str:
     """Human-readable text of :func:`merger_stats`'s result."""
 
@@ -246,7 +259,7 @@ def format_stats(stats: dict) -> str:
 
     lines = [f"catalog:          {stats['catalog']}"]
     if stats["region"]:
-        lines.append(f"region:           {stats['region']}")
+        lines.append(f"region:           {_region_text(stats['region'])}")
     if stats["where"]:
         lines.append(f"where:            {stats['where']}")
     lines += [

@@ -240,7 +240,13 @@ def format_corrected(d: Mapping[str, Any], brief: bool = False) -> str:
         reason = str(d.get("correction") or "").removeprefix("unavailable: ")
         return f"n/a ({reason.split('; ')[0] if brief else reason})" if reason else "n/a"
     lo, hi = d["corrected_fraction_95"]
-    text = f"{d['corrected_fraction']:.4f} (95% interval {lo:.4f} - {hi:.4f})"
+    point = d["corrected_fraction"]
+    # a point clipped at 0 (or 1) is a bound of the method, not a measurement: print the limit
+    if point <= 0.0 and lo <= 0.0:
+        return f"< {hi:.4f} (95% upper limit" + (")" if brief else "; the correction is clipped at 0)")
+    if point >= 1.0 and hi >= 1.0:
+        return f"> {lo:.4f} (95% lower limit" + (")" if brief else "; the correction is clipped at 1)")
+    text = f"{point:.4f} (95% interval {lo:.4f} - {hi:.4f})"
     if d.get("caveat"):
         text += "*" if brief else f" [caveat: {d['caveat']}]"
     return text

@@ -48,10 +48,11 @@ def _auto_order(rows: int) -> int:
 def _sky_maps(rep: Report, cells: dict[str, np.ndarray], order: int) -> None:
     """Mollweide maps of galaxy density, merger fraction and its uncertainty, centred on the data."""
     fig, shown = sky_figure(cells, order)
-    rep.save(fig, "sky_map.png", "Sky maps: galaxy density and merger fraction",
+    rep.save(fig, "sky_map.png", "Sky maps: galaxy density and flagged merger fraction",
              f"Mollweide projection (ICRS, RA increasing to the left) centred on RA {shown['centre']:.0f}°, "
              f"HEALPix order-{order} cells ({math.sqrt(shown['cell_area']):.2f} deg across) from _healpix_29. "
-             f"Merger fraction of classified rows and the width of its 95% Wilson interval per order-"
+             f"Flagged fraction (is_merger) of classified rows, not corrected for the classifier (galaxy-ray "
+             f"stats gives the corrected value), and the width of its 95% Wilson interval per order-"
              f"{shown['merger_order']} cell; the {shown['sparse_cells']} of {shown['merger_cells']} cells with "
              f"fewer than {MIN_CELL_GALAXIES} classified galaxies are grey.")
 
@@ -66,14 +67,14 @@ def _prediction_histograms(rep: Report, cat: Catalog) -> None:
         + f' FROM catalog WHERE "error" IS NULL USING SAMPLE {_HISTOGRAM_SAMPLE} ROWS'
     ).to_arrow_table()
     fig, axes = panel_grid(len(columns), 2.4, layout="constrained")
-    what = "vote fraction" if cat.provenance.get("task") == "gz2" else "probability"
+    what = "vote fraction" if cat.provenance.get("task") in ("gz2", "votes") else "class probability"
     for ax, name in zip(axes, columns):
         vals = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
         vals = vals[np.isfinite(vals)]
         ax.hist(vals, bins=np.linspace(0, 1, 21), weights=hist_weights(vals),
                 color="C2" if name == C.P_MERGER else "C0")
-        ax.set_title(panel_title(name), fontsize=TITLE_FONT)
-        ax.set_xlabel("probability" if name == C.P_MERGER else what, fontsize=PANEL_FONT)
+        ax.set_title(name if name == C.P_MERGER else panel_title(name), fontsize=TITLE_FONT)
+        ax.set_xlabel("calibrated merger probability" if name == C.P_MERGER else what, fontsize=PANEL_FONT)
         ax.set_ylabel("fraction of galaxies", fontsize=PANEL_FONT)
         ax.tick_params(labelsize=PANEL_FONT - 1)
     rep.save(fig, "catalog_histograms.png", "Histograms of predicted values in the catalog",

@@ -158,8 +158,12 @@ def _prediction_histograms(rep: Report, task: _Task, y_pred: np.ndarray) -> None
 
 def _top_predictions(rep: Report, task: _Task, ids: np.ndarray, y_pred: np.ndarray, source: str | None, top: int,
                      source_options: dict | None = None) -> None:
-    """The ``top`` galaxies with the highest prediction of each output, predicted and true value under each."""
-    best = highest(y_pred, top)
+    """The ``top`` galaxies with the highest prediction of each output, predicted and true value under each.
+
+    Only galaxies whose volunteers were asked the question compete for its answers (``task.counted``):
+    a galaxy never asked about a bar says nothing about "bar: no".
+    """
+    best = highest(np.where(task.counted, y_pred, -np.inf), top)
     images = {}
     if source:
         try:
@@ -174,7 +178,8 @@ def _top_predictions(rep: Report, task: _Task, ids: np.ndarray, y_pred: np.ndarr
     rows = [(label, [(str(ids[j]), text(j, i)) for j in best[i]]) for i, label in enumerate(task.labels)]
     true = "the observed conditional fraction" if task.name == "votes" else "the true value"
     plot_image_grid(rep, rows, images, "top_predictions.png", "Top galaxies per answer or class",
-                    f"The {top} validation galaxies with the highest predicted value of each output, "
+                    f"The {top} validation galaxies with the highest predicted value of each output, among "
+                    "those whose volunteers were asked the question (votes runs), "
                     f"with the predicted / {true} above each image.")
 
 
@@ -197,6 +202,18 @@ def _votes_task(run_dir: str, spec: dict, counts: np.ndarray) -> _Task:
     voted = question_totals(np.nan_to_num(counts), tree) > 0  # votes_metrics counts the same (galaxy, answer)s
     return _Task("votes", [f"{a.question}: {a.key}" for a in tree.answers], observed_fractions(counts, tree),
                  voted, tree)
+
+
+def _has_frozen_phase(metrics_uri: str) -> bool:
+    """True when ``metrics.csv`` records an epoch with the backbone frozen (its ``phase`` column)."""
+    import csv
+    import io as _io
+
+    try:
+        rows = csv.DictReader(_io.StringIO(storage.read_bytes(metrics_uri).decode()))
+        return any(r.get("phase") == "frozen" for r in rows)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _merger_figures(rep, run_dir: str) -> None:
@@ -230,8 +247,12 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
     """
     rep.say(f"run {run_dir}: drawing {CURVES_PNG}")
     curves_from_csv(storage.join(run_dir, METRICS_CSV), storage.join(rep.out, CURVES_PNG))
+    frozen = _has_frozen_phase(storage.join(run_dir, METRICS_CSV))
     rep.add(CURVES_PNG, "Training and validation curves",
-            "Loss per epoch (training, validation) and the validation metric; grey: frozen backbone.")
+            "Loss per epoch (training, validation: the task's loss per galaxy, lower is better; for a votes run "
+            "the Dirichlet-multinomial negative log-likelihood of the volunteers' counts, which grows with the "
+            "number of votes, so compare it between epochs, not between surveys) and the validation metric"
+            + ("; grey: epochs with the backbone frozen (--freeze-epochs)." if frozen else "."))
     _merger_figures(rep, run_dir)
     config = _read_json(storage.join(run_dir, CONFIG_JSON))
     rep.summary += model_summary(run_dir, config)

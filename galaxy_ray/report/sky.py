@@ -90,6 +90,8 @@ def _panel(fig: Figure, k: int, x, y, values, size: float, label: str, cmap: str
     good = np.isfinite(values)
     sc = ax.scatter(x[good], y[good], c=values[good], s=size, marker="s", cmap=cmap, linewidths=0)
     ax.grid(True, alpha=0.3)
+    ax.set_xlabel("RA (ICRS, deg; labels along a parallel)", fontsize=8)
+    ax.set_ylabel("Dec (deg)", fontsize=8)
     fig.colorbar(sc, ax=ax, orientation="horizontal", pad=0.06, fraction=0.05, label=label)
     return ax
 
@@ -122,7 +124,8 @@ def sky_figure(cells: dict[str, np.ndarray], order: int, minimum: int = MIN_CELL
     lo, hi = wilson_intervals(k, n)
     width = np.where(sparse, np.nan, hi - lo)
     size = max(1.0, 1.8e4 / 4**mo)
-    for panel, values, label, cmap in ((2, frac, "merger fraction", "coolwarm"),
+    # the share of galaxies is_merger flags, not a merger fraction corrected for the classifier (stats gives that)
+    for panel, values, label, cmap in ((2, frac, "flagged fraction (is_merger)", "coolwarm"),
                                        (3, width, "95% Wilson interval width", "viridis")):
         ax = _panel(fig, panel, mx, my, values, size, label, cmap, sparse)
         ax.set_title(f"{label} (order {mo}, cells of at least {minimum})", fontsize=10, pad=14)

@@ -75,7 +75,10 @@ def model_summary(run_dir: str, config: Mapping[str, Any]) -> list[tuple[str, st
                              f"{cfg.get('weights', 'none')}, {config.get('epochs_done', '?')} epochs")]
     best = config.get("best") or {}
     if best:
-        rows.append(("best validation metric", ", ".join(f"{k} {v:.4f}" for k, v in best.items())))
+        note = {"val_loss": " (the loss per validation galaxy that chose the best epoch, lower is better: for votes "
+                            "the Dirichlet-multinomial negative log-likelihood of the counts, not a fraction; the "
+                            "evaluation line below is the comparable figure)"}
+        rows.append(("best validation metric", ", ".join(f"{k} {v:.4f}{note.get(k, '')}" for k, v in best.items())))
     evaluation = _evaluation(run_dir)
     if evaluation is None:
         rows.append(("evaluation", f"no {EVALUATION_JSON} in the run directory"))

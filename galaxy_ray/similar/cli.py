@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=None,
                    help="results to return (with --oddity: which neighbour; default 20, 10 with --oddity)")
     p.add_argument("--metric", default="cosine", help="cosine (default) or euclidean, in the embedding space")
-    p.add_argument("--cone", nargs=3, type=float, metavar=("RA", "DEC", "RADIUS"),
-                   help="search only within RADIUS degrees of (RA, DEC) degrees")
+    p.add_argument("--cone", nargs=3, metavar=("RA", "DEC", "RADIUS"),
+                   help="search only within RADIUS of (RA, DEC); each an angle: 5arcsec, 30arcmin, 0.5deg; "
+                        "a bare number is degrees")
     p.add_argument("--where", help="SQL filter on catalog columns, as for query, e.g. \"NOT is_merger\"")
     p.add_argument("--columns", help="more comma-separated columns to show")
     p.add_argument("--exact", action="store_true", help="search exactly even when the catalog has an index")

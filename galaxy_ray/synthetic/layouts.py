@@ -46,6 +46,7 @@ _FITS = fits.SUFFIXES[0]
 _STALE_PATTERNS = {
     "shards": [f"{layout.PART_PREFIX}*{layout.PART_SUFFIX}"],
     "fits": [f"{OBJECT_ID_PREFIX}*{_FITS}"],
+    "image-folder": [f"{OBJECT_ID_PREFIX}*.png"],
     "manifest": [f"{manifest.IMAGE_DIR}/{OBJECT_ID_PREFIX}*.png"],
     "kaggle-gz2": [f"{kaggle.TRAINING_IMAGES}/*{_JPG}"],
     "gz2-catalog": [f"{gz2_catalog.IMAGE_DIR}/{DR7_OBJID_PREFIX}*{_GZ2_JPG}"],
@@ -74,6 +75,8 @@ def object_path(fmt: str, meta: dict[str, Any]) -> str | None:
     """A galaxy's own file, relative to the survey directory (``/``-separated); None when it has none."""
     if fmt == "fits":
         return f"{meta['object_id']}{_FITS}"
+    if fmt == "image-folder":
+        return f"{meta['object_id']}.png"
     if fmt == "manifest":
         return f"{manifest.IMAGE_DIR}/{meta['object_id']}.png"
     if fmt == "kaggle-gz2":
@@ -86,7 +89,7 @@ def object_path(fmt: str, meta: dict[str, Any]) -> str | None:
 def _encode(fmt: str, galaxy: SyntheticGalaxy) -> bytes:
     if fmt == "fits":
         return encode_fits(galaxy)
-    if fmt == "manifest":
+    if fmt in ("manifest", "image-folder"):
         return encode_png(galaxy.rgb)
     return encode_jpeg(galaxy.rgb)
 
@@ -271,6 +274,7 @@ def describe(fmt: str, n: int, rows_per_shard: int) -> str:
         "kaggle-gz2": f"{kaggle.SOLUTIONS} + {n} {kaggle.TRAINING_IMAGES}/<{kaggle.ID}>{_JPG}",
         "gz2-catalog": f"{gz2_catalog.CATALOG_NAME} + {n} {gz2_catalog.IMAGE_DIR}/<{gz2_catalog.ID_COLUMN}>{_GZ2_JPG}",
         "fits": f"{n} <object_id>{_FITS}",
+        "image-folder": f"{n} <object_id>.png (no table: no positions, no labels)",
         "manifest": f"{manifest.MANIFEST_CSV} + {n} {manifest.IMAGE_DIR}/<object_id>.png",
         "shards": f"{shards} {layout.PART_PREFIX}NNNNN{layout.PART_SUFFIX}",
     }[fmt]

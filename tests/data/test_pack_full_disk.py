@@ -48,7 +48,7 @@ def small_disk(tmp_path):
 
 
 def _pack_command(src, out) -> str:
-    return f"{sys.executable} -m galaxy_ray.cli pack {src} {out} --rows-per-shard 10"
+    return f"{sys.executable} -m galaxy_ray.cli pack {src} {out} --rows-per-shard 10 --json"
 
 
 @pytest.mark.slow

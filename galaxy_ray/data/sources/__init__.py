@@ -6,7 +6,7 @@ null when the file is missing), ``source`` (where the row came from), ``votes``
 (37 cumulative GZ2 fractions, nullable), ``label`` (class name, nullable) and
 any carried-through columns.
 
-Formats (one module each): ``galaxy10-h5`` (:mod:`.galaxy10_h5`),
+Formats (one module each): ``image-folder`` (:mod:`.image_folder`), ``galaxy10-h5`` (:mod:`.galaxy10_h5`),
 ``kaggle-gz2`` (:mod:`.kaggle`), ``gz2-catalog`` (:mod:`.gz2_catalog`),
 ``fits`` (:mod:`.fits`), ``manifest`` (:mod:`.manifest`) and ``shards``
 (:mod:`.shards`).  :mod:`.listing` lists a source once, :mod:`.detect` tells

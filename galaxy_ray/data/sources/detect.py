@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
-from galaxy_ray.data.sources import fits, galaxy10_h5, gz2_catalog, kaggle, manifest
+from galaxy_ray.data.sources import fits, galaxy10_h5, gz2_catalog, image_folder, kaggle, manifest
 from galaxy_ray.data.sources.listing import SourceListing, as_listing, basename
 from galaxy_ray.data.sources.tables import is_parquet, is_table, plain_name
 
-FORMATS: tuple[str, ...] = ("galaxy10-h5", "kaggle-gz2", "gz2-catalog", "fits", "manifest", "shards")
+FORMATS: tuple[str, ...] = ("image-folder", "galaxy10-h5", "kaggle-gz2", "gz2-catalog", "fits", "manifest", "shards")
 H5_SUFFIXES = galaxy10_h5.SUFFIXES
 _HINT = f"pass --format (one of: {', '.join(FORMATS)})"
 #: Archives of many files (as Kaggle and Zenodo hand them out): unpacked by the user, not read.
@@ -108,9 +108,9 @@ def _detect_directory(listing: SourceListing) -> str:
             return found
     if any(f.lower().endswith(fits.SUFFIXES) for f in files):
         return "fits"
-    images = [f for f in files if f.lower().endswith(kaggle.IMAGE_SUFFIXES)]
-    if images and len(images) == len(files):  # an unlabelled Kaggle test folder
-        return "kaggle-gz2"
+    images = [f for f in files if image_folder.is_image(f)]
+    if images and len(images) == len(files):  # JPEG / PNG / TIFF cutouts and nothing else
+        return "image-folder"
     raise GalaxyRayError(
         f"{uri}: cannot tell the source format from this directory's files; {_HINT}"
     )

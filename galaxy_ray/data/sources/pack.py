@@ -356,6 +356,7 @@ def pack_main(argv: Sequence[str] | None = None) -> int:
                              "round(N / crop-fraction) px (default: keep the original bytes)")
     parser.add_argument("--crop-fraction", type=float, default=1.0,
                         help="the model's centre-crop fraction, with --image-size (default 1.0)")
+    parser.add_argument("--json", action="store_true", help="end with the summary as one JSON line (for scripts)")
     add_source_options(parser)
     runtime.add_verbose_argument(parser)
     args = parser.parse_args(None if argv is None else list(argv))
@@ -363,5 +364,6 @@ def pack_main(argv: Sequence[str] | None = None) -> int:
     summary = pack(args.source, args.out, args.rows_per_shard, args.format, votes=args.votes,
                    id_column=args.id_column, image_size=args.image_size, crop_fraction=args.crop_fraction,
                    **source_options(args))
-    print(json.dumps(summary), file=sys.stdout)
+    if args.json:
+        print(json.dumps(summary), file=sys.stdout)
     return 0

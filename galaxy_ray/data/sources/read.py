@@ -11,6 +11,7 @@ from galaxy_ray.data.sources.detect import check_format, detect_format
 from galaxy_ray.data.sources.fits import FitsCutouts
 from galaxy_ray.data.sources.galaxy10_h5 import RELEASES, Galaxy10H5
 from galaxy_ray.data.sources.gz2_catalog import GZ2Catalog
+from galaxy_ray.data.sources.image_folder import ImageFolder
 from galaxy_ray.data.sources.kaggle import KaggleGZ2
 from galaxy_ray.data.sources.listing import SourceListing, as_listing
 from galaxy_ray.data.sources.manifest import Manifest
@@ -51,6 +52,8 @@ def open_source(
             raise GalaxyRayError(f"{option} {value}: applies to a {applies} source only, and {listing.uri} is {fmt}")
     if fmt == "galaxy10-h5":
         return Galaxy10H5(listing, release=galaxy10)
+    if fmt == "image-folder":
+        return ImageFolder(listing)
     if fmt == "kaggle-gz2":
         return KaggleGZ2(listing)
     if fmt == "gz2-catalog":
