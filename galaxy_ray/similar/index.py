@@ -75,7 +75,7 @@ def unit_rows(values: np.ndarray, metric: str) -> np.ndarray:
 
 def file_embeddings(cat: Catalog, dims: int):
     """For each catalog file in order: (file number, rows with an embedding (M,), object ids (M,), vectors (M, dims))."""
-    from galaxy_ray.similar.search import embedding_matrix
+    from galaxy_ray.similar.vectors import embedding_matrix
 
     cat.verify()
     for number, uri in enumerate(cat.files):
@@ -142,7 +142,7 @@ def build_index(cat: Catalog, metric: str = "cosine", log=print) -> dict:
     GalaxyRayError
         No embeddings, a catalog that is one file (no folder to keep the index in), too few rows.
     """
-    from galaxy_ray.similar.search import METRICS, embedding_info
+    from galaxy_ray.similar.vectors import METRICS, embedding_info
 
     faiss = _faiss()
     dims = int(embedding_info(cat)["dims"])

@@ -1,7 +1,7 @@
 """Search and oddity through the catalog's index (:mod:`galaxy_ray.similar.index`), exact distances on top.
 
 The index proposes candidates; their distances are recomputed from the
-catalog's stored embeddings (the same :func:`~galaxy_ray.similar.search.distances`
+catalog's stored embeddings (the same :func:`~galaxy_ray.similar.vectors.distances`
 as exact search), so a result's distance never depends on the index.
 
 Filters: the index is asked for ``max(OVERFETCH k, 1000)`` candidates, the
@@ -70,7 +70,7 @@ def indexed_similar(cat: Catalog, idx: SimilarIndex, q: np.ndarray, k: int, metr
 
     None when a filter keeps fewer than ``k`` of the over-fetched candidates.
     """
-    from galaxy_ray.similar.search import distances
+    from galaxy_ray.similar.vectors import distances
 
     filtered = cone is not None or where is not None
     want = min(len(idx.row), max(OVERFETCH * k, 1000) if filtered else 2 * k + 10)
@@ -121,7 +121,7 @@ def indexed_kth(idx: SimilarIndex, values: np.ndarray, k: int, metric: str, spar
 
 
 def _rowwise(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Distance between ``a[i]`` and ``b[i]`` for each i, as :func:`~galaxy_ray.similar.search.distances`."""
+    """Distance between ``a[i]`` and ``b[i]`` for each i, as :func:`~galaxy_ray.similar.vectors.distances`."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if metric == "euclidean":
         return np.sqrt(np.maximum(((a - b) ** 2).sum(1), 0.0))

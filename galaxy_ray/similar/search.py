@@ -24,56 +24,16 @@ from galaxy_ray.catalog.scan import Catalog, as_catalog
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.similar.embed import EMBEDDING_COLUMN
 from galaxy_ray.similar.pca import pca_from_dict, project
+# the vector primitives live below both this module and the index, which use them
+from galaxy_ray.similar.vectors import METRICS, distances, embedding_info, embedding_matrix
 
 __all__ = ["CHUNK_ROWS", "METRICS", "embedding_info", "embedding_matrix", "distances", "query_vector",
            "image_vector", "similar", "kth_neighbour_distance", "oddity"]
 
 #: Rows read and compared at a time.
 CHUNK_ROWS = 65536
-METRICS = ("cosine", "euclidean")
 #: Columns shown with each result when the catalog has them.
 MAIN_COLUMNS = ("object_id", "ra", "dec", "morphology", "p_merger", "is_merger")
-
-
-def embedding_info(cat: Catalog) -> dict:
-    """The provenance's ``embedding`` entry.
-
-    Raises
-    ------
-    GalaxyRayError
-        The catalog has no embeddings (one line saying how to get them).
-    """
-    info = cat.provenance.get("embedding")
-    if EMBEDDING_COLUMN not in cat.columns or not info:
-        raise GalaxyRayError(
-            f"{cat.uri}: no embeddings in this catalog; write them with `galaxy-ray infer --checkpoint MODEL "
-            "--source CUTOUTS --out NEW_DIR --embeddings` (docs/similar.md)")
-    return info
-
-
-def embedding_matrix(column, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """(valid rows mask (N,), float32 matrix (valid rows, dims)) of an embedding column (nulls left out)."""
-    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    flat = pc.list_flatten(col.filter(pa.array(valid)))
-    values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dims)
-    return valid, values
-
-
-def distances(vectors: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
-    """Distance (N,) float64 of each row of ``vectors`` to ``q``: ``1 - cos`` or Euclidean.
-
-    Cosine distance of a zero vector is 1 (no direction); rounding can make a
-    distance a hair below 0, which is clipped.
-    """
-    v = np.asarray(vectors, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if metric == "euclidean":
-        return np.sqrt(np.maximum(((v - q) ** 2).sum(axis=1), 0.0))
-    norms = np.linalg.norm(v, axis=1) * np.linalg.norm(q)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where(norms > 0, (v @ q) / np.where(norms > 0, norms, 1.0), 0.0)
-    return np.maximum(1.0 - cos, 0.0)
 
 
 def _check(metric: str, k: int) -> None:
