@@ -9,6 +9,7 @@ query`` never pays for importing torch.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from typing import Callable, Sequence
@@ -45,6 +46,11 @@ def run_entry_point(fn: Callable[[Sequence[str] | None], int], argv: Sequence[st
     except GalaxyRayError as exc:
         print(f"galaxy-ray: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader of a pipe stopped early (``| head``): what it wanted was printed; as Python's docs advise
+        # (signal module, "Note on SIGPIPE"), send what is left to devnull so the exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # reading inputs or writing outputs: a full disk, a file where --out should be
         print(f"galaxy-ray: error: {os_error_line(exc)}", file=sys.stderr)
         return 2

@@ -73,7 +73,7 @@ def plot_similar_grid(table: pa.Table, source: str | None, out: str, *, like: st
         cells.append((image_rgb(data, where), text))
     ncols = min(GRID_COLUMNS, max(1, len(cells)))
     nrows = max(1, math.ceil(len(cells) / ncols))
-    fig = Figure(figsize=(1.9 * ncols, 2.2 * nrows))
+    fig = Figure(figsize=(1.9 * ncols, 2.2 * nrows), layout="constrained")  # room for two-line titles
     axes = fig.subplots(nrows, ncols, squeeze=False)
     missing = 0
     for ax in axes.flat:
@@ -88,6 +88,5 @@ def plot_similar_grid(table: pa.Table, source: str | None, out: str, *, like: st
         ax.set_title(text, fontsize=PANEL_FONT - 1, loc="left")
     fig.suptitle(title or ("galaxies like " + (f"{like}" if like is not None else Path(str(like_image)).name)
                            + " (distance in the catalog's embedding space)"), fontsize=PANEL_FONT + 1)
-    fig.tight_layout()
     fig.savefig(out, dpi=GRID_DPI)
     return f"wrote {len(cells)} cutouts to {out}" + (f" ({missing} not readable from {source})" if missing else "")

@@ -161,3 +161,19 @@ def test_help_lists_every_command_once_in_the_order_of_the_work(capsys):
     text = capsys.readouterr().out
     order = [text.index(f"   {name} ") for name in ("synth", "pack", "train", "infer", "query")]
     assert order == sorted(order) and "example" in text and "--cone 180 30 30arcmin" in text
+
+
+def test_a_pipe_closed_early_ends_a_command_quietly(tmp_path):
+    """``galaxy-ray query ... | head -1``: the reader stops, the command exits 0 with nothing on stderr."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom galaxy_ray.cli import run_entry_point\n"
+            "def rows(argv):\n    for _ in range(100000):\n        print('x' * 100)\n    return 0\n"
+            "sys.exit(run_entry_point(rows))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read().decode()
+    assert first == b"x" * 100 + b"\n"
+    assert proc.wait(timeout=60) == 0 and err == ""
