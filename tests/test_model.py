@@ -146,7 +146,7 @@ def _reference(model, pixels: np.ndarray) -> np.ndarray:
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
-        return model.tree(model.head(model.backbone((x - mean) / std))).numpy()
+        return model.activation(model.head(model.backbone((x - mean) / std))).numpy()
 
 
 def _png(size: int, seed: int) -> bytes:

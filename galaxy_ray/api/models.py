@@ -18,11 +18,12 @@ from galaxy_ray import schema
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
 from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.tasks import DEFAULT_TASK
 
 __all__ = ["evaluate", "infer", "predict", "train"]
 
 
-def train(source: str, *, task: str = "gz2", arch: str = "resnet18", image_size: int = 64, epochs: int = 10,
+def train(source: str, *, task: str = DEFAULT_TASK, arch: str = "resnet18", image_size: int = 64, epochs: int = 10,
           batch_size: int = 16, name: str | None = None, storage: str = "runs", workers: int | str = "auto",
           seed: int = 0, **options: Any) -> dict[str, Any]:
     """Fine-tune a network on labelled cutouts with Ray Train (``galaxy-ray train``).
@@ -34,10 +35,11 @@ def train(source: str, *, task: str = "gz2", arch: str = "resnet18", image_size:
     ----------
     source : str
         Labelled cutouts in any format galaxy-ray reads (path or ``s3://``).
-    task : {"gz2", "votes", "classes"}
-        ``gz2``: the 37 GZ2 vote fractions; ``votes``: the vote counts of a Galaxy Zoo tree
-        (``schema="gz2"``, ``"decals-dr5"`` or ``"decals-dr8"`` among ``options``; default the tree
-        whose count columns the source has); ``classes``: the classes of a label column.
+    task : str
+        A :data:`galaxy_ray.tasks.TASKS` name: ``gz2``: the 37 GZ2 vote fractions; ``votes``: the vote
+        counts of a Galaxy Zoo tree (``schema=`` ``gz2``, ``decals-dr5`` or ``decals-dr8`` among
+        ``options``; default the tree whose count columns the source has); ``classes``: the classes
+        of a label column (default ``gz2``).
     arch : str
         A torchvision ResNet name (``resnet18``, ``resnet50``, ...).
     image_size : int

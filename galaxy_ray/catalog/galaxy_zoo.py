@@ -7,8 +7,8 @@ instead, ``{question}_{answer}_fraction`` (a question's answers sum to 1 among t
 reached it), with ``{question}_proportion_asked``, the product of the parent answers' fractions
 up the tree.  The catalog carries both: the cumulative columns first (unchanged, so
 ``--kaggle-submission`` and existing readers stay the same), then these
-(:func:`galaxy_ray.trees.columns.tree_column_names`, computed row by row in the model actors by
-:func:`galaxy_ray.trees.columns.tree_columns`).
+(the task's :meth:`~galaxy_ray.tasks.Task.tree_column_names`, computed row by row in the model actors by
+:meth:`~galaxy_ray.tasks.Task.tree_columns`; their descriptions are :mod:`galaxy_ray.tasks.tree_text`).
 
 :func:`column_descriptions` says what each probability column is, for the catalog's provenance
 (``column_descriptions``) and the FITS/VOTable exports: ``p_merger`` is a calibrated probability
@@ -33,56 +33,14 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from galaxy_ray import tasks
 from galaxy_ray.merger.operating import format_threshold
-from galaxy_ray.schema import GZ2_ANSWERS, CatalogColumns as C, class_columns
-from galaxy_ray.trees import GZ2, SCHEMAS, Schema
-from galaxy_ray.trees.columns import CUMULATIVE_TASKS, tree_of_task
+from galaxy_ray.schema import CatalogColumns as C
+from galaxy_ray.tasks.tree_text import CUMULATIVE_MEANING, DIRICHLET_MEANING
+from galaxy_ray.trees import SCHEMAS, Schema
 from galaxy_ray.trees.fractions import FRIENDLY_THRESHOLD
 
-__all__ = ["FRIENDLY_THRESHOLD", "CUMULATIVE_MEANING", "column_descriptions", "catalog_tree", "friendly_expressions"]
-
-#: What a Kaggle cumulative column is (each column's description starts with this).
-CUMULATIVE_MEANING = "Kaggle cumulative vote fraction: fraction of all volunteers who reached and chose this answer"
-
-
-def _kaggle_names() -> dict[str, tuple[str, str]]:
-    """GZ2 answer name -> (Kaggle column, Hart et al. stem)."""
-    return {a.column: (a.kaggle, a.hart) for a in GZ2_ANSWERS}
-
-
-#: How a votes model's ``_fraction`` columns are made (their description's first words).
-DIRICHLET_MEANING = ("expected conditional vote fraction of a vote-count model (the mean of its Dirichlet over "
-                     "the question's answers; Walmsley et al. 2022)")
-
-
-def _tree_descriptions(tree: Schema, cumulative: bool, dirichlet: bool = False) -> dict[str, str]:
-    """Descriptions of a tree's cumulative (optional), ``_fraction``, ``_proportion_asked`` and (``dirichlet``)
-    interval columns."""
-    names = tree.answer_names
-    kaggle = _kaggle_names() if tree is GZ2 else {}
-    out: dict[str, str] = {}
-    if cumulative:
-        for a in tree.answers:
-            code = kaggle.get(a.name, ("", ""))[0]
-            out[a.name] = (f"{CUMULATIVE_MEANING} ({code} {a.question} {a.key}; the question's answers "
-                           "sum to its parent answer's cumulative fraction)")
-    for a, column in zip(tree.answers, tree.fraction_columns):
-        hart = kaggle.get(a.name, ("", ""))[1]
-        also = f", as {hart}_fraction in Hart et al. 2016" if hart else ""
-        what = DIRICHLET_MEANING + ": " if dirichlet else "conditional vote fraction: "
-        out[column] = (f"{what}of the volunteers who reached question {a.question}, "
-                       f"the fraction answering {a.key}; the question's answers sum to 1{also}")
-    if dirichlet:
-        for (lower, upper), a in zip(zip(*tree.interval_columns), tree.answers):
-            out[lower] = (f"5% quantile of the {a.name} fraction: lower end of its equal-tailed 90% interval, "
-                          "from the Beta marginal of the model's Dirichlet")
-            out[upper] = f"95% quantile of the {a.name} fraction: upper end of its 90% interval"
-    for q, column in zip(tree.questions, tree.proportion_asked_columns):
-        chain = [names[i] for i in reversed(tree.ancestors(q))]
-        how = ("1, asked of every galaxy" if not chain else
-               "the product of the fractions of " + " then ".join(chain) + " up the tree")
-        out[column] = f"proportion of volunteers who would be asked question {q.key}: {how}"
-    return out
+__all__ = ["FRIENDLY_THRESHOLD", "CUMULATIVE_MEANING", "DIRICHLET_MEANING", "column_descriptions", "catalog_tree", "friendly_expressions"]
 
 
 def _merger_descriptions(task: str, merger: str | None, calibrated: bool, truth: str | None,
@@ -94,11 +52,8 @@ def _merger_descriptions(task: str, merger: str | None, calibrated: bool, truth:
         p = (f"calibrated probability that the galaxy is a merger by the truth {truth or 'of the training run'} "
              f"(a calibration map of output {merger} fitted on the training run's validation split; its provenance "
              "says which), not a vote fraction")
-    elif task in (*CUMULATIVE_TASKS, "votes"):
-        p = (f"uncalibrated: the model's {merger} cumulative vote fraction itself (the checkpoint holds no "
-             "merger calibration), a vote fraction, not a probability of being a merger")
     else:
-        p = f"probability of the class {merger!r}, uncalibrated (the checkpoint holds no merger calibration)"
+        p = tasks.get(task).merger_uncalibrated(merger)
     cut = threshold_text if threshold_text is not None else (format_threshold(threshold) if threshold is not None else "the threshold")
     flag = f"merger flag: p_merger >= {cut} (merger_threshold in this provenance)"
     return {C.P_MERGER: p, C.IS_MERGER: flag}
@@ -138,17 +93,7 @@ def column_descriptions(task: str, output_names: Sequence[str], merger: str | No
         ``is_merger``, ``morphology``.
     """
     calibration = calibration or {}
-    schema = tree_of_task(task, tree)
-    if schema is not None:
-        out = _tree_descriptions(schema, cumulative=task != "votes", dirichlet=task == "votes")
-        out[C.MORPHOLOGY] = (f"top-level label read down the {schema.title} tree from the vote fractions "
-                             "(elliptical, spiral, disk, edge_on or artifact); mergers are p_merger and is_merger, "
-                             "not a morphology")
-    else:
-        scaled = ", temperature-scaled on the training run's validation split" if calibration.get("probabilities") else ""
-        out = {column: f"probability of class {n!r} (softmax{scaled})"
-               for column, n in zip(class_columns(output_names), output_names)}
-        out[C.MORPHOLOGY] = "the most probable class"
+    out = tasks.get(task).output_descriptions(output_names, calibration, tree)
     out.update(_merger_descriptions(task, merger, bool(calibration.get("merger")), truth, threshold, threshold_text))
     return out
 

@@ -18,11 +18,12 @@ from galaxy_ray.figures import literal_text
 from galaxy_ray.io import storage
 from galaxy_ray.merger.operating import format_threshold
 
-__all__ = ["curves_from_csv", "plot_confusion", "plot_curves", "plot_per_answer", "plot_precision_recall",
+__all__ = ["pyplot", "save_figure", "curves_from_csv", "plot_confusion", "plot_curves", "plot_per_answer", "plot_precision_recall",
            "plot_reliability"]
 
 
-def _save_figure(fig, uri: str) -> None:
+def save_figure(fig, uri: str) -> None:
+    """Write a matplotlib figure as PNG to ``uri`` (any storage) and close it."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -31,7 +32,8 @@ def _save_figure(fig, uri: str) -> None:
     storage.write_bytes_atomic(uri, buf.getvalue())
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +45,7 @@ def _pyplot():
 @literal_text
 def plot_curves(history: Sequence[Mapping[str, Any]], uri: str, metric: str | None = None) -> None:
     """Training and validation loss per epoch, and the validation metric (``curves.png``)."""
-    plt = _pyplot()
+    plt = pyplot()
     present = history[0] if history else {}
     if metric in (None, "val_loss"):  # the metric that picked the best epoch (votes: the loss, already drawn)
         metric = next((m for m in ("val_rmse", "val_fraction_rmse", "val_balanced_accuracy") if m in present),
@@ -63,7 +65,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], uri: str, metric: str | No
     ax2.set_xlabel("epoch")
     ax2.set_ylabel(metric.replace("_", " "))
     fig.suptitle("training curves")
-    _save_figure(fig, uri)
+    save_figure(fig, uri)
 
 
 def curves_from_csv(metrics_csv: str, uri: str) -> None:
@@ -75,7 +77,7 @@ def curves_from_csv(metrics_csv: str, uri: str) -> None:
 @literal_text
 def plot_confusion(classes: Mapping[str, Any], uri: str) -> None:
     """Row-normalised confusion matrix with counts (``confusion_matrix.png``)."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(classes["confusion_matrix"], dtype=np.float64)
     names = classes["class_names"]
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -93,13 +95,13 @@ def plot_confusion(classes: Mapping[str, Any], uri: str) -> None:
     ax.set_ylabel("true")
     ax.set_title(f"accuracy {classes['accuracy']:.3f}, balanced {classes['balanced_accuracy']:.3f}")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    _save_figure(fig, uri)
+    save_figure(fig, uri)
 
 
 @literal_text
 def plot_per_answer(gz2: Mapping[str, Any], uri: str) -> None:
     """RMSE per GZ2 answer, model next to the mean baseline (``rmse_per_answer.png``)."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(gz2["per_answer"])
     model = [gz2["per_answer"][n]["rmse"] for n in names]
     base = [gz2["per_answer"][n]["baseline_rmse"] for n in names]
@@ -110,7 +112,7 @@ def plot_per_answer(gz2: Mapping[str, Any], uri: str) -> None:
     ax.set_xticks(x, names, rotation=90)
     ax.set_ylabel("RMSE of the cumulative vote fraction")
     ax.legend()
-    _save_figure(fig, uri)
+    save_figure(fig, uri)
 
 
 @literal_text
@@ -126,7 +128,7 @@ def plot_precision_recall(merger: Mapping[str, Any], uri: str) -> None:
     uri : str
         Where the PNG goes (``merger_precision_recall.png``).
     """
-    plt = _pyplot()
+    plt = pyplot()
     curve = merger["curve"]
     tp, fp = np.asarray(curve["tp"], dtype=float), np.asarray(curve["fp"], dtype=float)
     recall = tp / max(merger["positives"], 1)
@@ -150,7 +152,7 @@ def plot_precision_recall(merger: Mapping[str, Any], uri: str) -> None:
     ax.set_title(f"mergers: {merger['positives']} of {merger['positives'] + merger['negatives']} validation galaxies",
                  fontsize=9)
     ax.legend(fontsize=8, loc="upper right")
-    _save_figure(fig, uri)
+    save_figure(fig, uri)
 
 
 def _reliability_curve(ax, rel: Mapping[str, Any], label: str, color: str) -> None:
@@ -194,7 +196,7 @@ def plot_reliability(before: Mapping[str, Any], after: Mapping[str, Any] | None,
     what : str
         What the probability is, for the axis label.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="perfectly calibrated")
     # "scored" says the calibrated curve is out of sample (cross-fitted); older reports lack it.
@@ -208,4 +210,4 @@ def plot_reliability(before: Mapping[str, Any], after: Mapping[str, Any] | None,
     ax.set_xlabel(f"mean predicted {what} in bin")
     ax.set_ylabel("observed fraction")
     ax.legend(fontsize=8, loc="upper left")
-    _save_figure(fig, uri)
+    save_figure(fig, uri)

@@ -19,19 +19,16 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from galaxy_ray import raycompat, runtime, schema
-from galaxy_ray.data.labels import column_names, label_present
+from galaxy_ray import raycompat, runtime, schema, tasks
+from galaxy_ray.data.labels import column_names
 from galaxy_ray.data.split import Split
-from galaxy_ray.data.vote_counts import attach_vote_counts
 from galaxy_ray.data.packed import check_stored_pixels
 from galaxy_ray.data.transforms import nonempty_batch, ok_rows, preprocess_batch
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.merger.truth import operating_summary, true_mergers, truth_rule
-from galaxy_ray.evaluate.metrics import (classes_metrics, error_summary, errors_by_reason, gz2_metrics, merger_metrics,
-                                         votes_metrics)
-from galaxy_ray.evaluate.plots import (curves_from_csv, plot_confusion, plot_per_answer, plot_precision_recall,
-                                       plot_reliability)
+from galaxy_ray.evaluate.metrics import error_summary, errors_by_reason, merger_metrics
+from galaxy_ray.evaluate.plots import curves_from_csv, plot_precision_recall, plot_reliability
 from galaxy_ray.io import layout, storage
 from galaxy_ray.model import load_checkpoint, merger_probability, view_spread
 from galaxy_ray.merger.operating import parse_threshold, point_at, precision_recall_curve
@@ -79,26 +76,18 @@ class LabelledPredictor:
         self.predictor = Predictor.from_checkpoint(checkpoint, device="auto", tta=tta, calibrated=calibrated)
         self.spec = self.predictor.spec
         self.label, self.subset, self.split = label, subset, split
-        self.class_index = {n: i for i, n in enumerate(self.spec.output_names)}
+        self.task = self.spec.task_of
 
     def _known(self, labels: np.ndarray) -> np.ndarray:
-        """Rows with a label this model can be scored on (set, and for classes one of its classes)."""
-        known = label_present(labels)
-        if self.spec.task == "classes":
-            known &= np.array([str(v) in self.class_index for v in labels], dtype=bool)
-        return known
+        """Rows with a label this model can be scored on (the task's labelled-row filter, as training's)."""
+        return self.task.labelled(labels, self.spec.output_names)
 
     def _targets(self, labels: np.ndarray) -> np.ndarray:
         """(N, outputs) float32 targets; zero on rows without a known label (rows the reader could not read)."""
-        n, k = len(labels), self.spec.num_outputs
-        y_true = np.zeros((n, k), dtype=np.float32)
+        y_true = np.zeros((len(labels), self.spec.num_outputs), dtype=np.float32)
         rows = np.flatnonzero(self._known(labels))
-        if not len(rows):
-            return y_true
-        if self.spec.task != "classes":  # gz2 cumulative fractions, votes counts
-            y_true[rows] = np.stack([np.asarray(labels[i], dtype=np.float32) for i in rows]).reshape(len(rows), k)
-        else:
-            y_true[rows, [self.class_index[str(labels[i])] for i in rows]] = 1.0
+        if len(rows):
+            y_true[rows] = self.task.target_matrix(labels[rows], self.spec.output_names)
         return y_true
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
@@ -268,12 +257,7 @@ def evaluate_predictions(spec, preds: Mapping[str, np.ndarray], *, threshold: fl
     report: dict[str, Any] = {"task": spec.task, "rows": int(len(y_true)), "error_rows": int((~ok).sum()),
                               "errors_by_reason": errors_by_reason(preds[C.ERROR]),
                               "output_names": list(spec.output_names)}
-    if spec.task == "gz2":
-        report["gz2"] = gz2_metrics(y_true, y_pred, train_mean)
-    elif spec.task == "votes":
-        report["votes"] = votes_metrics(y_true, y_pred, spec.schema_tree, train_mean)
-    else:
-        report["classes"] = classes_metrics(y_true.argmax(axis=1), y_pred, spec.output_names, class_counts)
+    report[spec.task] = spec.task_of.metrics(spec, y_true, y_pred, train_mean, class_counts)
     if spec.merger is not None:
         report["merger"] = merger_report(spec, y_true, y_pred, threshold, vote_cut)
         spread = np.asarray(preds.get(SPREAD, np.full(len(ok), np.nan)), dtype=np.float64)[ok]
@@ -303,26 +287,16 @@ def headline(report: Mapping[str, Any]) -> str:
     """One line of the key figures."""
     split = {"val": "validation", "validation": "validation", "train": "training", "all": "all-rows"}.get(
         report.get("split", "validation"), "validation")
-    for key, what in (("gz2", "RMSE"), ("votes", "conditional-fraction RMSE")):
-        if key in report:
-            g = report[key]
-            return (f"{split} {what} {g['rmse']:.4f} vs {g['baseline_rmse']:.4f} for the mean baseline "
-                    f"({g['rows']} galaxies)")
-    c = report["classes"]
-    return (f"{split} accuracy {c['accuracy']:.3f} (balanced {c['balanced_accuracy']:.3f}) vs "
-            f"{c['baseline_accuracy']:.3f} for the majority baseline ({c['rows']} galaxies)")
+    task = tasks.get(report["task"])
+    return task.headline(report[task.name], split)
 
 
 def write_report(report: Mapping[str, Any], out: str) -> list[str]:
     """``evaluation.json`` and its PNGs in ``out``; returns the URIs written."""
     written = [storage.join(out, layout.EVALUATION_JSON)]
     storage.write_bytes_atomic(written[0], json.dumps(report, indent=2).encode("utf-8"))
-    if "classes" in report:
-        written.append(storage.join(out, layout.CONFUSION_PNG))
-        plot_confusion(report["classes"], written[-1])
-    if "gz2" in report:
-        written.append(storage.join(out, layout.RMSE_PER_ANSWER_PNG))
-        plot_per_answer(report["gz2"], written[-1])
+    task = tasks.get(report["task"])
+    written += task.plots(report[task.name], out)
     merger = report.get("merger") or {}
     if merger.get("curve"):
         written.append(storage.join(out, layout.PRECISION_RECALL_PNG))
@@ -400,7 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, spec, extra = load_checkpoint(args.checkpoint, with_extra=True)
     model_uri = layout.checkpoint_file(str(args.checkpoint))
     ckpt_dir = model_uri.rsplit("/", 1)[0] if "/" in model_uri else "."
-    label = args.label_column or {"gz2": C.VOTES, "votes": C.VOTE_COUNTS}.get(spec.task, C.LABEL)
+    task = spec.task_of
+    label = task.evaluation_label(spec, args.label_column)
     out = args.out or storage.join(ckpt_dir, f"eval-{schema.slugify(Path(str(args.source).rstrip('/')).name)}")
     rule = MergerRule.from_checkpoint(spec, extra, args.merger_threshold, args.merger_precision)
     subset = None if args.split == "all" else args.split
@@ -409,8 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_stored_pixels(source, spec.preprocess)
     runtime.ensure_ray()
     ds = source.dataset()
-    if spec.task == "votes" and not args.label_column:
-        ds, _ = attach_vote_counts(ds, spec.tree, args.source)
+    ds, _ = task.prepare_source(ds, spec.tree, args.source, label, bool(args.label_column))
     names = column_names(ds)
     if label not in names:
         raise GalaxyRayError(f"{args.source}: no column {label!r} (columns: {', '.join(names)}); pass --label-column")

@@ -113,7 +113,7 @@ class CatalogModel:
         if ok.any():
             self.check_pixels(batch["pixels"])
         probs = np.zeros((len(ok), len(self.columns)), dtype=np.float32)
-        if self.spec.task == "votes":
+        if self.spec.task_of.dirichlet:  # views averaged as concentrations, kept for the intervals
             return self._vote_rows(batch, ok, probs)
         if not self.predictor.tta:
             if ok.any():

@@ -20,7 +20,6 @@ from galaxy_ray import model as model_mod
 from galaxy_ray.infer.plan import UNIT_COLUMN
 from galaxy_ray.infer.prepare import as_float
 from galaxy_ray.schema import CatalogColumns as C
-from galaxy_ray.trees.columns import tree_columns
 
 __all__ = ["catalog_rows"]
 
@@ -40,7 +39,7 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
         Catalog names of the model's K outputs.  A GZ2 model's (cumulative
         fractions) are followed by the conditional ``{question}_{answer}_fraction``
         and ``{question}_proportion_asked`` columns
-        (:func:`galaxy_ray.trees.columns.tree_columns`).
+        (the task's :meth:`~galaxy_ray.tasks.Task.tree_columns`).
     batch : dict of numpy arrays
         ``object_id``, ``ra``, ``dec`` (degrees, NaN or None when unknown),
         ``error`` (read only where ``ok`` is False), optionally ``coverage`` (the
@@ -70,7 +69,7 @@ def catalog_rows(spec, columns: Sequence[str], batch: dict, probs: np.ndarray, o
     for j, name in enumerate(columns):
         arrays[name] = pa.array(probs[:, j], type=pa.float32(), mask=null)
     # the conditional fractions, proportions asked and intervals, as Galaxy Zoo publishes them
-    for name, values in tree_columns(spec.task, probs, spec.tree, concentrations).items():
+    for name, values in spec.task_of.tree_columns(spec, probs, concentrations).items():
         arrays[name] = pa.array(values, type=pa.float32(), mask=null)
     arrays[C.MORPHOLOGY] = pa.array(morph, type=pa.string(), mask=null)
     arrays[C.P_MERGER] = pa.array(p_merger, type=pa.float32(), mask=null)

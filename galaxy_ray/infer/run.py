@@ -35,8 +35,7 @@ from galaxy_ray.infer.writer import UnitWriter, catalog_totals
 from galaxy_ray.io import layout, resume, storage
 from galaxy_ray.io.lock import OutputLock
 from galaxy_ray.similar.embed import plan_embedding
-from galaxy_ray.schema import GZ2_KAGGLE_COLUMNS, CatalogColumns as C
-from galaxy_ray.trees.columns import tree_column_names
+from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["run_inference", "base_provenance", "merger_rule"]
 
@@ -66,20 +65,12 @@ def base_provenance(checkpoint: str, spec, source: str, fmt: str, threshold: flo
         "versions": runtime.package_versions(),
     }
     calibration = spec.calibration or {}
-    if spec.task == "gz2":
-        prov["kaggle_columns"] = list(GZ2_KAGGLE_COLUMNS)
-        prov["column_meaning"] = "cumulative GZ2 vote fractions (Kaggle Class1.1 ... Class11.6 order)"
-    elif spec.task == "votes":
-        prov["tree"] = spec.tree
-        prov["column_meaning"] = (f"expected conditional {spec.schema_tree.title} vote fractions of a vote-count "
-                                  "(Dirichlet-multinomial) model, with 90% intervals")
-    else:
-        prov["column_meaning"] = "class probabilities (softmax" + (
-            ", temperature-scaled on the training run's validation split)" if calibration.get("probabilities") else ")")
+    task = spec.task_of
+    prov.update(task.provenance(spec), column_meaning=task.column_meaning(spec))
     prov["calibration"] = {"probabilities": calibration.get("probabilities"),
                            "p_merger": f"{describe(calibration['merger'])}, fitted on the training run's validation "
                            "split" if calibration.get("merger") else None}
-    prov["tree_columns"] = tree_column_names(spec.task, spec.tree)
+    prov["tree_columns"] = task.tree_column_names(spec)
     truth = rule.truth if rule is not None and rule.truth else (
         truth_rule(spec, rule.vote_cut) if rule is not None and spec.merger is not None else None)
     prov["column_descriptions"] = galaxy_zoo.column_descriptions(

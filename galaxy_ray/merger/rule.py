@@ -80,7 +80,7 @@ class MergerRule:
         """
         t, validation, how = stored_operating_point(extra, threshold, precision)
         stored = dict(extra.get("merger") or {})
-        vote_cut = stored.get("vote_cut", MERGER_VOTE_CUT if spec.task != "classes" else None)
+        vote_cut = stored.get("vote_cut", MERGER_VOTE_CUT if spec.task_of.vote_truth else None)
         return cls(output=spec.merger, threshold=float(t), threshold_source=how, truth=stored.get("truth"),
                    vote_cut=None if vote_cut is None else float(vote_cut), validation=validation)
 

@@ -40,7 +40,7 @@ from galaxy_ray.merger.calibration import (TemperatureCalibration, describe, pro
                                            scores_with_intervals)
 from galaxy_ray.merger.choice import fit_merger_calibration
 from galaxy_ray.model.outputs import merger_probability, merger_score
-from galaxy_ray.trees.fractions import observed_fractions, to_cumulative
+from galaxy_ray.tasks.gz2 import VOTE_CUT_REFERENCE
 from galaxy_ray.model.spec import ModelSpec
 from galaxy_ray.merger.operating import (choose_from_curve, curve_to_dict, format_threshold, point_at,
                                          precision_recall_curve)
@@ -50,43 +50,23 @@ __all__ = ["CALIBRATION_FOLDS", "MERGER_VOTE_CUT", "VOTE_CUT_REFERENCE", "choose
 
 #: GZ2 truth on validation: a galaxy is a merger when its Class8.6 vote fraction exceeds this.
 MERGER_VOTE_CUT = 0.4
-VOTE_CUT_REFERENCE = ("Darg et al. 2010, MNRAS 401, 1043: Galaxy Zoo 1 mergers have merger vote fraction "
-                      "f_m > 0.4; Class8.6 (odd x merger) is GZ2's fraction of all volunteers answering merger")
 
 
 def truth_rule(spec, vote_cut: float | None) -> str:
-    """The sentence stored with every merger rate: what counted as a true merger."""
-    if spec.task == "gz2":
-        return f"{spec.merger} vote fraction > {vote_cut:g} ({VOTE_CUT_REFERENCE})"
-    if spec.task == "votes":
-        return (f"volunteers' cumulative {spec.merger} vote fraction (votes for {spec.merger} over all volunteers "
-                f"of the galaxy) > {vote_cut:g} ({VOTE_CUT_REFERENCE})")
-    return f"labelled class {spec.merger!r}"
-
-
-def _merger_votes(spec, y_true: np.ndarray) -> np.ndarray:
-    """The merger answer's vote fraction in evaluation targets, float64 (N,).
-
-    gz2: the target's Class8.6 (cumulative); votes: targets are vote counts, and this is the
-    merger answer's cumulative observed fraction (:func:`galaxy_ray.trees.fractions.observed_fractions`).
-    """
-    index = spec.output_names.index(spec.merger)
-    y_true = np.asarray(y_true, dtype=np.float64)
-    if spec.task == "votes":
-        tree = spec.schema_tree
-        return to_cumulative(observed_fractions(y_true, tree), tree)[:, index]
-    return y_true[:, index]
+    """The sentence stored with every merger rate: what counted as a true merger (the task's words)."""
+    return spec.task_of.truth_rule(spec, vote_cut)
 
 
 def true_mergers(spec, y_true: np.ndarray, vote_cut: float | None) -> np.ndarray:
     """The truth per row, bool (N,), from evaluation targets (votes, or one-hot classes), shape (N, K).
 
     ``vote_cut`` is the rule's (:attr:`galaxy_ray.merger.rule.MergerRule.vote_cut`,
-    training's ``--merger-vote-cut``); class labels need none.
+    training's ``--merger-vote-cut``); class labels need none (their one-hot target is above 0.5).
     """
-    if spec.task != "classes" and vote_cut is None:
+    task = spec.task_of
+    if task.vote_truth and vote_cut is None:
         raise GalaxyRayError(f"{spec.task} merger truth needs the rule's vote cut (MergerRule.vote_cut)")
-    return _merger_votes(spec, y_true) > (vote_cut if spec.task != "classes" else 0.5)
+    return task.merger_truth_values(spec, y_true) > (vote_cut if task.vote_truth else 0.5)
 
 
 def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
@@ -111,7 +91,7 @@ def fit_calibration(spec, y_true: np.ndarray, y_raw: np.ndarray,
     """
     calibration: dict[str, Any] = {"probabilities": None, "merger": None}
     probs = y_raw
-    if spec.task == "classes" and len(np.unique(y_true.argmax(axis=1))) > 1:
+    if spec.task_of.temperature and len(np.unique(y_true.argmax(axis=1))) > 1:
         temperature = TemperatureCalibration.fit(y_raw, y_true.argmax(axis=1))
         calibration["probabilities"] = temperature.to_dict()
         probs = temperature(y_raw)
@@ -165,7 +145,7 @@ def choose_operating_point(spec, y_true: np.ndarray, probs: np.ndarray, *, thres
     else:
         point = point_at(curve, positives, negatives, float(threshold))
     calibrated = describe((spec.calibration or {}).get("merger"))
-    out["calibration"] = (calibrated + ("; after temperature scaling" if spec.task == "classes" else "")
+    out["calibration"] = (calibrated + ("; after temperature scaling" if spec.task_of.temperature else "")
                           if calibrated else "none")
     thinned = curve_to_dict(curve) if curve_points is None else curve_to_dict(curve, curve_points)
     return dict(point.to_dict(), **out, curve=thinned)

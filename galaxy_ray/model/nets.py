@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from galaxy_ray import schema
 from galaxy_ray.errors import GalaxyRayError, one_line
 from galaxy_ray.io import layout
 from galaxy_ray.model.hub import hub_state, is_hub_weights
 from galaxy_ray.model.spec import ARCHS, ModelSpec
 from galaxy_ray.model.torchfile import CHECKPOINT_FORMAT, read_torch
+from galaxy_ray.tasks.heads import MAX_EXTRA_CONCENTRATION, ConcentrationHead, GZ2TreeHead
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -44,57 +44,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class GZ2TreeHead(nn.Module):
-    """37 logits -> cumulative GZ2 vote fractions consistent with the decision tree.
-
-    Each question's answers go through a softmax (they sum to 1) and are then
-    multiplied by the cumulative value of the parent answer, so every
-    question's answers sum exactly to the value that leads to it (Dieleman et
-    al. 2015, the Kaggle Galaxy Challenge winner).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # Each question's answers are contiguous in Kaggle order, and questions
-        # come parent-first in schema.GZ2_QUESTIONS, so one pass fills the tree.
-        self._groups = [(q.indices[0], q.indices[-1] + 1, q.parent) for q in schema.GZ2_QUESTIONS]
-        for q, (start, stop, _) in zip(schema.GZ2_QUESTIONS, self._groups):
-            assert q.indices == list(range(start, stop))
-
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        """(N, 37) logits -> (N, 37) float32 cumulative fractions."""
-        logits = logits.float()  # the tree's products run in float32 even under bf16 autocast
-        out = [None] * logits.shape[1]
-        for start, stop, parent in self._groups:
-            probs = torch.softmax(logits[:, start:stop], dim=1)
-            if parent is not None:
-                probs = probs * out[parent]
-            for k in range(start, stop):
-                out[k] = probs[:, k - start : k - start + 1]
-        return torch.cat(out, dim=1)
-
-
-#: A :class:`ConcentrationHead` maps logits into (1, 1 + this): Zoobot's range for Dirichlet concentrations.
-MAX_EXTRA_CONCENTRATION = 100.0
-
-
-class ConcentrationHead(nn.Module):
-    """Logits (N, K) -> Dirichlet concentrations in (1, 101) for a vote-count model.
-
-    ``1 + 100 * sigmoid(logits)``, Zoobot's activation for the GZ DECaLS models
-    (``ScaledSigmoid`` in ``zoobot/pytorch/estimators/efficientnet_custom.py``, Zoobot at commit
-    fda17b0f; Walmsley et al. 2022, MNRAS 509, 3966).  Concentrations of at least 1 keep every
-    Dirichlet unimodal or flat (never piling up at 0 or 1); the upper bound keeps the most
-    confident prediction about as certain as ~100 volunteers, so one galaxy cannot drive the
-    likelihood to infinity.  Computed in float32 even under bf16 autocast, as the lgamma of
-    the loss needs.
-    """
-
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        """(N, K) logits -> (N, K) float32 concentrations."""
-        return 1.0 + MAX_EXTRA_CONCENTRATION * torch.sigmoid(logits.float())
-
-
 def _imagenet_buffer(values: tuple[float, float, float]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
 
@@ -113,16 +62,18 @@ class GalaxyNet(nn.Module):
         super().__init__()
         from galaxy_ray.tv import torchvision
 
+        task = spec.task_of
         self.task = spec.task
         backbone = getattr(torchvision.models, spec.arch)(weights=None)
         features = backbone.fc.in_features
         backbone.fc = nn.Identity()
         self.backbone = backbone
         self.head = nn.Linear(features, spec.num_outputs)
-        self.tree = GZ2TreeHead() if spec.task == "gz2" else None
-        self.concentration = ConcentrationHead() if spec.task == "votes" else None
+        #: what the task puts between the linear head and the training outputs (tree fractions, concentrations)
+        self.activation = task.activation(spec)
+        self.read = task.probabilities
         #: votes: each question's (start, stop) in the output order (for expected fractions)
-        self.question_slices = spec.schema_tree.slices if spec.task == "votes" else []
+        self.question_slices = task.question_slices(spec)
         self.register_buffer("mean", _imagenet_buffer(IMAGENET_MEAN))
         self.register_buffer("std", _imagenet_buffer(IMAGENET_STD))
 
@@ -137,22 +88,16 @@ class GalaxyNet(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Training outputs, (N, K): tree-consistent fractions (gz2), Dirichlet concentrations (votes)
-        or class logits (classes)."""
+        """Training outputs, (N, K): tree-consistent fractions (gz2), Dirichlet concentrations (votes),
+        class logits (classes) or the values themselves (regression)."""
         out = self.head(self.backbone(self.normalise(x)))
-        if self.tree is not None:
-            return self.tree(out)
-        return self.concentration(out) if self.concentration is not None else out
+        return self.activation(out) if self.activation is not None else out
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities (N, K) float32: cumulative vote fractions (gz2), expected conditional vote
-        fractions (votes) or softmax class probabilities."""
-        out = self.forward(x).float()
-        if self.tree is not None:
-            return out
-        if self.concentration is not None:
-            return self.expected_fractions(out)
-        return torch.softmax(out, dim=1)
+        """The outputs a catalog reads, (N, K) float32 (the task's :meth:`~galaxy_ray.tasks.Task.probabilities`):
+        cumulative vote fractions (gz2), expected conditional vote fractions (votes), softmax class
+        probabilities (classes)."""
+        return self.read(self, self.forward(x).float())
 
     def expected_fractions(self, concentrations: torch.Tensor) -> torch.Tensor:
         """Dirichlet means per question, alpha_k / sum of alpha over k's question, (N, K) float32.

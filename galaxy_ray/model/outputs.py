@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxy_ray import schema
 from galaxy_ray.merger.calibration import merger_calibration
 from galaxy_ray.model.spec import ModelSpec
-from galaxy_ray.trees.fractions import to_cumulative
-from galaxy_ray.trees.morphology import label_probability, tree_morphology
+from galaxy_ray.tasks.gz2 import MORPHOLOGY_ANSWER as GZ2_MORPHOLOGY_ANSWER
 
 __all__ = ["GZ2_MORPHOLOGY_ANSWER", "output_columns", "merger_index", "merger_score", "merger_probability", "morphology",
            "morphology_probability", "view_spread"]
 
-#: For a gz2 morphology label, the Kaggle output that is its probability (cumulative vote fraction).
-GZ2_MORPHOLOGY_ANSWER = {"elliptical": "Class1.1", "artifact": "Class1.3", "edge_on": "Class2.1",
-                         "spiral": "Class4.1", "disk": "Class4.2"}
 
 
 def output_columns(spec: ModelSpec) -> list[str]:
-    """Catalog column names of the model's outputs, in output order."""
-    if spec.task == "gz2":
-        return list(schema.GZ2_ANSWER_COLUMNS)
-    if spec.task == "votes":
-        return list(spec.schema_tree.fraction_columns)
-    return schema.class_columns(spec.output_names)  # distinct even where two class names slugify alike
+    """Catalog column names of the model's outputs, in output order (the task's :meth:`~galaxy_ray.tasks.Task.output_columns`)."""
+    return spec.task_of.output_columns(spec)
 
 
 def merger_index(spec: ModelSpec) -> int | None:
@@ -77,9 +68,7 @@ def merger_score(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
     index = merger_index(spec)
     if index is None:
         raise ValueError("the model has no merger output")
-    if spec.task == "votes":
-        return to_cumulative(probs, spec.schema_tree)[:, index]
-    return probs[:, index]
+    return spec.task_of.merger_score(spec, probs, index)
 
 
 def morphology(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
@@ -89,13 +78,7 @@ def morphology(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
     votes: the same reading of the tree's fractions (:func:`galaxy_ray.trees.morphology.tree_morphology`);
     classes: the most probable class.
     """
-    probs = np.atleast_2d(np.asarray(probs, dtype=np.float32))
-    if spec.task == "gz2":
-        return schema.gz2_morphology(probs)
-    if spec.task == "votes":
-        return tree_morphology(probs, spec.schema_tree)
-    names = np.asarray(spec.output_names, dtype=object)
-    return names[np.argmax(probs, axis=1)]
+    return spec.task_of.morphology(spec, np.atleast_2d(np.asarray(probs, dtype=np.float32)))
 
 
 def morphology_probability(spec: ModelSpec, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -105,15 +88,7 @@ def morphology_probability(spec: ModelSpec, probs: np.ndarray, labels: np.ndarra
     fraction of the answer the label names (:data:`GZ2_MORPHOLOGY_ANSWER`,
     e.g. ``Class1.1`` smooth for ``elliptical``).
     """
-    probs = np.atleast_2d(np.asarray(probs, dtype=np.float32))
-    if spec.task == "votes":
-        return label_probability(probs, spec.schema_tree, labels)
-    if spec.task == "gz2":
-        names = {name: spec.output_names.index(col) for name, col in GZ2_MORPHOLOGY_ANSWER.items()}
-    else:
-        names = {name: i for i, name in enumerate(spec.output_names)}
-    index = np.array([names[str(label)] for label in labels], dtype=np.int64)
-    return probs[np.arange(len(probs)), index].astype(np.float32)
+    return spec.task_of.morphology_probability(spec, np.atleast_2d(np.asarray(probs, dtype=np.float32)), labels)
 
 
 def view_spread(spec: ModelSpec, views: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:

@@ -169,8 +169,8 @@ class Predictor:
         ValueError
             The model is not a votes model.
         """
-        if getattr(self.model, "concentration", None) is None:
-            raise ValueError("concentrations come from votes models only (task votes)")
+        if not self.spec.task_of.dirichlet:
+            raise ValueError(f"concentrations come from vote-count models only, not task {self.spec.task}")
         return self._raw_views(pixels, self.model.forward)
 
     def _raw_views(self, pixels: np.ndarray, forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:

@@ -22,9 +22,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from galaxy_ray import schema
+from galaxy_ray import schema, tasks
 from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.tasks.gz2 import GZ2Task
+from galaxy_ray.tasks.votes import VotesTask
 
 __all__ = ["ARCHS", "TASKS", "ModelSpec", "check_spec_dict"]
 
@@ -34,7 +36,7 @@ ARCHS: dict[str, str] = {
     "resnet34": "ResNet34_Weights",
     "resnet50": "ResNet50_Weights",
 }
-TASKS = ("gz2", "votes", "classes")
+TASKS = tasks.TASKS
 
 
 #: What a stored spec's damage means, and what to do (the end of every refusal of a stored spec).
@@ -185,28 +187,11 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise GalaxyRayError(f"--arch {self.arch!r}: unknown architecture; one of {', '.join(ARCHS)}")
-        if self.task not in TASKS:
-            raise GalaxyRayError(f"--task {self.task!r}: unknown task; one of {', '.join(TASKS)}")
+        task = tasks.get(self.task)
         self.output_names = [str(n) for n in self.output_names]
         if not isinstance(self.preprocess, PreprocessConfig):
             raise GalaxyRayError(f"preprocess {self.preprocess!r}: a PreprocessConfig (stored dicts: ModelSpec.from_dict)")
-        if self.task == "gz2":
-            if tuple(self.output_names) != schema.GZ2_KAGGLE_COLUMNS:
-                raise GalaxyRayError("gz2 models have the 37 Kaggle outputs Class1.1 ... Class11.6, in order")
-            if self.merger is None:
-                self.merger = schema.GZ2_KAGGLE_COLUMNS[schema.GZ2_MERGER_INDEX]
-        elif self.task == "votes":
-            tree = self.schema_tree
-            if tree is None:
-                raise GalaxyRayError("a votes model needs its tree: --schema gz2, decals-dr5 or decals-dr8")
-            self.tree = tree.name
-            if tuple(self.output_names) != tree.answer_names:
-                raise GalaxyRayError(f"a {tree.title} votes model has the tree's {len(tree.answer_names)} answers, "
-                                     f"in order ({tree.answer_names[0]} ...)")
-            if self.merger is None and tree.merger_answers:
-                self.merger = tree.merger_answers[0]
-        elif len(self.output_names) < 2:
-            raise GalaxyRayError(f"classes task needs at least 2 classes, got {self.output_names}")
+        task.check_spec(self)
         if len(set(self.output_names)) != len(self.output_names):
             raise GalaxyRayError(f"class names repeat: {self.output_names}")
         if self.merger is not None and self.merger not in self.output_names:
@@ -215,7 +200,7 @@ class ModelSpec:
     @classmethod
     def for_gz2(cls, arch: str, preprocess: PreprocessConfig, merger: str | None = None) -> "ModelSpec":
         """A gz2 spec: the 37 Kaggle outputs, merger ``Class8.6`` unless given."""
-        return cls(arch, "gz2", list(schema.GZ2_KAGGLE_COLUMNS), preprocess, merger)
+        return cls(arch, GZ2Task.name, list(schema.GZ2_KAGGLE_COLUMNS), preprocess, merger)
 
     @classmethod
     def for_votes(cls, arch: str, tree: str, preprocess: PreprocessConfig, merger: str | None = None) -> "ModelSpec":
@@ -223,18 +208,23 @@ class ModelSpec:
         from galaxy_ray.trees import get_schema
 
         answers = get_schema(tree).answer_names
-        return cls(arch, "votes", list(answers), preprocess, merger, tree=get_schema(tree).name)
+        return cls(arch, VotesTask.name, list(answers), preprocess, merger, tree=get_schema(tree).name)
+
+    @property
+    def task_of(self) -> tasks.Task:
+        """The :class:`~galaxy_ray.tasks.Task` this spec's ``task`` names."""
+        return tasks.get(self.task)
 
     @property
     def schema_tree(self):
-        """The :class:`~galaxy_ray.trees.Schema` of a votes model (None for other tasks or no tree).
+        """The :class:`~galaxy_ray.trees.Schema` of a vote model's ``tree`` (None without one).
 
         Raises
         ------
         GalaxyRayError
             An unknown tree name.
         """
-        if self.task != "votes" or self.tree is None:
+        if self.tree is None:
             return None
         from galaxy_ray.trees import get_schema
 

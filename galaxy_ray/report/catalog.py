@@ -7,6 +7,7 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
+from galaxy_ray import tasks
 from galaxy_ray.catalog import LOCAL_MERGER_FRACTION, Catalog, merger_stats, open_catalog
 from galaxy_ray.report.page import Report, literal_text, panel_grid
 from galaxy_ray.report.sky import MIN_CELL_GALAXIES, sky_figure
@@ -67,7 +68,8 @@ def _prediction_histograms(rep: Report, cat: Catalog) -> None:
         + f' FROM catalog WHERE "error" IS NULL USING SAMPLE {_HISTOGRAM_SAMPLE} ROWS'
     ).to_arrow_table()
     fig, axes = panel_grid(len(columns), 2.4, layout="constrained")
-    what = "vote fraction" if cat.provenance.get("task") in ("gz2", "votes") else "class probability"
+    task = cat.provenance.get("task")
+    what = tasks.get(task).catalog_value if task in tasks.TASKS else "class probability"
     for ax, name in zip(axes, columns):
         vals = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
         vals = vals[np.isfinite(vals)]

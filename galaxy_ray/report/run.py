@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.parquet as pq
 
+from galaxy_ray import tasks
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.evaluate import classes_metrics, curves_from_csv, plot_confusion
 from galaxy_ray.io import storage
@@ -24,10 +25,7 @@ from galaxy_ray.report.images import highest, images_for, plot_image_grid
 from galaxy_ray.report.page import Report, literal_text, panel_grid, short
 from galaxy_ray.report.style import PANEL_FONT, TITLE_FONT, hist_weights, log_norm, panel_title, plain_log_ticks
 from galaxy_ray.report.summary import model_summary
-from galaxy_ray.schema import GZ2_ANSWER_COLUMNS, CatalogColumns as C
-from galaxy_ray.trees import Schema, get_schema
-from galaxy_ray.trees.dirichlet import question_totals
-from galaxy_ray.trees.fractions import observed_fractions
+from galaxy_ray.schema import CatalogColumns as C
 
 __all__ = ["read_predictions", "run_figures"]
 
@@ -68,29 +66,46 @@ def read_predictions(uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class _Task:
-    """How a run's outputs read in its figures: panel titles, the true values and which of them count.
+    """How a run's outputs read in its figures: the task's words and its :class:`~galaxy_ray.tasks.base.ReportTruth`.
 
-    ``true`` is (N, K): the labels (gz2, classes) or, for votes, the observed conditional fractions;
-    ``counted`` is (N, K) bool: a votes run's galaxies with at least one vote on the answer's question.
+    ``truth.true`` is (N, K): the labels or, for vote counts, the observed conditional fractions;
+    ``truth.counted`` is (N, K) bool: the galaxies with a truth for the output (a vote on its question).
     """
 
-    name: str
-    #: Row labels of the image grid: the output columns, or a votes run's ``question: answer``.
-    labels: list[str]
-    true: np.ndarray
-    counted: np.ndarray
-    tree: Schema | None = None
+    task: tasks.Task
+    truth: tasks.ReportTruth
+
+    @property
+    def labels(self) -> list[str]:
+        """Row labels of the image grid: the output columns, or a tree's ``question: answer``."""
+        return self.truth.labels
+
+    @property
+    def true(self) -> np.ndarray:
+        return self.truth.true
+
+    @property
+    def counted(self) -> np.ndarray:
+        return self.truth.counted
+
+    @property
+    def tree(self):
+        return self.truth.tree
+
+    @property
+    def observed(self) -> bool:
+        return self.truth.observed
 
     @property
     def titles(self) -> list[str]:
-        """Panel titles, two short lines each (votes: the question, then the answer)."""
+        """Panel titles, two short lines each (a tree: the question, then the answer)."""
         if self.tree is not None:
             return [f"{short(a.question, 30)}:\n{short(a.key, 30)}" for a in self.tree.answers]
         return [panel_title(label) for label in self.labels]
 
     @property
     def values(self) -> str:
-        return {"gz2": "vote fraction", "votes": "conditional vote fraction"}.get(self.name, "probability")
+        return self.task.report_value
 
 
 def _predicted_vs_true(rep: Report, task: _Task, y_pred: np.ndarray) -> None:
@@ -102,20 +117,21 @@ def _predicted_vs_true(rep: Report, task: _Task, y_pred: np.ndarray) -> None:
     n = len(task.labels)
     fig, axes = panel_grid(n, 2.6, layout="constrained")
     pairs = [(task.true[task.counted[:, i], i], y_pred[task.counted[:, i], i]) for i in range(n)]
-    counts = [np.histogram2d(t, p, bins=15, range=((0, 1), (0, 1)))[0].max() for t, p in pairs]
+    lo, hi = task.task.value_range(task.true[task.counted], y_pred[task.counted])
+    counts = [np.histogram2d(t, p, bins=15, range=((lo, hi), (lo, hi)))[0].max() for t, p in pairs]
     norm = log_norm(max(counts, default=1))
     hb = None
-    votes = task.name == "votes"
+    votes, word = task.observed, task.values.split()[-1]
     for ax, title, (t, p) in zip(axes, task.titles, pairs):
-        hb = ax.hexbin(t, p, gridsize=15, extent=(0, 1, 0, 1), mincnt=1, cmap="viridis", norm=norm)
-        ax.plot([0, 1], [0, 1], "r-", lw=0.8)
+        hb = ax.hexbin(t, p, gridsize=15, extent=(lo, hi, lo, hi), mincnt=1, cmap="viridis", norm=norm)
+        ax.plot([lo, hi], [lo, hi], "r-", lw=0.8)
         rmse = f"RMSE {np.sqrt(np.mean((t - p) ** 2)):.3f}" if len(t) else "no votes"
         # votes: a third line, with the number of galaxies that had a vote on the question
         ax.set_title(f"{title}\n{rmse} ({len(t)} galaxies)" if votes else f"{title}  ({rmse})", fontsize=TITLE_FONT)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("observed fraction" if votes else "true fraction", fontsize=PANEL_FONT)
-        ax.set_ylabel("predicted fraction", fontsize=PANEL_FONT)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel(f"observed {word}" if votes else f"true {word}", fontsize=PANEL_FONT)
+        ax.set_ylabel(f"predicted {word}", fontsize=PANEL_FONT)
         ax.tick_params(labelsize=PANEL_FONT - 1)
     if hb is not None:
         bar = fig.colorbar(hb, ax=axes, shrink=0.5, aspect=40, label="validation galaxies per hexagon (log scale)")
@@ -128,32 +144,32 @@ def _predicted_vs_true(rep: Report, task: _Task, y_pred: np.ndarray) -> None:
                    "them and their number under each title); hexagons coloured by their count on one log scale "
                    "(colour bar); red: the 1:1 line.")
     else:
-        title = "Predicted versus true vote fractions"
-        caption = ("Validation galaxies, one panel per GZ2 answer: true against predicted cumulative vote fraction, "
-                   "hexagons coloured by their count on one log scale (colour bar); red: the 1:1 line.")
+        title = f"Predicted versus true {task.task.report_plural}"
+        caption = task.task.report_panel_caption
     rep.save(fig, "predicted_vs_true.png", title, caption)
 
 
 def _prediction_histograms(rep: Report, task: _Task, y_pred: np.ndarray) -> None:
     """Histograms of each output's predictions against the true values, as fractions of the galaxies counted."""
     fig, axes = panel_grid(len(task.labels), 2.4, layout="constrained")
-    bins = np.linspace(0, 1, 21)
+    lo, hi = task.task.value_range(task.true[task.counted], y_pred[task.counted])
+    bins = np.linspace(lo, hi, 21)
     for i, (ax, title) in enumerate(zip(axes, task.titles)):
         t, p = task.true[task.counted[:, i], i], y_pred[task.counted[:, i], i]
         weights = hist_weights(t)
-        ax.hist(t, bins=bins, weights=weights, color="0.75", label="observed" if task.name == "votes" else "true")
+        ax.hist(t, bins=bins, weights=weights, color="0.75", label="observed" if task.observed else "true")
         ax.hist(p, bins=bins, weights=weights, histtype="step", color="C3", lw=1.2, label="predicted")
         ax.set_title(title, fontsize=TITLE_FONT)
         ax.set_xlabel(task.values, fontsize=PANEL_FONT)
         ax.set_ylabel("fraction of galaxies", fontsize=PANEL_FONT)
         ax.tick_params(labelsize=PANEL_FONT - 1)
     axes[0].legend(fontsize=PANEL_FONT)
-    plural = {"gz2": "vote fractions", "votes": "conditional vote fractions"}.get(task.name, "class probabilities")
+    plural = task.task.report_plural
     which = ("the validation galaxies with a vote on the answer's question (observed: the volunteers' fractions)"
-             if task.name == "votes" else "the validation galaxies")
+             if task.observed else "the validation galaxies")
     rep.save(fig, "prediction_histograms.png", f"Histograms of predicted {plural}",
              f"Predicted {plural} (red) against the true values (grey) of {which}, each bar "
-             "the fraction of them in its bin of width 0.05.")
+             f"the fraction of them in its bin of width {(hi - lo) / 20:.3g}.")
 
 
 def _top_predictions(rep: Report, task: _Task, ids: np.ndarray, y_pred: np.ndarray, source: str | None, top: int,
@@ -176,32 +192,11 @@ def _top_predictions(rep: Report, task: _Task, ids: np.ndarray, y_pred: np.ndarr
         return f"{y_pred[j, i]:.2f} / {true}"
 
     rows = [(label, [(str(ids[j]), text(j, i)) for j in best[i]]) for i, label in enumerate(task.labels)]
-    true = "the observed conditional fraction" if task.name == "votes" else "the true value"
+    true = "the observed conditional fraction" if task.observed else "the true value"
     plot_image_grid(rep, rows, images, "top_predictions.png", "Top galaxies per answer or class",
                     f"The {top} validation galaxies with the highest predicted value of each output, among "
                     "those whose volunteers were asked the question (votes runs), "
                     f"with the predicted / {true} above each image.")
-
-
-def _votes_task(run_dir: str, spec: dict, counts: np.ndarray) -> _Task:
-    """A votes run's outputs: its tree's answers, the observed fractions of ``counts`` and who voted.
-
-    Raises
-    ------
-    GalaxyRayError
-        ``spec`` names no known tree, or the predictions have another number of answers.
-    """
-    try:
-        tree = get_schema(spec.get("tree"))
-    except GalaxyRayError as exc:
-        raise GalaxyRayError(f"{storage.join(run_dir, CONFIG_JSON)}: a votes run without a known tree "
-                             f"(spec.tree {spec.get('tree')!r}): {exc}") from None
-    if counts.shape[1] != len(tree.answers):
-        raise GalaxyRayError(f"{storage.join(run_dir, VALIDATION_PREDICTIONS)}: {counts.shape[1]} values per row, "
-                             f"but the {tree.title} tree of this votes run has {len(tree.answers)} answers")
-    voted = question_totals(np.nan_to_num(counts), tree) > 0  # votes_metrics counts the same (galaxy, answer)s
-    return _Task("votes", [f"{a.question}: {a.key}" for a in tree.answers], observed_fractions(counts, tree),
-                 voted, tree)
 
 
 def _has_frozen_phase(metrics_uri: str) -> bool:
@@ -257,34 +252,29 @@ def run_figures(rep: Report, run_dir: str, source: str | None = None, top: int =
     config = _read_json(storage.join(run_dir, CONFIG_JSON))
     rep.summary += model_summary(run_dir, config)
     spec = config.get("spec", {})
-    task = spec.get("task") or config.get("config", {}).get("task", "gz2")
+    task = tasks.get(spec.get("task") or config.get("config", {}).get("task") or tasks.DEFAULT_TASK)
     names = list(spec.get("output_names") or config.get("output_columns") or [])
     ids, y_true, y_pred = read_predictions(storage.join(run_dir, VALIDATION_PREDICTIONS))
-    # a votes run's y_true holds vote counts (NaN counts as none); a row is unusable only when all are NaN
-    bad_true = np.isnan(y_true).all(axis=1) if task == "votes" else np.isnan(y_true).any(axis=1)
-    ok = ~(np.isnan(y_pred).any(axis=1) | bad_true) if y_pred.size else np.zeros(0, bool)
+    ok = ~np.isnan(y_pred).any(axis=1) & task.usable_truth(y_true) if y_pred.size else np.zeros(0, bool)
     ids, y_true, y_pred = ids[ok], y_true[ok], y_pred[ok]
     if not len(ids):
         rep.notes.append(f"{run_dir}: no validation predictions; prediction figures skipped")
         return
-    rep.notes.append(f"run {run_dir}: task {task}, {len(ids)} validation galaxies")
-    if task == "votes":
-        outputs = _votes_task(run_dir, spec, y_true)
+    rep.notes.append(f"run {run_dir}: task {task.name}, {len(ids)} validation galaxies")
+    if len(names) != y_pred.shape[1]:
+        names = [f"output {i}" for i in range(y_pred.shape[1])]
+    where = (storage.join(run_dir, CONFIG_JSON), storage.join(run_dir, VALIDATION_PREDICTIONS))
+    outputs = _Task(task, task.report_truth(spec, names, y_true, where))
+    if outputs.tree is not None and outputs.observed:
         rep.notes[-1] += f" (tree {outputs.tree.name})"
+    if task.report_figure == "predicted_vs_true":
         _predicted_vs_true(rep, outputs, y_pred)
     else:
-        if len(names) != y_pred.shape[1]:
-            names = [f"output {i}" for i in range(y_pred.shape[1])]
-        columns = list(GZ2_ANSWER_COLUMNS) if task == "gz2" and len(names) == len(GZ2_ANSWER_COLUMNS) else names
-        outputs = _Task(task, columns, y_true, np.ones(y_true.shape, dtype=bool))
-        if task == "gz2":
-            _predicted_vs_true(rep, outputs, y_pred)
-        else:
-            metrics = classes_metrics(y_true.argmax(axis=1), y_pred, names)
-            rep.say(f"drawing {CONFUSION_PNG}")
-            plot_confusion(metrics, storage.join(rep.out, CONFUSION_PNG))
-            rep.add(CONFUSION_PNG, "Confusion matrix",
-                    "Validation galaxies, rows normalised by the true class; counts in the cells.")
+        metrics = classes_metrics(y_true.argmax(axis=1), y_pred, names)
+        rep.say(f"drawing {CONFUSION_PNG}")
+        plot_confusion(metrics, storage.join(rep.out, CONFUSION_PNG))
+        rep.add(CONFUSION_PNG, "Confusion matrix",
+                "Validation galaxies, rows normalised by the true class; counts in the cells.")
     _prediction_histograms(rep, outputs, y_pred)
     rep.say(f"reading the top galaxies' cutouts from {source or config.get('config', {}).get('source')}")
     _top_predictions(rep, outputs, ids, y_pred, source or config.get("config", {}).get("source"), top,

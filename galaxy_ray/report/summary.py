@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from galaxy_ray import tasks
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.evaluate import headline
 from galaxy_ray.io import storage
 from galaxy_ray.io.layout import EVALUATION_JSON
 from galaxy_ray.merger.operating import format_threshold
-from galaxy_ray.trees import get_schema
 
 __all__ = ["merger_line", "model_summary"]
 
@@ -39,26 +39,11 @@ def _evaluation(run_dir: str) -> dict | None:
 
 
 def _task_line(task: str, spec: Mapping[str, Any]) -> str:
-    """``gz2: the 37 GZ2 vote fractions``, ``classes (10 classes)`` or the votes task and its tree."""
-    if task == "gz2":
-        return "gz2: the 37 GZ2 vote fractions"
-    if task == "votes":
-        name = spec.get("tree")
-        try:
-            tree = get_schema(name)
-        except GalaxyRayError:
-            return f"votes on tree {name!r} (not a known tree)"
-        return (f"votes on the {tree.title} tree ({tree.name}): Dirichlet concentrations fitted to the vote counts "
-                f"of its {len(tree.answers)} answers in {len(tree.questions)} questions, read as expected "
-                "conditional vote fractions")
-    return f"{task} ({len(spec.get('output_names') or [])} classes)"
-
-
-def _per_question_line(votes: Mapping[str, Any]) -> str:
-    """``smooth-or-featured 0.123 (mean baseline 0.201, 30 galaxies); ...``: a votes run's RMSE per question."""
-    fmt = lambda v: "n/a" if v is None or v != v else f"{v:.3f}"  # noqa: E731  (NaN: no galaxy had a vote)
-    return "; ".join(f"{key} {fmt(q.get('rmse'))} (mean baseline {fmt(q.get('baseline_rmse'))}, "
-                     f"{q.get('rows', '?')} galaxies)" for key, q in (votes.get("per_question") or {}).items())
+    """``gz2: the 37 GZ2 vote fractions``, ``classes (10 classes)`` or the votes task and its tree (the task's words)."""
+    try:
+        return tasks.get(task).describe(spec)
+    except GalaxyRayError:
+        return f"{task} (not a task this galaxy-ray knows)"
 
 
 def model_summary(run_dir: str, config: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -84,8 +69,8 @@ def model_summary(run_dir: str, config: Mapping[str, Any]) -> list[tuple[str, st
         rows.append(("evaluation", f"no {EVALUATION_JSON} in the run directory"))
         return rows
     rows.append(("evaluation", headline(evaluation)))
-    if evaluation.get("votes", {}).get("per_question"):
-        rows.append(("fraction RMSE per question", _per_question_line(evaluation["votes"])))
+    if task in tasks.TASKS:
+        rows += tasks.get(task).summary_rows(evaluation.get(task) or {})
     merger = evaluation.get("merger")
     rows.append(("merger flag", merger_line(merger) if merger else "the model has no merger output"))
     return rows

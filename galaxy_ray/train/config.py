@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from galaxy_ray import runtime, schema
+from galaxy_ray import runtime, schema, tasks
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.errors import GalaxyRayError, one_line
@@ -36,7 +36,7 @@ class TrainConfig:
 
     source: str = ""
     format: str | None = None
-    task: str = "gz2"
+    task: str = tasks.DEFAULT_TASK
     schema: str | None = None
     label_column: str | None = None
     arch: str = "resnet18"
@@ -76,9 +76,7 @@ class TrainConfig:
     def label(self) -> str:
         """The target column: ``votes`` (gz2), ``vote_counts`` (votes, assembled from the tree's
         count columns by :func:`galaxy_ray.data.vote_counts.attach_vote_counts`) or ``label``."""
-        if self.label_column:
-            return self.label_column
-        return {"gz2": C.VOTES, "votes": C.VOTE_COUNTS}.get(self.task, C.LABEL)
+        return tasks.get(self.task).label_column(self.label_column)
 
     @property
     def monitor(self) -> tuple[str, str]:
@@ -94,9 +92,7 @@ class TrainConfig:
         Dirichlet-multinomial negative log-likelihood (``val_loss``), which weighs
         each galaxy by its number of votes.
         """
-        if self.task == "votes":  # the Dirichlet-multinomial likelihood is the proper score of counts
-            return ("val_loss", "min")
-        return ("val_rmse", "min") if self.task == "gz2" else ("val_balanced_accuracy", "max")
+        return tasks.get(self.task).monitor
 
     @property
     def split(self) -> Split:
@@ -223,11 +219,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         raise GalaxyRayError(f"--label-smoothing {cfg.label_smoothing}: must be in [0, 1)")
     if cfg.schedule not in ("cosine", "plateau"):
         raise GalaxyRayError(f"--schedule {cfg.schedule!r}: one of cosine, plateau")
-    if cfg.task != "classes" and cfg.class_weights:
-        raise GalaxyRayError("--class-weights applies to --task classes only")
-    if cfg.schema is not None and cfg.task != "votes":
-        raise GalaxyRayError(f"--schema {cfg.schema}: a tree for --task votes (gz2 trains Kaggle's 37 fractions); "
-                             "pass --task votes")
+    tasks.get(cfg.task).check_config(cfg)
     if cfg.schema is not None:
         from galaxy_ray.trees import get_schema
 
@@ -253,6 +245,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise GalaxyRayError("--source is required: a path or s3:// URI of labelled cutouts")
     if cfg.task not in TASKS:
         raise GalaxyRayError(f"--task {cfg.task!r}: unknown task; one of {', '.join(TASKS)}")
+    tasks.get(cfg.task).label_column(cfg.label_column)  # a task without a default label column needs the flag
     if cfg.arch not in ARCHS:
         raise GalaxyRayError(f"--arch {cfg.arch!r}: unknown architecture; one of {', '.join(ARCHS)}")
     cfg.epochs = _at_least(cfg.epochs, "--epochs")

@@ -17,8 +17,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from galaxy_ray import runtime, schema
-from galaxy_ray.data.labels import column_names, label_present
+from galaxy_ray import runtime, tasks
+from galaxy_ray.data.labels import column_names
 from galaxy_ray.data.sources import identity
 from galaxy_ray.data.split import Split
 from galaxy_ray.data.transforms import PreprocessConfig, nonempty_batch, ok_rows, prepare_image, preprocess_batch
@@ -119,13 +119,13 @@ def _readable_rows(table, source: str):
 def _summarize_labels(ds, cfg: TrainConfig, workers: int) -> DataSummary:
     columns = column_names(ds)
     if cfg.label not in columns:
-        hint = "pass --label-column" if cfg.task == "classes" else "is it a labelled GZ2 source? pass --label-column"
+        hint = tasks.get(cfg.task).missing_label_hint()
         raise GalaxyRayError(f"{cfg.source}: no column {cfg.label!r} (columns: {', '.join(columns)}); {hint}")
     read = [C.OBJECT_ID, cfg.label] + ([C.ERROR] if C.ERROR in columns else [])
     table = _readable_rows(ds.select_columns(read).to_pandas(), cfg.source)
     # The split, the checkpoint's validation and a catalog are all keyed by object_id.
     identity.refuse_duplicate_ids(table[C.OBJECT_ID].tolist(), cfg.source)
-    present = label_present(table[cfg.label].to_numpy(dtype=object))
+    present = tasks.get(cfg.task).labelled(table[cfg.label].to_numpy(dtype=object))
     labelled = table[present]
     if labelled.empty:
         raise GalaxyRayError(f"{cfg.source}: no labels in column {cfg.label!r} ({len(table)} rows, all null); "
@@ -137,70 +137,8 @@ def _summarize_labels(ds, cfg: TrainConfig, workers: int) -> DataSummary:
             f"{cfg.source}: {summary.n_train} training and {summary.n_val} validation rows for {workers} workers; "
             "use fewer --workers, another --val-fraction, or more data")
     values = labelled[cfg.label].to_numpy(dtype=object)
-    if cfg.task == "gz2":
-        _summarize_votes(summary, values, is_val, cfg)
-    elif cfg.task == "votes":
-        _summarize_counts(summary, values, is_val, cfg)
-    else:
-        _summarize_classes(summary, values, is_val, cfg)
+    tasks.get(cfg.task).summarize(summary, values, is_val, cfg)
     return summary
-
-
-def _summarize_votes(summary: DataSummary, values: np.ndarray, is_val: np.ndarray, cfg: TrainConfig) -> None:
-    try:
-        votes = np.stack([np.asarray(v, dtype=np.float64) for v in values])
-    except (TypeError, ValueError):
-        votes = np.zeros((0, 0))
-    if votes.ndim != 2 or votes.shape[1] != len(schema.GZ2_KAGGLE_COLUMNS):
-        raise GalaxyRayError(f"{cfg.source}: column {cfg.label!r} does not hold 37 GZ2 vote fractions per row; "
-                             "use --task classes for class labels")
-    mean = votes[~is_val].mean(axis=0)
-    summary.train_mean = mean.tolist()
-    summary.baseline_val_rmse = float(np.sqrt(((votes[is_val] - mean) ** 2).mean()))
-
-
-def _summarize_counts(summary: DataSummary, values: np.ndarray, is_val: np.ndarray, cfg: TrainConfig) -> None:
-    """Votes: the training mean of the observed conditional fractions, and its validation RMSE.
-
-    The RMSE runs over the (galaxy, answer) pairs whose question got a vote: an unasked
-    question has no fraction to predict.
-    """
-    from galaxy_ray.trees import get_schema
-    from galaxy_ray.trees.fractions import observed_fractions
-
-    tree = get_schema(cfg.schema)
-    counts = np.stack([np.asarray(v, dtype=np.float64) for v in values])
-    if counts.ndim != 2 or counts.shape[1] != len(tree.answers):
-        raise GalaxyRayError(f"{cfg.source}: column {cfg.label!r} does not hold the {len(tree.answers)} "
-                             f"{tree.title} vote counts per row")
-    observed = observed_fractions(counts, tree)
-    answered = _answered(counts, tree)
-    train = answered[~is_val]
-    mean = np.where(train.sum(axis=0) > 0, (observed[~is_val] * train).sum(axis=0) / np.maximum(train.sum(axis=0), 1),
-                    0.0)
-    summary.train_mean = mean.tolist()
-    err = ((observed[is_val] - mean) ** 2)[answered[is_val]]
-    summary.baseline_val_rmse = float(np.sqrt(err.mean())) if err.size else float("nan")
-
-
-def _answered(counts: np.ndarray, tree) -> np.ndarray:
-    """(N, K) bool: the answer's question got at least one vote."""
-    from galaxy_ray.trees.dirichlet import question_totals
-
-    return question_totals(counts, tree) > 0
-
-
-def _summarize_classes(summary: DataSummary, values: np.ndarray, is_val: np.ndarray, cfg: TrainConfig) -> None:
-    names = sorted({str(v) for v in values})
-    if set(names) <= set(schema.GALAXY10_CLASSES):
-        names = list(schema.GALAXY10_CLASSES)  # keep the standard order and all ten columns
-    if len(names) < 2:
-        raise GalaxyRayError(f"{cfg.source}: column {cfg.label!r} has a single class {names}; need at least 2")
-    labels = np.array([str(v) for v in values], dtype=object)
-    counts = [int((labels[~is_val] == n).sum()) for n in names]
-    summary.class_names, summary.class_counts = names, counts
-    majority = names[int(np.argmax(counts))]
-    summary.baseline_val_accuracy = float((labels[is_val] == majority).mean())
 
 
 def class_weights(cfg: TrainConfig, summary: DataSummary) -> list[float] | None:
@@ -224,29 +162,11 @@ def class_weights(cfg: TrainConfig, summary: DataSummary) -> list[float] | None:
 
 
 def default_merger(cfg: TrainConfig, names: Sequence[str] | None) -> str | None:
-    """The output that is the merger probability: ``--merger``, GZ2's Class8.6, or a merger-like class."""
-    if cfg.merger:
-        return cfg.merger
-    if cfg.task == "votes":
-        from galaxy_ray.trees import get_schema
-
-        return (get_schema(cfg.schema).merger_answers or (None,))[0]
-    if cfg.task == "gz2":
-        return schema.GZ2_KAGGLE_COLUMNS[schema.GZ2_MERGER_INDEX]
-    if schema.GALAXY10_MERGER_CLASS in names:
-        return schema.GALAXY10_MERGER_CLASS
-    return next((n for n in names if "merg" in n.lower()), None)
+    """The output that is the merger probability: ``--merger``, or the task's (GZ2's Class8.6, a merger-like class)."""
+    return cfg.merger or tasks.get(cfg.task).default_merger(cfg, names)
 
 
 # --------------------------------------------------------------------------- per-batch stages
-
-
-def _targets(values: np.ndarray, task: str, class_index: Mapping[str, int] | None) -> np.ndarray:
-    if task in ("gz2", "votes"):  # cumulative fractions, or vote counts
-        if not len(values):  # a batch with no row of this split
-            return np.zeros((0, len(schema.GZ2_KAGGLE_COLUMNS) if task == "gz2" else 0), dtype=np.float32)
-        return np.stack([np.asarray(v, dtype=np.float32) for v in values]).reshape(len(values), -1)
-    return np.array([class_index[str(v)] for v in values], dtype=np.int64)
 
 
 def row_keys(object_ids: Sequence[Any]) -> np.ndarray:
@@ -290,9 +210,8 @@ def prepare_training_batch(
         left out (a warning names them): inference, not training, is where a bad
         cutout must become a row.
     """
-    keep = split.mask(batch[C.OBJECT_ID], subset) & label_present(batch[label])
-    if class_index is not None:
-        keep &= np.array([str(v) in class_index for v in batch[label]], dtype=bool)
+    owner, names = tasks.get(task), (list(class_index) if class_index is not None else None)
+    keep = split.mask(batch[C.OBJECT_ID], subset) & owner.labelled(batch[label], names)
     sub = {k: v[keep] for k, v in batch.items() if k in (C.OBJECT_ID, C.IMAGE, C.SOURCE, C.ERROR, label)}
     config = preprocess
     if augment:  # the augmentation rotates before the centre crop: keep the margin for the worker
@@ -302,7 +221,7 @@ def prepare_training_batch(
     if not ok.all():
         bad = [e for e in out[C.ERROR] if e is not None]
         runtime.say(f"galaxy-ray: warning: {len(bad)} cutouts left out of training, e.g. {bad[0]}")
-    prepared = {"pixels": out["pixels"][ok], "target": _targets(out[label][ok], task, class_index)}
+    prepared = {"pixels": out["pixels"][ok], "target": owner.targets(out[label][ok], names)}
     if augment:
         prepared[KEY] = row_keys(out[C.OBJECT_ID][ok])
     return prepared

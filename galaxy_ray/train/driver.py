@@ -16,14 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from galaxy_ray import evaluate, raycompat, runtime
+from galaxy_ray import evaluate, raycompat, runtime, tasks
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.io import layout, storage
-from galaxy_ray.data.vote_counts import attach_vote_counts
 from galaxy_ray.train.cache import CachePlan, cache_datasets, plan_cache, prepared_bytes
 from galaxy_ray.train.config import TrainConfig, config_from_args
 from galaxy_ray.train.finalize import finalize_run
-from galaxy_ray.train.data import (DataSummary, augmentation_for, build_datasets, class_weights, default_merger,
+from galaxy_ray.train.data import (DataSummary, augmentation_for, build_datasets, class_weights,
                                    open_training_source, summarize_labels)
 from galaxy_ray.train.loop import divergence, train_loop_per_worker, write_metrics_csv
 from galaxy_ray.train.scaling import AUTO, AUTO_LOCAL_CPUS, WorkerLayout, worker_layout
@@ -122,22 +121,14 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
     layout = worker_layout(cfg.workers, resources, use_gpu)
     run_dir = storage.join(cfg.storage, cfg.name)
     ds = source.dataset()
-    if cfg.task == "votes" and not cfg.label_column:
-        ds, tree = attach_vote_counts(ds, cfg.schema, cfg.source)
-        cfg.schema = tree.name
+    task = tasks.get(cfg.task)
+    ds, cfg.schema = task.prepare_source(ds, cfg.schema, cfg.source, cfg.label, bool(cfg.label_column))
     summary = summarize_labels(ds, cfg, workers=layout.workers)
-    if cfg.task == "gz2":
-        spec = ModelSpec.for_gz2(cfg.arch, preprocess, cfg.merger)
-        class_index = None
-    elif cfg.task == "votes":
-        spec = ModelSpec.for_votes(cfg.arch, cfg.schema, preprocess, default_merger(cfg, None))
-        class_index = None
-    else:
-        spec = ModelSpec(cfg.arch, "classes", summary.class_names, preprocess,
-                         default_merger(cfg, summary.class_names))
-        class_index = {n: i for i, n in enumerate(summary.class_names)}
+    spec = ModelSpec(cfg.arch, task.name, preprocess=preprocess, **task.outputs(cfg, summary))
+    class_index = {n: i for i, n in enumerate(summary.class_names)} if summary.class_names else None
+    if summary.class_names:
         say_shared_columns(summary.class_names)
-    weights = class_weights(cfg, summary) if cfg.task == "classes" else None
+    weights = class_weights(cfg, summary) if task.takes_class_weights else None
     n_bn = min(cfg.bn_samples, summary.n_train)
     cache = plan_cache(cfg.cache, prepared_bytes(summary.n_train, summary.n_val, n_bn, preprocess),
                        resources.get("object_store_memory", 0))

@@ -175,7 +175,7 @@ def finalize_run(run_dir: str, staged_uri: str, ds, label: str, *, batch_size: i
                                   train_mean=train_mean, class_counts=class_counts, vote_cut=vote_cut)
     if merger is not None:
         report["merger"].update(_merger_section(spec, y_true, y_raw, probs, merger, vote_cut))
-    if spec.task == "classes":
+    if spec.task_of.temperature:
         report["calibration"] = {"probabilities": (spec.calibration or {}).get("probabilities"),
                                  "top_class_reliability": classes_reliability(y_true, y_raw, probs)}
     report.update(split="validation", checkpoint=model_uri, source=source)

@@ -245,7 +245,7 @@ def _run_epoch(run: WorkerRun, epoch: int, shuffle_buffer_batches: int) -> None:
     import torch
 
     config, bs = run.config, run.config.batch_size
-    target_dtype = torch.int64 if run.spec.task == "classes" else torch.float32
+    target_dtype = getattr(torch, run.spec.task_of.target_dtype)
     t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
     collate = AugmentingCollate(run.spec.preprocess, config.seed, epoch, target_dtype,
                                 config.augment)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -10,6 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from galaxy_ray import tasks
 from galaxy_ray.data.transforms import PreprocessConfig
 from galaxy_ray.model.nets import unwrap
 from galaxy_ray.train.data import KEY, augment_batch
@@ -190,26 +190,7 @@ class ValidationSums:
         majority class, so an epoch that finds a 2% class scores above one that
         never predicts it.
         """
-        if task == "gz2":
-            return {"val_rmse": math.sqrt(self.squared_error / max(self.samples * num_outputs, 1))}
-        if task == "votes":
-            return {"val_fraction_rmse": math.sqrt(self.squared_error / self.answered) if self.answered else float("nan")}
-        present = self.support > 0
-        recall = self.hits[present] / self.support[present]
-        return {"val_accuracy": float(self.hits.sum() / max(self.samples, 1)),
-                "val_balanced_accuracy": float(recall.mean()) if present.any() else float("nan")}
-
-
-def _fraction_errors(net, concentrations, counts) -> tuple[float, float]:
-    """Votes: summed squared error of expected against observed fractions over answered questions, and their count."""
-    import torch
-
-    expected = net.expected_fractions(concentrations)
-    totals = torch.cat([counts[:, a:b].sum(dim=1, keepdim=True).expand(-1, b - a) for a, b in net.question_slices],
-                       dim=1)
-    answered = totals > 0
-    observed = torch.where(answered, counts / totals.clamp(min=1e-12), torch.zeros_like(counts))
-    return float((((expected - observed) ** 2) * answered).sum()), float(answered.sum())
+        return tasks.get(task).validation_metrics(self, num_outputs)
 
 
 def validate(model, shard, loss_fn, *, batch_size: int, dtypes: Mapping[str, Any], task: str, num_outputs: int,
@@ -225,9 +206,10 @@ def validate(model, shard, loss_fn, *, batch_size: int, dtypes: Mapping[str, Any
     import torch
 
     model.eval()
-    sums = ValidationSums()
-    hits = torch.zeros(num_outputs if task == "classes" else 0, dtype=torch.float64)
-    support = torch.zeros_like(hits)
+    owner, net = tasks.get(task), unwrap(model)
+    # per-class counters for the tasks that count hits (classes); K zeros cost nothing to the others
+    sums = ValidationSums(hits=torch.zeros(num_outputs, dtype=torch.float64))
+    sums.support = torch.zeros_like(sums.hits)
     with torch.no_grad():
         for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=dtypes):
             x, y = channels_last(batch["pixels"], cuda), batch["target"]
@@ -235,16 +217,6 @@ def validate(model, shard, loss_fn, *, batch_size: int, dtypes: Mapping[str, Any
                 out = model(x).float()
             sums.loss += float(loss_fn(out, y)) * len(x)
             sums.samples += len(x)
-            if task == "gz2":
-                sums.squared_error += float(((out - y) ** 2).sum())
-            elif task == "votes":
-                squared, answered = _fraction_errors(unwrap(model), out, y.float())
-                sums.squared_error += squared
-                sums.answered += answered
-            else:
-                y = y.long().cpu()
-                correct = (out.argmax(dim=1).cpu() == y).double()
-                hits.index_add_(0, y, correct)
-                support.index_add_(0, y, torch.ones_like(correct))
-    sums.hits, sums.support = hits.numpy(), support.numpy()
+            owner.validation_step(sums, net, out, y)
+    sums.hits, sums.support = sums.hits.numpy(), sums.support.numpy()
     return sums

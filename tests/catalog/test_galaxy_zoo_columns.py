@@ -30,7 +30,8 @@ from galaxy_ray.merger.calibration import IsotonicCalibration
 from galaxy_ray.merger.rule import MergerRule
 from galaxy_ray.merger.truth import truth_rule
 from galaxy_ray.trees import GZ2
-from galaxy_ray.trees.columns import tree_column_names, tree_columns
+from galaxy_ray import tasks
+from galaxy_ray.trees.columns import cumulative_column_names
 from galaxy_ray.trees.fractions import friendly_table
 
 # Galaxy "disc": a face-on barred spiral.  Conditional fractions per question (Kaggle answer order):
@@ -104,7 +105,7 @@ def test_hand_worked_conditional_fractions_and_proportion_asked(gz_catalog):
     table = pq.read_table(gz_catalog / "part-00000.parquet")
     names = table.column_names
     # the 37 cumulative columns unchanged and first, then 37 fractions, 11 proportions asked, then the rest
-    tree = tree_column_names("gz2")
+    tree = cumulative_column_names(GZ2)
     assert names[4:41] == list(schema.GZ2_ANSWER_COLUMNS)
     assert names[41:41 + 48] == tree == [*GZ2.fraction_columns, *GZ2.proportion_asked_columns]
     assert names[89:] == ["morphology", "p_merger", "is_merger", "error"]
@@ -139,7 +140,7 @@ def test_every_probability_column_is_described(gz_catalog):
     summary = json.loads((gz_catalog / "_catalog.json").read_text())
     footer = json.loads(pq.read_schema(gz_catalog / "part-00000.parquet").metadata[b"galaxy_ray"])
     assert summary["column_descriptions"] == footer["column_descriptions"]
-    assert summary["tree_columns"] == tree_column_names("gz2")
+    assert summary["tree_columns"] == cumulative_column_names(GZ2)
     d = summary["column_descriptions"]
     assert set(d) == {*schema.GZ2_ANSWER_COLUMNS, *summary["tree_columns"], "p_merger", "is_merger", "morphology"}
     assert d["bar_bar"].startswith("Kaggle cumulative vote fraction: fraction of all volunteers who reached and "
@@ -162,7 +163,8 @@ def test_uncalibrated_p_merger_is_called_a_vote_fraction():
                                              calibration={"probabilities": {"method": "temperature"}})
     assert classes["prob_merger"] == "probability of class 'Merger' (softmax, temperature-scaled on the training " \
                                      "run's validation split)"
-    assert tree_column_names("classes") == [] and tree_columns("classes", np.ones((1, 2))) == {}
+    classes_task = tasks.get("classes")
+    assert classes_task.tree_column_names(None) == [] and classes_task.tree_columns(None, np.ones((1, 2))) == {}
 
 
 def test_friendly_view_masks_questions_asked_of_fewer_than_half(gz_catalog, tmp_path):

@@ -153,14 +153,14 @@ def test_observed_fractions_and_votes_metrics_by_hand():
 
 def test_interval_columns_are_the_beta_quantiles():
     from galaxy_ray.catalog import galaxy_zoo
-    from galaxy_ray.trees.columns import tree_column_names, tree_columns
+    from galaxy_ray.trees.columns import vote_column_names, vote_columns
 
     rng = np.random.default_rng(5)
     alpha = rng.uniform(1.0, 60.0, (4, 34))
     fractions = np.concatenate([alpha[:, q.start:q.stop] / alpha[:, q.start:q.stop].sum(axis=1, keepdims=True)
                                 for q in DECALS_DR8.questions], axis=1)
-    cols = tree_columns("votes", fractions, "decals-dr8", alpha)
-    assert list(cols) == tree_column_names("votes", "decals-dr8")
+    cols = vote_columns(DECALS_DR8, fractions, alpha)
+    assert list(cols) == vote_column_names(DECALS_DR8)
     q = DECALS_DR8.question("bar")
     k = q.start  # bar_strong: Beta(alpha_k, A - alpha_k)
     total = alpha[:, q.start:q.stop].sum(axis=1)
