@@ -42,6 +42,8 @@ class Task:
     ----------
     name : str
         The ``--task`` value, stored in every checkpoint's spec.
+    summary : str
+        What it predicts, a few words for ``--task``'s help.
     default_label : str or None
         The label column when ``--label-column`` is not given (None: the flag is required).
     target_dtype : str
@@ -60,6 +62,7 @@ class Task:
     """
 
     name: str = ""
+    summary: str = ""
     default_label: str | None = None
     target_dtype: str = "float32"
     monitor: tuple[str, str] = ("val_loss", "min")

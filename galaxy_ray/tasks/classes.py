@@ -32,6 +32,7 @@ class ClassesTask(Task):
     """
 
     name = "classes"
+    summary = "the classes of a label column"
     default_label = C.LABEL
     target_dtype = "int64"
     monitor = ("val_balanced_accuracy", "max")

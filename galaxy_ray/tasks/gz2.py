@@ -31,6 +31,7 @@ class GZ2Task(Task):
     """37 tree-consistent cumulative vote fractions (see the module's text)."""
 
     name = "gz2"
+    summary = "Kaggle's 37 cumulative vote fractions"
     default_label = C.VOTES
     monitor = ("val_rmse", "min")
     vote_truth = True

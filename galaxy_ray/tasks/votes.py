@@ -31,6 +31,7 @@ class VotesTask(Task):
     """Dirichlet concentrations over a Galaxy Zoo tree's answers (see the module's text)."""
 
     name = "votes"
+    summary = "vote counts of a Galaxy Zoo tree, Dirichlet-multinomial likelihood"
     default_label = C.VOTE_COUNTS
     # the Dirichlet-multinomial likelihood is the proper score of counts; it weighs galaxies by their votes
     monitor = ("val_loss", "min")

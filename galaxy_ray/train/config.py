@@ -277,11 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML or JSON file of the same options (keys as below, - or _); flags override it")
     p.add_argument("--source", help="labelled cutouts: path or s3:// URI of any supported format")
     p.add_argument("--format", help="source format, when detection is not enough")
-    p.add_argument("--task", help="gz2 (Kaggle's 37 cumulative vote fractions, default), votes (vote counts of a "
-                                  "Galaxy Zoo tree, Dirichlet-multinomial likelihood) or classes")
+    p.add_argument("--task", help="; ".join(f"{t.name}: {t.summary}" for t in map(tasks.get, tasks.TASKS))
+                   + f" (default {tasks.DEFAULT_TASK})")
     p.add_argument("--schema", help="votes: the tree, gz2, decals-dr5 or decals-dr8 (gz-desi); default: the tree "
                                     "whose vote-count columns the source has")
-    p.add_argument("--label-column", help="target column (default: votes for gz2, label for classes)")
+    p.add_argument("--label-column", help="target column(s) (default: votes for gz2, vote_counts for votes, label for "
+                                          "classes; regression: required, COLUMN[,COLUMN...])")
     p.add_argument("--arch", help="resnet18 (default), resnet34 or resnet50")
     p.add_argument("--weights", help="starting weights: none (default), imagenet, hf-hub:OWNER/NAME (timm ResNet encoder, e.g. "
                    "hf-hub:mwalmsley/zoobot-encoder-resnet18; HF cache offline), or PATH (state dict / our checkpoint)")
