@@ -242,3 +242,40 @@ def test_no_module_but_raycompat_patches_print():
     offenders = [f"{p.relative_to(ROOT)}:{line}: {code}"
                  for p in _code_outside_raycompat() for line, code in print_patches(p.read_text())]
     assert not offenders, "print patched outside galaxy_ray/raycompat.py:\n" + "\n".join(offenders)
+
+
+# Issue 32: what a task means lives in galaxy_ray/tasks/; code elsewhere asks the task, never compares its name.
+TASK_NAMES = {"gz2", "votes", "classes", "regression"}
+
+
+def _task_names_in(node: ast.AST) -> bool:
+    values = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return any(isinstance(v, ast.Constant) and v.value in TASK_NAMES for v in values)
+
+
+def task_string_comparisons(source: str) -> list[int]:
+    """Lines of ``source`` that compare with a task name (``==``, ``!=``, ``in``, ``not in``), or hold a
+    table keyed by two task names or more (``{"gz2": ..., "votes": ...}``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
+                                                 for op in node.ops):
+            if any(_task_names_in(operand) for operand in [node.left, *node.comparators]):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Dict):
+            if sum(isinstance(k, ast.Constant) and k.value in TASK_NAMES for k in node.keys) >= 2:
+                found.append(node.lineno)
+    return sorted(found)
+
+
+def test_task_comparison_finder_finds_each_form():
+    source = ('a = task == "gz2"\nb = spec.task != "classes"\nc = task in ("gz2", "votes")\n'
+              'd = {"gz2": 1, "votes": 2}.get(task)\ne = {"votes": 1, "label": 2}\nf = schema == "decals-dr5"\n')
+    assert task_string_comparisons(source) == [1, 2, 3, 4]
+
+
+def test_no_task_name_is_compared_outside_the_tasks_package():
+    offenders = [f"{path.relative_to(ROOT)}:{line}" for name, path in package_modules().items()
+                 if not name.startswith("galaxy_ray.tasks")
+                 for line in task_string_comparisons(path.read_text())]
+    assert not offenders, "compare a task's name only in galaxy_ray/tasks/ (ask the task):\n" + "\n".join(offenders)
