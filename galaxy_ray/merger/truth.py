@@ -31,6 +31,7 @@ Willett, K. W. et al. 2013, MNRAS 435, 2835 (the GZ2 tree and its vote fractions
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -41,7 +42,6 @@ from galaxy_ray.merger.calibration import (TemperatureCalibration, describe, pro
 from galaxy_ray.merger.choice import fit_merger_calibration
 from galaxy_ray.model.outputs import merger_probability, merger_score
 from galaxy_ray.tasks.gz2 import VOTE_CUT_REFERENCE
-from galaxy_ray.model.spec import ModelSpec
 from galaxy_ray.merger.operating import (choose_from_curve, curve_to_dict, format_threshold, point_at,
                                          precision_recall_curve)
 
@@ -193,12 +193,12 @@ def cross_fitted_merger_probability(spec, y_true: np.ndarray, raw: np.ndarray, v
     n = len(raw)
     fold = np.empty(n, dtype=int)
     fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % max(1, min(folds, n))
-    uncalibrated = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})
+    uncalibrated = replace(spec, calibration=None)
     out = merger_probability(uncalibrated, raw)
     for k in np.unique(fold):
         held = fold == k
         calibration = fit_calibration(spec, y_true[~held], raw[~held], vote_cut)
-        fold_spec = ModelSpec.from_dict({**spec.to_dict(), "calibration": calibration})
+        fold_spec = replace(spec, calibration=calibration)
         scale = probability_calibration(calibration)
         probs = scale(raw[held]) if scale is not None else raw[held]
         out[held] = merger_probability(fold_spec, probs)
@@ -218,7 +218,7 @@ def merger_reliability(spec, y_true: np.ndarray, raw: np.ndarray, probs: np.ndar
     or 1 (:func:`galaxy_ray.merger.calibration.scores_with_intervals`).
     """
     is_merger = true_mergers(spec, y_true, vote_cut)
-    uncalibrated = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})
+    uncalibrated = replace(spec, calibration=None)
     cross_fitted = cross_fitted_merger_probability(spec, y_true, raw, vote_cut)
     return {"raw": _reliability_lists(merger_probability(uncalibrated, raw), is_merger, scored=True),
             "calibrated": dict(_reliability_lists(cross_fitted, is_merger, scored=True),

@@ -20,6 +20,8 @@ the network's own (uncalibrated) probabilities:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,7 +33,7 @@ from galaxy_ray.merger.truth import (choose_operating_point, classes_reliability
 from galaxy_ray.evaluate.run import (checkpoint_split, evaluate_predictions, predict_labelled, write_predictions,
                                      write_report)
 from galaxy_ray.io import layout, storage
-from galaxy_ray.model import ModelSpec, load_checkpoint, merger_probability, save_checkpoint
+from galaxy_ray.model import load_checkpoint, merger_probability, save_checkpoint
 from galaxy_ray.merger.calibration import probability_calibration
 from galaxy_ray.merger.operating import format_threshold
 from galaxy_ray.schema import CatalogColumns as C
@@ -57,7 +59,7 @@ def calibrate_and_choose(spec, y_true: np.ndarray, y_raw: np.ndarray, *, thresho
         A threshold of ``auto`` with no validation merger keeps 0.5 and says so
         in ``merger["reason"]``.
     """
-    calibrated = ModelSpec.from_dict({**spec.to_dict(), "calibration": fit_calibration(spec, y_true, y_raw, vote_cut)})
+    calibrated = replace(spec, calibration=fit_calibration(spec, y_true, y_raw, vote_cut))
     scale = probability_calibration(calibrated.calibration)
     probs = scale(y_raw) if scale is not None else y_raw
     if calibrated.merger is None:
@@ -161,7 +163,7 @@ def finalize_run(run_dir: str, staged_uri: str, ds, label: str, *, batch_size: i
     """
     model_uri = storage.join(run_dir, layout.MODEL)
     _, spec, extra = load_checkpoint(staged_uri, with_extra=True)
-    spec = ModelSpec.from_dict({**spec.to_dict(), "calibration": None})
+    spec = replace(spec, calibration=None)
     preds = predict_labelled(ds, staged_uri, label, subset="val", split=checkpoint_split(extra), batch_size=batch_size,
                              calibrated=False)
     ok = np.array([e is None for e in preds[C.ERROR]], dtype=bool)
