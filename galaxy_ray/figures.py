@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, TypeVar
 
-__all__ = ["LITERAL_TEXT", "literal_text"]
+__all__ = ["LITERAL_TEXT", "literal_text", "pyplot", "save_figure"]
 
 #: matplotlib settings under which galaxy-ray's figures are drawn: no mathtext ($...$) and no TeX in any text.
 LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
@@ -36,3 +36,27 @@ def literal_text(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return drawing_literally  # type: ignore[return-value]
+
+
+def save_figure(fig, uri: str) -> None:
+    """Write a matplotlib figure as PNG to ``uri`` (any storage) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from galaxy_ray.io import storage
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    storage.write_bytes_atomic(uri, buf.getvalue())
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -85,18 +85,6 @@ def train(source: str, *, task: str = DEFAULT_TASK, arch: str = "resnet18", imag
     return run_training(validate(cfg))
 
 
-def _evaluate_argv(checkpoint: str, source: str, out: str, split: str, tta: bool, merger_threshold: float | str,
-                   merger_precision: float | None, batch_size: int, format: str | None,
-                   label_column: str | None) -> list[str]:
-    argv = [checkpoint, str(source), "--out", out, "--split", split, "--batch-size", str(int(batch_size)),
-            "--merger-threshold", str(merger_threshold)]
-    for flag, value in (("--merger-precision", merger_precision), ("--format", format),
-                        ("--label-column", label_column)):
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv + (["--tta"] if tta else [])
-
-
 def evaluate(checkpoint: str, source: str, *, split: str = "all", out: str | None = None, tta: bool = False,
              merger_threshold: float | str = "auto", merger_precision: float | None = None, batch_size: int = 64,
              format: str | None = None, label_column: str | None = None) -> dict[str, Any]:
@@ -138,15 +126,17 @@ def evaluate(checkpoint: str, source: str, *, split: str = "all", out: str | Non
         An unreadable checkpoint or source, a source without the label column,
         cutouts packed for another model size, or a bad threshold.
     """
-    from galaxy_ray.evaluate.run import main
+    from galaxy_ray.evaluate.core import evaluate_checkpoint, print_summary
 
     model_uri = layout.checkpoint_file(str(checkpoint))
     if out is None:
         ckpt_dir = model_uri.rsplit("/", 1)[0] if "/" in model_uri else "."
         out = storage.join(ckpt_dir, f"eval-{schema.slugify(Path(str(source).rstrip('/')).name)}")
-    main(_evaluate_argv(model_uri, source, out, split, tta, merger_threshold, merger_precision, batch_size,
-                        format, label_column))
-    report = json.loads(storage.read_bytes(storage.join(out, layout.EVALUATION_JSON)))
+    report, written, first_error = evaluate_checkpoint(
+        model_uri, source, out=out, split=split, tta=tta, merger_threshold=merger_threshold,
+        merger_precision=merger_precision, batch_size=batch_size, format=format, label_column=label_column)
+    print_summary(report, written, first_error)  # what `galaxy-ray evaluate` says, as before
+    report = json.loads(storage.read_bytes(storage.join(out, layout.EVALUATION_JSON)))  # as stored: plain JSON types
     return {**report, "out": out}
 
 

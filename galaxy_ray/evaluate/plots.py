@@ -14,32 +14,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from galaxy_ray.figures import literal_text
+from galaxy_ray.figures import literal_text, pyplot, save_figure
 from galaxy_ray.io import storage
 from galaxy_ray.merger.operating import format_threshold
+from galaxy_ray.tasks.classes import plot_confusion
+from galaxy_ray.tasks.gz2 import plot_per_answer
 
 __all__ = ["pyplot", "save_figure", "curves_from_csv", "plot_confusion", "plot_curves", "plot_per_answer", "plot_precision_recall",
            "plot_reliability"]
-
-
-def save_figure(fig, uri: str) -> None:
-    """Write a matplotlib figure as PNG to ``uri`` (any storage) and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    storage.write_bytes_atomic(uri, buf.getvalue())
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @literal_text
@@ -72,47 +54,6 @@ def curves_from_csv(metrics_csv: str, uri: str) -> None:
     """``curves.png`` from a run's ``metrics.csv``."""
     rows = list(csv.DictReader(io.StringIO(storage.read_bytes(metrics_csv).decode("utf-8"))))
     plot_curves(rows, uri)
-
-
-@literal_text
-def plot_confusion(classes: Mapping[str, Any], uri: str) -> None:
-    """Row-normalised confusion matrix with counts (``confusion_matrix.png``)."""
-    plt = pyplot()
-    cm = np.asarray(classes["confusion_matrix"], dtype=np.float64)
-    names = classes["class_names"]
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    size = 2.5 + 0.55 * len(names)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"accuracy {classes['accuracy']:.3f}, balanced {classes['balanced_accuracy']:.3f}")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    save_figure(fig, uri)
-
-
-@literal_text
-def plot_per_answer(gz2: Mapping[str, Any], uri: str) -> None:
-    """RMSE per GZ2 answer, model next to the mean baseline (``rmse_per_answer.png``)."""
-    plt = pyplot()
-    names = list(gz2["per_answer"])
-    model = [gz2["per_answer"][n]["rmse"] for n in names]
-    base = [gz2["per_answer"][n]["baseline_rmse"] for n in names]
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(13, 4))
-    ax.bar(x - 0.2, base, 0.4, label=f"mean baseline ({gz2['baseline_rmse']:.4f})", color="0.7")
-    ax.bar(x + 0.2, model, 0.4, label=f"model ({gz2['rmse']:.4f})", color="C0")
-    ax.set_xticks(x, names, rotation=90)
-    ax.set_ylabel("RMSE of the cumulative vote fraction")
-    ax.legend()
-    save_figure(fig, uri)
 
 
 @literal_text

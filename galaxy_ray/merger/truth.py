@@ -40,7 +40,7 @@ from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.merger.calibration import (TemperatureCalibration, describe, probability_calibration, reliability,
                                            scores_with_intervals)
 from galaxy_ray.merger.choice import fit_merger_calibration
-from galaxy_ray.model.outputs import merger_probability, merger_score
+from galaxy_ray.merger.score import merger_probability, merger_score
 from galaxy_ray.tasks.gz2 import VOTE_CUT_REFERENCE
 from galaxy_ray.merger.operating import (choose_from_curve, curve_to_dict, format_threshold, point_at,
                                          precision_recall_curve)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxy_ray.merger.calibration import merger_calibration
+from galaxy_ray.merger.score import merger_index, merger_probability, merger_score
 from galaxy_ray.model.spec import ModelSpec
 from galaxy_ray.tasks.gz2 import MORPHOLOGY_ANSWER as GZ2_MORPHOLOGY_ANSWER
 
@@ -12,63 +12,9 @@ __all__ = ["GZ2_MORPHOLOGY_ANSWER", "output_columns", "merger_index", "merger_sc
            "morphology_probability", "view_spread"]
 
 
-
 def output_columns(spec: ModelSpec) -> list[str]:
     """Catalog column names of the model's outputs, in output order (the task's :meth:`~galaxy_ray.tasks.Task.output_columns`)."""
     return spec.task_of.output_columns(spec)
-
-
-def merger_index(spec: ModelSpec) -> int | None:
-    """Index of the merger output, or None when the model has none."""
-    return None if spec.merger is None else spec.output_names.index(spec.merger)
-
-
-def merger_probability(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
-    """Merger probability per row: the merger output through the spec's calibration.
-
-    With a fitted calibration (``spec.calibration["merger"]``, chosen by log loss, from
-    training's validation split) this is the probability that the galaxy is a
-    merger by the run's truth definition; without one it is the raw output
-    (GZ2: the Class8.6 vote fraction, odd x merger).
-
-    Parameters
-    ----------
-    probs : numpy.ndarray, shape (N, K)
-        Model probabilities (after the class-probability calibration, as
-        :class:`galaxy_ray.model.predict.Predictor` returns them).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 (N,); NaN when the model has no merger output.
-    """
-    probs = np.atleast_2d(np.asarray(probs, dtype=np.float32))
-    index = merger_index(spec)
-    if index is None:
-        return np.full(len(probs), np.nan, dtype=np.float32)
-    calibration = merger_calibration(spec.calibration)
-    score = merger_score(spec, probs)
-    return (calibration(score) if calibration is not None else score).astype(np.float32)
-
-
-def merger_score(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:
-    """The uncalibrated merger output per row, float64 (N,): what the merger truth and its calibration read.
-
-    gz2 and classes: the merger output itself.  votes: the merger answer's *cumulative* vote
-    fraction (its expected conditional fraction times its question's proportion asked), the
-    fraction of all volunteers who would answer merger, as GZ2's Class8.6 is; on the DECaLS
-    trees, whose merging question is asked of every galaxy, it equals the conditional fraction.
-
-    Raises
-    ------
-    ValueError
-        The model has no merger output.
-    """
-    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
-    index = merger_index(spec)
-    if index is None:
-        raise ValueError("the model has no merger output")
-    return spec.task_of.merger_score(spec, probs, index)
 
 
 def morphology(spec: ModelSpec, probs: np.ndarray) -> np.ndarray:

@@ -8,16 +8,18 @@ true merger is a galaxy labelled with the merger class.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from galaxy_ray import schema
 from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.figures import literal_text, pyplot, save_figure
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.tasks.base import Task
 
-__all__ = ["ClassesTask"]
+__all__ = ["plot_confusion", "classes_metrics", "ClassesTask"]
 
 
 class ClassesTask(Task):
@@ -170,8 +172,6 @@ class ClassesTask(Task):
     # ------------------------------------------------------------------ evaluation and report
 
     def metrics(self, spec, y_true, y_pred, train_mean, class_counts) -> dict[str, Any]:
-        from galaxy_ray.evaluate.metrics import classes_metrics
-
         return classes_metrics(np.asarray(y_true).argmax(axis=1), y_pred, spec.output_names, class_counts)
 
     def headline(self, section: Mapping[str, Any], split: str) -> str:
@@ -179,9 +179,73 @@ class ClassesTask(Task):
                 f"{section['baseline_accuracy']:.3f} for the majority baseline ({section['rows']} galaxies)")
 
     def plots(self, section: Mapping[str, Any], out: str) -> list[str]:
-        from galaxy_ray.evaluate.plots import plot_confusion
         from galaxy_ray.io import layout, storage
 
         written = [storage.join(out, layout.CONFUSION_PNG)]
         plot_confusion(section, written[0])
         return written
+
+
+def _num(x: float) -> float | None:
+    """A JSON number, or None for NaN."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) or np.isnan(x) else float(x)
+
+
+def classes_metrics(true_index: np.ndarray, probs: np.ndarray, names: Sequence[str],
+                    class_counts: Sequence[int] | None = None) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class precision/recall and the confusion matrix.
+
+    ``confusion[i][j]`` counts galaxies of true class i predicted as j.
+    """
+    true_index = np.asarray(true_index, dtype=np.int64)
+    pred = np.asarray(probs).argmax(axis=1)
+    k = len(names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (true_index, pred), 1)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    diag = np.diag(confusion)
+    recall = np.where(support > 0, diag / np.maximum(support, 1), np.nan)
+    precision = np.where(predicted > 0, diag / np.maximum(predicted, 1), np.nan)
+    present = support > 0
+    majority = int(np.argmax(class_counts)) if class_counts is not None else int(np.argmax(support))
+    return {
+        "rows": int(len(true_index)),
+        "accuracy": float((pred == true_index).mean()) if len(pred) else float("nan"),
+        "balanced_accuracy": float(np.nanmean(recall[present])) if present.any() else float("nan"),
+        "baseline_accuracy": float((true_index == majority).mean()) if len(pred) else float("nan"),
+        "baseline": f"majority class ({names[majority]})",
+        "chance_accuracy": 1.0 / k,
+        "per_class": {
+            name: {"precision": _num(precision[i]), "recall": _num(recall[i]), "support": int(support[i])}
+            for i, name in enumerate(names)
+        },
+        "class_names": list(names),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+
+
+@literal_text
+def plot_confusion(classes: Mapping[str, Any], uri: str) -> None:
+    """Row-normalised confusion matrix with counts (``confusion_matrix.png``)."""
+    plt = pyplot()
+    cm = np.asarray(classes["confusion_matrix"], dtype=np.float64)
+    names = classes["class_names"]
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = 2.5 + 0.55 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {classes['accuracy']:.3f}, balanced {classes['balanced_accuracy']:.3f}")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    save_figure(fig, uri)

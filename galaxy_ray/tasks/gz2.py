@@ -15,10 +15,11 @@ import numpy as np
 
 from galaxy_ray import schema
 from galaxy_ray.errors import GalaxyRayError
+from galaxy_ray.figures import literal_text, pyplot, save_figure
 from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.tasks.base import ReportTruth, Task, stack_rows
 
-__all__ = ["GZ2Task", "MORPHOLOGY_ANSWER", "VOTE_CUT_REFERENCE"]
+__all__ = ["plot_per_answer", "gz2_metrics", "GZ2Task", "MORPHOLOGY_ANSWER", "VOTE_CUT_REFERENCE"]
 
 #: For a gz2 morphology label, the Kaggle output that is its probability (cumulative vote fraction).
 MORPHOLOGY_ANSWER = {"elliptical": "Class1.1", "artifact": "Class1.3", "edge_on": "Class2.1",
@@ -126,12 +127,9 @@ class GZ2Task(Task):
     # ------------------------------------------------------------------ evaluation and report
 
     def metrics(self, spec, y_true, y_pred, train_mean, class_counts) -> dict[str, Any]:
-        from galaxy_ray.evaluate.metrics import gz2_metrics
-
         return gz2_metrics(y_true, y_pred, train_mean)
 
     def plots(self, section: Mapping[str, Any], out: str) -> list[str]:
-        from galaxy_ray.evaluate.plots import plot_per_answer
         from galaxy_ray.io import layout, storage
 
         written = [storage.join(out, layout.RMSE_PER_ANSWER_PNG)]
@@ -152,3 +150,53 @@ class GZ2Task(Task):
     def report_truth(self, spec, names, y_true, where):
         columns = list(schema.GZ2_ANSWER_COLUMNS) if len(names) == len(schema.GZ2_ANSWER_COLUMNS) else list(names)
         return ReportTruth(columns, y_true, np.ones(y_true.shape, dtype=bool))
+
+
+def gz2_metrics(y_true: np.ndarray, y_pred: np.ndarray, train_mean: Sequence[float] | None = None) -> dict[str, Any]:
+    """RMSE overall and per answer, and the same for the mean-label baseline.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (N, 37)
+        Cumulative vote fractions in Kaggle order.
+    train_mean : sequence of 37 floats, optional
+        The training-set mean; the baseline predicts it for every galaxy.
+        Without it the evaluated set's own mean is used (flattering the baseline).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    mean = np.asarray(train_mean if train_mean is not None else y_true.mean(axis=0), dtype=np.float64)
+    err = (y_pred - y_true) ** 2
+    base = (mean[None, :] - y_true) ** 2
+    per_answer = {
+        name: {"column": col, "rmse": float(np.sqrt(err[:, i].mean())), "baseline_rmse": float(np.sqrt(base[:, i].mean()))}
+        for i, (name, col) in enumerate(zip(schema.GZ2_KAGGLE_COLUMNS, schema.GZ2_ANSWER_COLUMNS))
+    }
+    rmse, baseline = float(np.sqrt(err.mean())), float(np.sqrt(base.mean()))
+    return {
+        "rows": int(len(y_true)),
+        "rmse": rmse,
+        "baseline_rmse": baseline,
+        "baseline": "training mean" if train_mean is not None else "evaluated set mean",
+        "rmse_over_baseline": rmse / baseline if baseline > 0 else float("nan"),
+        "per_answer": per_answer,
+    }
+
+
+
+
+@literal_text
+def plot_per_answer(gz2: Mapping[str, Any], uri: str) -> None:
+    """RMSE per GZ2 answer, model next to the mean baseline (``rmse_per_answer.png``)."""
+    plt = pyplot()
+    names = list(gz2["per_answer"])
+    model = [gz2["per_answer"][n]["rmse"] for n in names]
+    base = [gz2["per_answer"][n]["baseline_rmse"] for n in names]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(13, 4))
+    ax.bar(x - 0.2, base, 0.4, label=f"mean baseline ({gz2['baseline_rmse']:.4f})", color="0.7")
+    ax.bar(x + 0.2, model, 0.4, label=f"model ({gz2['rmse']:.4f})", color="C0")
+    ax.set_xticks(x, names, rotation=90)
+    ax.set_ylabel("RMSE of the cumulative vote fraction")
+    ax.legend()
+    save_figure(fig, uri)

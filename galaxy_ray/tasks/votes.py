@@ -18,7 +18,7 @@ from galaxy_ray.schema import CatalogColumns as C
 from galaxy_ray.tasks.base import ReportTruth, Task
 from galaxy_ray.tasks.gz2 import VOTE_CUT_REFERENCE
 
-__all__ = ["VotesTask"]
+__all__ = ["votes_metrics", "VotesTask"]
 
 
 def _tree(name: str | None):
@@ -200,8 +200,6 @@ class VotesTask(Task):
     # ------------------------------------------------------------------ evaluation and report
 
     def metrics(self, spec, y_true, y_pred, train_mean, class_counts) -> dict[str, Any]:
-        from galaxy_ray.evaluate.metrics import votes_metrics
-
         return votes_metrics(y_true, y_pred, self.tree(spec), train_mean)
 
     def headline(self, section: Mapping[str, Any], split: str) -> str:
@@ -258,3 +256,55 @@ class VotesTask(Task):
     def usable_truth(self, y_true: np.ndarray) -> np.ndarray:
         """Vote counts: NaN counts as none; a row is unusable only when all are NaN."""
         return ~np.isnan(y_true).all(axis=1)
+
+
+def votes_metrics(counts: np.ndarray, y_pred: np.ndarray, tree, train_mean: Sequence[float] | None = None) -> dict[str, Any]:
+    """Conditional-fraction RMSE of a votes model, overall and per question, beside the mean baseline.
+
+    Parameters
+    ----------
+    counts : array_like, shape (N, K)
+        The volunteers' vote counts in the tree's answer order.
+    y_pred : array_like, shape (N, K)
+        Expected conditional vote fractions (each question sums to 1).
+    tree : galaxy_ray.trees.Schema
+    train_mean : sequence of K floats, optional
+        The training set's mean observed fractions (the baseline); the evaluated set's otherwise.
+
+    Returns
+    -------
+    dict
+        ``rmse`` and ``baseline_rmse`` over every (galaxy, answer) whose question got at least one
+        vote, and ``per_question``: ``rows`` (galaxies with a vote on it), ``rmse``, ``baseline_rmse``.
+
+    Notes
+    -----
+    The observed fraction of a question answered by n volunteers carries binomial noise of
+    about sqrt(f (1 - f) / n), so even a perfect model has an RMSE above 0 here
+    (``jobs/vote_noise_floor.py`` measures that floor on real GZ2 votes).
+    """
+    from galaxy_ray.trees.dirichlet import question_totals
+    from galaxy_ray.trees.fractions import observed_fractions
+
+    counts = tree.answer_rows(counts, "vote counts")
+    y_pred = tree.answer_rows(y_pred, "fractions")
+    observed = observed_fractions(counts, tree)
+    answered = question_totals(np.nan_to_num(counts), tree) > 0
+    if train_mean is not None:
+        mean = np.asarray(train_mean, dtype=np.float64)
+    else:
+        mean = (observed * answered).sum(axis=0) / np.maximum(answered.sum(axis=0), 1)
+    err, base = (y_pred - observed) ** 2, (mean[None, :] - observed) ** 2
+
+    def rmse(values: np.ndarray, mask: np.ndarray) -> float:
+        return float(np.sqrt(values[mask].mean())) if mask.any() else float("nan")
+
+    per_question = {q.key: {"rows": int(answered[:, q.start].sum()),
+                            "rmse": rmse(err[:, q.start:q.stop], answered[:, q.start:q.stop]),
+                            "baseline_rmse": rmse(base[:, q.start:q.stop], answered[:, q.start:q.stop])}
+                    for q in tree.questions}
+    overall, baseline = rmse(err, answered), rmse(base, answered)
+    return {"rows": int(len(counts)), "tree": tree.name, "rmse": overall, "baseline_rmse": baseline,
+            "baseline": "training mean" if train_mean is not None else "evaluated set mean",
+            "rmse_over_baseline": overall / baseline if baseline > 0 else float("nan"),
+            "per_question": per_question}

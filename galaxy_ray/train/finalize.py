@@ -30,8 +30,8 @@ from galaxy_ray import runtime
 from galaxy_ray.errors import GalaxyRayError
 from galaxy_ray.merger.truth import (choose_operating_point, classes_reliability,
                                         fit_calibration, merger_reliability, operating_summary, true_mergers)
-from galaxy_ray.evaluate.run import (checkpoint_split, evaluate_predictions, predict_labelled, write_predictions,
-                                     write_report)
+from galaxy_ray.evaluate.core import (checkpoint_split, evaluate_predictions, predict_labelled, write_predictions,
+                                      write_report)
 from galaxy_ray.io import layout, storage
 from galaxy_ray.model import load_checkpoint, merger_probability, save_checkpoint
 from galaxy_ray.merger.calibration import probability_calibration
