@@ -35,11 +35,10 @@ def train(source: str, *, task: str = DEFAULT_TASK, arch: str = "resnet18", imag
     ----------
     source : str
         Labelled cutouts in any format galaxy-ray reads (path or ``s3://``).
-    task : str
-        A :data:`galaxy_ray.tasks.TASKS` name: ``gz2``: the 37 GZ2 vote fractions; ``votes``: the vote
-        counts of a Galaxy Zoo tree (``schema=`` ``gz2``, ``decals-dr5`` or ``decals-dr8`` among
-        ``options``; default the tree whose count columns the source has); ``classes``: the classes
-        of a label column (default ``gz2``).
+    task : {"gz2", "votes", "classes"}
+        ``gz2``: the 37 GZ2 vote fractions; ``votes``: the vote counts of a Galaxy Zoo tree
+        (``schema="gz2"``, ``"decals-dr5"`` or ``"decals-dr8"`` among ``options``; default the tree
+        whose count columns the source has); ``classes``: the classes of a label column.
     arch : str
         A torchvision ResNet name (``resnet18``, ``resnet50``, ...).
     image_size : int
