@@ -56,6 +56,7 @@ class RegressionTask(Task):
     monitor = ("val_rmse", "min")
     report_value = "value"
     report_plural = "predicted values"
+    catalog_value = "predicted value"
     report_figure = "predicted_vs_true"
 
     def missing_label_hint(self) -> str:
