@@ -507,7 +507,7 @@ def test_predict_prints_morphology_and_merger_probability(gz2_checkpoint, tmp_pa
         assert line.startswith(f"{path.stem}: ") and "p_merger" in line and "top:" in line  # the catalog's id
         morph = line.split(": ", 1)[1].split()[0]
         assert morph in {"elliptical", "spiral", "disk", "edge_on", "artifact"}
-    assert lines[2].startswith(f"{broken.stem}: error:")
+    assert lines[2].startswith(f"{broken}: error:")  # the file to fix, by its path
     results = infer.predict_files(gz2_checkpoint, [str(paths[0])], top=37)
     assert len(results[0]["top"]) == 37
     np.testing.assert_allclose(sum(v for c, v in results[0]["top"] if c.startswith("smooth_or_features")), 1.0,

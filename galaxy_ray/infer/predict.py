@@ -133,7 +133,7 @@ def _print_result(r: dict, as_json: bool) -> None:
         print(json.dumps({k: v for k, v in r.items() if k != "row"}))
     elif "error" in r:
         reason = r["error"].removeprefix(f"{r['image']}: ")  # decode errors already name the file
-        print(f"{r['object_id']}: error: {reason}")
+        print(f"{r['image']}: error: {reason}")  # the file to fix, as given (a result line has the catalog's id)
     else:
         top = ", ".join(f"{c} {v:.3f}" for c, v in r["top"])
         print(f"{r['object_id']}: {r['morphology']}  p_merger {r['p_merger']:.3f}"
