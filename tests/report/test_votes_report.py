@@ -171,8 +171,13 @@ def test_votes_run_report_shows_observed_against_predicted_conditional_fractions
     texts = [ax.get_title(loc="left").split("\n")[-1] for ax in grid.axes if ax.get_title(loc="left")]
     want = []
     for k in range(34):
-        for j in np.argsort(-y_pred[:, k], kind="stable")[:top]:
+        # only galaxies asked the question compete for its answers (the rest rank last)
+        asked = np.where(np.isnan(published[:, k]), -np.inf, y_pred[:, k])
+        for j in np.argsort(-asked, kind="stable")[:top]:
             seen = "no votes" if np.isnan(published[j, k]) else f"{published[j, k]:.2f}"
             want.append(f"{y_pred[j, k]:.2f} / {seen}")
     assert texts == want
-    assert any(t.endswith("/ no votes") for t in texts)  # the deep questions' top galaxies include unreached ones
+    # the rule bites here: on some deep question a galaxy never asked has a higher prediction than the asked
+    # ones shown, and is left out although enough galaxies were asked
+    assert any(np.isnan(published[np.argsort(-y_pred[:, k], kind="stable")[:top], k]).any()
+               and np.count_nonzero(~np.isnan(published[:, k])) >= top for k in range(34))
