@@ -113,3 +113,13 @@ def run_labels(args) -> dict:
             "ratio_vs_random": {m: round(figures["embeddings"][m] / figures["random"][m], 3)
                                 for m in ("share_of_10", "ndcg10")},
             "train_seconds": round(t_train, 1), "total_seconds": round(time.perf_counter() - t0, 1)}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    # a module of bench_similar.py, not a benchmark of its own: --help says how to run it
+    argparse.ArgumentParser(
+        description=(__doc__ or "") + "\nRun it through jobs/bench_similar.py: `python jobs/bench_similar.py "
+                    "--synthetic` or `python jobs/bench_similar.py --kaggle DIR`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
