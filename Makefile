@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The fast tier: all but the slow tests, in under 2 minutes on a 2-core machine.
+# The fast tier: all but the slow tests (about 4 minutes on a quiet 2-core machine; the goal is 2).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
