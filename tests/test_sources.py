@@ -400,8 +400,8 @@ def test_corrupt_and_missing_cutouts_become_rows(tmp_path, ray_cluster):
 def test_pack_resumes_without_duplicates(tmp_path, ray_cluster, capsys):
     src = make_source(tmp_path / "src", "galaxy10-h5", n=10)
     out = tmp_path / "packed"
-    assert run_entry_point(pack_main, [str(src), str(out), "--rows-per-shard", "3"]) == 0
-    first = capsys.readouterr()  # progress on stderr, the summary as JSON on stdout
+    assert run_entry_point(pack_main, [str(src), str(out), "--rows-per-shard", "3", "--json"]) == 0
+    first = capsys.readouterr()  # progress on stderr, the summary as JSON on stdout (--json)
     assert "4 shards" in first.err and json.loads(first.out.strip().splitlines()[-1])["written"] == 4
     before = pq.read_table(out / "part-00002.parquet")
 
