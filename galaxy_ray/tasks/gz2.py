@@ -88,13 +88,11 @@ class GZ2Task(Task):
 
     def output_descriptions(self, output_names: Sequence[str], calibration: Mapping | None,
                             tree: str | None) -> dict[str, str]:
-        from galaxy_ray.tasks.tree_text import tree_descriptions
+        from galaxy_ray.tasks.tree_text import morphology_description, tree_descriptions
 
         gz2 = self.tree(None)
         out = tree_descriptions(gz2, cumulative=True)
-        out[C.MORPHOLOGY] = (f"top-level label read down the {gz2.title} tree from the vote fractions "
-                             "(elliptical, spiral, disk, edge_on or artifact); mergers are p_merger and is_merger, "
-                             "not a morphology")
+        out[C.MORPHOLOGY] = morphology_description(gz2.title)
         return out
 
     def tree_column_names(self, spec) -> list[str]:

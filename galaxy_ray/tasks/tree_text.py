@@ -54,3 +54,9 @@ def tree_descriptions(tree: Schema, cumulative: bool, dirichlet: bool = False) -
                "the product of the fractions of " + " then ".join(chain) + " up the tree")
         out[column] = f"proportion of volunteers who would be asked question {q.key}: {how}"
     return out
+
+
+def morphology_description(tree_title: str) -> str:
+    """The ``morphology`` column's description for a catalog whose fractions come from ``tree_title``."""
+    return (f"top-level label read down the {tree_title} tree from the vote fractions "
+            "(elliptical, spiral, disk, edge_on or artifact); mergers are p_merger and is_merger, not a morphology")

@@ -142,15 +142,13 @@ class VotesTask(Task):
 
     def output_descriptions(self, output_names: Sequence[str], calibration: Mapping | None,
                             tree: str | None) -> dict[str, str]:
-        from galaxy_ray.tasks.tree_text import tree_descriptions
+        from galaxy_ray.tasks.tree_text import morphology_description, tree_descriptions
 
         if tree is None:
             return {}
         schema = _tree(tree)
         out = tree_descriptions(schema, cumulative=False, dirichlet=True)
-        out[C.MORPHOLOGY] = (f"top-level label read down the {schema.title} tree from the vote fractions "
-                             "(elliptical, spiral, disk, edge_on or artifact); mergers are p_merger and is_merger, "
-                             "not a morphology")
+        out[C.MORPHOLOGY] = morphology_description(schema.title)
         return out
 
     def tree_column_names(self, spec) -> list[str]:
